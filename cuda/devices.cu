@@ -1,5 +1,7 @@
 #include "devices.h"
 
+#include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 namespace ivl::cuda {
@@ -8,6 +10,13 @@ DeviceReport queryDevices() {
   DeviceReport report;
   cudaDriverGetVersion(&report.driverVersion);
   cudaRuntimeGetVersion(&report.runtimeVersion);
+  int major = 0, minor = 0, patch = 0;
+  if (cublasGetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS &&
+      cublasGetProperty(MINOR_VERSION, &minor) == CUBLAS_STATUS_SUCCESS &&
+      cublasGetProperty(PATCH_LEVEL, &patch) == CUBLAS_STATUS_SUCCESS) {
+    report.cublasVersion = major * 10000 + minor * 100 + patch;
+  }
+  report.cublasLtVersion = cublasLtGetVersion();
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {

@@ -19,6 +19,8 @@ struct DeviceInfo {
 struct DeviceReport {
   int driverVersion = 0;   // 0 when no driver is loaded
   int runtimeVersion = 0;
+  int cublasVersion = 0;   // proves the cuBLAS/cuBLASLt link; 0 if unavailable
+  size_t cublasLtVersion = 0;
   std::vector<DeviceInfo> devices;
   std::string problem;     // why no device is usable, empty when some are
 };

@@ -15,6 +15,9 @@ export interface NativeCudaReport {
   compiled: boolean;
   driverVersion?: number;
   runtimeVersion?: number;
+  /** major·10000 + minor·100 + patch of the linked cuBLAS */
+  cublasVersion?: number;
+  cublasLtVersion?: number;
   devices: NativeCudaDevice[];
   problem?: string;
 }

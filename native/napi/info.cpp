@@ -20,6 +20,8 @@ Napi::Value cudaReport(Napi::Env env) {
   cuda.Set("compiled", true);
   cuda.Set("driverVersion", r.driverVersion);
   cuda.Set("runtimeVersion", r.runtimeVersion);
+  cuda.Set("cublasVersion", r.cublasVersion);
+  cuda.Set("cublasLtVersion", static_cast<double>(r.cublasLtVersion));
   Napi::Array devices = Napi::Array::New(env, r.devices.size());
   for (size_t i = 0; i < r.devices.size(); ++i) {
     const cuda::DeviceInfo& d = r.devices[i];

@@ -13,6 +13,8 @@ const describeGpu = reason ? describe.skip : describe;
 describeGpu(`CUDA backend${reason ? ` (skipped: ${reason})` : ''}`, () => {
   test('reports each device with memory and compute capability', () => {
     expect(info.backends).toContain('cuda');
+    expect(info.cuda.cublasVersion).toBeGreaterThan(0);
+    expect(info.cuda.cublasLtVersion).toBeGreaterThan(0);
     for (const d of info.cuda.devices) {
       expect(d.name.length).toBeGreaterThan(0);
       expect(d.totalMemory).toBeGreaterThan(1 << 30);
