@@ -3,6 +3,7 @@
 // when CMake is on PATH, otherwise node-gyp with binding.gyp (CPU backend only).
 // INTERNVL_CUDA=AUTO|ON|OFF and INTERNVL_CUDA_ARCHS pass through to CMake.
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +22,9 @@ function run(cmd, args) {
 }
 
 const debug = process.argv.includes('--debug');
-if (has('cmake')) {
+// INTERNVL_BUILD_SYSTEM=gyp forces the fallback (how CI-less machines without CMake build).
+const system = process.env.INTERNVL_BUILD_SYSTEM ?? (has('cmake') ? 'cmake' : 'gyp');
+if (system === 'cmake') {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const defs = [`--CDINTERNVL_CUDA=${process.env.INTERNVL_CUDA ?? 'AUTO'}`];
   if (process.env.INTERNVL_CUDA_ARCHS) defs.push(`--CDINTERNVL_CUDA_ARCHS=${process.env.INTERNVL_CUDA_ARCHS}`);
@@ -31,7 +34,7 @@ if (has('cmake')) {
   if (process.env.CMAKE_GENERATOR === 'Ninja' || has('ninja')) args.push('--generator', 'Ninja');
   process.exit(run(process.execPath, args));
 } else {
-  console.warn('internvl: cmake not found; building the CPU-only addon with node-gyp (binding.gyp)');
+  if (!process.env.INTERNVL_BUILD_SYSTEM) console.warn('internvl: cmake not found; building the CPU-only addon with node-gyp (binding.gyp)');
   const gyp = (() => {
     try {
       return require.resolve('node-gyp/bin/node-gyp.js');
@@ -39,5 +42,13 @@ if (has('cmake')) {
       return join(dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js');
     }
   })();
-  process.exit(run(process.execPath, [gyp, 'rebuild', ...(debug ? ['--debug'] : [])]));
+  // node-gyp downloads Node's headers unless told where they are: use the running
+  // Node's own (installed beside it as <prefix>/include/node), or npm's nodedir.
+  const prefix = join(dirname(process.execPath), '..');
+  const nodedir = process.env.npm_config_nodedir ?? (existsSync(join(prefix, 'include/node/common.gypi')) ? prefix : undefined);
+  if (!nodedir) {
+    console.error('internvl: neither CMake nor local Node headers were found; install CMake (e.g. apt-get install cmake) and retry');
+    process.exit(1);
+  }
+  process.exit(run(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, ...(debug ? ['--debug'] : [])]));
 }
