@@ -1,0 +1,385 @@
+// Decode attention over the paged KV cache: one query token per sequence, GQA-aware, split-K
+// over long contexts with a merge kernel. Contract and layouts: paged_attention.h.
+// Lab: cuda/dev/paged_decode.cu (v2 there; v1 is the one-warp-per-head CUDA-core baseline).
+//
+// Decode is bandwidth-bound: every K/V byte of the batch is read once per step. A CTA owns
+// (sequence, kv head, split): it streams 64-key K/V tiles through shared memory (cp.async,
+// STAGES deep, 16-byte loads) and runs the whole query group against each tile on the tensor
+// cores: the group's G <= 16 heads are the rows of an m16n8k16 MMA (rows >= G are zero), so a
+// K/V tile is loaded once for all G heads. Each of the 4 warps takes 16 keys of the tile and
+// keeps its own online-softmax state; the warps merge through shared memory at the end. With
+// several splits each CTA writes a normalized partial (o, lse) in fp32 and decodeMergeKernel
+// combines them: out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M).
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "attention_mma.h"
+#include "check.h"
+#include "paged_attention.h"
+
+namespace ivl::cuda {
+namespace decode_detail {
+
+using attn::bf16;
+
+constexpr int kWarps = 4;
+constexpr int kTileKeys = 16 * kWarps;  // 64 keys per K/V tile, 16 per warp
+constexpr int kMinChunk = 128;          // fewest keys per split (bounds the merge traffic)
+constexpr int kStages = 3;              // production pipeline depth (lab measures 2/3/4)
+
+struct DecodeParams {
+  const bf16* q;
+  int64_t qStride;
+  bf16* out;              // [batch, numQoHeads, D]
+  const bf16* kPages;
+  const bf16* vPages;
+  const int32_t* kvIndptr;
+  const int32_t* kvIndices;
+  const int32_t* kvLastPageLen;
+  int pageSize;
+  int numQoHeads;
+  int numKvHeads;
+  int numSplits;
+  int chunkLen;
+  float scaleLog2;
+  float* partO;           // [batch, numQoHeads, numSplits, D]   (numSplits > 1)
+  float* partLse;         // [batch, numQoHeads, numSplits]      log2 domain
+};
+
+template <int HEAD_DIM, int STAGES>
+constexpr size_t decodeSmemBytes() {
+  constexpr int LDS = attn::TileStride<HEAD_DIM>::value;
+  constexpr size_t tiles = size_t(16 + 2 * STAGES * kTileKeys) * LDS * sizeof(bf16);
+  constexpr size_t merge = size_t(kWarps * 16 * (HEAD_DIM + 4) + 2 * kWarps * 16) * sizeof(float);
+  return tiles > merge ? tiles : merge;
+}
+
+// Split s of sequence b covers keys [s*chunk, (s+1)*chunk), the last split up to kv_len;
+// split 0 always runs so that an empty sequence still gets an (all-zero) output.
+__device__ __forceinline__ int activeSplits(int kvLen, int chunk, int numSplits) {
+  return max(1, min(numSplits, (kvLen + chunk - 1) / chunk));
+}
+
+// HEAD_DIM: 64, 96 or 128. STAGES: K/V tiles in flight (>= 2).
+template <int HEAD_DIM, int STAGES>
+__global__ void __launch_bounds__(kWarps * 32)
+decodeKernel(const DecodeParams p) {
+  constexpr int D = HEAD_DIM;
+  constexpr int BN = kTileKeys;
+  constexpr int LDS = attn::TileStride<D>::value;
+  constexpr int CHUNKS = D / 8;
+  constexpr int NT = kWarps * 32;
+  constexpr int OLD = D + 4;  // fp32 row stride of the merge buffer (breaks bank alignment)
+  static_assert(D % 32 == 0 && STAGES >= 2, "bad configuration");
+
+  extern __shared__ __align__(16) unsigned char smemRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smemRaw);  // [16][LDS]
+  bf16* sK = sQ + 16 * LDS;                     // [STAGES][BN][LDS]
+  bf16* sV = sK + STAGES * BN * LDS;            // [STAGES][BN][LDS]
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, tq = lane & 3;
+  const int split = blockIdx.x, hkv = blockIdx.y, b = blockIdx.z;
+  const int group = p.numQoHeads / p.numKvHeads;
+  const int kvLen = attn::pagedKvLen(p.kvIndptr, p.kvLastPageLen, p.pageSize, b);
+  const int nActive = activeSplits(kvLen, p.chunkLen, p.numSplits);
+  if (split >= nActive) return;
+  const int kvStart = split * p.chunkLen;
+  const int kvEnd = split == nActive - 1 ? kvLen : min(kvLen, kvStart + p.chunkLen);
+  const int numTiles = max(0, (kvEnd - kvStart + BN - 1) / BN);
+  const int pageBegin = p.kvIndptr[b];
+  const int64_t rowStride = int64_t(p.numKvHeads) * D;
+
+  // Q rows: the group's heads hkv*G .. hkv*G+G-1; rows >= G zero-filled.
+  for (int c = tid; c < 16 * CHUNKS; c += NT) {
+    const int r = c / CHUNKS, ch = c % CHUNKS;
+    const bool valid = r < group;
+    const bf16* src = p.q + int64_t(b) * p.qStride + (hkv * group + (valid ? r : 0)) * D + ch * 8;
+    attn::cpAsync16(sQ + r * LDS + ch * 8, src, valid);
+  }
+  auto loadKV = [&](int tile, int stage) {
+    bf16* dK = sK + stage * BN * LDS;
+    bf16* dV = sV + stage * BN * LDS;
+    for (int c = tid; c < BN * CHUNKS; c += NT) {
+      const int r = c / CHUNKS, ch = c % CHUNKS;
+      const int j = kvStart + tile * BN + r;
+      const bool valid = j < kvEnd;
+      const int jj = valid ? j : kvStart;
+      const int64_t page = p.kvIndices[pageBegin + jj / p.pageSize];
+      const int64_t off = (page * p.pageSize + jj % p.pageSize) * rowStride + hkv * D + ch * 8;
+      attn::cpAsync16(dK + r * LDS + ch * 8, p.kPages + off, valid);
+      attn::cpAsync16(dV + r * LDS + ch * 8, p.vPages + off, valid);
+    }
+  };
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < numTiles) loadKV(s, s);
+    attn::cpAsyncCommit();
+  }
+
+  uint32_t qf[D / 16][4];
+  float o[D / 8][4];
+  float m[2] = {-INFINITY, -INFINITY};
+  float l[2] = {0.f, 0.f};
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+
+  for (int t = 0; t < numTiles; ++t) {
+    attn::cpAsyncWait<STAGES - 2>();
+    __syncthreads();
+    if (t + STAGES - 1 < numTiles) loadKV(t + STAGES - 1, (t + STAGES - 1) % STAGES);
+    attn::cpAsyncCommit();
+    if (t == 0) {
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks)
+        attn::ldmatrixX4(qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3],
+                         sQ + (lane & 15) * LDS + ks * 16 + (lane >> 4) * 8);
+    }
+    const int key0 = kvStart + t * BN + warp * 16;  // this warp's 16 keys
+    if (key0 >= kvEnd) continue;
+    const bf16* tK = sK + (t % STAGES) * BN * LDS + warp * 16 * LDS;
+    const bf16* tV = sV + (t % STAGES) * BN * LDS + warp * 16 * LDS;
+
+    float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ks += 2) {
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb) {
+        uint32_t b0, b1, b2, b3;
+        attn::ldmatrixX4(b0, b1, b2, b3, tK + (nb * 8 + (lane & 7)) * LDS + ks * 16 + (lane >> 3) * 8);
+        attn::mmaBf16(s[nb], qf[ks], b0, b1);
+        attn::mmaBf16(s[nb], qf[ks + 1], b2, b3);
+      }
+    }
+    if (key0 + 16 > kvEnd) {
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (key0 + nb * 8 + 2 * tq + (e & 1) >= kvEnd) s[nb][e] = -INFINITY;
+    }
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const float mx =
+          attn::quadMax(fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]))) *
+          p.scaleLog2;
+      const float mNew = fmaxf(m[rr], mx);
+      const float mUse = mNew == -INFINITY ? 0.f : mNew;
+      const float alpha = exp2f(m[rr] - mUse);
+      m[rr] = mNew;
+      float rowSum = 0.f;
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb) {
+#pragma unroll
+        for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
+          const float pv = exp2f(fmaf(s[nb][e], p.scaleLog2, -mUse));
+          s[nb][e] = pv;
+          rowSum += pv;
+        }
+      }
+      l[rr] = l[rr] * alpha + rowSum;
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db) {
+        o[db][2 * rr] *= alpha;
+        o[db][2 * rr + 1] *= alpha;
+      }
+    }
+    const uint32_t a[4] = {attn::packBf16x2(s[0][0], s[0][1]), attn::packBf16x2(s[0][2], s[0][3]),
+                           attn::packBf16x2(s[1][0], s[1][1]), attn::packBf16x2(s[1][2], s[1][3])};
+#pragma unroll
+    for (int db = 0; db < D / 8; db += 2) {
+      uint32_t b0, b1, b2, b3;
+      attn::ldmatrixX4Trans(b0, b1, b2, b3, tV + (lane & 15) * LDS + db * 8 + (lane >> 4) * 8);
+      attn::mmaBf16(o[db], a, b0, b1);
+      attn::mmaBf16(o[db + 1], a, b2, b3);
+    }
+  }
+  attn::cpAsyncWait<0>();
+  __syncthreads();  // tiles done: reuse shared memory for the cross-warp merge
+
+  float* sO = reinterpret_cast<float*>(smemRaw);  // [kWarps][16][OLD] unnormalized o
+  float* sM = sO + kWarps * 16 * OLD;             // [kWarps][16] max (log2 domain)
+  float* sL = sM + kWarps * 16;                   // [kWarps][16] sum
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int row = g + rr * 8;
+    const float lt = attn::quadSum(l[rr]);
+    if (tq == 0) {
+      sM[warp * 16 + row] = m[rr];
+      sL[warp * 16 + row] = lt;
+    }
+    if (row < group) {
+#pragma unroll
+      for (int db = 0; db < D / 8; ++db)
+        *reinterpret_cast<float2*>(sO + (warp * 16 + row) * OLD + db * 8 + 2 * tq) =
+            make_float2(o[db][2 * rr], o[db][2 * rr + 1]);
+    }
+  }
+  __syncthreads();
+
+  for (int idx = tid; idx < group * D; idx += NT) {
+    const int r = idx / D, d = idx % D;
+    float mMax = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mMax = fmaxf(mMax, sM[w * 16 + r]);
+    const float mUse = mMax == -INFINITY ? 0.f : mMax;
+    float num = 0.f, den = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = exp2f(sM[w * 16 + r] - mUse);  // 0 for a warp that saw no key
+      num += f * sO[(w * 16 + r) * OLD + d];
+      den += f * sL[w * 16 + r];
+    }
+    const float val = den > 0.f ? num / den : 0.f;
+    const int hq = hkv * group + r;
+    if (p.numSplits == 1) {
+      p.out[(int64_t(b) * p.numQoHeads + hq) * D + d] = __float2bfloat16_rn(val);
+    } else {
+      const int64_t slot = (int64_t(b) * p.numQoHeads + hq) * p.numSplits + split;
+      p.partO[slot * D + d] = val;
+      if (d == 0) p.partLse[slot] = den > 0.f ? mMax + log2f(den) : -INFINITY;
+    }
+  }
+}
+
+// One CTA per (sequence, q head), HEAD_DIM threads: out = merge of the active splits.
+template <int HEAD_DIM>
+__global__ void __launch_bounds__(HEAD_DIM)
+decodeMergeKernel(const DecodeParams p) {
+  const int bh = blockIdx.x;  // b * numQoHeads + hq
+  const int b = bh / p.numQoHeads;
+  const int d = threadIdx.x;
+  const int kvLen = attn::pagedKvLen(p.kvIndptr, p.kvLastPageLen, p.pageSize, b);
+  const int nActive = activeSplits(kvLen, p.chunkLen, p.numSplits);
+  const float* lse = p.partLse + int64_t(bh) * p.numSplits;
+  const float* po = p.partO + int64_t(bh) * p.numSplits * HEAD_DIM;
+  float mMax = -INFINITY;
+  for (int s = 0; s < nActive; ++s) mMax = fmaxf(mMax, lse[s]);
+  const float mUse = mMax == -INFINITY ? 0.f : mMax;
+  float num = 0.f, den = 0.f;
+  for (int s = 0; s < nActive; ++s) {
+    const float f = exp2f(lse[s] - mUse);
+    num += f * po[int64_t(s) * HEAD_DIM + d];
+    den += f;
+  }
+  p.out[int64_t(bh) * HEAD_DIM + d] = __float2bfloat16_rn(den > 0.f ? num / den : 0.f);
+}
+
+inline size_t alignUp(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+inline size_t workspaceBytes(int batch, int numQoHeads, int D, int splits) {
+  if (splits <= 1) return 0;
+  const size_t slots = size_t(batch) * numQoHeads * splits;
+  return alignUp(slots * D * sizeof(float), 256) + alignUp(slots * sizeof(float), 256);
+}
+
+template <int D, int STAGES>
+void launchDecode(const DecodeParams& p, int batch, cudaStream_t stream) {
+  auto kernel = decodeKernel<D, STAGES>;
+  const size_t smem = decodeSmemBytes<D, STAGES>();
+  IVL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  kernel<<<dim3(p.numSplits, p.numKvHeads, batch), kWarps * 32, smem, stream>>>(p);
+  IVL_CUDA_CHECK(cudaGetLastError());
+  if (p.numSplits > 1) {
+    decodeMergeKernel<D><<<batch * p.numQoHeads, D, 0, stream>>>(p);
+    IVL_CUDA_CHECK(cudaGetLastError());
+  }
+}
+
+}  // namespace decode_detail
+
+DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int head_dim,
+                           int max_kv_len, int num_sms, int force_splits) {
+  using namespace decode_detail;
+  DecodePlan plan;
+  const int base = std::max(1, batch) * std::max(1, num_kv_heads);  // CTAs without splitting
+  const int maxLen = std::max(1, max_kv_len);
+  const int maxSplits = std::max(1, std::min(256, (maxLen + kMinChunk - 1) / kMinChunk));
+  int splits = 1;
+  if (force_splits > 0) {
+    splits = force_splits;
+  } else {
+    // Resident CTAs: 2 per SM at ~100 KB of shared memory each. Pick the fewest splits whose
+    // cost (waves of equal CTAs, each 1/splits of the work) is within 5% of the best.
+    const int slots = std::max(1, num_sms) * 2;
+    double best = 1e30;
+    std::vector<double> cost(maxSplits + 1);
+    for (int s = 1; s <= maxSplits; ++s) {
+      const double waves = std::ceil(double(base) * s / slots);
+      cost[s] = waves / s;
+      best = std::min(best, cost[s]);
+    }
+    for (int s = 1; s <= maxSplits; ++s)
+      if (cost[s] <= best * 1.05) { splits = s; break; }
+  }
+  // Chunk: multiple of the 64-key tile; recompute splits so none is empty at max_kv_len.
+  int chunk = (maxLen + splits - 1) / splits;
+  chunk = (chunk + kTileKeys - 1) / kTileKeys * kTileKeys;
+  splits = std::max(1, (maxLen + chunk - 1) / chunk);
+  plan.num_splits = splits;
+  plan.chunk_len = chunk;
+  plan.workspace_bytes = workspaceBytes(batch, num_qo_heads, head_dim, splits);
+  return plan;
+}
+
+void pagedDecode(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
+                 int num_qo_heads, const PagedKV& kv, const DecodePlan& plan, void* workspace,
+                 size_t workspace_bytes, float sm_scale, cudaStream_t stream) {
+  using namespace decode_detail;
+  const auto arg = [](bool ok, const std::string& what) {
+    ivl::require(ok, ivl::ErrorCode::InvalidArg, "pagedDecode: " + what);
+  };
+  const int D = kv.head_dim;
+  arg(D == 64 || D == 96 || D == 128, "head_dim must be 64, 96 or 128, got " + std::to_string(D));
+  arg(num_qo_heads > 0 && kv.num_kv_heads > 0 && num_qo_heads % kv.num_kv_heads == 0 &&
+          num_qo_heads / kv.num_kv_heads <= 16,
+      "num_qo_heads must be a multiple of num_kv_heads with group size <= 16 (got " +
+          std::to_string(num_qo_heads) + "/" + std::to_string(kv.num_kv_heads) + ")");
+  arg(kv.batch >= 0 && kv.page_size > 0, "batch >= 0 and page_size > 0 required");
+  if (kv.batch == 0) return;
+  arg(kv.batch <= 65535 && kv.num_kv_heads <= 65535, "batch and kv heads must be <= 65535");
+  arg(plan.num_splits >= 1 && plan.chunk_len > 0 && plan.num_splits <= 65535,
+      "plan must come from planPagedDecode");
+  arg(q && out && kv.k_pages && kv.v_pages && kv.kv_indptr && kv.kv_indices && kv.kv_last_page_len,
+      "null pointer");
+  arg(q_stride >= int64_t(num_qo_heads) * D && q_stride % 8 == 0,
+      "q_stride must cover the heads and be a multiple of 8 elements");
+  arg((reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(kv.k_pages) |
+       reinterpret_cast<uintptr_t>(kv.v_pages)) % 16 == 0,
+      "q and the pages must be 16-byte aligned");
+  const size_t need = workspaceBytes(kv.batch, num_qo_heads, D, plan.num_splits);
+  arg(workspace_bytes >= need && (need == 0 || workspace != nullptr) &&
+          reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
+      "workspace of " + std::to_string(need) + " bytes (256-byte aligned) required, got " +
+          std::to_string(workspace_bytes));
+
+  DecodeParams p{};
+  p.q = q;
+  p.qStride = q_stride;
+  p.out = out;
+  p.kPages = kv.k_pages;
+  p.vPages = kv.v_pages;
+  p.kvIndptr = kv.kv_indptr;
+  p.kvIndices = kv.kv_indices;
+  p.kvLastPageLen = kv.kv_last_page_len;
+  p.pageSize = kv.page_size;
+  p.numQoHeads = num_qo_heads;
+  p.numKvHeads = kv.num_kv_heads;
+  p.numSplits = plan.num_splits;
+  p.chunkLen = plan.chunk_len;
+  p.scaleLog2 = (sm_scale > 0.f ? sm_scale : 1.f / std::sqrt(float(D))) * 1.4426950408889634f;
+  if (plan.num_splits > 1) {
+    const size_t slots = size_t(kv.batch) * num_qo_heads * plan.num_splits;
+    p.partO = static_cast<float*>(workspace);
+    p.partLse = reinterpret_cast<float*>(static_cast<char*>(workspace) +
+                                         alignUp(slots * D * sizeof(float), 256));
+  }
+  switch (D) {
+    case 64: launchDecode<64, kStages>(p, kv.batch, stream); break;
+    case 96: launchDecode<96, kStages>(p, kv.batch, stream); break;
+    default: launchDecode<128, kStages>(p, kv.batch, stream); break;
+  }
+}
+
+}  // namespace ivl::cuda

@@ -1,0 +1,395 @@
+// Prefill attention (flash-style, tensor cores): causal GQA over the paged KV cache for a
+// ragged batch, and dense (non-causal for the ViT) attention over contiguous K/V.
+// Contract and layouts: paged_attention.h. Lab: cuda/dev/paged_prefill.cu (v2 there).
+//
+// One CTA computes BM = 16 * NUM_WARPS query rows of one (sequence, q head); each warp owns 16
+// rows for the whole loop (Q fragments stay in registers). K/V tiles of BN = 64 keys stream
+// through shared memory by cp.async, STAGES deep; per tile each warp does S = Q K^T
+// (m16n8k16 bf16 MMA, fp32 accumulate), an online-softmax update in registers (exp2 domain,
+// FlashAttention-2: l kept per thread, reduced once at the end), and O += P V with P reused
+// from the S accumulators as A fragments.
+#include <cmath>
+#include <string>
+
+#include "attention_mma.h"
+#include "check.h"
+#include "paged_attention.h"
+
+namespace ivl::cuda {
+namespace prefill_detail {
+
+using attn::bf16;
+
+struct PrefillParams {
+  const bf16* q;
+  int64_t qStride;     // elements between consecutive query tokens
+  const bf16* k;       // paged: k_pages; dense: token 0 of sequence 0
+  const bf16* v;
+  int64_t kStride;     // dense: elements between tokens; paged: unused (num_kv_heads*D)
+  int64_t vStride;
+  bf16* out;           // [tokens, numQoHeads, D]
+  // paged mode
+  const int32_t* qoIndptr;
+  const int32_t* kvIndptr;
+  const int32_t* kvIndices;
+  const int32_t* kvLastPageLen;
+  int pageSize;
+  // dense mode
+  int seqLen;
+  int numQoHeads;
+  int numKvHeads;
+  float scaleLog2;     // sm_scale * log2(e)
+};
+
+constexpr int kBlockN = 64;  // keys per K/V tile
+
+template <int HEAD_DIM, int NUM_WARPS, int STAGES>
+constexpr size_t prefillSmemBytes() {
+  return size_t(16 * NUM_WARPS + 2 * STAGES * kBlockN) * attn::TileStride<HEAD_DIM>::value *
+         sizeof(bf16);
+}
+
+// HEAD_DIM: 64, 96 or 128 (multiple of 32: K loads take two 16-wide k-steps per ldmatrix.x4).
+// NUM_WARPS: warps per CTA; the CTA covers 16*NUM_WARPS query rows.
+// STAGES: K/V tiles in flight in shared memory (2 = double buffering).
+// PAGED: K/V from the paged cache (else dense [seq, token, head, D] with strides).
+// CAUSAL: query i of a sequence sees keys <= i + kv_len - qo_len.
+template <int HEAD_DIM, int NUM_WARPS, int STAGES, bool PAGED, bool CAUSAL>
+__global__ void __launch_bounds__(NUM_WARPS * 32)
+prefillKernel(const PrefillParams p) {
+  constexpr int D = HEAD_DIM;
+  constexpr int BM = 16 * NUM_WARPS;
+  constexpr int BN = kBlockN;
+  constexpr int LDS = attn::TileStride<D>::value;
+  constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
+  constexpr int NT = NUM_WARPS * 32;
+  static_assert(D % 32 == 0, "head_dim must be a multiple of 32");
+
+  extern __shared__ __align__(16) unsigned char smemRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smemRaw);  // [BM][LDS]
+  bf16* sK = sQ + BM * LDS;                     // [STAGES][BN][LDS]
+  bf16* sV = sK + STAGES * BN * LDS;            // [STAGES][BN][LDS]
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, tq = lane & 3;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int group = p.numQoHeads / p.numKvHeads;
+  const int hkv = h / group;
+
+  int qoStart, qoLen, kvLen, pageBegin = 0;
+  if constexpr (PAGED) {
+    qoStart = p.qoIndptr[b];
+    qoLen = p.qoIndptr[b + 1] - qoStart;
+    pageBegin = p.kvIndptr[b];
+    kvLen = attn::pagedKvLen(p.kvIndptr, p.kvLastPageLen, p.pageSize, b);
+  } else {
+    qoStart = b * p.seqLen;
+    qoLen = kvLen = p.seqLen;
+  }
+  const int causalOffset = kvLen - qoLen;  // query row i sits at key position i + offset
+  const int64_t kvRowStride = PAGED ? int64_t(p.numKvHeads) * D : 0;
+
+  // Heaviest (last, for causal) tiles first; the loop covers qo_len > gridDim.x * BM too.
+  for (int mTile = gridDim.x - 1 - blockIdx.x; mTile * BM < qoLen; mTile += gridDim.x) {
+    const int row0 = mTile * BM;
+    const int rowLast = min(qoLen, row0 + BM) - 1;
+    const int kvEnd = CAUSAL ? max(0, min(kvLen, rowLast + causalOffset + 1)) : kvLen;
+    const int numTiles = (kvEnd + BN - 1) / BN;
+
+    // Q tile -> shared (rows past qo_len zero-filled); part of the first cp.async group.
+    for (int c = tid; c < BM * CHUNKS; c += NT) {
+      const int r = c / CHUNKS, ch = c % CHUNKS;
+      const bool valid = row0 + r < qoLen;
+      const bf16* src =
+          p.q + int64_t(qoStart + (valid ? row0 + r : 0)) * p.qStride + h * D + ch * 8;
+      attn::cpAsync16(sQ + r * LDS + ch * 8, src, valid);
+    }
+    // K/V tile `tile` -> stage `stage`; keys >= kvEnd are zero-filled (V must not hold
+    // garbage: 0 * NaN would poison the output).
+    auto loadKV = [&](int tile, int stage) {
+      bf16* dK = sK + stage * BN * LDS;
+      bf16* dV = sV + stage * BN * LDS;
+      for (int c = tid; c < BN * CHUNKS; c += NT) {
+        const int r = c / CHUNKS, ch = c % CHUNKS;
+        const int j = tile * BN + r;
+        const bool valid = j < kvEnd;
+        const int jj = valid ? j : 0;
+        int64_t offK, offV;
+        if constexpr (PAGED) {
+          const int64_t page = p.kvIndices[pageBegin + jj / p.pageSize];
+          offK = offV = (page * p.pageSize + jj % p.pageSize) * kvRowStride + hkv * D + ch * 8;
+        } else {
+          offK = int64_t(qoStart + jj) * p.kStride + hkv * D + ch * 8;
+          offV = int64_t(qoStart + jj) * p.vStride + hkv * D + ch * 8;
+        }
+        attn::cpAsync16(dK + r * LDS + ch * 8, p.k + offK, valid);
+        attn::cpAsync16(dV + r * LDS + ch * 8, p.v + offV, valid);
+      }
+    };
+
+    for (int s = 0; s < STAGES - 1; ++s) {
+      if (s < numTiles) loadKV(s, s);
+      attn::cpAsyncCommit();
+    }
+
+    uint32_t qf[D / 16][4];   // this warp's 16 query rows as A fragments
+    float o[D / 8][4];        // output accumulator, 16 rows x D
+    float m[2] = {-INFINITY, -INFINITY};  // running max (log2 domain) of rows g, g+8
+    float l[2] = {0.f, 0.f};              // running sum, this thread's columns only
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+
+    const int warpRow0 = row0 + warp * 16;  // first query row of this warp
+    if (numTiles == 0) {
+      attn::cpAsyncWait<0>();
+      __syncthreads();
+    }
+    for (int t = 0; t < numTiles; ++t) {
+      attn::cpAsyncWait<STAGES - 2>();
+      __syncthreads();
+      // Prefetch tile t+STAGES-1 into the stage tile t-1 used (everyone is past it).
+      if (t + STAGES - 1 < numTiles) loadKV(t + STAGES - 1, (t + STAGES - 1) % STAGES);
+      attn::cpAsyncCommit();
+      if (t == 0) {
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ++ks)
+          attn::ldmatrixX4(qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3],
+                           sQ + (warp * 16 + (lane & 15)) * LDS + ks * 16 + (lane >> 4) * 8);
+      }
+      const int kv0 = t * BN;
+      // Causal: a tile wholly after this warp's last row contributes nothing.
+      if (CAUSAL && kv0 > warpRow0 + 15 + causalOffset) continue;
+      if (warpRow0 >= qoLen) continue;  // warp has no valid rows (last tile)
+
+      const bf16* tK = sK + (t % STAGES) * BN * LDS;
+      const bf16* tV = sV + (t % STAGES) * BN * LDS;
+
+      // S = Q K^T: 16 rows x 64 keys (8 n-blocks of 8 keys).
+      float s[BN / 8][4];
+#pragma unroll
+      for (int nb = 0; nb < BN / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < D / 16; ks += 2) {
+#pragma unroll
+        for (int nb = 0; nb < BN / 8; ++nb) {
+          uint32_t b0, b1, b2, b3;
+          attn::ldmatrixX4(b0, b1, b2, b3,
+                           tK + (nb * 8 + (lane & 7)) * LDS + ks * 16 + (lane >> 3) * 8);
+          attn::mmaBf16(s[nb], qf[ks], b0, b1);
+          attn::mmaBf16(s[nb], qf[ks + 1], b2, b3);
+        }
+      }
+      // Mask keys past kvEnd and (causal) after each row's position.
+      const bool needMask =
+          (kv0 + BN > kvEnd) || (CAUSAL && kv0 + BN - 1 > warpRow0 + causalOffset);
+      if (needMask) {
+#pragma unroll
+        for (int nb = 0; nb < BN / 8; ++nb) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int j = kv0 + nb * 8 + 2 * tq + (e & 1);
+            const int row = warpRow0 + g + (e >> 1) * 8;
+            const bool ok = j < kvEnd && (!CAUSAL || j <= row + causalOffset);
+            if (!ok) s[nb][e] = -INFINITY;
+          }
+        }
+      }
+      // Online softmax, rows g (e = 0,1) and g+8 (e = 2,3).
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < BN / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * rr], s[nb][2 * rr + 1]));
+        mx = attn::quadMax(mx) * p.scaleLog2;
+        const float mNew = fmaxf(m[rr], mx);
+        const float mUse = mNew == -INFINITY ? 0.f : mNew;  // fully masked so far: keep 0s
+        const float alpha = exp2f(m[rr] - mUse);
+        m[rr] = mNew;
+        float rowSum = 0.f;
+#pragma unroll
+        for (int nb = 0; nb < BN / 8; ++nb) {
+#pragma unroll
+          for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
+            const float pv = exp2f(fmaf(s[nb][e], p.scaleLog2, -mUse));
+            s[nb][e] = pv;
+            rowSum += pv;
+          }
+        }
+        l[rr] = l[rr] * alpha + rowSum;
+#pragma unroll
+        for (int db = 0; db < D / 8; ++db) {
+          o[db][2 * rr] *= alpha;
+          o[db][2 * rr + 1] *= alpha;
+        }
+      }
+      // O += P V: 4 k-steps of 16 keys; V fragments by transposed ldmatrix, 2 n-blocks each.
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        const uint32_t a[4] = {attn::packBf16x2(s[2 * kk][0], s[2 * kk][1]),
+                               attn::packBf16x2(s[2 * kk][2], s[2 * kk][3]),
+                               attn::packBf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                               attn::packBf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+        for (int db = 0; db < D / 8; db += 2) {
+          uint32_t b0, b1, b2, b3;
+          attn::ldmatrixX4Trans(b0, b1, b2, b3,
+                                tV + (kk * 16 + (lane & 15)) * LDS + db * 8 + (lane >> 4) * 8);
+          attn::mmaBf16(o[db], a, b0, b1);
+          attn::mmaBf16(o[db + 1], a, b2, b3);
+        }
+      }
+    }
+    // Drain (only empty groups can be pending) and make the stages reusable.
+    attn::cpAsyncWait<0>();
+    __syncthreads();
+
+    // Epilogue: O / l -> bf16. A row with no visible key (only for malformed input) gets 0.
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const float lt = attn::quadSum(l[rr]);
+      const float inv = lt > 0.f ? 1.f / lt : 0.f;
+      const int row = warpRow0 + g + rr * 8;
+      if (row < qoLen) {
+        bf16* dst = p.out + (int64_t(qoStart + row) * p.numQoHeads + h) * D + 2 * tq;
+#pragma unroll
+        for (int db = 0; db < D / 8; ++db)
+          *reinterpret_cast<uint32_t*>(dst + db * 8) =
+              attn::packBf16x2(o[db][2 * rr] * inv, o[db][2 * rr + 1] * inv);
+      }
+    }
+  }
+}
+
+// Production configuration (see cuda/dev/paged_prefill.cu for the measured alternatives).
+constexpr int kNumWarps = 4;
+constexpr int kStages = 2;
+
+template <int D, bool PAGED, bool CAUSAL>
+void launchPrefill(const PrefillParams& p, int gridX, int gridY, int gridZ, cudaStream_t stream) {
+  auto kernel = prefillKernel<D, kNumWarps, kStages, PAGED, CAUSAL>;
+  const size_t smem = prefillSmemBytes<D, kNumWarps, kStages>();
+  IVL_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  kernel<<<dim3(gridX, gridY, gridZ), kNumWarps * 32, smem, stream>>>(p);
+  IVL_CUDA_CHECK(cudaGetLastError());
+}
+
+template <bool PAGED>
+void dispatchPrefill(int D, bool causal, const PrefillParams& p, int gridX, int gridY, int gridZ,
+                     cudaStream_t stream) {
+  switch (D) {
+    case 64:
+      causal ? launchPrefill<64, PAGED, true>(p, gridX, gridY, gridZ, stream)
+             : launchPrefill<64, PAGED, false>(p, gridX, gridY, gridZ, stream);
+      break;
+    case 96:
+      causal ? launchPrefill<96, PAGED, true>(p, gridX, gridY, gridZ, stream)
+             : launchPrefill<96, PAGED, false>(p, gridX, gridY, gridZ, stream);
+      break;
+    default:
+      causal ? launchPrefill<128, PAGED, true>(p, gridX, gridY, gridZ, stream)
+             : launchPrefill<128, PAGED, false>(p, gridX, gridY, gridZ, stream);
+      break;
+  }
+}
+
+inline void requireArg(bool ok, const char* fn, const std::string& what) {
+  ivl::require(ok, ivl::ErrorCode::InvalidArg, std::string(fn) + ": " + what);
+}
+
+inline void checkHeads(const char* fn, int D, int numQoHeads, int numKvHeads) {
+  requireArg(D == 64 || D == 96 || D == 128, fn,
+             "head_dim must be 64, 96 or 128, got " + std::to_string(D));
+  requireArg(numQoHeads > 0 && numKvHeads > 0 && numQoHeads % numKvHeads == 0, fn,
+             "num_qo_heads must be a positive multiple of num_kv_heads (got " +
+                 std::to_string(numQoHeads) + "/" + std::to_string(numKvHeads) + ")");
+}
+
+inline bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+inline float log2Scale(float smScale, int D) {
+  const float s = smScale > 0.f ? smScale : 1.f / std::sqrt(float(D));
+  return s * 1.4426950408889634f;
+}
+
+}  // namespace prefill_detail
+
+void pagedPrefill(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
+                  const int32_t* qo_indptr, int num_qo_heads, int max_qo_len, const PagedKV& kv,
+                  bool causal, float sm_scale, cudaStream_t stream) {
+  using namespace prefill_detail;
+  const char* fn = "pagedPrefill";
+  const int D = kv.head_dim;
+  checkHeads(fn, D, num_qo_heads, kv.num_kv_heads);
+  requireArg(kv.batch >= 0 && kv.page_size > 0 && max_qo_len >= 0, fn,
+             "batch >= 0, page_size > 0, max_qo_len >= 0 required");
+  if (kv.batch == 0 || max_qo_len == 0) return;
+  requireArg(q && out && qo_indptr && kv.k_pages && kv.v_pages && kv.kv_indptr && kv.kv_indices &&
+                 kv.kv_last_page_len,
+             fn, "null pointer");
+  requireArg(q_stride >= int64_t(num_qo_heads) * D && q_stride % 8 == 0, fn,
+             "q_stride must cover the heads and be a multiple of 8 elements");
+  requireArg(aligned16(q) && aligned16(out) && aligned16(kv.k_pages) && aligned16(kv.v_pages), fn,
+             "q, out and the pages must be 16-byte aligned");
+  requireArg(kv.batch <= 65535 && num_qo_heads <= 65535, fn, "batch and heads must be <= 65535");
+
+  PrefillParams p{};
+  p.q = q;
+  p.qStride = q_stride;
+  p.k = kv.k_pages;
+  p.v = kv.v_pages;
+  p.out = out;
+  p.qoIndptr = qo_indptr;
+  p.kvIndptr = kv.kv_indptr;
+  p.kvIndices = kv.kv_indices;
+  p.kvLastPageLen = kv.kv_last_page_len;
+  p.pageSize = kv.page_size;
+  p.numQoHeads = num_qo_heads;
+  p.numKvHeads = kv.num_kv_heads;
+  p.scaleLog2 = log2Scale(sm_scale, D);
+  const int bm = 16 * kNumWarps;
+  const int gridX = (max_qo_len + bm - 1) / bm;
+  dispatchPrefill<true>(D, causal, p, gridX, num_qo_heads, kv.batch, stream);
+}
+
+void denseAttention(const __nv_bfloat16* q, int64_t q_stride, const __nv_bfloat16* k,
+                    int64_t k_stride, const __nv_bfloat16* v, int64_t v_stride,
+                    __nv_bfloat16* out, int num_seqs, int seq_len, int num_qo_heads,
+                    int num_kv_heads, int head_dim, bool causal, float sm_scale,
+                    cudaStream_t stream) {
+  using namespace prefill_detail;
+  const char* fn = "denseAttention";
+  const int D = head_dim;
+  checkHeads(fn, D, num_qo_heads, num_kv_heads);
+  requireArg(num_seqs >= 0 && seq_len >= 0, fn, "num_seqs and seq_len must be >= 0");
+  if (num_seqs == 0 || seq_len == 0) return;
+  requireArg(q && k && v && out, fn, "null pointer");
+  requireArg(q_stride >= int64_t(num_qo_heads) * D && k_stride >= int64_t(num_kv_heads) * D &&
+                 v_stride >= int64_t(num_kv_heads) * D,
+             fn, "token strides must cover all heads");
+  requireArg(q_stride % 8 == 0 && k_stride % 8 == 0 && v_stride % 8 == 0, fn,
+             "token strides must be multiples of 8 elements (16 bytes)");
+  requireArg(aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out), fn,
+             "q, k, v and out must be 16-byte aligned");
+  requireArg(num_seqs <= 65535 && num_qo_heads <= 65535, fn,
+             "num_seqs and heads must be <= 65535");
+  requireArg(int64_t(num_seqs) * seq_len <= INT32_MAX, fn, "too many tokens");
+
+  PrefillParams p{};
+  p.q = q;
+  p.qStride = q_stride;
+  p.k = k;
+  p.v = v;
+  p.kStride = k_stride;
+  p.vStride = v_stride;
+  p.out = out;
+  p.seqLen = seq_len;
+  p.numQoHeads = num_qo_heads;
+  p.numKvHeads = num_kv_heads;
+  p.scaleLog2 = log2Scale(sm_scale, D);
+  const int bm = 16 * kNumWarps;
+  const int gridX = (seq_len + bm - 1) / bm;
+  dispatchPrefill<false>(D, causal, p, gridX, num_qo_heads, num_seqs, stream);
+}
+
+}  // namespace ivl::cuda
