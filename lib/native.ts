@@ -17,10 +17,10 @@ export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 let addon: NativeAddon | undefined;
 
-function explainLoadFailure(e: unknown): InternVLError {
+function explainLoadFailure(e: unknown, root: string): InternVLError {
   const msg = e instanceof Error ? e.message : String(e);
   const lines = [`Could not load the internvl native addon (${process.platform}-${process.arch}, Node ${process.version}).`];
-  const built = ['build/Release/internvl.node', 'build/Debug/internvl.node'].some((p) => existsSync(join(packageRoot, p)));
+  const built = ['build/Release/internvl.node', 'build/Debug/internvl.node'].some((p) => existsSync(join(root, p)));
   if (!built) {
     lines.push(
       'The addon has not been built. npm may have skipped the install script (npm 11 blocks dependency scripts by default).',
@@ -29,7 +29,7 @@ function explainLoadFailure(e: unknown): InternVLError {
   } else if (/libcu(blas|blasLt|dart)|libcuda/.test(msg)) {
     lines.push(
       'The addon was built with the CUDA backend but a CUDA library is missing at run time.',
-      'Install the CUDA runtime/driver, or rebuild CPU-only with:  INTERNVL_CUDA=OFF npx internvl build',
+      'Install the CUDA runtime/driver, or rebuild CPU-only with:  npx internvl build --cuda OFF',
     );
   } else if (/invalid ELF header|wrong ELF class|mach-o|not a valid Win32/i.test(msg)) {
     lines.push('The addon was built for another platform or architecture. Rebuild it here with:  npx internvl build');
@@ -38,15 +38,19 @@ function explainLoadFailure(e: unknown): InternVLError {
   return new InternVLError('ERR_NATIVE_LOAD', lines.join('\n'), { cause: e });
 }
 
-/** The addon, loaded on first use. Throws InternVLError('ERR_NATIVE_LOAD') with an explanation. */
-export function loadNative(): NativeAddon {
-  if (addon) return addon;
+/** Loads the addon of the package rooted at `root` (bindings' search: build/Release, build/Debug, ...). */
+export function loadNativeFrom(root: string): NativeAddon {
   try {
     const bindings = require('bindings') as (opts: { bindings: string; module_root: string }) => NativeAddon;
-    addon = bindings({ bindings: 'internvl', module_root: packageRoot });
+    return bindings({ bindings: 'internvl', module_root: root });
   } catch (e) {
-    throw explainLoadFailure(e);
+    throw explainLoadFailure(e, root);
   }
+}
+
+/** The addon, loaded on first use. Throws InternVLError('ERR_NATIVE_LOAD') with an explanation. */
+export function loadNative(): NativeAddon {
+  addon ??= loadNativeFrom(packageRoot);
   return addon;
 }
 

@@ -1,5 +1,5 @@
 import { InternVLError } from '../lib/errors.js';
-import { callNative, loadNative, runtimeInfo } from '../lib/native.js';
+import { callNative, loadNative, loadNativeFrom, runtimeInfo } from '../lib/native.js';
 
 // bf16 is the upper half of an IEEE-754 float32: widen by shifting through a
 // DataView, independently of the addon's bit manipulation.
@@ -58,5 +58,22 @@ describe('native addon boundary', () => {
     expect(err.code).toBe('ERR_INVALID_ARG');
     expect(err.message).toBe('Expected Uint16Array for input but received typed array');
     expect(err.stack).toContain('callerFrameForStackCheck');
+  });
+});
+
+describe('addon load failures', () => {
+  test('a missing build is explained with the paths tried and the one command that fixes it', () => {
+    let caught: unknown;
+    try {
+      loadNativeFrom('/nonexistent/internvl-node');
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(InternVLError);
+    const err = caught as InternVLError;
+    expect(err.code).toBe('ERR_NATIVE_LOAD');
+    expect(err.message).toContain('has not been built');
+    expect(err.message).toContain('npx internvl build');
+    expect(err.message).toContain('/nonexistent/internvl-node/build/Release/internvl.node'); // bindings' tried paths
   });
 });
