@@ -287,6 +287,71 @@ void launchDecode(const DecodeParams& p, int batch, cudaStream_t stream) {
   }
 }
 
+template <int STAGES>
+void dispatchDecode(int D, const DecodeParams& p, int batch, cudaStream_t stream) {
+  switch (D) {
+    case 64: launchDecode<64, STAGES>(p, batch, stream); break;
+    case 96: launchDecode<96, STAGES>(p, batch, stream); break;
+    default: launchDecode<128, STAGES>(p, batch, stream); break;
+  }
+}
+
+// Validated kernel parameters of pagedDecode (shared with the lab). `empty`: nothing to do.
+inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int num_qo_heads,
+                                 const PagedKV& kv, const DecodePlan& plan, void* workspace,
+                                 size_t workspace_bytes, float sm_scale, bool* empty) {
+  const auto arg = [](bool ok, const std::string& what) {
+    ivl::require(ok, ivl::ErrorCode::InvalidArg, "pagedDecode: " + what);
+  };
+  const int D = kv.head_dim;
+  arg(D == 64 || D == 96 || D == 128, "head_dim must be 64, 96 or 128, got " + std::to_string(D));
+  arg(num_qo_heads > 0 && kv.num_kv_heads > 0 && num_qo_heads % kv.num_kv_heads == 0 &&
+          num_qo_heads / kv.num_kv_heads <= 16,
+      "num_qo_heads must be a multiple of num_kv_heads with group size <= 16 (got " +
+          std::to_string(num_qo_heads) + "/" + std::to_string(kv.num_kv_heads) + ")");
+  arg(kv.batch >= 0 && kv.page_size > 0, "batch >= 0 and page_size > 0 required");
+  DecodeParams p{};
+  *empty = kv.batch == 0;
+  if (*empty) return p;
+  arg(kv.batch <= 65535 && kv.num_kv_heads <= 65535, "batch and kv heads must be <= 65535");
+  arg(plan.num_splits >= 1 && plan.chunk_len > 0 && plan.chunk_len % kTileKeys == 0 &&
+          plan.num_splits <= 65535,
+      "plan must come from planPagedDecode");
+  arg(q && out && kv.k_pages && kv.v_pages && kv.kv_indptr && kv.kv_indices && kv.kv_last_page_len,
+      "null pointer");
+  arg(q_stride >= int64_t(num_qo_heads) * D && q_stride % 8 == 0,
+      "q_stride must cover the heads and be a multiple of 8 elements");
+  arg((reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(kv.k_pages) |
+       reinterpret_cast<uintptr_t>(kv.v_pages)) % 16 == 0,
+      "q and the pages must be 16-byte aligned");
+  const size_t need = workspaceBytes(kv.batch, num_qo_heads, D, plan.num_splits);
+  arg(workspace_bytes >= need && (need == 0 || workspace != nullptr) &&
+          reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
+      "workspace of " + std::to_string(need) + " bytes (256-byte aligned) required, got " +
+          std::to_string(workspace_bytes));
+  p.q = q;
+  p.qStride = q_stride;
+  p.out = out;
+  p.kPages = kv.k_pages;
+  p.vPages = kv.v_pages;
+  p.kvIndptr = kv.kv_indptr;
+  p.kvIndices = kv.kv_indices;
+  p.kvLastPageLen = kv.kv_last_page_len;
+  p.pageSize = kv.page_size;
+  p.numQoHeads = num_qo_heads;
+  p.numKvHeads = kv.num_kv_heads;
+  p.numSplits = plan.num_splits;
+  p.chunkLen = plan.chunk_len;
+  p.scaleLog2 = (sm_scale > 0.f ? sm_scale : 1.f / std::sqrt(float(D))) * 1.4426950408889634f;
+  if (plan.num_splits > 1) {
+    const size_t slots = size_t(kv.batch) * num_qo_heads * plan.num_splits;
+    p.partO = static_cast<float*>(workspace);
+    p.partLse = reinterpret_cast<float*>(static_cast<char*>(workspace) +
+                                         alignUp(slots * D * sizeof(float), 256));
+  }
+  return p;
+}
+
 }  // namespace decode_detail
 
 DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int head_dim,
@@ -327,59 +392,11 @@ void pagedDecode(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
                  int num_qo_heads, const PagedKV& kv, const DecodePlan& plan, void* workspace,
                  size_t workspace_bytes, float sm_scale, cudaStream_t stream) {
   using namespace decode_detail;
-  const auto arg = [](bool ok, const std::string& what) {
-    ivl::require(ok, ivl::ErrorCode::InvalidArg, "pagedDecode: " + what);
-  };
-  const int D = kv.head_dim;
-  arg(D == 64 || D == 96 || D == 128, "head_dim must be 64, 96 or 128, got " + std::to_string(D));
-  arg(num_qo_heads > 0 && kv.num_kv_heads > 0 && num_qo_heads % kv.num_kv_heads == 0 &&
-          num_qo_heads / kv.num_kv_heads <= 16,
-      "num_qo_heads must be a multiple of num_kv_heads with group size <= 16 (got " +
-          std::to_string(num_qo_heads) + "/" + std::to_string(kv.num_kv_heads) + ")");
-  arg(kv.batch >= 0 && kv.page_size > 0, "batch >= 0 and page_size > 0 required");
-  if (kv.batch == 0) return;
-  arg(kv.batch <= 65535 && kv.num_kv_heads <= 65535, "batch and kv heads must be <= 65535");
-  arg(plan.num_splits >= 1 && plan.chunk_len > 0 && plan.num_splits <= 65535,
-      "plan must come from planPagedDecode");
-  arg(q && out && kv.k_pages && kv.v_pages && kv.kv_indptr && kv.kv_indices && kv.kv_last_page_len,
-      "null pointer");
-  arg(q_stride >= int64_t(num_qo_heads) * D && q_stride % 8 == 0,
-      "q_stride must cover the heads and be a multiple of 8 elements");
-  arg((reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(kv.k_pages) |
-       reinterpret_cast<uintptr_t>(kv.v_pages)) % 16 == 0,
-      "q and the pages must be 16-byte aligned");
-  const size_t need = workspaceBytes(kv.batch, num_qo_heads, D, plan.num_splits);
-  arg(workspace_bytes >= need && (need == 0 || workspace != nullptr) &&
-          reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
-      "workspace of " + std::to_string(need) + " bytes (256-byte aligned) required, got " +
-          std::to_string(workspace_bytes));
-
-  DecodeParams p{};
-  p.q = q;
-  p.qStride = q_stride;
-  p.out = out;
-  p.kPages = kv.k_pages;
-  p.vPages = kv.v_pages;
-  p.kvIndptr = kv.kv_indptr;
-  p.kvIndices = kv.kv_indices;
-  p.kvLastPageLen = kv.kv_last_page_len;
-  p.pageSize = kv.page_size;
-  p.numQoHeads = num_qo_heads;
-  p.numKvHeads = kv.num_kv_heads;
-  p.numSplits = plan.num_splits;
-  p.chunkLen = plan.chunk_len;
-  p.scaleLog2 = (sm_scale > 0.f ? sm_scale : 1.f / std::sqrt(float(D))) * 1.4426950408889634f;
-  if (plan.num_splits > 1) {
-    const size_t slots = size_t(kv.batch) * num_qo_heads * plan.num_splits;
-    p.partO = static_cast<float*>(workspace);
-    p.partLse = reinterpret_cast<float*>(static_cast<char*>(workspace) +
-                                         alignUp(slots * D * sizeof(float), 256));
-  }
-  switch (D) {
-    case 64: launchDecode<64, kStages>(p, kv.batch, stream); break;
-    case 96: launchDecode<96, kStages>(p, kv.batch, stream); break;
-    default: launchDecode<128, kStages>(p, kv.batch, stream); break;
-  }
+  bool empty = false;
+  const DecodeParams p = decodeParams(q, q_stride, out, num_qo_heads, kv, plan, workspace,
+                                      workspace_bytes, sm_scale, &empty);
+  if (empty) return;
+  dispatchDecode<kStages>(kv.head_dim, p, kv.batch, stream);
 }
 
 }  // namespace ivl::cuda

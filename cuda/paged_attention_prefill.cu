@@ -2,9 +2,9 @@
 // ragged batch, and dense (non-causal for the ViT) attention over contiguous K/V.
 // Contract and layouts: paged_attention.h. Lab: cuda/dev/paged_prefill.cu (v2 there).
 //
-// One CTA computes BM = 16 * NUM_WARPS query rows of one (sequence, q head); each warp owns 16
-// rows for the whole loop (Q fragments stay in registers). K/V tiles of BN = 64 keys stream
-// through shared memory by cp.async, STAGES deep; per tile each warp does S = Q K^T
+// One CTA computes BM query rows of one (sequence, q head); each warp owns 16*MB rows for the
+// whole loop (Q fragments stay in registers). K/V tiles of BN keys stream through shared
+// memory by cp.async, STAGES deep (TileCfg); per tile each warp does S = Q K^T
 // (m16n8k16 bf16 MMA, fp32 accumulate), an online-softmax update in registers (exp2 domain,
 // FlashAttention-2: l kept per thread, reduced once at the end), and O += P V with P reused
 // from the S accumulators as A fragments.
@@ -41,28 +41,37 @@ struct PrefillParams {
   float scaleLog2;     // sm_scale * log2(e)
 };
 
-constexpr int kBlockN = 64;  // keys per K/V tile
+// Tile configuration. NUM_WARPS: warps per CTA. MB: 16-row m-blocks per warp (2 = every
+// K/V fragment loaded from shared memory feeds two MMAs: half the shared-memory traffic per
+// FLOP, twice the registers). BN: keys per K/V tile. STAGES: K/V tiles in flight (cp.async).
+// The CTA covers BM = 16 * MB * NUM_WARPS query rows.
+template <int NUM_WARPS_, int MB_, int BN_, int STAGES_>
+struct TileCfg {
+  static constexpr int NUM_WARPS = NUM_WARPS_, MB = MB_, BN = BN_, STAGES = STAGES_;
+  static constexpr int BM = 16 * MB * NUM_WARPS;
+  static_assert(BN % 16 == 0 && STAGES >= 2 && MB >= 1, "bad tile configuration");
+};
 
-template <int HEAD_DIM, int NUM_WARPS, int STAGES>
+template <int HEAD_DIM, class C>
 constexpr size_t prefillSmemBytes() {
-  return size_t(16 * NUM_WARPS + 2 * STAGES * kBlockN) * attn::TileStride<HEAD_DIM>::value *
-         sizeof(bf16);
+  return size_t(C::BM + 2 * C::STAGES * C::BN) * attn::TileStride<HEAD_DIM>::value * sizeof(bf16);
 }
 
 // HEAD_DIM: 64, 96 or 128 (multiple of 32: K loads take two 16-wide k-steps per ldmatrix.x4).
-// NUM_WARPS: warps per CTA; the CTA covers 16*NUM_WARPS query rows.
-// STAGES: K/V tiles in flight in shared memory (2 = double buffering).
-// PAGED: K/V from the paged cache (else dense [seq, token, head, D] with strides).
+// C: TileCfg. PAGED: K/V from the paged cache (else dense [seq, token, head, D] with strides).
 // CAUSAL: query i of a sequence sees keys <= i + kv_len - qo_len.
-template <int HEAD_DIM, int NUM_WARPS, int STAGES, bool PAGED, bool CAUSAL>
-__global__ void __launch_bounds__(NUM_WARPS * 32)
+template <int HEAD_DIM, class C, bool PAGED, bool CAUSAL>
+__global__ void __launch_bounds__(C::NUM_WARPS * 32)
 prefillKernel(const PrefillParams p) {
   constexpr int D = HEAD_DIM;
-  constexpr int BM = 16 * NUM_WARPS;
-  constexpr int BN = kBlockN;
+  constexpr int MB = C::MB;
+  constexpr int BM = C::BM;
+  constexpr int BN = C::BN;
+  constexpr int STAGES = C::STAGES;
   constexpr int LDS = attn::TileStride<D>::value;
   constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
-  constexpr int NT = NUM_WARPS * 32;
+  constexpr int NT = C::NUM_WARPS * 32;
+  constexpr int NB = BN / 8;     // 8-key n-blocks of S per tile
   static_assert(D % 32 == 0, "head_dim must be a multiple of 32");
 
   extern __shared__ __align__(16) unsigned char smemRaw[];
@@ -132,14 +141,19 @@ prefillKernel(const PrefillParams p) {
       attn::cpAsyncCommit();
     }
 
-    uint32_t qf[D / 16][4];   // this warp's 16 query rows as A fragments
-    float o[D / 8][4];        // output accumulator, 16 rows x D
-    float m[2] = {-INFINITY, -INFINITY};  // running max (log2 domain) of rows g, g+8
-    float l[2] = {0.f, 0.f};              // running sum, this thread's columns only
+    uint32_t qf[MB][D / 16][4];   // this warp's 16*MB query rows as A fragments
+    float o[MB][D / 8][4];        // output accumulators
+    float m[MB][2], l[MB][2];     // running max (log2 domain) / this thread's partial sum,
+                                  // rows g and g+8 of each m-block
 #pragma unroll
-    for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    for (int mb = 0; mb < MB; ++mb) {
+      m[mb][0] = m[mb][1] = -INFINITY;
+      l[mb][0] = l[mb][1] = 0.f;
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) o[mb][i][0] = o[mb][i][1] = o[mb][i][2] = o[mb][i][3] = 0.f;
+    }
 
-    const int warpRow0 = row0 + warp * 16;  // first query row of this warp
+    const int warpRow0 = row0 + warp * 16 * MB;  // first query row of this warp
     if (numTiles == 0) {
       attn::cpAsyncWait<0>();
       __syncthreads();
@@ -152,31 +166,39 @@ prefillKernel(const PrefillParams p) {
       attn::cpAsyncCommit();
       if (t == 0) {
 #pragma unroll
-        for (int ks = 0; ks < D / 16; ++ks)
-          attn::ldmatrixX4(qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3],
-                           sQ + (warp * 16 + (lane & 15)) * LDS + ks * 16 + (lane >> 4) * 8);
+        for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+          for (int ks = 0; ks < D / 16; ++ks)
+            attn::ldmatrixX4(qf[mb][ks][0], qf[mb][ks][1], qf[mb][ks][2], qf[mb][ks][3],
+                             sQ + (warp * 16 * MB + mb * 16 + (lane & 15)) * LDS + ks * 16 +
+                                 (lane >> 4) * 8);
       }
       const int kv0 = t * BN;
       // Causal: a tile wholly after this warp's last row contributes nothing.
-      if (CAUSAL && kv0 > warpRow0 + 15 + causalOffset) continue;
+      if (CAUSAL && kv0 > warpRow0 + 16 * MB - 1 + causalOffset) continue;
       if (warpRow0 >= qoLen) continue;  // warp has no valid rows (last tile)
 
       const bf16* tK = sK + (t % STAGES) * BN * LDS;
       const bf16* tV = sV + (t % STAGES) * BN * LDS;
 
-      // S = Q K^T: 16 rows x 64 keys (8 n-blocks of 8 keys).
-      float s[BN / 8][4];
+      // S = Q K^T: 16*MB rows x BN keys; each K fragment serves the MB m-blocks.
+      float s[MB][NB][4];
 #pragma unroll
-      for (int nb = 0; nb < BN / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+      for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb) s[mb][nb][0] = s[mb][nb][1] = s[mb][nb][2] = s[mb][nb][3] = 0.f;
 #pragma unroll
       for (int ks = 0; ks < D / 16; ks += 2) {
 #pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb) {
+        for (int nb = 0; nb < NB; ++nb) {
           uint32_t b0, b1, b2, b3;
           attn::ldmatrixX4(b0, b1, b2, b3,
                            tK + (nb * 8 + (lane & 7)) * LDS + ks * 16 + (lane >> 3) * 8);
-          attn::mmaBf16(s[nb], qf[ks], b0, b1);
-          attn::mmaBf16(s[nb], qf[ks + 1], b2, b3);
+#pragma unroll
+          for (int mb = 0; mb < MB; ++mb) {
+            attn::mmaBf16(s[mb][nb], qf[mb][ks], b0, b1);
+            attn::mmaBf16(s[mb][nb], qf[mb][ks + 1], b2, b3);
+          }
         }
       }
       // Mask keys past kvEnd and (causal) after each row's position.
@@ -184,58 +206,71 @@ prefillKernel(const PrefillParams p) {
           (kv0 + BN > kvEnd) || (CAUSAL && kv0 + BN - 1 > warpRow0 + causalOffset);
       if (needMask) {
 #pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb) {
+        for (int mb = 0; mb < MB; ++mb)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int j = kv0 + nb * 8 + 2 * tq + (e & 1);
-            const int row = warpRow0 + g + (e >> 1) * 8;
-            const bool ok = j < kvEnd && (!CAUSAL || j <= row + causalOffset);
-            if (!ok) s[nb][e] = -INFINITY;
+          for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int j = kv0 + nb * 8 + 2 * tq + (e & 1);
+              const int row = warpRow0 + mb * 16 + g + (e >> 1) * 8;
+              const bool ok = j < kvEnd && (!CAUSAL || j <= row + causalOffset);
+              if (!ok) s[mb][nb][e] = -INFINITY;
+            }
+      }
+      // Online softmax, rows g (e = 0,1) and g+8 (e = 2,3) of each m-block.
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb) {
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nb = 0; nb < NB; ++nb)
+            mx = fmaxf(mx, fmaxf(s[mb][nb][2 * rr], s[mb][nb][2 * rr + 1]));
+          mx = attn::quadMax(mx) * p.scaleLog2;
+          const float mNew = fmaxf(m[mb][rr], mx);
+          const float mUse = mNew == -INFINITY ? 0.f : mNew;  // fully masked so far: keep 0s
+          const float alpha = exp2f(m[mb][rr] - mUse);
+          m[mb][rr] = mNew;
+          float rowSum = 0.f;
+#pragma unroll
+          for (int nb = 0; nb < NB; ++nb) {
+#pragma unroll
+            for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
+              const float pv = exp2f(fmaf(s[mb][nb][e], p.scaleLog2, -mUse));
+              s[mb][nb][e] = pv;
+              rowSum += pv;
+            }
+          }
+          l[mb][rr] = l[mb][rr] * alpha + rowSum;
+#pragma unroll
+          for (int db = 0; db < D / 8; ++db) {
+            o[mb][db][2 * rr] *= alpha;
+            o[mb][db][2 * rr + 1] *= alpha;
           }
         }
       }
-      // Online softmax, rows g (e = 0,1) and g+8 (e = 2,3).
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * rr], s[nb][2 * rr + 1]));
-        mx = attn::quadMax(mx) * p.scaleLog2;
-        const float mNew = fmaxf(m[rr], mx);
-        const float mUse = mNew == -INFINITY ? 0.f : mNew;  // fully masked so far: keep 0s
-        const float alpha = exp2f(m[rr] - mUse);
-        m[rr] = mNew;
-        float rowSum = 0.f;
-#pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb) {
-#pragma unroll
-          for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
-            const float pv = exp2f(fmaf(s[nb][e], p.scaleLog2, -mUse));
-            s[nb][e] = pv;
-            rowSum += pv;
-          }
-        }
-        l[rr] = l[rr] * alpha + rowSum;
-#pragma unroll
-        for (int db = 0; db < D / 8; ++db) {
-          o[db][2 * rr] *= alpha;
-          o[db][2 * rr + 1] *= alpha;
-        }
-      }
-      // O += P V: 4 k-steps of 16 keys; V fragments by transposed ldmatrix, 2 n-blocks each.
+      // O += P V: BN/16 k-steps of 16 keys; V fragments by transposed ldmatrix, 2 n-blocks
+      // each, shared by the MB m-blocks.
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
-        const uint32_t a[4] = {attn::packBf16x2(s[2 * kk][0], s[2 * kk][1]),
-                               attn::packBf16x2(s[2 * kk][2], s[2 * kk][3]),
-                               attn::packBf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                               attn::packBf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+        uint32_t a[MB][4];
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb) {
+          a[mb][0] = attn::packBf16x2(s[mb][2 * kk][0], s[mb][2 * kk][1]);
+          a[mb][1] = attn::packBf16x2(s[mb][2 * kk][2], s[mb][2 * kk][3]);
+          a[mb][2] = attn::packBf16x2(s[mb][2 * kk + 1][0], s[mb][2 * kk + 1][1]);
+          a[mb][3] = attn::packBf16x2(s[mb][2 * kk + 1][2], s[mb][2 * kk + 1][3]);
+        }
 #pragma unroll
         for (int db = 0; db < D / 8; db += 2) {
           uint32_t b0, b1, b2, b3;
           attn::ldmatrixX4Trans(b0, b1, b2, b3,
                                 tV + (kk * 16 + (lane & 15)) * LDS + db * 8 + (lane >> 4) * 8);
-          attn::mmaBf16(o[db], a, b0, b1);
-          attn::mmaBf16(o[db + 1], a, b2, b3);
+#pragma unroll
+          for (int mb = 0; mb < MB; ++mb) {
+            attn::mmaBf16(o[mb][db], a[mb], b0, b1);
+            attn::mmaBf16(o[mb][db + 1], a[mb], b2, b3);
+          }
         }
       }
     }
@@ -245,52 +280,52 @@ prefillKernel(const PrefillParams p) {
 
     // Epilogue: O / l -> bf16. A row with no visible key (only for malformed input) gets 0.
 #pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      const float lt = attn::quadSum(l[rr]);
-      const float inv = lt > 0.f ? 1.f / lt : 0.f;
-      const int row = warpRow0 + g + rr * 8;
-      if (row < qoLen) {
-        bf16* dst = p.out + (int64_t(qoStart + row) * p.numQoHeads + h) * D + 2 * tq;
+    for (int mb = 0; mb < MB; ++mb) {
 #pragma unroll
-        for (int db = 0; db < D / 8; ++db)
-          *reinterpret_cast<uint32_t*>(dst + db * 8) =
-              attn::packBf16x2(o[db][2 * rr] * inv, o[db][2 * rr + 1] * inv);
+      for (int rr = 0; rr < 2; ++rr) {
+        const float lt = attn::quadSum(l[mb][rr]);
+        const float inv = lt > 0.f ? 1.f / lt : 0.f;
+        const int row = warpRow0 + mb * 16 + g + rr * 8;
+        if (row < qoLen) {
+          bf16* dst = p.out + (int64_t(qoStart + row) * p.numQoHeads + h) * D + 2 * tq;
+#pragma unroll
+          for (int db = 0; db < D / 8; ++db)
+            *reinterpret_cast<uint32_t*>(dst + db * 8) =
+                attn::packBf16x2(o[mb][db][2 * rr] * inv, o[mb][db][2 * rr + 1] * inv);
+        }
       }
     }
   }
 }
 
-// Production configuration (see cuda/dev/paged_prefill.cu for the measured alternatives).
-constexpr int kNumWarps = 4;
-constexpr int kStages = 2;
+// Production configuration (cuda/dev/paged_prefill.cu measures the alternatives).
+using ProdCfg = TileCfg<4, 1, 64, 2>;
 
-template <int D, bool PAGED, bool CAUSAL>
-void launchPrefill(const PrefillParams& p, int gridX, int gridY, int gridZ, cudaStream_t stream) {
-  auto kernel = prefillKernel<D, kNumWarps, kStages, PAGED, CAUSAL>;
-  const size_t smem = prefillSmemBytes<D, kNumWarps, kStages>();
+template <int D, class C, bool PAGED, bool CAUSAL>
+void launchPrefill(const PrefillParams& p, int gridY, int gridZ, int maxRows, cudaStream_t stream) {
+  auto kernel = prefillKernel<D, C, PAGED, CAUSAL>;
+  const size_t smem = prefillSmemBytes<D, C>();
   IVL_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  kernel<<<dim3(gridX, gridY, gridZ), kNumWarps * 32, smem, stream>>>(p);
+  const int gridX = (maxRows + C::BM - 1) / C::BM;
+  kernel<<<dim3(gridX, gridY, gridZ), C::NUM_WARPS * 32, smem, stream>>>(p);
   IVL_CUDA_CHECK(cudaGetLastError());
 }
 
-template <bool PAGED>
-void dispatchPrefill(int D, bool causal, const PrefillParams& p, int gridX, int gridY, int gridZ,
+// Head-dim / causal dispatch of one configuration. gridY = q heads, gridZ = sequences,
+// maxRows = longest query run (sizes gridX).
+template <bool PAGED, class C = ProdCfg>
+void dispatchPrefill(int D, bool causal, const PrefillParams& p, int gridY, int gridZ, int maxRows,
                      cudaStream_t stream) {
+#define IVL_PREFILL_CASE(DIM)                                                         \
+  causal ? launchPrefill<DIM, C, PAGED, true>(p, gridY, gridZ, maxRows, stream)       \
+         : launchPrefill<DIM, C, PAGED, false>(p, gridY, gridZ, maxRows, stream)
   switch (D) {
-    case 64:
-      causal ? launchPrefill<64, PAGED, true>(p, gridX, gridY, gridZ, stream)
-             : launchPrefill<64, PAGED, false>(p, gridX, gridY, gridZ, stream);
-      break;
-    case 96:
-      causal ? launchPrefill<96, PAGED, true>(p, gridX, gridY, gridZ, stream)
-             : launchPrefill<96, PAGED, false>(p, gridX, gridY, gridZ, stream);
-      break;
-    default:
-      causal ? launchPrefill<128, PAGED, true>(p, gridX, gridY, gridZ, stream)
-             : launchPrefill<128, PAGED, false>(p, gridX, gridY, gridZ, stream);
-      break;
+    case 64: IVL_PREFILL_CASE(64); break;
+    case 96: IVL_PREFILL_CASE(96); break;
+    default: IVL_PREFILL_CASE(128); break;
   }
+#undef IVL_PREFILL_CASE
 }
 
 inline void requireArg(bool ok, const char* fn, const std::string& what) {
@@ -312,18 +347,20 @@ inline float log2Scale(float smScale, int D) {
   return s * 1.4426950408889634f;
 }
 
-}  // namespace prefill_detail
-
-void pagedPrefill(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
-                  const int32_t* qo_indptr, int num_qo_heads, int max_qo_len, const PagedKV& kv,
-                  bool causal, float sm_scale, cudaStream_t stream) {
-  using namespace prefill_detail;
+// Validated kernel parameters of pagedPrefill / denseAttention (shared with the lab, which
+// launches the same parameters through other configurations). `empty` is set when there is
+// nothing to do.
+inline PrefillParams pagedParams(const bf16* q, int64_t q_stride, bf16* out,
+                                 const int32_t* qo_indptr, int num_qo_heads, int max_qo_len,
+                                 const PagedKV& kv, float sm_scale, bool* empty) {
   const char* fn = "pagedPrefill";
   const int D = kv.head_dim;
   checkHeads(fn, D, num_qo_heads, kv.num_kv_heads);
   requireArg(kv.batch >= 0 && kv.page_size > 0 && max_qo_len >= 0, fn,
              "batch >= 0, page_size > 0, max_qo_len >= 0 required");
-  if (kv.batch == 0 || max_qo_len == 0) return;
+  *empty = kv.batch == 0 || max_qo_len == 0;
+  PrefillParams p{};
+  if (*empty) return p;
   requireArg(q && out && qo_indptr && kv.k_pages && kv.v_pages && kv.kv_indptr && kv.kv_indices &&
                  kv.kv_last_page_len,
              fn, "null pointer");
@@ -332,8 +369,6 @@ void pagedPrefill(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
   requireArg(aligned16(q) && aligned16(out) && aligned16(kv.k_pages) && aligned16(kv.v_pages), fn,
              "q, out and the pages must be 16-byte aligned");
   requireArg(kv.batch <= 65535 && num_qo_heads <= 65535, fn, "batch and heads must be <= 65535");
-
-  PrefillParams p{};
   p.q = q;
   p.qStride = q_stride;
   p.k = kv.k_pages;
@@ -347,22 +382,20 @@ void pagedPrefill(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
   p.numQoHeads = num_qo_heads;
   p.numKvHeads = kv.num_kv_heads;
   p.scaleLog2 = log2Scale(sm_scale, D);
-  const int bm = 16 * kNumWarps;
-  const int gridX = (max_qo_len + bm - 1) / bm;
-  dispatchPrefill<true>(D, causal, p, gridX, num_qo_heads, kv.batch, stream);
+  return p;
 }
 
-void denseAttention(const __nv_bfloat16* q, int64_t q_stride, const __nv_bfloat16* k,
-                    int64_t k_stride, const __nv_bfloat16* v, int64_t v_stride,
-                    __nv_bfloat16* out, int num_seqs, int seq_len, int num_qo_heads,
-                    int num_kv_heads, int head_dim, bool causal, float sm_scale,
-                    cudaStream_t stream) {
-  using namespace prefill_detail;
+inline PrefillParams denseParams(const bf16* q, int64_t q_stride, const bf16* k, int64_t k_stride,
+                                 const bf16* v, int64_t v_stride, bf16* out, int num_seqs,
+                                 int seq_len, int num_qo_heads, int num_kv_heads, int head_dim,
+                                 float sm_scale, bool* empty) {
   const char* fn = "denseAttention";
   const int D = head_dim;
   checkHeads(fn, D, num_qo_heads, num_kv_heads);
   requireArg(num_seqs >= 0 && seq_len >= 0, fn, "num_seqs and seq_len must be >= 0");
-  if (num_seqs == 0 || seq_len == 0) return;
+  *empty = num_seqs == 0 || seq_len == 0;
+  PrefillParams p{};
+  if (*empty) return p;
   requireArg(q && k && v && out, fn, "null pointer");
   requireArg(q_stride >= int64_t(num_qo_heads) * D && k_stride >= int64_t(num_kv_heads) * D &&
                  v_stride >= int64_t(num_kv_heads) * D,
@@ -374,8 +407,6 @@ void denseAttention(const __nv_bfloat16* q, int64_t q_stride, const __nv_bfloat1
   requireArg(num_seqs <= 65535 && num_qo_heads <= 65535, fn,
              "num_seqs and heads must be <= 65535");
   requireArg(int64_t(num_seqs) * seq_len <= INT32_MAX, fn, "too many tokens");
-
-  PrefillParams p{};
   p.q = q;
   p.qStride = q_stride;
   p.k = k;
@@ -387,9 +418,33 @@ void denseAttention(const __nv_bfloat16* q, int64_t q_stride, const __nv_bfloat1
   p.numQoHeads = num_qo_heads;
   p.numKvHeads = num_kv_heads;
   p.scaleLog2 = log2Scale(sm_scale, D);
-  const int bm = 16 * kNumWarps;
-  const int gridX = (seq_len + bm - 1) / bm;
-  dispatchPrefill<false>(D, causal, p, gridX, num_qo_heads, num_seqs, stream);
+  return p;
+}
+
+}  // namespace prefill_detail
+
+void pagedPrefill(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
+                  const int32_t* qo_indptr, int num_qo_heads, int max_qo_len, const PagedKV& kv,
+                  bool causal, float sm_scale, cudaStream_t stream) {
+  using namespace prefill_detail;
+  bool empty = false;
+  const PrefillParams p =
+      pagedParams(q, q_stride, out, qo_indptr, num_qo_heads, max_qo_len, kv, sm_scale, &empty);
+  if (empty) return;
+  dispatchPrefill<true>(kv.head_dim, causal, p, num_qo_heads, kv.batch, max_qo_len, stream);
+}
+
+void denseAttention(const __nv_bfloat16* q, int64_t q_stride, const __nv_bfloat16* k,
+                    int64_t k_stride, const __nv_bfloat16* v, int64_t v_stride,
+                    __nv_bfloat16* out, int num_seqs, int seq_len, int num_qo_heads,
+                    int num_kv_heads, int head_dim, bool causal, float sm_scale,
+                    cudaStream_t stream) {
+  using namespace prefill_detail;
+  bool empty = false;
+  const PrefillParams p = denseParams(q, q_stride, k, k_stride, v, v_stride, out, num_seqs, seq_len,
+                                      num_qo_heads, num_kv_heads, head_dim, sm_scale, &empty);
+  if (empty) return;
+  dispatchPrefill<false>(head_dim, causal, p, num_qo_heads, num_seqs, seq_len, stream);
 }
 
 }  // namespace ivl::cuda
