@@ -1,0 +1,726 @@
+// W8A16 kernel lab (llm.c dev/cuda style): CPU reference, validation at awkward shapes, and
+// benchmarks against cuBLAS bf16 on the real 40B / 76B shapes.
+//
+//   ./w8a16 info                   exits 0 when the binary runs and sees a GPU
+//   ./w8a16 validate [--small|--race]  quantization exact vs CPU; GEMM vs fp64 reference of the
+//                                  dequantized weights, every path and config, m = 1..16, 17..33,
+//                                  64, 118, 152, 1024 (--small: tiny shapes, for compute-sanitizer)
+//   ./w8a16 bench [--sweep] [--json FILE] [--reps N]
+//                                  launcher (and with --sweep every decode config / prefill tile)
+//                                  vs cuBLAS bf16, L2 flushed before every rep, median of reps
+//
+// Tolerance (validate): |y - ref| <= 2^-8 |ref| + 2e-5 * sum_k |W'[n,k] x[m,k]|, with ref the
+// fp64 product of x with W' = q * s. The first term is bf16 output rounding (half an ulp is
+// 2^-9 relative; one ulp allows a rounding-boundary flip), the second fp32 accumulation over K.
+// Every output is poisoned with NaN first, so an unwritten element fails.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cublas_shim.h"
+#include "gemm_w8a16.h"
+#include "gemm_w8a16_tuning.h"
+#include "quantize_int8.h"
+#include "runtime/error.h"
+
+using namespace ivl::cuda;
+using bf16 = __nv_bfloat16;
+
+#define CK(call)                                                                                     \
+  do {                                                                                               \
+    cudaError_t e_ = (call);                                                                         \
+    if (e_ != cudaSuccess) {                                                                         \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, __LINE__, \
+                   #call);                                                                           \
+      std::exit(2);                                                                                  \
+    }                                                                                                \
+  } while (0)
+
+// ---- small utilities ----------------------------------------------------------------------
+
+static uint16_t f2bf(float f) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+static float bf2f(uint16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  float uniform() { return static_cast<float>((next() >> 40) * (1.0 / 16777216.0)) * 2.f - 1.f; }  // [-1, 1)
+  float normal() { return (uniform() + uniform() + uniform() + uniform()) * 0.8660254f; }
+};
+
+template <class T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  Dev() = default;
+  explicit Dev(size_t count) : n(count) { CK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T))); }
+  ~Dev() {
+    if (p) cudaFree(p);
+  }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  void up(const void* h) { CK(cudaMemcpy(p, h, n * sizeof(T), cudaMemcpyHostToDevice)); }
+  void down(void* h) const { CK(cudaMemcpy(h, p, n * sizeof(T), cudaMemcpyDeviceToHost)); }
+};
+
+template <class F>
+static void parallelFor(int n, F f) {
+  const int threads = std::max(1u, std::min(64u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      for (int i = t; i < n; i += threads) f(i);
+    });
+  for (auto& th : pool) th.join();
+}
+
+// ---- CPU reference ------------------------------------------------------------------------
+
+// Symmetric int8, exactly as quantize_int8.h specifies (fp32 IEEE division, round half even).
+static void cpuQuantize(const std::vector<uint16_t>& w, int n, int k, Int8Scheme scheme, std::vector<int8_t>& q,
+                        std::vector<float>& s) {
+  const int groups = w8a16Groups(k);
+  q.assign(static_cast<size_t>(n) * k, 0);
+  s.assign(int8PlainScaleCount(n, k, scheme), 0.f);
+  auto scaleOf = [](float amax) { return amax > 0.f ? amax / 127.f : 1.f; };
+  for (int r = 0; r < n; ++r) {
+    const uint16_t* wr = w.data() + static_cast<size_t>(r) * k;
+    auto quant = [&](int c0, int c1, float sc) {
+      for (int c = c0; c < c1; ++c) {
+        float v = std::nearbyint(bf2f(wr[c]) / sc);
+        v = std::max(-127.f, std::min(127.f, v));
+        q[static_cast<size_t>(r) * k + c] = static_cast<int8_t>(v);
+      }
+    };
+    if (scheme == Int8Scheme::PerChannel) {
+      float amax = 0.f;
+      for (int c = 0; c < k; ++c) amax = std::max(amax, std::fabs(bf2f(wr[c])));
+      s[r] = scaleOf(amax);
+      quant(0, k, s[r]);
+    } else {
+      for (int g = 0; g < groups; ++g) {
+        const int c0 = g * 128, c1 = std::min(k, c0 + 128);
+        float amax = 0.f;
+        for (int c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(bf2f(wr[c])));
+        const float sc = scaleOf(amax);
+        s[static_cast<size_t>(r) * groups + g] = sc;
+        quant(c0, c1, sc);
+      }
+    }
+  }
+}
+
+// The packed layout from its definition (w8a16PackedOffset), independent of the pack kernel.
+static void cpuPack(const std::vector<int8_t>& q, const std::vector<float>& s, int n, int k, Int8Scheme scheme,
+                    std::vector<uint8_t>& packed, std::vector<float>& packedScales) {
+  const int groups = w8a16Groups(k), np = w8a16PaddedRows(n);
+  packed.assign(w8a16PackedBytes(n, k), 128);
+  packedScales.assign(w8a16ScaleCount(n, k, scheme), 1.f);
+  for (int r = 0; r < n; ++r)
+    for (int c = 0; c < k; ++c)
+      packed[w8a16PackedOffset(r, c, groups)] = static_cast<uint8_t>(q[static_cast<size_t>(r) * k + c] + 128);
+  for (int r = 0; r < n; ++r) {
+    if (scheme == Int8Scheme::PerChannel)
+      packedScales[r] = s[r];
+    else
+      for (int g = 0; g < groups; ++g)
+        packedScales[w8a16GroupScaleOffset(r, g, groups)] = s[static_cast<size_t>(r) * groups + g];
+  }
+  (void)np;
+}
+
+// ref[m][n] = sum_k W'[n,k] x[m,k] (+ bias[n]) in fp64, W' = q * s in fp32; absSum likewise of |.|.
+static void cpuGemmRef(const std::vector<int8_t>& q, const std::vector<float>& s, Int8Scheme scheme, int n, int k,
+                       const std::vector<uint16_t>& x, int m, const std::vector<uint16_t>* bias,
+                       std::vector<double>& ref, std::vector<double>& absSum) {
+  const int groups = w8a16Groups(k);
+  std::vector<float> xf(static_cast<size_t>(m) * k);
+  for (size_t i = 0; i < xf.size(); ++i) xf[i] = bf2f(x[i]);
+  ref.assign(static_cast<size_t>(m) * n, 0.0);
+  absSum.assign(static_cast<size_t>(m) * n, 0.0);
+  constexpr int RB = 8;
+  parallelFor((n + RB - 1) / RB, [&](int blk) {
+    const int r0 = blk * RB, r1 = std::min(n, r0 + RB);
+    std::vector<float> wd(static_cast<size_t>(RB) * k);
+    for (int r = r0; r < r1; ++r)
+      for (int c = 0; c < k; ++c) {
+        const float sc = scheme == Int8Scheme::PerChannel ? s[r] : s[static_cast<size_t>(r) * groups + c / 128];
+        wd[static_cast<size_t>(r - r0) * k + c] = static_cast<float>(q[static_cast<size_t>(r) * k + c]) * sc;
+      }
+    for (int mm = 0; mm < m; ++mm) {
+      const float* xr = xf.data() + static_cast<size_t>(mm) * k;
+      for (int r = r0; r < r1; ++r) {
+        const float* wr = wd.data() + static_cast<size_t>(r - r0) * k;
+        double acc = 0.0, aabs = 0.0;
+        for (int c = 0; c < k; ++c) {
+          const double t = static_cast<double>(wr[c]) * xr[c];
+          acc += t;
+          aabs += std::fabs(t);
+        }
+        if (bias) acc += bf2f((*bias)[r]);
+        ref[static_cast<size_t>(mm) * n + r] = acc;
+        absSum[static_cast<size_t>(mm) * n + r] = aabs;
+      }
+    }
+  });
+}
+
+// ---- validation ---------------------------------------------------------------------------
+
+struct ErrStats {
+  double maxRel = 0, sumRel = 0, maxRatio = 0;
+  long relCount = 0, bad = 0, nonFinite = 0, total = 0;
+  void add(const ErrStats& o) {
+    maxRel = std::max(maxRel, o.maxRel);
+    sumRel += o.sumRel;
+    maxRatio = std::max(maxRatio, o.maxRatio);
+    relCount += o.relCount;
+    bad += o.bad;
+    nonFinite += o.nonFinite;
+    total += o.total;
+  }
+  double meanRel() const { return relCount ? sumRel / relCount : 0.0; }
+};
+
+static ErrStats compare(const std::vector<uint16_t>& y, const std::vector<double>& ref, const std::vector<double>& absSum,
+                        int m, int n) {
+  ErrStats st;
+  double rms = 0;
+  for (size_t i = 0; i < static_cast<size_t>(m) * n; ++i) rms += ref[i] * ref[i];
+  rms = std::sqrt(rms / std::max<size_t>(1, static_cast<size_t>(m) * n));
+  for (size_t i = 0; i < static_cast<size_t>(m) * n; ++i) {
+    const double v = bf2f(y[i]);
+    ++st.total;
+    if (!std::isfinite(v)) {
+      ++st.nonFinite;
+      ++st.bad;
+      continue;
+    }
+    const double err = std::fabs(v - ref[i]);
+    const double tol = std::ldexp(std::fabs(ref[i]), -8) + 2e-5 * absSum[i] + 1e-30;
+    st.maxRatio = std::max(st.maxRatio, err / tol);
+    if (err > tol) ++st.bad;
+    if (std::fabs(ref[i]) > 1e-2 * rms) {  // relative error only where it means something
+      const double rel = err / std::fabs(ref[i]);
+      st.maxRel = std::max(st.maxRel, rel);
+      st.sumRel += rel;
+      ++st.relCount;
+    }
+  }
+  return st;
+}
+
+struct Summary {
+  std::string name;
+  ErrStats st;
+};
+static void addTo(std::vector<Summary>& v, const std::string& name, const ErrStats& s) {
+  for (auto& e : v)
+    if (e.name == name) {
+      e.st.add(s);
+      return;
+    }
+  v.push_back({name, s});
+}
+
+struct ValShape {
+  int n, k;
+  int mMax;
+  bool bias;
+};
+
+static int runValidate(bool small, bool race) {
+  std::vector<ValShape> shapes;
+  std::vector<int> ms;
+  if (race) {  // racecheck is slow: one shape, one decode and one prefill size
+    shapes = {{77, 136, 70, true}};
+    ms = {9, 70};
+  } else if (small) {
+    shapes = {{77, 136, 70, true}, {1000, 264, 40, false}, {40, 7232, 33, true}};
+    ms = {1, 9, 17, 33, 70};
+  } else {
+    shapes = {{1000, 7232, 1024, true}, {1024, 7168, 152, false}, {7168, 7168, 32, false}, {77, 136, 160, true},
+              {1001, 2048, 64, false}};
+    for (int m = 1; m <= 16; ++m) ms.push_back(m);
+    for (int m : {17, 24, 31, 32, 33, 64, 118, 152, 160, 1024}) ms.push_back(m);
+  }
+  std::vector<W8A16DecodeConfig> decodeCfgs = {{8, 1, 4}, {8, 3, 2}, {4, 1, 2}, {4, 7, 4}, {2, 1, 4}, {2, 16, 2}};
+  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}};
+  cudaStream_t stream;
+  CK(cudaStreamCreate(&stream));
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  long failures = 0;
+  std::vector<Summary> summary;
+
+  for (const ValShape& sh : shapes) {
+    const int n = sh.n, k = sh.k;
+    Rng rng(1000 + n * 7 + k);
+    // Weights: normal * 0.02 with a per-row spread and rare outliers; row 3 all zero, row 5's
+    // first group zero (scale-1 paths).
+    std::vector<uint16_t> w(static_cast<size_t>(n) * k);
+    for (int r = 0; r < n; ++r) {
+      const float rowScale = 0.02f * (0.25f + 1.5f * (rng.uniform() * 0.5f + 0.5f));
+      for (int c = 0; c < k; ++c) {
+        float v = rng.normal() * rowScale;
+        if ((rng.next() & 1023) == 0) v *= 8.f;
+        if (r == 3 || (r == 5 && c < 128)) v = 0.f;
+        w[static_cast<size_t>(r) * k + c] = f2bf(v);
+      }
+    }
+    std::vector<uint16_t> x(static_cast<size_t>(sh.mMax) * k), bias(n);
+    for (auto& v : x) v = f2bf(rng.uniform());
+    for (auto& v : bias) v = f2bf(rng.uniform() * 0.1f);
+    Dev<bf16> dW(w.size()), dBias(n);
+    dW.up(w.data());
+    dBias.up(bias.data());
+
+    for (Int8Scheme scheme : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128}) {
+      const char* sname = scheme == Int8Scheme::PerChannel ? "per-channel" : "per-group128";
+      // 1. quantization vs CPU, exact
+      std::vector<int8_t> qRef;
+      std::vector<float> sRef;
+      cpuQuantize(w, n, k, scheme, qRef, sRef);
+      Dev<int8_t> dQ(qRef.size());
+      Dev<float> dS(sRef.size());
+      quantizeInt8(dW.p, n, k, scheme, dQ.p, dS.p, stream);
+      CK(cudaStreamSynchronize(stream));
+      std::vector<int8_t> qGpu(qRef.size());
+      std::vector<float> sGpu(sRef.size());
+      dQ.down(qGpu.data());
+      dS.down(sGpu.data());
+      long qMismatch = 0, sMismatch = 0;
+      for (size_t i = 0; i < qRef.size(); ++i) qMismatch += qRef[i] != qGpu[i];
+      for (size_t i = 0; i < sRef.size(); ++i) sMismatch += std::memcmp(&sRef[i], &sGpu[i], 4) != 0;
+      // 2. packing: pack(plain) == fused quantize == CPU layout, bytewise
+      std::vector<uint8_t> pRef;
+      std::vector<float> psRef;
+      cpuPack(qRef, sRef, n, k, scheme, pRef, psRef);
+      Dev<uint8_t> dP1(pRef.size()), dP2(pRef.size());
+      Dev<float> dPS1(psRef.size()), dPS2(psRef.size());
+      W8A16Weight w1{dP1.p, dPS1.p, n, k, scheme}, w2{dP2.p, dPS2.p, n, k, scheme};
+      CK(cudaMemset(dP1.p, 0xAB, pRef.size()));
+      CK(cudaMemset(dP2.p, 0xCD, pRef.size()));
+      packW8A16(dQ.p, dS.p, w1, stream);
+      quantizeW8A16(dW.p, w2, stream);
+      CK(cudaStreamSynchronize(stream));
+      std::vector<uint8_t> p1(pRef.size()), p2(pRef.size());
+      std::vector<float> ps1(psRef.size()), ps2(psRef.size());
+      dP1.down(p1.data());
+      dP2.down(p2.data());
+      dPS1.down(ps1.data());
+      dPS2.down(ps2.data());
+      long pMismatch = 0;
+      for (size_t i = 0; i < pRef.size(); ++i) pMismatch += (p1[i] != pRef[i]) + (p2[i] != pRef[i]);
+      for (size_t i = 0; i < psRef.size(); ++i)
+        pMismatch += (std::memcmp(&ps1[i], &psRef[i], 4) != 0) + (std::memcmp(&ps2[i], &psRef[i], 4) != 0);
+      const bool qOk = qMismatch == 0 && sMismatch == 0 && pMismatch == 0;
+      failures += !qOk;
+      std::printf("quantize N=%d K=%d %-12s q mismatches %ld, scale mismatches %ld, packed mismatches %ld  %s\n", n, k,
+                  sname, qMismatch, sMismatch, pMismatch, qOk ? "OK" : "FAIL");
+
+      // 3. GEMM vs fp64 reference of the dequantized weight (x rows are a prefix of one draw)
+      std::vector<double> ref, absSum;
+      cpuGemmRef(qRef, sRef, scheme, n, k, x, sh.mMax, sh.bias ? &bias : nullptr, ref, absSum);
+      const W8A16Weight& wq = w2;
+      Dev<uint8_t> ws(std::max<size_t>(256, w8a16WorkspaceBytes(wq)) + (64u << 20));
+      CK(cudaMemset(ws.p, 0, ws.n));
+      for (int m : ms) {
+        if (m > sh.mMax) continue;
+        Dev<bf16> dX(static_cast<size_t>(m) * k), dY(static_cast<size_t>(m) * n);  // exact sizes (memcheck)
+        dX.up(x.data());
+        const bf16* biasP = sh.bias ? dBias.p : nullptr;
+        std::vector<double> refM(ref.begin(), ref.begin() + static_cast<size_t>(m) * n);
+        std::vector<double> absM(absSum.begin(), absSum.begin() + static_cast<size_t>(m) * n);
+        std::vector<uint16_t> y(static_cast<size_t>(m) * n);
+        auto check = [&](const std::string& path, const std::string& cls, auto&& launch) {
+          CK(cudaMemsetAsync(dY.p, 0xFF, dY.n * sizeof(bf16), stream));  // NaN poison
+          try {
+            launch();
+          } catch (const ivl::Error& e) {
+            std::printf("  %s m=%d: threw %s: %s\n", path.c_str(), m, e.codeName(), e.what());
+            ++failures;
+            return;
+          }
+          CK(cudaStreamSynchronize(stream));
+          dY.down(y.data());
+          const ErrStats st = compare(y, refM, absM, m, n);
+          const bool ok = st.bad == 0;
+          failures += !ok;
+          addTo(summary, std::string(sname) + " " + cls, st);
+          if (!ok || small)
+            std::printf("  N=%d K=%d %s %-34s m=%4d  max rel %.3e  mean rel %.3e  max err/tol %.3f  bad %ld  %s\n", n, k,
+                        sname, path.c_str(), m, st.maxRel, st.meanRel(), st.maxRatio, st.bad, ok ? "OK" : "FAIL");
+        };
+        const std::string cls = m <= 16 ? "m=1..16 (decode)" : m <= 32 ? "m=17..32 (decode)" : "m=" + std::to_string(m);
+        check("launcher", cls, [&] { gemmW8A16(wq, dX.p, m, dY.p, biasP, stream, ws.p, ws.n); });
+        check("launcher-no-workspace", cls, [&] { gemmW8A16(wq, dX.p, m, dY.p, biasP, stream); });
+        if (m <= kW8A16DecodeMaxM) {
+          for (const auto& c : decodeCfgs) {
+            W8A16DecodeConfig cc = c;
+            cc.splitK = std::min(cc.splitK, w8a16Groups(k));
+            const std::string name = "decode tb" + std::to_string(cc.tilesPerBlock) + " split" +
+                                     std::to_string(cc.splitK) + " depth" + std::to_string(cc.depth);
+            check(name, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cc, ws.p, ws.n, stream); });
+          }
+        }
+        if (small || race || m == 1 || m == 7 || m == 16 || m == 33 || m == 118 || m == 152 || m == 1024) {
+          for (int t = 0; t < kW8A16PrefillTileCount; ++t) {
+            const std::string cls2 = m <= 32 ? "prefill kernel at m<=32" : cls;
+            check("prefill tile" + std::to_string(t), cls2,
+                  [&] { gemmW8A16Prefill(wq, dX.p, m, dY.p, biasP, static_cast<W8A16PrefillTile>(t), stream); });
+          }
+        }
+      }
+    }
+  }
+  // Argument errors must throw, not crash.
+  {
+    W8A16Weight bad{};
+    bad.n = 16;
+    bad.k = 12;
+    bool threw = false;
+    try {
+      gemmW8A16(bad, nullptr, 1, nullptr, nullptr, stream);
+    } catch (const ivl::Error& e) {
+      threw = e.code() == ivl::ErrorCode::InvalidArg;
+    }
+    std::printf("bad shape throws ERR_INVALID_ARG: %s\n", threw ? "OK" : "FAIL");
+    failures += !threw;
+  }
+  std::printf("\n%-44s %10s %10s %12s %8s %10s\n", "class", "max rel", "mean rel", "max err/tol", "bad", "outputs");
+  for (const auto& s : summary)
+    std::printf("%-44s %10.3e %10.3e %12.3f %8ld %10ld\n", s.name.c_str(), s.st.maxRel, s.st.meanRel(), s.st.maxRatio,
+                s.st.bad, s.st.total);
+  CK(cudaStreamDestroy(stream));
+  std::printf("\nVALIDATE %s (%ld failures)\n", failures == 0 ? "PASS" : "FAIL", failures);
+  return failures == 0 ? 0 : 1;
+}
+
+// ---- benchmark ----------------------------------------------------------------------------
+
+__global__ void fillRandomBf16(bf16* p, size_t n, uint64_t seed, float scale) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint64_t z = (i + 1) * 0x9E3779B97F4A7C15ull + seed;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    float s = 0.f;
+    for (int j = 0; j < 4; ++j) s += static_cast<float>((z >> (16 * j)) & 0xffff) * (1.f / 65536.f) - 0.5f;
+    p[i] = __float2bfloat16_rn(s * 1.7320508f * scale);
+  }
+}
+
+struct Timer {
+  cudaStream_t stream;
+  cudaEvent_t a, b;
+  void* flush;
+  size_t flushBytes;
+  int reps;
+  explicit Timer(cudaStream_t s, int r) : stream(s), reps(r) {
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    flushBytes = 256ull << 20;  // > 4x the 60 MB L2
+    CK(cudaMalloc(&flush, flushBytes));
+  }
+  ~Timer() {
+    cudaFree(flush);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+  }
+  // Median microseconds of `reps` timed calls, each after an L2 flush; 3 untimed warm-ups.
+  template <class F>
+  double median(F&& f) {
+    for (int i = 0; i < 3; ++i) f();
+    std::vector<float> t;
+    for (int i = 0; i < reps; ++i) {
+      CK(cudaMemsetAsync(flush, i & 0xff, flushBytes, stream));
+      CK(cudaEventRecord(a, stream));
+      f();
+      CK(cudaEventRecord(b, stream));
+      CK(cudaEventSynchronize(b));
+      float ms = 0;
+      CK(cudaEventElapsedTime(&ms, a, b));
+      t.push_back(ms * 1000.f);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
+};
+
+struct BenchShape {
+  const char* model;
+  const char* name;
+  int n, k;
+};
+
+struct Json {
+  FILE* f = nullptr;
+  bool first = true;
+  void open(const char* path) {
+    f = std::fopen(path, "w");
+    if (f) std::fprintf(f, "{\n");
+  }
+  void raw(const std::string& s) {
+    if (f) std::fprintf(f, "%s", s.c_str());
+  }
+  void close() {
+    if (f) std::fclose(f);
+  }
+};
+
+static std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
+static std::string fmt(const char* format, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, format);
+  std::vsnprintf(buf, sizeof buf, format, ap);
+  va_end(ap);
+  return buf;
+}
+
+static int runBench(bool sweep, const char* jsonPath, int reps) {
+  cudaStream_t stream;
+  CK(cudaStreamCreate(&stream));
+  cudaDeviceProp prop{};
+  CK(cudaGetDeviceProperties(&prop, 0));
+  const int sms = prop.multiProcessorCount;
+  lab::CublasBf16 cublas;
+  std::printf("device %s, %d SMs, L2 %d MB; cuBLAS %s (version %d)\n", prop.name, sms, prop.l2CacheSize >> 20,
+              cublas.ok() ? "loaded" : cublas.why().c_str(), cublas.version());
+  Timer timer(stream, reps);
+  const double roofline = 4.3e12;  // bytes/s, the brief's and SPEC §8's device copy figure
+
+  // Device copy bandwidth in this run (read + write bytes).
+  double copyGBs = 0;
+  {
+    const size_t bytes = 2ull << 30;
+    void *src, *dst;
+    CK(cudaMalloc(&src, bytes));
+    CK(cudaMalloc(&dst, bytes));
+    CK(cudaMemset(src, 1, bytes));
+    const double us = timer.median([&] { CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream)); });
+    copyGBs = 2.0 * bytes / (us * 1e-6) / 1e9;
+    CK(cudaFree(src));
+    CK(cudaFree(dst));
+    std::printf("device-to-device copy: %.0f GB/s (read + write)\n", copyGBs);
+  }
+
+  const std::vector<BenchShape> shapes = {
+      {"40B", "q_proj", 7168, 7168},          {"40B", "k_proj", 1024, 7168},      {"40B", "v_proj", 1024, 7168},
+      {"40B", "o_proj", 7168, 7168},          {"40B", "gate_proj", 20480, 7168},  {"40B", "up_proj", 20480, 7168},
+      {"40B", "down_proj", 7168, 20480},      {"40B", "qkv_fused", 9216, 7168},   {"40B", "gate_up_fused", 40960, 7168},
+      {"76B", "q_proj", 8192, 8192},          {"76B", "kv_proj", 1024, 8192},     {"76B", "gate_proj", 28672, 8192},
+      {"76B", "down_proj", 8192, 28672},
+  };
+  const std::vector<int> ms = {1, 2, 4, 8, 16, 32, 64, 152, 1024};
+  const int mMax = 1024;
+
+  Json js;
+  js.open(jsonPath);
+  js.raw(fmt("\"device\": \"%s\", \"sms\": %d, \"cublas_version\": %d, \"copy_GBps\": %.1f, \"roofline_GBps\": %.1f,\n"
+             "\"reps\": %d, \"timing\": \"median of reps, L2 flushed (256 MB memset) before each, cudaEvent\",\n"
+             "\"results\": [\n",
+             prop.name, sms, cublas.version(), copyGBs, roofline / 1e9, reps));
+  bool firstRow = true;
+  auto row = [&](const std::string& s) {
+    js.raw(std::string(firstRow ? "  " : ",\n  ") + s);
+    firstRow = false;
+  };
+
+  // Layer sums (40B, one decoder layer's 7 linears) per m: int8 per-channel / per-group, cuBLAS.
+  const char* layerNames[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  double layer[3][2] = {};  // [int8 pc, int8 grp, cublas][m=1, m=16]
+
+  std::printf("\n%-4s %-14s %6s %6s %5s | %9s %7s %6s | %9s %7s %6s | %9s %7s | %7s %7s\n", "", "shape", "N", "K", "m",
+              "pc us", "GB/s", "%roof", "grp us", "GB/s", "%roof", "cuBLAS us", "GB/s", "x pc", "x grp");
+  for (const BenchShape& sh : shapes) {
+    const int n = sh.n, k = sh.k;
+    Dev<bf16> dW(static_cast<size_t>(n) * k), dX(static_cast<size_t>(mMax) * k), dY(static_cast<size_t>(mMax) * n),
+        dBias(n);
+    fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 17 + n + k, 0.02f);
+    fillRandomBf16<<<1024, 256, 0, stream>>>(dX.p, dX.n, 99 + k, 1.0f);
+    CK(cudaGetLastError());
+    Dev<uint8_t> dP(w8a16PackedBytes(n, k));
+    Dev<float> dSc(w8a16ScaleCount(n, k, Int8Scheme::PerChannel)), dSg(w8a16ScaleCount(n, k, Int8Scheme::PerGroup128));
+    W8A16Weight wpc{dP.p, dSc.p, n, k, Int8Scheme::PerChannel};
+    Dev<uint8_t> dP2(w8a16PackedBytes(n, k));
+    W8A16Weight wgr{dP2.p, dSg.p, n, k, Int8Scheme::PerGroup128};
+    const double qUs = timer.median([&] { quantizeW8A16(dW.p, wpc, stream); });
+    quantizeW8A16(dW.p, wgr, stream);
+    const size_t wsBytes = std::max(w8a16WorkspaceBytes(wpc), w8a16WorkspaceBytes(wgr));
+    Dev<uint8_t> ws(std::max<size_t>(wsBytes, 256) + (64u << 20));  // + room for sweep configs
+    CK(cudaMemset(ws.p, 0, ws.n));
+    CK(cudaStreamSynchronize(stream));
+    row(fmt("{\"model\": \"%s\", \"shape\": \"%s\", \"N\": %d, \"K\": %d, \"kernel\": \"quantizeW8A16 per-channel\", "
+            "\"us\": %.2f}",
+            sh.model, sh.name, n, k, qUs));
+
+    for (int m : ms) {
+      const double wBytesPc = static_cast<double>(w8a16PackedBytes(n, k)) + 4.0 * w8a16ScaleCount(n, k, Int8Scheme::PerChannel);
+      const double wBytesGr = static_cast<double>(w8a16PackedBytes(n, k)) + 4.0 * w8a16ScaleCount(n, k, Int8Scheme::PerGroup128);
+      const double ioBytes = 2.0 * m * k + 2.0 * m * n;
+      const double flops = 2.0 * m * n * static_cast<double>(k);
+      auto emit = [&](const char* kernel, const std::string& config, double us, double wBytes) {
+        row(fmt("{\"model\": \"%s\", \"shape\": \"%s\", \"N\": %d, \"K\": %d, \"m\": %d, \"kernel\": \"%s\", "
+                "\"config\": \"%s\", \"us\": %.3f, \"weight_GBps\": %.1f, \"pct_roofline\": %.1f, \"TFLOPs\": %.2f}",
+                sh.model, sh.name, n, k, m, kernel, config.c_str(), us, wBytes / (us * 1e-6) / 1e9,
+                100.0 * (wBytes + ioBytes) / (us * 1e-6) / roofline, flops / (us * 1e-6) / 1e12));
+      };
+      const double tPc = timer.median([&] { gemmW8A16(wpc, dX.p, m, dY.p, nullptr, stream, ws.p, ws.n); });
+      const double tGr = timer.median([&] { gemmW8A16(wgr, dX.p, m, dY.p, nullptr, stream, ws.p, ws.n); });
+      std::string cfgPc, cfgGr;
+      if (m <= kW8A16DecodeMaxM) {
+        auto d = w8a16ChooseDecode(wpc, m, sms, ws.n);
+        cfgPc = fmt("decode tb%d split%d depth%d", d.tilesPerBlock, d.splitK, d.depth);
+        d = w8a16ChooseDecode(wgr, m, sms, ws.n);
+        cfgGr = fmt("decode tb%d split%d depth%d", d.tilesPerBlock, d.splitK, d.depth);
+      } else {
+        cfgPc = fmt("prefill tile%d", static_cast<int>(w8a16ChoosePrefill(wpc, m, sms)));
+        cfgGr = fmt("prefill tile%d", static_cast<int>(w8a16ChoosePrefill(wgr, m, sms)));
+      }
+      emit("w8a16 per-channel", cfgPc, tPc, wBytesPc);
+      emit("w8a16 per-group128", cfgGr, tGr, wBytesGr);
+      double tCb = NAN;
+      if (cublas.ok()) {
+        tCb = timer.median([&] {
+          const int st = cublas.gemm(dX.p, dW.p, dY.p, m, n, k, stream);
+          if (st != 0) {
+            std::fprintf(stderr, "cublasGemmEx status %d\n", st);
+            std::exit(3);
+          }
+        });
+        emit("cublas bf16", "cublasGemmEx default", tCb, 2.0 * n * k);
+      }
+      std::printf("%-4s %-14s %6d %6d %5d | %9.2f %7.0f %6.1f | %9.2f %7.0f %6.1f | %9.2f %7.0f | %7.2f %7.2f\n",
+                  sh.model, sh.name, n, k, m, tPc, wBytesPc / tPc / 1e3, 100.0 * (wBytesPc + ioBytes) / (tPc * 1e-6) / roofline,
+                  tGr, wBytesGr / tGr / 1e3, 100.0 * (wBytesGr + ioBytes) / (tGr * 1e-6) / roofline, tCb,
+                  2.0 * n * k / tCb / 1e3, tCb / tPc, tCb / tGr);
+      if (std::strcmp(sh.model, "40B") == 0 && (m == 1 || m == 16)) {
+        for (const char* ln : layerNames)
+          if (std::strcmp(ln, sh.name) == 0) {
+            const int mi = m == 1 ? 0 : 1;
+            layer[0][mi] += tPc;
+            layer[1][mi] += tGr;
+            layer[2][mi] += tCb;
+          }
+      }
+
+      // Sweep (losing versions kept as configurations): every decode config and prefill tile on
+      // the separate real shapes, both schemes.
+      if (sweep && std::strstr(sh.name, "fused") == nullptr && std::strcmp(sh.name, "v_proj") != 0 &&
+          std::strcmp(sh.name, "up_proj") != 0 && std::strcmp(sh.name, "o_proj") != 0) {
+        for (W8A16Weight* wp : {&wpc, &wgr}) {
+          const bool grp = wp->scheme == Int8Scheme::PerGroup128;
+          const double wBytes = grp ? wBytesGr : wBytesPc;
+          std::string best;
+          double bestUs = 1e30;
+          if (m <= kW8A16DecodeMaxM && (m == 1 || m == 8 || m == 16 || m == 32)) {
+            const int groups = w8a16Groups(k);
+            for (int tb : {8, 4, 2})
+              for (int depth : {2, 4}) {
+                const int blocksN = ((n + 15) / 16 + tb - 1) / tb;
+                std::vector<int> splits = {1};
+                for (int mult : {1, 2, 4}) {
+                  const int s = std::min(groups, std::max(1, mult * sms / blocksN));
+                  if (std::find(splits.begin(), splits.end(), s) == splits.end()) splits.push_back(s);
+                }
+                for (int s : splits) {
+                  W8A16DecodeConfig c{tb, s, depth};
+                  if (w8a16DecodeWorkspaceBytes(*wp, m, c) > ws.n) continue;
+                  const double us =
+                      timer.median([&] { gemmW8A16Decode(*wp, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
+                  const std::string name = fmt("decode tb%d split%d depth%d", tb, s, depth);
+                  emit(grp ? "sweep per-group128" : "sweep per-channel", name, us, wBytes);
+                  if (us < bestUs) bestUs = us, best = name;
+                }
+              }
+          }
+          if (m >= 16) {
+            for (int t = 0; t < kW8A16PrefillTileCount; ++t) {
+              const double us = timer.median(
+                  [&] { gemmW8A16Prefill(*wp, dX.p, m, dY.p, nullptr, static_cast<W8A16PrefillTile>(t), stream); });
+              const std::string name = fmt("prefill tile%d", t);
+              emit(grp ? "sweep per-group128" : "sweep per-channel", name, us, wBytes);
+              if (us < bestUs) bestUs = us, best = name;
+            }
+          }
+          if (!best.empty())
+            std::printf("       sweep best %-12s %-28s %9.2f us (launcher %9.2f)\n", grp ? "per-group128" : "per-channel",
+                        best.c_str(), bestUs, grp ? tGr : tPc);
+        }
+      }
+    }
+  }
+  std::printf("\n40B decoder layer, 7 linears (q,k,v,o,gate,up,down), weights only, L2 cold each:\n");
+  const char* names[] = {"int8 per-channel", "int8 per-group128", "cuBLAS bf16"};
+  for (int i = 0; i < 3; ++i) {
+    std::printf("  %-18s m=1: %8.1f us/layer -> %6.1f tok/s (60 layers)   m=16: %8.1f us/layer -> %6.1f steps/s\n",
+                names[i], layer[i][0], 1e6 / (60.0 * layer[i][0]), layer[i][1], 1e6 / (60.0 * layer[i][1]));
+    row(fmt("{\"summary\": \"40B layer linears\", \"kernel\": \"%s\", \"m1_us\": %.2f, \"m1_tok_per_s_60_layers\": %.2f, "
+            "\"m16_us\": %.2f, \"m16_steps_per_s_60_layers\": %.2f}",
+            names[i], layer[i][0], 1e6 / (60.0 * layer[i][0]), layer[i][1], 1e6 / (60.0 * layer[i][1])));
+  }
+  js.raw("\n]\n}\n");
+  js.close();
+  CK(cudaStreamDestroy(stream));
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "validate";
+  bool small = false, sweep = false, race = false;
+  const char* json = "w8a16-bench.json";
+  int reps = 30;
+  for (int i = 2; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--small")) small = true;
+    else if (!std::strcmp(argv[i], "--race")) race = small = true;
+    else if (!std::strcmp(argv[i], "--sweep")) sweep = true;
+    else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+    else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
+  }
+  try {
+    if (mode == "info") {  // does this binary run here?
+      int count = 0;
+      CK(cudaGetDeviceCount(&count));
+      std::printf("w8a16 lab: %d CUDA device(s)\n", count);
+      return count > 0 ? 0 : 1;
+    }
+    if (mode == "validate") return runValidate(small, race);
+    if (mode == "bench") return runBench(sweep, json, std::max(20, reps));
+  } catch (const ivl::Error& e) {
+    std::fprintf(stderr, "ivl::Error %s: %s\n", e.codeName(), e.what());
+    return 2;
+  }
+  std::fprintf(stderr, "usage: w8a16 info | validate [--small|--race] | bench [--sweep] [--json FILE] [--reps N]\n");
+  return 1;
+}

@@ -1,0 +1,715 @@
+// W8A16 GEMM: int8 weights (packed as in quantize_int8.h), bf16 activations, fp32 accumulate,
+// bf16 output. gemm_w8a16.h describes the two kernels; the lab in cuda/dev/w8a16 validates and
+// times them (README there holds the measurements and the losing variants).
+//
+// Both kernels use the same trick for the MMA: a packed 16-byte chunk per lane holds, for 16
+// weight rows, the 4 bytes each of the m16n8k16 fragments needs at 2 k-steps, in a k order
+// permuted inside each 32-column block so that the matching 8 activations of a lane are also one
+// 16-byte load. int8 -> bf16 is exact (|q| <= 127 fits bf16's 8-bit significand), so the MMA
+// multiplies exact integers by bf16 activations into fp32, and scales are applied in fp32.
+#include "gemm_w8a16.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+
+#include "check.h"
+#include "gemm_w8a16_tuning.h"
+
+namespace ivl::cuda {
+namespace w8a16 {
+
+using bf16 = __nv_bfloat16;
+
+// ---- device helpers -----------------------------------------------------------------------
+
+// Four biased bytes (q + 128) -> two bf16x2: lo = (B0, B2) - 128, hi = (B1, B3) - 128.
+// 0x4B000000 | B is the float 2^23 + B; subtracting 2^23 + 128 leaves B - 128 exactly, whose
+// low 16 bits are zero, so the bf16 is the float's high half (marlin's int8 -> bf16 path).
+__device__ __forceinline__ void dequant4(uint32_t q, uint32_t& lo, uint32_t& hi) {
+  constexpr uint32_t kBase = 0x4B000000u;
+  const float f0 = __uint_as_float(__byte_perm(q, kBase, 0x7650)) - 8388736.f;
+  const float f1 = __uint_as_float(__byte_perm(q, kBase, 0x7652)) - 8388736.f;
+  const float f2 = __uint_as_float(__byte_perm(q, kBase, 0x7651)) - 8388736.f;
+  const float f3 = __uint_as_float(__byte_perm(q, kBase, 0x7653)) - 8388736.f;
+  lo = __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
+  hi = __byte_perm(__float_as_uint(f2), __float_as_uint(f3), 0x7632);
+}
+
+// D = A (16x16 bf16, row) * B (16x8 bf16, col) + D, fp32.
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Streamed weight load: read once, so keep it out of L1 (which holds the reused activations).
+__device__ __forceinline__ uint4 ldgStream(const uint4* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ uint32_t smemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16-byte async copy global -> shared; when !valid the shared bytes are zero-filled and nothing
+// is read (gmem must still be a mapped address).
+__device__ __forceinline__ void cpAsync16(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smemAddr(smem)), "l"(gmem),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ uint4 lds128(const uint4* p) {
+  uint4 r;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "r"(smemAddr(p)));
+  return r;
+}
+
+// ---- decode: weight-streaming skinny GEMM (m <= 32) ----------------------------------------
+
+struct DecodeParams {
+  const uint4* qw;       // packed weights, 128 uint4 per [tile][group] unit
+  const float* scales;   // PerChannel [Np] or PerGroup128 [Np/16][G][16]
+  const bf16* x;         // [m, k]
+  const bf16* bias;      // [n] or null
+  bf16* y;               // [m, n]
+  float* partial;        // [splitK][m][n] split-K partial sums (splitK > 1)
+  int* counters;         // [gridDim.x] arrival counters, zero between calls (splitK > 1)
+  int m, n, k, groups, tilesN;
+  int tb;                // tiles (16 rows) per block; warps = tb tiles x (8 / tb) K lanes
+  int splitK;            // blocks along K
+};
+
+constexpr int kDecodeThreads = 256;
+
+// MT:      activation row blocks of 8 (the MMA's n side): handles m <= 8 * MT.
+// GROUPED: per-group scales (applied per 128-column unit) instead of per-channel (epilogue).
+// DEPTH:   weight units (2 KB per warp, 64 B per lane) a warp keeps in registers; DEPTH - 1 are in
+//          flight while one is consumed.
+template <int MT, bool GROUPED, int DEPTH>
+__global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParams p) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int gi = lane >> 2, ti = lane & 3;
+  const int tb = p.tb, kwCount = 8 / tb;
+  const int tw = warp % tb, kw = warp / tb;
+  const int tile = blockIdx.x * tb + tw;
+  const int split = blockIdx.y;
+  const int g0 = static_cast<int>(static_cast<long long>(p.groups) * split / p.splitK);
+  const int g1 = static_cast<int>(static_cast<long long>(p.groups) * (split + 1) / p.splitK);
+  // This warp's units: groups g0 + kw + i * kwCount, i < nMine.
+  const int nMine = (tile < p.tilesN && g0 + kw < g1) ? (g1 - g0 - kw + kwCount - 1) / kwCount : 0;
+
+  const uint4* wTile = p.qw + static_cast<size_t>(tile) * p.groups * 128 + lane;
+  const float* sTile = GROUPED ? p.scales + static_cast<size_t>(tile) * p.groups * 16 + gi : nullptr;
+  const bf16* xRow[MT];
+  bool rowOk[MT];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int r = mt * 8 + gi;
+    rowOk[mt] = r < p.m;
+    xRow[mt] = p.x + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k + ti * 8;
+  }
+
+  float acc[MT][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
+
+  uint4 wb[DEPTH][4];
+  float sb[DEPTH][2];
+  auto load = [&](uint4 (&w)[4], float (&s)[2], int i) {
+    const int g = g0 + kw + i * kwCount;
+    const uint4* src = wTile + static_cast<size_t>(g) * 128;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) w[j] = ldgStream(src + j * 32);
+    if constexpr (GROUPED) {
+      s[0] = __ldg(sTile + static_cast<size_t>(g) * 16);
+      s[1] = __ldg(sTile + static_cast<size_t>(g) * 16 + 8);
+    }
+  };
+  auto compute = [&](const uint4 (&w)[4], const float (&s)[2], int i) {
+    const int g = g0 + kw + i * kwCount;
+    float t[MT][4];
+    if constexpr (GROUPED) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) t[mt][0] = t[mt][1] = t[mt][2] = t[mt][3] = 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      uint32_t a0[4], a1[4];  // A fragments of k-steps 0 and 1 (rows gi / gi+8 of the tile)
+      dequant4(w[j].x, a0[0], a0[1]);
+      dequant4(w[j].y, a0[2], a0[3]);
+      dequant4(w[j].z, a1[0], a1[1]);
+      dequant4(w[j].w, a1[2], a1[3]);
+      const int kk = g * kW8A16Group + j * 32;
+      const bool kOk = kk + ti * 8 < p.k;  // K % 8 == 0: a lane's 8 columns are all in or all out
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        uint4 xv = make_uint4(0u, 0u, 0u, 0u);
+        if (rowOk[mt] && kOk) xv = __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk));
+        if constexpr (GROUPED) {
+          mma16816(t[mt], a0, xv.x, xv.y);
+          mma16816(t[mt], a1, xv.z, xv.w);
+        } else {
+          mma16816(acc[mt], a0, xv.x, xv.y);
+          mma16816(acc[mt], a1, xv.z, xv.w);
+        }
+      }
+    }
+    if constexpr (GROUPED) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        acc[mt][0] = fmaf(t[mt][0], s[0], acc[mt][0]);
+        acc[mt][1] = fmaf(t[mt][1], s[0], acc[mt][1]);
+        acc[mt][2] = fmaf(t[mt][2], s[1], acc[mt][2]);
+        acc[mt][3] = fmaf(t[mt][3], s[1], acc[mt][3]);
+      }
+    }
+  };
+
+#pragma unroll
+  for (int d = 0; d < DEPTH; ++d)
+    if (d < nMine) load(wb[d], sb[d], d);
+  for (int i = 0; i < nMine; i += DEPTH) {
+#pragma unroll
+    for (int d = 0; d < DEPTH; ++d) {
+      if (i + d < nMine) {
+        compute(wb[d], sb[d], i + d);
+        if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH);
+      }
+    }
+  }
+
+  // Block reduction over the K lanes. Accumulator (swapped product, C = W_tile · x^T):
+  // acc[mt][0..1] = (row gi, activations mt*8 + 2ti, +1), acc[mt][2..3] = row gi + 8.
+  __shared__ float red[8][16][MT * 8 + 1];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    red[warp][gi][mt * 8 + 2 * ti] = acc[mt][0];
+    red[warp][gi][mt * 8 + 2 * ti + 1] = acc[mt][1];
+    red[warp][gi + 8][mt * 8 + 2 * ti] = acc[mt][2];
+    red[warp][gi + 8][mt * 8 + 2 * ti + 1] = acc[mt][3];
+  }
+  __syncthreads();
+
+  const int rowsB = tb * 16;
+  const int nBase = blockIdx.x * rowsB;
+  auto finish = [&](float v, int n) {
+    if constexpr (!GROUPED) v *= __ldg(p.scales + n);
+    if (p.bias != nullptr) v += __bfloat162float(p.bias[n]);
+    return __float2bfloat16_rn(v);
+  };
+  for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
+    const int mm = e / rowsB, nl = e - mm * rowsB;
+    const int n = nBase + nl;
+    if (n >= p.n) continue;
+    const int twi = nl >> 4, r = nl & 15;
+    float v = 0.f;
+    for (int kwi = 0; kwi < kwCount; ++kwi) v += red[kwi * tb + twi][r][mm];
+    if (p.splitK == 1)
+      p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
+    else
+      p.partial[(static_cast<size_t>(split) * p.m + mm) * p.n + n] = v;
+  }
+  if (p.splitK == 1) return;
+
+  // Split-K: the last block of this column of blocks to arrive sums the partials in split
+  // order (deterministic) and writes y; it then re-arms the counter for the next call.
+  __shared__ int amLast;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) amLast = atomicAdd(p.counters + blockIdx.x, 1) == p.splitK - 1;
+  __syncthreads();
+  if (!amLast) return;
+  __threadfence();
+  for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
+    const int mm = e / rowsB, nl = e - mm * rowsB;
+    const int n = nBase + nl;
+    if (n >= p.n) continue;
+    float v = 0.f;
+    for (int s = 0; s < p.splitK; ++s) v += __ldcg(p.partial + (static_cast<size_t>(s) * p.m + mm) * p.n + n);
+    p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
+  }
+  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+}
+
+// ---- prefill: tiled tensor-core GEMM -------------------------------------------------------
+
+struct PrefillParams {
+  const uint4* qw;       // packed weights
+  const float* scales;   // PerChannel [Np] or PerGroup128 [Np/16][G][16]
+  const bf16* x;         // [m, k]
+  const bf16* bias;      // [n] or null
+  bf16* y;               // [m, n]
+  int m, n, k, groups, tilesN;
+};
+
+// BM, BN: block tile (rows of x, rows of W); the k tile is one 128-column group.
+// WM, WN: warps along m and n; the warp tile is (BM / WM) x (BN / WN), a multiple of 16 x 16.
+// STAGES: cp.async pipeline depth (shared-memory buffers of x, W and group scales).
+// MINB:   blocks per SM asked of the register allocator (__launch_bounds__).
+// GROUPED: per-group scales: each k tile accumulates into a temporary that is scaled into acc.
+template <int BM, int BN, int WM, int WN, int STAGES, int MINB, bool GROUPED>
+struct Prefill {
+  static constexpr int kThreads = WM * WN * 32;
+  static constexpr int kWarpM = BM / WM, kWarpN = BN / WN;
+  static constexpr int kMI = kWarpM / 16;  // m16 blocks per warp
+  static constexpr int kNT = kWarpN / 16;  // 16-row weight tiles per warp (2 n8 blocks each)
+  static constexpr int kXChunks = BM * 16;           // 16-byte chunks of an x stage (BM x 128 bf16)
+  static constexpr int kWChunks = BN * 8;            // of a W stage (BN/16 units of 2 KB)
+  static constexpr int kSChunks = GROUPED ? BN / 4 : 0;  // of a scale stage (BN floats)
+  static constexpr int kStageChunks = kXChunks + kWChunks + kSChunks;
+  static constexpr size_t kSmemBytes = static_cast<size_t>(STAGES) * kStageChunks * 16;
+  static_assert(kWarpM % 16 == 0 && kWarpN % 16 == 0, "warp tile must be a multiple of 16x16");
+  static_assert(kXChunks % kThreads == 0 && kWChunks % kThreads == 0, "chunks must divide threads");
+};
+
+template <int BM, int BN, int WM, int WN, int STAGES, int MINB, bool GROUPED>
+__global__ void __launch_bounds__(WM* WN * 32, MINB) prefillKernel(const PrefillParams p) {
+  using P = Prefill<BM, BN, WM, WN, STAGES, MINB, GROUPED>;
+  extern __shared__ uint4 smem[];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gi = lane >> 2, ti = lane & 3;
+  const int wm = warp / WN, wn = warp % WN;
+  const int mBase = blockIdx.x * BM;
+  const int tileBase = blockIdx.y * (BN / 16);
+
+  // Stage s: x [BM rows][16 chunks] (chunk c of row r stored at c ^ 4*(r & 1): the two rows a
+  // quarter-warp reads land in different bank halves), W [BN/16 units][128 chunks], scales.
+  auto stageX = [&](int s) { return smem + static_cast<size_t>(s) * P::kStageChunks; };
+  auto stageW = [&](int s) { return stageX(s) + P::kXChunks; };
+  auto stageS = [&](int s) { return reinterpret_cast<float*>(stageW(s) + P::kWChunks); };
+
+  auto loadStage = [&](int s, int kt) {
+    uint4* sx = stageX(s);
+#pragma unroll
+    for (int i = 0; i < P::kXChunks / P::kThreads; ++i) {
+      const int c = tid + i * P::kThreads;
+      const int r = c >> 4, ch = c & 15;
+      const int gr = mBase + r, gk = kt * kW8A16Group + ch * 8;
+      const bool ok = gr < p.m && gk < p.k;
+      const bf16* src = ok ? p.x + static_cast<size_t>(gr) * p.k + gk : p.x;
+      cpAsync16(sx + r * 16 + (ch ^ ((r & 1) << 2)), src, ok);
+    }
+    uint4* sw = stageW(s);
+#pragma unroll
+    for (int i = 0; i < P::kWChunks / P::kThreads; ++i) {
+      const int c = tid + i * P::kThreads;
+      const int tl = c >> 7, within = c & 127;
+      const int tile = tileBase + tl;
+      const bool ok = tile < p.tilesN;
+      const uint4* src = ok ? p.qw + (static_cast<size_t>(tile) * p.groups + kt) * 128 + within : p.qw;
+      cpAsync16(sw + c, src, ok);
+    }
+    if constexpr (GROUPED) {
+      if (tid < P::kSChunks) {
+        const int tl = tid >> 2, q = tid & 3;
+        const int tile = tileBase + tl;
+        const bool ok = tile < p.tilesN;
+        const float* src = ok ? p.scales + (static_cast<size_t>(tile) * p.groups + kt) * 16 + q * 4 : p.scales;
+        cpAsync16(reinterpret_cast<uint4*>(stageS(s)) + tid, src, ok);
+      }
+    }
+  };
+
+  float acc[P::kMI][P::kNT * 2][4];
+#pragma unroll
+  for (int mi = 0; mi < P::kMI; ++mi)
+#pragma unroll
+    for (int nb = 0; nb < P::kNT * 2; ++nb) acc[mi][nb][0] = acc[mi][nb][1] = acc[mi][nb][2] = acc[mi][nb][3] = 0.f;
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < p.groups) loadStage(s, s);
+    cpAsyncCommit();
+  }
+
+  for (int kt = 0; kt < p.groups; ++kt) {
+    cpAsyncWait<STAGES - 2>();
+    __syncthreads();  // stage kt landed for all threads; stage kt-1 is free to overwrite
+    {
+      const int next = kt + STAGES - 1;
+      if (next < p.groups) loadStage(next % STAGES, next);
+      cpAsyncCommit();
+    }
+    const int s = kt % STAGES;
+    const uint4* sx = stageX(s);
+    const uint4* sw = stageW(s);
+
+    float t[GROUPED ? P::kMI : 1][GROUPED ? P::kNT * 2 : 1][4];
+    if constexpr (GROUPED) {
+#pragma unroll
+      for (int mi = 0; mi < P::kMI; ++mi)
+#pragma unroll
+        for (int nb = 0; nb < P::kNT * 2; ++nb) t[mi][nb][0] = t[mi][nb][1] = t[mi][nb][2] = t[mi][nb][3] = 0.f;
+    }
+
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      // A fragments (x) of the two k-steps: lane's 8 columns of rows gi and gi + 8.
+      uint32_t a[P::kMI][2][4];
+#pragma unroll
+      for (int mi = 0; mi < P::kMI; ++mi) {
+        const int r = wm * P::kWarpM + mi * 16 + gi;  // r and r + 8 have the same parity
+        const int ch = (j * 4 + ti) ^ ((r & 1) << 2);
+        const uint4 lo = lds128(sx + r * 16 + ch);
+        const uint4 hi = lds128(sx + (r + 8) * 16 + ch);
+        a[mi][0][0] = lo.x; a[mi][0][1] = hi.x; a[mi][0][2] = lo.y; a[mi][0][3] = hi.y;
+        a[mi][1][0] = lo.z; a[mi][1][1] = hi.z; a[mi][1][2] = lo.w; a[mi][1][3] = hi.w;
+      }
+      // B fragments (W): per tile, n8 block h (rows gi + 8h), k-step ks: {word 2ks, word 2ks+1}.
+      uint32_t b[P::kNT][2][2][2];  // [tile][h][ks][reg]
+#pragma unroll
+      for (int nt = 0; nt < P::kNT; ++nt) {
+        const uint4 wv = lds128(sw + ((wn * P::kNT + nt) * 4 + j) * 32 + lane);
+        dequant4(wv.x, b[nt][0][0][0], b[nt][1][0][0]);
+        dequant4(wv.y, b[nt][0][0][1], b[nt][1][0][1]);
+        dequant4(wv.z, b[nt][0][1][0], b[nt][1][1][0]);
+        dequant4(wv.w, b[nt][0][1][1], b[nt][1][1][1]);
+      }
+#pragma unroll
+      for (int ks = 0; ks < 2; ++ks)
+#pragma unroll
+        for (int mi = 0; mi < P::kMI; ++mi)
+#pragma unroll
+          for (int nt = 0; nt < P::kNT; ++nt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              if constexpr (GROUPED)
+                mma16816(t[mi][nt * 2 + h], a[mi][ks], b[nt][h][ks][0], b[nt][h][ks][1]);
+              else
+                mma16816(acc[mi][nt * 2 + h], a[mi][ks], b[nt][h][ks][0], b[nt][h][ks][1]);
+            }
+    }
+
+    if constexpr (GROUPED) {
+      const float* ss = stageS(s);
+#pragma unroll
+      for (int nt = 0; nt < P::kNT; ++nt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int c = (wn * P::kNT + nt) * 16 + 8 * h + 2 * ti;  // column within the block tile
+          const float s0 = ss[c], s1 = ss[c + 1];
+#pragma unroll
+          for (int mi = 0; mi < P::kMI; ++mi) {
+            float(&d)[4] = acc[mi][nt * 2 + h];
+            const float(&v)[4] = t[mi][nt * 2 + h];
+            d[0] = fmaf(v[0], s0, d[0]);
+            d[1] = fmaf(v[1], s1, d[1]);
+            d[2] = fmaf(v[2], s0, d[2]);
+            d[3] = fmaf(v[3], s1, d[3]);
+          }
+        }
+    }
+  }
+  cpAsyncWait<0>();
+
+  // Epilogue: acc[mi][nb] = rows (gi, gi + 8) x columns (2ti, 2ti + 1) of n8 block nb.
+  const bool pairStore = (p.n % 2) == 0;
+#pragma unroll
+  for (int nt = 0; nt < P::kNT; ++nt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int col = (tileBase + wn * P::kNT + nt) * 16 + 8 * h + 2 * ti;
+      if (col >= p.n) continue;
+      const bool has1 = col + 1 < p.n;
+      float sc0 = 1.f, sc1 = 1.f, b0 = 0.f, b1 = 0.f;
+      if constexpr (!GROUPED) {
+        sc0 = __ldg(p.scales + col);
+        sc1 = __ldg(p.scales + col + 1);  // scales are padded to Np
+      }
+      if (p.bias != nullptr) {
+        b0 = __bfloat162float(p.bias[col]);
+        if (has1) b1 = __bfloat162float(p.bias[col + 1]);
+      }
+#pragma unroll
+      for (int mi = 0; mi < P::kMI; ++mi)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = mBase + wm * P::kWarpM + mi * 16 + gi + 8 * half;
+          if (row >= p.m) continue;
+          const float v0 = fmaf(acc[mi][nt * 2 + h][2 * half], sc0, b0);
+          const float v1 = fmaf(acc[mi][nt * 2 + h][2 * half + 1], sc1, b1);
+          bf16* dst = p.y + static_cast<size_t>(row) * p.n + col;
+          if (pairStore && has1) {
+            *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(v0, v1);
+          } else {
+            dst[0] = __float2bfloat16_rn(v0);
+            if (has1) dst[1] = __float2bfloat16_rn(v1);
+          }
+        }
+    }
+}
+
+// ---- host side ----------------------------------------------------------------------------
+
+int currentDevice() {
+  int dev = 0;
+  IVL_CUDA_CHECK(cudaGetDevice(&dev));
+  return dev;
+}
+
+int smCount() {
+  static std::atomic<int> cache[64];
+  const int dev = currentDevice();
+  if (dev < 64) {
+    const int c = cache[dev].load(std::memory_order_relaxed);
+    if (c > 0) return c;
+  }
+  int count = 0;
+  IVL_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+  if (dev < 64) cache[dev].store(count, std::memory_order_relaxed);
+  return count;
+}
+
+// Per kernel instantiation: the dynamic shared-memory limit is raised once per device.
+template <class Kernel>
+void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& doneMask) {
+  const int dev = currentDevice();
+  const unsigned long long bit = dev < 64 ? (1ull << dev) : 0ull;
+  if (bit != 0 && (doneMask.load(std::memory_order_acquire) & bit) != 0) return;
+  IVL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  if (bit != 0) doneMask.fetch_or(bit, std::memory_order_acq_rel);
+}
+
+template <int MT, bool GROUPED, int DEPTH>
+void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
+  decodeKernel<MT, GROUPED, DEPTH><<<grid, kDecodeThreads, 0, stream>>>(p);
+}
+
+template <int MT, bool GROUPED>
+void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, cudaStream_t stream) {
+  if (depth <= 2)
+    launchDecodeT<MT, GROUPED, 2>(p, grid, stream);
+  else
+    launchDecodeT<MT, GROUPED, 4>(p, grid, stream);
+}
+
+template <bool GROUPED>
+void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, cudaStream_t stream) {
+  switch ((p.m + 7) / 8) {
+    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, stream); break;
+    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, stream); break;
+    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, stream); break;
+    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, stream); break;
+  }
+}
+
+// Resident decode blocks per SM for the kernel a call with this m / scheme / depth uses (its
+// register count decides: 64 regs -> 4, <= 128 -> 2, more -> 1). Cached per instantiation; the
+// GPUs of one process are assumed to be of one kind.
+template <int MT, bool GROUPED, int DEPTH>
+int decodeOccupancyT() {
+  static std::atomic<int> cache{0};
+  int v = cache.load(std::memory_order_relaxed);
+  if (v > 0) return v;
+  IVL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, decodeKernel<MT, GROUPED, DEPTH>, kDecodeThreads, 0));
+  v = std::max(v, 1);
+  cache.store(v, std::memory_order_relaxed);
+  return v;
+}
+template <int MT, bool GROUPED>
+int decodeOccupancyDepth(int depth) {
+  return depth <= 2 ? decodeOccupancyT<MT, GROUPED, 2>() : decodeOccupancyT<MT, GROUPED, 4>();
+}
+template <bool GROUPED>
+int decodeOccupancyMT(int m, int depth) {
+  switch ((m + 7) / 8) {
+    case 1: return decodeOccupancyDepth<1, GROUPED>(depth);
+    case 2: return decodeOccupancyDepth<2, GROUPED>(depth);
+    case 3: return decodeOccupancyDepth<3, GROUPED>(depth);
+    default: return decodeOccupancyDepth<4, GROUPED>(depth);
+  }
+}
+int decodeOccupancy(Int8Scheme scheme, int m, int depth) {
+  return scheme == Int8Scheme::PerGroup128 ? decodeOccupancyMT<true>(m, depth) : decodeOccupancyMT<false>(m, depth);
+}
+
+template <int BM, int BN, int WM, int WN, int STAGES, int MINB, bool GROUPED>
+void launchPrefillT(const PrefillParams& p, cudaStream_t stream) {
+  using P = Prefill<BM, BN, WM, WN, STAGES, MINB, GROUPED>;
+  auto kernel = prefillKernel<BM, BN, WM, WN, STAGES, MINB, GROUPED>;
+  static std::atomic<unsigned long long> done{0};
+  ensureSmem(kernel, P::kSmemBytes, done);
+  const dim3 grid((p.m + BM - 1) / BM, (p.tilesN * 16 + BN - 1) / BN);
+  kernel<<<grid, P::kThreads, P::kSmemBytes, stream>>>(p);
+}
+
+template <bool GROUPED>
+void launchPrefillTile(const PrefillParams& p, W8A16PrefillTile tile, cudaStream_t stream) {
+  switch (tile) {
+    case W8A16PrefillTile::M128N128S3: launchPrefillT<128, 128, 2, 4, 3, 1, GROUPED>(p, stream); break;
+    case W8A16PrefillTile::M128N128S4: launchPrefillT<128, 128, 2, 4, 4, 1, GROUPED>(p, stream); break;
+    case W8A16PrefillTile::M64N128S4: launchPrefillT<64, 128, 2, 4, 4, 1, GROUPED>(p, stream); break;
+    case W8A16PrefillTile::M64N64S4: launchPrefillT<64, 64, 2, 2, 4, 2, GROUPED>(p, stream); break;
+  }
+}
+
+void checkCall(const W8A16Weight& w, const bf16* x, int m, const bf16* y, const char* who) {
+  const std::string at = std::string(who) + ": ";
+  ivl::require(w.n > 0 && w.k > 0 && w.k % 8 == 0, ivl::ErrorCode::InvalidArg,
+               at + "weight shape must be N > 0, K > 0 with K a multiple of 8, got N=" + std::to_string(w.n) +
+                   " K=" + std::to_string(w.k));
+  ivl::require(w.qweight != nullptr && reinterpret_cast<uintptr_t>(w.qweight) % 16 == 0 && w.scales != nullptr &&
+                   reinterpret_cast<uintptr_t>(w.scales) % 16 == 0,
+               ivl::ErrorCode::InvalidArg, at + "weight buffers must be set and 16-byte aligned");
+  ivl::require(w.scheme == Int8Scheme::PerChannel || w.scheme == Int8Scheme::PerGroup128,
+               ivl::ErrorCode::InvalidArg, at + "unknown Int8Scheme");
+  ivl::require(m >= 0, ivl::ErrorCode::InvalidArg, at + "m must be >= 0, got " + std::to_string(m));
+  if (m == 0) return;
+  ivl::require(x != nullptr && reinterpret_cast<uintptr_t>(x) % 16 == 0, ivl::ErrorCode::InvalidArg,
+               at + "x must be a non-null device pointer aligned to 16 bytes");
+  ivl::require(y != nullptr && reinterpret_cast<uintptr_t>(y) % 4 == 0, ivl::ErrorCode::InvalidArg,
+               at + "y must be a non-null device pointer aligned to 4 bytes");
+}
+
+size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+size_t counterBytes(int blocksN) { return alignUp(static_cast<size_t>(blocksN) * sizeof(int), 256); }
+
+}  // namespace w8a16
+
+using w8a16::bf16;
+
+size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
+  if (cfg.splitK <= 1) return 0;
+  const int tilesN = (w.n + 15) / 16;
+  const int blocksN = (tilesN + cfg.tilesPerBlock - 1) / cfg.tilesPerBlock;
+  return w8a16::counterBytes(blocksN) + static_cast<size_t>(cfg.splitK) * m * w.n * sizeof(float);
+}
+
+W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes) {
+  // Memory-bound: all blocks resident in one wave with equal work and enough loads in flight.
+  // 8 tiles per block share each activation load 8 ways (L1); split K until the grid covers
+  // the resident blocks of one wave, never below two 128-column groups per split.
+  W8A16DecodeConfig cfg;
+  cfg.depth = 4;
+  const int tilesN = (w.n + 15) / 16;
+  const int groups = w8a16Groups(w.k);
+  cfg.tilesPerBlock = 8;
+  const int blocksN = (tilesN + cfg.tilesPerBlock - 1) / cfg.tilesPerBlock;
+  const int target = w8a16::decodeOccupancy(w.scheme, m, cfg.depth) * smCount;
+  int split = std::max(1, target / blocksN);
+  split = std::min(split, std::max(1, groups / 2));
+  while (split > 1) {
+    cfg.splitK = split;
+    if (w8a16DecodeWorkspaceBytes(w, m, cfg) <= workspaceBytes) break;
+    --split;
+  }
+  cfg.splitK = split;
+  return cfg;
+}
+
+W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount) {
+  const int tilesN = (w.n + 15) / 16;
+  const long long big = static_cast<long long>((m + 127) / 128) * ((tilesN * 16 + 127) / 128);
+  if (big >= 2LL * smCount) return W8A16PrefillTile::M128N128S3;
+  const long long mid = static_cast<long long>((m + 63) / 64) * ((tilesN * 16 + 127) / 128);
+  if (mid >= smCount) return W8A16PrefillTile::M64N128S4;
+  return W8A16PrefillTile::M64N64S4;
+}
+
+size_t w8a16WorkspaceBytes(const W8A16Weight& w) {
+  const int sms = w8a16::smCount();
+  size_t bytes = 0;
+  for (int m = 1; m <= kW8A16DecodeMaxM; ++m) {
+    const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, static_cast<size_t>(-1));
+    bytes = std::max(bytes, w8a16DecodeWorkspaceBytes(w, m, cfg));
+  }
+  return bytes;
+}
+
+void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
+                     const W8A16DecodeConfig& cfg, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16Decode");
+  if (m == 0) return;
+  ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
+               "gemmW8A16Decode: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
+  ivl::require(cfg.tilesPerBlock == 8 || cfg.tilesPerBlock == 4 || cfg.tilesPerBlock == 2,
+               ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: tilesPerBlock must be 8, 4 or 2");
+  const int groups = w8a16Groups(w.k);
+  ivl::require(cfg.splitK >= 1 && cfg.splitK <= groups && cfg.splitK <= 65535, ivl::ErrorCode::InvalidArg,
+               "gemmW8A16Decode: splitK must be in [1, K/128]");
+  w8a16::DecodeParams p{};
+  p.qw = reinterpret_cast<const uint4*>(w.qweight);
+  p.scales = w.scales;
+  p.x = x;
+  p.bias = bias;
+  p.y = y;
+  p.m = m;
+  p.n = w.n;
+  p.k = w.k;
+  p.groups = groups;
+  p.tilesN = (w.n + 15) / 16;
+  p.tb = cfg.tilesPerBlock;
+  p.splitK = cfg.splitK;
+  const int blocksN = (p.tilesN + p.tb - 1) / p.tb;
+  if (cfg.splitK > 1) {
+    const size_t need = w8a16DecodeWorkspaceBytes(w, m, cfg);
+    ivl::require(workspace != nullptr && workspaceBytes >= need &&
+                     reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
+                 ivl::ErrorCode::InvalidArg,
+                 "gemmW8A16Decode: splitK > 1 needs a zeroed, 256-byte aligned workspace of " +
+                     std::to_string(need) + " bytes");
+    p.counters = static_cast<int*>(workspace);
+    p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::counterBytes(blocksN));
+  }
+  const dim3 grid(blocksN, cfg.splitK);
+  if (w.scheme == Int8Scheme::PerGroup128)
+    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, stream);
+  else
+    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, stream);
+  IVL_CUDA_CHECK(cudaGetLastError());
+}
+
+void gemmW8A16Prefill(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
+                      W8A16PrefillTile tile, cudaStream_t stream) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16Prefill");
+  if (m == 0) return;
+  w8a16::PrefillParams p{};
+  p.qw = reinterpret_cast<const uint4*>(w.qweight);
+  p.scales = w.scales;
+  p.x = x;
+  p.bias = bias;
+  p.y = y;
+  p.m = m;
+  p.n = w.n;
+  p.k = w.k;
+  p.groups = w8a16Groups(w.k);
+  p.tilesN = (w.n + 15) / 16;
+  ivl::require((static_cast<long long>(p.tilesN) * 16 + 63) / 64 <= 65535, ivl::ErrorCode::InvalidArg,
+               "gemmW8A16Prefill: N too large for the grid");
+  if (w.scheme == Int8Scheme::PerGroup128)
+    w8a16::launchPrefillTile<true>(p, tile, stream);
+  else
+    w8a16::launchPrefillTile<false>(p, tile, stream);
+  IVL_CUDA_CHECK(cudaGetLastError());
+}
+
+void gemmW8A16(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, cudaStream_t stream,
+               void* workspace, size_t workspaceBytes) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16");
+  if (m == 0) return;
+  const int sms = w8a16::smCount();
+  if (m <= kW8A16DecodeMaxM) {
+    const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
+    gemmW8A16Decode(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
+  } else {
+    gemmW8A16Prefill(w, x, m, y, bias, w8a16ChoosePrefill(w, m, sms), stream);
+  }
+}
+
+}  // namespace ivl::cuda

@@ -1,0 +1,43 @@
+// 8-bit weight-only GEMM (W8A16, issue #7): y[M, N] = x[M, K] · W'[N, K]^T (+ bias), with
+// W' = q * scale the dequantized int8 weight of quantize_int8.h, bf16 activations and output,
+// fp32 accumulation. Raw device pointers + a stream; shape and pointer errors throw
+// ivl::Error(ERR_INVALID_ARG), launch failures ivl::Error(ERR_CUDA); never exits.
+//
+// Two kernels behind one launcher (gemm_w8a16.cu):
+//   decode  (m <= kW8A16DecodeMaxM): a weight-streaming skinny GEMM. Each warp streams
+//           16-row x 128-column units of int8 weights with 16-byte loads (several units in
+//           flight), dequantizes in registers and runs m16n8k16 bf16 MMAs with the weights as
+//           the 16-row operand and up to 32 activation rows as the n side. Split-K across
+//           blocks (when N alone cannot fill the GPU) reduces through a caller workspace in a
+//           fixed order, so results are deterministic.
+//   prefill (larger m): a tiled tensor-core GEMM (cp.async multi-stage pipeline, x and int8 W
+//           tiles in shared memory, int8 -> bf16 in registers, mma.sync m16n8k16, fp32 acc).
+// Both apply per-group scales per 128 columns in fp32 (the MMA sees exact integer weights),
+// per-channel scales and bias in the epilogue, and match an fp32 product with W' to bf16
+// output rounding.
+//
+// Requirements: K % 8 == 0; x 16-byte aligned with row stride K; y row stride N (4-byte
+// aligned); bias [N] or null; m >= 0 (m == 0 does nothing).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "quantize_int8.h"
+
+namespace ivl::cuda {
+
+constexpr int kW8A16DecodeMaxM = 32;  // activation rows handled by the decode kernel
+
+// Workspace the decode path's split-K may use for weight `w` (any m <= kW8A16DecodeMaxM).
+// Zero it once (cudaMemset) after allocation; every call leaves it zeroed again. One
+// workspace per stream: concurrent calls must not share one.
+size_t w8a16WorkspaceBytes(const W8A16Weight& w);
+
+// y = x · W'^T (+ bias). workspace may be null (then no split-K: correct, slower for small N).
+void gemmW8A16(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
+               const __nv_bfloat16* bias, cudaStream_t stream, void* workspace = nullptr,
+               size_t workspaceBytes = 0);
+
+}  // namespace ivl::cuda

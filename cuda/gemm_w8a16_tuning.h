@@ -1,0 +1,37 @@
+// Explicit-configuration entry points of the W8A16 GEMM, for the kernel lab
+// (cuda/dev/w8a16) and tests: the launcher in gemm_w8a16.h picks these itself.
+#pragma once
+#include "gemm_w8a16.h"
+
+namespace ivl::cuda {
+
+struct W8A16DecodeConfig {
+  int tilesPerBlock = 8;  // 16-row tiles per 256-thread block (8, 4 or 2); the block's 8 warps
+                          // are tilesPerBlock tiles x (8 / tilesPerBlock) interleaved K lanes
+  int splitK = 1;         // blocks along K (reduced through the workspace when > 1)
+  int depth = 4;          // 2048-byte weight units per warp in flight (2 or 4)
+};
+
+enum class W8A16PrefillTile : int {
+  M128N128S3 = 0,  // 128x128 block tile, 8 warps (2x4, warp tile 64x32), 3 stages, 144 KB smem
+  M128N128S4 = 1,  // same, 4 stages, 192 KB smem
+  M64N128S4 = 2,   // 64x128, 8 warps (2x4, warp tile 32x32), 4 stages, 128 KB smem
+  M64N64S4 = 3,    // 64x64, 4 warps (2x2, warp tile 32x32), 4 stages, 96 KB smem (2 blocks/SM)
+};
+constexpr int kW8A16PrefillTileCount = 4;
+
+// What the launcher would choose.
+W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes);
+W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount);
+
+// Workspace bytes a decode call with this configuration needs.
+size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);
+
+// The two kernels with an explicit configuration (m <= kW8A16DecodeMaxM for decode).
+void gemmW8A16Decode(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
+                     const __nv_bfloat16* bias, const W8A16DecodeConfig& cfg, void* workspace,
+                     size_t workspaceBytes, cudaStream_t stream);
+void gemmW8A16Prefill(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
+                      const __nv_bfloat16* bias, W8A16PrefillTile tile, cudaStream_t stream);
+
+}  // namespace ivl::cuda
