@@ -29,7 +29,151 @@ export interface NativeInfo {
   hardwareConcurrency: number;
 }
 
+// ---- the model engine (native/runtime, native/napi/model*.cpp) ----
+
+/** InternViT hyper-parameters (vision_config). */
+export interface NativeVisionSpec {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHeads: number;
+  numLayers: number;
+  /** The checkpoint's image size: its position-embedding grid is imageSize / patchSize. */
+  imageSize: number;
+  patchSize: number;
+  normType: 'layer_norm' | 'rms_norm';
+  eps: number;
+  qkvBias: boolean;
+  qkNorm: boolean;
+}
+
+export type NativeRopeScaling =
+  | { type: 'none' }
+  /** InternLM2 dynamic NTK: applies only past maxPositionEmbeddings. */
+  | { type: 'dynamic'; factor: number }
+  /** Phi3 su / longrope: short factors up to originalMaxPositionEmbeddings, long beyond; cos/sin × attentionFactor. */
+  | { type: 'su'; originalMaxPositionEmbeddings: number; shortFactor: number[]; longFactor: number[]; attentionFactor: number };
+
+/** Decoder hyper-parameters (llm_config), normalized across families. */
+export interface NativeLlmSpec {
+  family: 'llama' | 'internlm2' | 'qwen2' | 'phi3';
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** From config.json; the engine takes the real size from the embedding tensor. */
+  vocabSize: number;
+  rmsEps: number;
+  ropeTheta: number;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+  /** Biases on q/k/v projections (Qwen2; attention_bias / bias elsewhere). */
+  qkvBias: boolean;
+  /** Bias on the output projection (Llama attention_bias, InternLM2 bias). */
+  oBias: boolean;
+  ropeScaling: NativeRopeScaling;
+}
+
+/** What lib/config.ts makes of config.json for the engine. */
+export interface NativeModelSpec {
+  vision: NativeVisionSpec;
+  llm: NativeLlmSpec;
+  /** force_image_size: pixel size of every tile. */
+  tileSize: number;
+  downsampleRatio: number;
+  /** select_layer: -1 = the last ViT layer. */
+  selectLayer: number;
+  /** Image tokens per tile after pixel shuffle. */
+  numImageToken: number;
+}
+
+export interface NativeLoadOptions {
+  backend: 'cpu';
+  /** Worker threads (default: all cores). */
+  threads?: number;
+  /** KV cache capacity in tokens, shared by all running sequences (default 8192). */
+  kvCacheTokens?: number;
+  imageContextTokenId: number;
+}
+
+export interface NativeSampling {
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  seed: number;
+}
+
+export interface NativeSequenceInput {
+  /** Full prompt ids (image placeholders already expanded to <IMG_CONTEXT> runs). */
+  inputIds: Int32Array;
+  /** [tiles, 3, S, S] normalized, this sequence's images in prompt order. */
+  pixelValues?: Float32Array;
+  tiles?: number;
+}
+
+export interface NativeGenerateRequest {
+  sequences: NativeSequenceInput[];
+  maxNewTokens: number;
+  eosTokenIds: number[];
+  sampling: NativeSampling;
+  /** Last prompt position's logits (fp32) per sequence, for parity tests. */
+  returnPromptLogits?: boolean;
+}
+
+export interface NativeSequenceResult {
+  /** Generated ids; an eos token that ended the sequence is included. */
+  tokenIds: Int32Array;
+  finishReason: 'eos' | 'length' | 'aborted';
+  promptTokens: number;
+  promptLogits?: Float32Array;
+}
+
+export interface NativeGeneration {
+  promise: Promise<NativeSequenceResult[]>;
+  cancel(): void;
+}
+
+export interface NativeModelInfo {
+  family: 'llama' | 'internlm2' | 'qwen2' | 'phi3';
+  vocabSize: number;
+  hiddenSize: number;
+  numImageToken: number;
+  imageSize: number;
+  imageContextTokenId: number;
+  contextLength: number;
+  backend: 'cpu' | 'cuda';
+  kvBlockSize: number;
+  kvBlocks: number;
+  /** InternViT width C and tokens per tile (CLS + patches). */
+  vitHiddenSize: number;
+  vitTokens: number;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  /** [tiles, numImageToken, hidden] after mlp1. */
+  encodeImages(pixelValues: Float32Array, tiles: number): Promise<Float32Array>;
+  /** [tiles, 1+patches, vitHidden] raw ViT output (tests). */
+  encodeVit(pixelValues: Float32Array, tiles: number): Promise<Float32Array>;
+  generate(req: NativeGenerateRequest, onToken?: (sequence: number, tokenId: number) => void): NativeGeneration;
+  /** Frees weights and KV cache; cancels and waits for running generations. Later calls throw ERR_DISPOSED. */
+  dispose(): void;
+}
+
+/** Test hook: the engine's sampler on one logits vector. */
+export interface NativeSamplerProbe {
+  /** Scores after the logits processors (probabilities when sampling). */
+  scores: Float32Array;
+  /** `draws` successive choices from one PRNG stream seeded with sampling.seed. */
+  tokens: Int32Array;
+}
+
 export interface NativeAddon {
   info(): NativeInfo;
   bf16ToF32(input: Uint16Array): Promise<Float32Array>;
+  loadModel(dir: string, spec: NativeModelSpec, options: NativeLoadOptions): Promise<NativeModel>;
+  samplerProbe(logits: Float32Array, generated: Int32Array, sampling: NativeSampling, draws: number): NativeSamplerProbe;
 }

@@ -1,0 +1,163 @@
+/**
+ * A thin typed wrapper over the native model (native/napi/model.cpp): validates
+ * options sharp-style, keeps the caller's stack on native errors, adds AbortSignal
+ * support to generate(), and `dispose()` / `using`.
+ */
+import { InternVLError, fromNative, invalidArg } from '../errors.js';
+import { readModelConfig, type ModelConfig } from '../config.js';
+import { loadNative } from '../native.js';
+import type {
+  NativeGenerateRequest,
+  NativeModel,
+  NativeModelInfo,
+  NativeSequenceResult,
+} from '../nativeTypes.js';
+
+export interface EngineLoadOptions {
+  /** Only 'cpu' for now. */
+  backend?: 'cpu';
+  /** CPU worker threads (default: all cores). */
+  threads?: number;
+  /** KV cache capacity in tokens shared by running sequences (default 8192). */
+  kvCacheTokens?: number;
+  /** Token id of <IMG_CONTEXT> (from the tokenizer). */
+  imageContextTokenId: number;
+  /** An already-read config; read from `dir/config.json` otherwise. */
+  config?: ModelConfig;
+}
+
+export interface EngineGenerateOptions {
+  onToken?: (sequence: number, tokenId: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface EngineGeneration {
+  /** Resolves with one result per sequence; a cancelled run resolves with finishReason 'aborted'. */
+  promise: Promise<NativeSequenceResult[]>;
+  cancel(): void;
+}
+
+function checkInt(name: string, v: unknown, lo: number, hi: number): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+    throw invalidArg(name, `integer between ${lo} and ${hi}`, v);
+  }
+}
+
+export class EngineModel implements Disposable {
+  readonly config: ModelConfig;
+  private native: NativeModel | undefined;
+  private readonly cachedInfo: NativeModelInfo;
+
+  private constructor(native: NativeModel, config: ModelConfig) {
+    this.native = native;
+    this.config = config;
+    this.cachedInfo = native.info();
+  }
+
+  /** Loads `dir` (config.json + safetensors) onto the chosen backend. */
+  static async load(dir: string, options: EngineLoadOptions): Promise<EngineModel> {
+    const callerStack = new Error().stack;
+    if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('dir', 'non-empty string', dir);
+    if (typeof options !== 'object' || options === null) throw invalidArg('options', 'object', options);
+    const backend = options.backend ?? 'cpu';
+    if (backend !== 'cpu') throw invalidArg('options.backend', "'cpu'", backend);
+    if (options.threads !== undefined) checkInt('options.threads', options.threads, 1, 1024);
+    if (options.kvCacheTokens !== undefined) checkInt('options.kvCacheTokens', options.kvCacheTokens, 1, 1 << 30);
+    checkInt('options.imageContextTokenId', options.imageContextTokenId, 0, 2 ** 31 - 1);
+    const config = options.config ?? (await readModelConfig(dir));
+    const addon = loadNative();
+    try {
+      const native = await addon.loadModel(dir, config.spec, {
+        backend,
+        threads: options.threads,
+        kvCacheTokens: options.kvCacheTokens,
+        imageContextTokenId: options.imageContextTokenId,
+      });
+      return new EngineModel(native, config);
+    } catch (e) {
+      throw fromNative(e, callerStack);
+    }
+  }
+
+  get disposed(): boolean {
+    return this.native === undefined;
+  }
+
+  private get model(): NativeModel {
+    if (!this.native) throw new InternVLError('ERR_DISPOSED', 'the model has been disposed');
+    return this.native;
+  }
+
+  info(): NativeModelInfo {
+    this.model; // throws when disposed
+    return { ...this.cachedInfo };
+  }
+
+  /** pixels [tiles, 3, S, S] → image embeddings [tiles, numImageToken, hidden]. */
+  async encodeImages(pixelValues: Float32Array, tiles: number): Promise<Float32Array> {
+    const callerStack = new Error().stack;
+    try {
+      return await this.model.encodeImages(pixelValues, tiles);
+    } catch (e) {
+      throw fromNative(e, callerStack);
+    }
+  }
+
+  /** pixels [tiles, 3, S, S] → raw ViT output [tiles, 1 + patches, vitHidden]. */
+  async encodeVit(pixelValues: Float32Array, tiles: number): Promise<Float32Array> {
+    const callerStack = new Error().stack;
+    try {
+      return await this.model.encodeVit(pixelValues, tiles);
+    } catch (e) {
+      throw fromNative(e, callerStack);
+    }
+  }
+
+  /**
+   * Generates for every sequence of the request together. Never throws for a
+   * cancellation: aborted sequences resolve with finishReason 'aborted'.
+   */
+  generate(request: NativeGenerateRequest, options: EngineGenerateOptions = {}): EngineGeneration {
+    const callerStack = new Error().stack;
+    const { onToken, signal } = options;
+    if (onToken !== undefined && typeof onToken !== 'function') throw invalidArg('onToken', 'function', onToken);
+    let gen;
+    try {
+      gen = this.model.generate(request, onToken);
+    } catch (e) {
+      throw fromNative(e, callerStack);
+    }
+    const cancel = () => gen.cancel();
+    if (signal) {
+      if (signal.aborted) cancel();
+      else signal.addEventListener('abort', cancel, { once: true });
+    }
+    const promise = gen.promise.then(
+      (r) => {
+        signal?.removeEventListener('abort', cancel);
+        return r;
+      },
+      (e: unknown) => {
+        signal?.removeEventListener('abort', cancel);
+        throw fromNative(e, callerStack);
+      },
+    );
+    return { promise, cancel };
+  }
+
+  /** Frees weights and the KV cache; a running generation is cancelled and waited for. */
+  dispose(): void {
+    const n = this.native;
+    this.native = undefined;
+    n?.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Reads config.json and loads the model: `await loadEngineModel(dir, { imageContextTokenId })`. */
+export function loadEngineModel(dir: string, options: EngineLoadOptions): Promise<EngineModel> {
+  return EngineModel.load(dir, options);
+}

@@ -1,0 +1,519 @@
+#include "cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+
+#include "runtime/bf16.h"
+#include "runtime/f16.h"
+
+namespace ivl::cpu {
+
+namespace {
+
+// ---- memory -------------------------------------------------------------------
+
+// Host memory, 64-byte aligned, freed with the last tensor that views it.
+class HostBuffer final : public Buffer {
+ public:
+  explicit HostBuffer(size_t bytes) : bytes_(bytes) {
+    data_ = bytes ? ::operator new(bytes, std::align_val_t(64)) : nullptr;
+  }
+  ~HostBuffer() override {
+    if (data_) ::operator delete(data_, std::align_val_t(64));
+  }
+  void* data() const override { return data_; }
+  size_t bytes() const override { return bytes_; }
+
+ private:
+  void* data_;
+  size_t bytes_;
+};
+
+// A tensor's bytes inside a memory-mapped checkpoint file (read-only; never written).
+class MappedBuffer final : public Buffer {
+ public:
+  explicit MappedBuffer(const StoredTensor& t) : file_(t.file), data_(t.data), bytes_(t.bytes) {}
+  void* data() const override { return const_cast<uint8_t*>(data_); }
+  size_t bytes() const override { return bytes_; }
+
+ private:
+  std::shared_ptr<MappedFile> file_;  // keeps the mapping alive
+  const uint8_t* data_;
+  size_t bytes_;
+};
+
+void check(bool ok, const char* what) {
+  if (!ok) throw Error(ErrorCode::Internal, std::string("cpu backend: ") + what);
+}
+
+void checkF32(const Tensor& t, const char* what) { check(t.defined() && t.dtype() == DType::F32, what); }
+
+// Widens n elements of a stored dtype to f32.
+void widen(float* dst, const void* src, DType dtype, int64_t n) {
+  const uint8_t* s = static_cast<const uint8_t*>(src);
+  switch (dtype) {
+    case DType::F32: std::memcpy(dst, s, size_t(n) * 4); break;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        dst[i] = bf16ToF32(h);
+      }
+      break;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        dst[i] = f16ToF32(h);
+      }
+      break;
+    case DType::I32: throw Error(ErrorCode::Internal, "cpu backend: cannot widen I32 to F32");
+  }
+}
+
+// Row r of a F32 or BF16 matrix as f32 (copied into buf when BF16).
+inline const float* rowF32(const Tensor& m, int64_t r, float* buf) {
+  const int64_t C = m.cols();
+  if (m.dtype() == DType::F32) return m.ptr<float>() + r * C;
+  const uint16_t* src = m.ptr<uint16_t>() + r * C;
+  for (int64_t i = 0; i < C; ++i) buf[i] = bf16ToF32(src[i]);
+  return buf;
+}
+
+// Σ a[i]·b[i] in f32 with 8 independent partial sums (vectorizable, fixed order).
+inline float dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Rows per chunk so that one chunk has at least ~16k elements of work.
+inline int64_t rowGrain(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)); }
+
+// Softmax over s[0..n) in place (max-subtracted, f32 exps, double sum).
+inline void softmaxInPlace(float* s, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = std::exp(s[j] - mx);
+    sum += s[j];
+  }
+  const float inv = float(1.0 / sum);
+  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int threads) : pool_(threads) {}
+
+// ---- memory ---------------------------------------------------------------------
+
+Tensor CpuBackend::alloc(DType dtype, const Shape& shape) {
+  for (int64_t d : shape) check(d >= 0, "negative dimension in alloc");
+  size_t bytes = size_t(shapeNumel(shape)) * dtypeSize(dtype);
+  return Tensor(std::make_shared<HostBuffer>(bytes), dtype, shape);
+}
+
+Tensor CpuBackend::weight(const StoredTensor& src, WeightUse use) {
+  check(src.floatDType.has_value(), "weight() needs a float tensor");
+  const DType dt = *src.floatDType;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(src.data);
+  // Matrices in BF16 or F32 are used straight from the mapping when aligned.
+  if (use == WeightUse::Matrix && (dt == DType::BF16 || dt == DType::F32) && addr % dtypeSize(dt) == 0) {
+    return Tensor(std::make_shared<MappedBuffer>(src), dt, src.shape);
+  }
+  if (use == WeightUse::Matrix && dt == DType::BF16) {  // unaligned: copy, still BF16
+    Tensor t = alloc(DType::BF16, src.shape);
+    std::memcpy(t.raw(), src.data, src.bytes);
+    return t;
+  }
+  Tensor t = alloc(DType::F32, src.shape);  // [numel] f32
+  widen(t.ptr<float>(), src.data, dt, src.numel());
+  return t;
+}
+
+Tensor CpuBackend::weightFromHost(const void* data, DType hostDType, const Shape& shape, WeightUse use) {
+  check(hostDType == DType::F32 || hostDType == DType::BF16, "weightFromHost takes F32 or BF16");
+  if (use == WeightUse::Matrix && hostDType == DType::BF16) {
+    Tensor t = alloc(DType::BF16, shape);
+    std::memcpy(t.raw(), data, t.nbytes());
+    return t;
+  }
+  Tensor t = alloc(DType::F32, shape);
+  widen(t.ptr<float>(), data, hostDType, t.numel());
+  return t;
+}
+
+Tensor CpuBackend::uploadF32(const float* data, const Shape& shape) {
+  Tensor t = alloc(DType::F32, shape);
+  if (t.nbytes()) std::memcpy(t.raw(), data, t.nbytes());
+  return t;
+}
+
+void CpuBackend::downloadF32(const Tensor& t, float* out) {
+  checkF32(t, "downloadF32 needs an F32 tensor");
+  if (t.nbytes()) std::memcpy(out, t.raw(), t.nbytes());
+}
+
+// ---- dense math -------------------------------------------------------------------
+
+void CpuBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) {
+  const int64_t M = x.rows(), K = x.cols(), N = w.rows();
+  checkF32(x, "matmul: x must be F32");
+  checkF32(y, "matmul: y must be F32");
+  check(w.dtype() == DType::F32 || w.dtype() == DType::BF16, "matmul: w must be F32 or BF16");
+  check(w.cols() == K && y.rows() == M && y.cols() == N, "matmul: shape mismatch");
+  check(!bias || (bias->dtype() == DType::F32 && bias->numel() == N), "matmul: bias must be F32 [N]");
+  if (M == 0 || N == 0) return;
+
+  const float* X = x.ptr<float>();  // [M, K]
+  float* Y = y.ptr<float>();        // [M, N]
+  const float* B = bias ? bias->ptr<float>() : nullptr;
+
+  // Tiles of kNB weight rows × kMB input rows; consecutive tiles share their weight rows,
+  // so a BF16 block is widened once per chunk and reused across the input rows.
+  constexpr int64_t kNB = 16, kMB = 64;
+  const int64_t nBlocks = (N + kNB - 1) / kNB, mBlocks = (M + kMB - 1) / kMB;
+  const bool bf16 = w.dtype() == DType::BF16;
+  pool_.parallelFor(nBlocks * mBlocks, [&](int64_t t0, int64_t t1) {
+    std::vector<float> wbuf(bf16 ? size_t(kNB * K) : 0);  // [kNB, K] widened weight rows
+    int64_t widened = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t nb = t / mBlocks, mb = t % mBlocks;
+      const int64_t n0 = nb * kNB, n1 = std::min(N, n0 + kNB);
+      const int64_t m0 = mb * kMB, m1 = std::min(M, m0 + kMB);
+      const float* W;  // rows n0..n1 as f32 [n1-n0, K]
+      if (bf16) {
+        if (widened != nb) {
+          const uint16_t* src = w.ptr<uint16_t>() + n0 * K;
+          for (int64_t i = 0; i < (n1 - n0) * K; ++i) wbuf[i] = bf16ToF32(src[i]);
+          widened = nb;
+        }
+        W = wbuf.data();
+      } else {
+        W = w.ptr<float>() + n0 * K;
+      }
+      for (int64_t m = m0; m < m1; ++m) {
+        const float* xr = X + m * K;
+        float* yr = Y + m * N;
+        for (int64_t n = n0; n < n1; ++n) {
+          float acc = dot(xr, W + (n - n0) * K, K);
+          yr[n] = B ? acc + B[n] : acc;
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::layerNorm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
+  const int64_t M = x.rows(), C = x.cols();
+  checkF32(x, "layerNorm: x must be F32");
+  check(y.rows() == M && y.cols() == C && w.numel() == C && b.numel() == C, "layerNorm: shape mismatch");
+  const float* X = x.ptr<float>();
+  float* Y = y.ptr<float>();
+  const float* W = w.ptr<float>();
+  const float* Bv = b.ptr<float>();
+  pool_.parallelFor(M, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = X + r * C;
+      float* yr = Y + r * C;
+      double mean = 0;
+      for (int64_t i = 0; i < C; ++i) mean += xr[i];
+      mean /= double(C);
+      double var = 0;
+      for (int64_t i = 0; i < C; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+      var /= double(C);
+      const float m = float(mean), rstd = float(1.0 / std::sqrt(var + eps));
+      for (int64_t i = 0; i < C; ++i) yr[i] = (xr[i] - m) * rstd * W[i] + Bv[i];
+    }
+  }, rowGrain(C));
+}
+
+void CpuBackend::rmsNorm(const Tensor& y, const Tensor& x, const Tensor& w, double eps) {
+  const int64_t M = x.rows(), C = x.cols();
+  checkF32(x, "rmsNorm: x must be F32");
+  check(y.rows() == M && y.cols() == C && w.numel() == C, "rmsNorm: shape mismatch");
+  const float* X = x.ptr<float>();
+  float* Y = y.ptr<float>();
+  const float* W = w.ptr<float>();
+  pool_.parallelFor(M, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = X + r * C;
+      float* yr = Y + r * C;
+      double ss = 0;
+      for (int64_t i = 0; i < C; ++i) ss += double(xr[i]) * xr[i];
+      const float rstd = float(1.0 / std::sqrt(ss / double(C) + eps));
+      for (int64_t i = 0; i < C; ++i) yr[i] = W[i] * (xr[i] * rstd);
+    }
+  }, rowGrain(C));
+}
+
+void CpuBackend::gelu(const Tensor& y, const Tensor& x) {
+  check(x.numel() == y.numel(), "gelu: shape mismatch");
+  const float* X = x.ptr<float>();
+  float* Y = y.ptr<float>();
+  pool_.parallelFor(x.numel(), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) Y[i] = X[i] * 0.5f * (1.0f + std::erf(X[i] * float(M_SQRT1_2)));
+  }, 16384);
+}
+
+void CpuBackend::siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) {
+  check(gate.numel() == y.numel() && up.numel() == y.numel(), "siluMul: shape mismatch");
+  const float* G = gate.ptr<float>();
+  const float* U = up.ptr<float>();
+  float* Y = y.ptr<float>();
+  pool_.parallelFor(y.numel(), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) Y[i] = G[i] / (1.0f + std::exp(-G[i])) * U[i];
+  }, 16384);
+}
+
+void CpuBackend::add(const Tensor& y, const Tensor& a, const Tensor& b) {
+  check(a.numel() == y.numel() && b.numel() == y.numel(), "add: shape mismatch");
+  const float* A = a.ptr<float>();
+  const float* Bv = b.ptr<float>();
+  float* Y = y.ptr<float>();
+  pool_.parallelFor(y.numel(), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) Y[i] = A[i] + Bv[i];
+  }, 16384);
+}
+
+void CpuBackend::addScaled(const Tensor& y, const Tensor& x, const Tensor& s) {
+  const int64_t M = y.rows(), C = y.cols();
+  check(x.rows() == M && x.cols() == C && s.numel() == C, "addScaled: shape mismatch");
+  const float* X = x.ptr<float>();
+  const float* S = s.ptr<float>();
+  float* Y = y.ptr<float>();
+  pool_.parallelFor(M, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t i = 0; i < C; ++i) Y[r * C + i] += X[r * C + i] * S[i];
+    }
+  }, rowGrain(C));
+}
+
+// ---- rows -------------------------------------------------------------------------
+
+void CpuBackend::embedding(const Tensor& y, const Tensor& table, const std::vector<int32_t>& ids) {
+  const int64_t V = table.rows(), H = table.cols();
+  check(y.rows() == int64_t(ids.size()) && y.cols() == H, "embedding: shape mismatch");
+  for (int32_t id : ids) {
+    if (id < 0 || id >= V) {
+      throw Error(ErrorCode::InvalidArg,
+                  "token id " + std::to_string(id) + " is out of range for a vocabulary of " + std::to_string(V));
+    }
+  }
+  float* Y = y.ptr<float>();
+  pool_.parallelFor(int64_t(ids.size()), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const void* src = static_cast<const char*>(table.raw()) + size_t(ids[t]) * size_t(H) * dtypeSize(table.dtype());
+      widen(Y + t * H, src, table.dtype(), H);
+    }
+  }, rowGrain(H));
+}
+
+void CpuBackend::scatterRows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src) {
+  const int64_t C = dst.cols();
+  check(src.cols() == C && src.rows() >= int64_t(rows.size()), "scatterRows: shape mismatch");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    check(rows[i] >= 0 && rows[i] < dst.rows(), "scatterRows: row out of range");
+    std::memcpy(dst.ptr<float>() + rows[i] * C, src.ptr<float>() + int64_t(i) * C, size_t(C) * 4);
+  }
+}
+
+void CpuBackend::gatherRows(const Tensor& dst, const Tensor& src, const std::vector<int64_t>& rows) {
+  const int64_t C = src.cols();
+  check(dst.cols() == C && dst.rows() == int64_t(rows.size()), "gatherRows: shape mismatch");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    check(rows[i] >= 0 && rows[i] < src.rows(), "gatherRows: row out of range");
+    std::memcpy(dst.ptr<float>() + int64_t(i) * C, src.ptr<float>() + rows[i] * C, size_t(C) * 4);
+  }
+}
+
+// ---- attention --------------------------------------------------------------------
+
+void CpuBackend::rope(const Tensor& x, int64_t nHeads, const Tensor& cos, const Tensor& sin) {
+  const int64_t T = cos.rows(), half = cos.cols(), D = 2 * half;
+  check(x.numel() == T * nHeads * D && sin.rows() == T && sin.cols() == half, "rope: shape mismatch");
+  float* X = x.ptr<float>();
+  const float* Cs = cos.ptr<float>();
+  const float* Sn = sin.ptr<float>();
+  pool_.parallelFor(T, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* c = Cs + t * half;
+      const float* s = Sn + t * half;
+      for (int64_t h = 0; h < nHeads; ++h) {
+        float* v = X + (t * nHeads + h) * D;
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = v[i], b = v[i + half];
+          v[i] = a * c[i] - b * s[i];
+          v[i + half] = b * c[i] + a * s[i];
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, int64_t groups,
+                           int64_t nHeads, double scale) {
+  const int64_t rows = q.rows(), C = q.cols(), D = C / nHeads, N = groups ? rows / groups : 0;
+  check(groups > 0 && N * groups == rows && D * nHeads == C, "attention: shape mismatch");
+  check(k.rows() == rows && v.rows() == rows && out.rows() == rows && k.cols() == C && v.cols() == C &&
+            out.cols() == C,
+        "attention: q/k/v/out shapes differ");
+  const float* Q = q.ptr<float>();
+  const float* Kp = k.ptr<float>();
+  const float* Vp = v.ptr<float>();
+  float* O = out.ptr<float>();
+  constexpr int64_t kQB = 16;  // queries per task
+  const int64_t qBlocks = (N + kQB - 1) / kQB;
+  const float sc = float(scale);
+  pool_.parallelFor(groups * nHeads * qBlocks, [&](int64_t j0, int64_t j1) {
+    std::vector<float> qs(static_cast<size_t>(D)), scores(static_cast<size_t>(N));
+    for (int64_t job = j0; job < j1; ++job) {
+      const int64_t g = job / (nHeads * qBlocks);
+      const int64_t h = (job / qBlocks) % nHeads;
+      const int64_t qb = job % qBlocks;
+      for (int64_t i = qb * kQB; i < std::min(N, qb * kQB + kQB); ++i) {
+        const float* qi = Q + (g * N + i) * C + h * D;
+        for (int64_t d = 0; d < D; ++d) qs[d] = qi[d] * sc;  // (q · scale) · kᵀ, as InternViT does
+        for (int64_t j = 0; j < N; ++j) scores[j] = dot(qs.data(), Kp + (g * N + j) * C + h * D, D);
+        softmaxInPlace(scores.data(), N);
+        float* oi = O + (g * N + i) * C + h * D;
+        std::fill(oi, oi + D, 0.0f);
+        for (int64_t j = 0; j < N; ++j) {
+          const float p = scores[j];
+          const float* vj = Vp + (g * N + j) * C + h * D;
+          for (int64_t d = 0; d < D; ++d) oi[d] += p * vj[d];
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::kvWrite(const KvLayer& layer, const Tensor& k, const Tensor& v, const PagedBatch& batch) {
+  const int64_t T = batch.numTokens();
+  const int64_t rowElems = layer.k.numel() / (layer.k.dim(0) * layer.k.dim(1));  // numKvHeads · D
+  const int64_t capacity = layer.k.dim(0) * layer.k.dim(1);
+  check(k.rows() == T && v.rows() == T && k.cols() == rowElems && v.cols() == rowElems, "kvWrite: shape mismatch");
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t slot = batch.slots[t];
+    check(slot >= 0 && slot < capacity, "kvWrite: slot out of range");
+    std::memcpy(layer.k.ptr<float>() + slot * rowElems, k.ptr<float>() + t * rowElems, size_t(rowElems) * 4);
+    std::memcpy(layer.v.ptr<float>() + slot * rowElems, v.ptr<float>() + t * rowElems, size_t(rowElems) * 4);
+  }
+}
+
+void CpuBackend::pagedAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const PagedBatch& batch,
+                                int64_t nHeads, int64_t nKvHeads, double scale) {
+  const int64_t T = batch.numTokens(), B = batch.numSequences(), bs = batch.blockSize;
+  const int64_t D = q.cols() / nHeads, group = nHeads / nKvHeads;
+  check(q.rows() == T && out.rows() == T && out.cols() == q.cols() && D * nHeads == q.cols(),
+        "pagedAttention: shape mismatch");
+  check(layer.k.dim(1) == bs && layer.k.dim(2) == nKvHeads && layer.k.dim(3) == D, "pagedAttention: cache layout");
+  // Sequence of each query row (from the CSR qoIndptr).
+  std::vector<int32_t> seqOf(static_cast<size_t>(T));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int32_t t = batch.qoIndptr[b]; t < batch.qoIndptr[b + 1]; ++t) seqOf[t] = int32_t(b);
+  }
+  const float* Q = q.ptr<float>();
+  const float* Kc = layer.k.ptr<float>();  // [numBlocks, bs, KV, D]
+  const float* Vc = layer.v.ptr<float>();
+  float* O = out.ptr<float>();
+  const float sc = float(scale);
+  const int64_t C = q.cols();
+  pool_.parallelFor(T * nHeads, [&](int64_t j0, int64_t j1) {
+    std::vector<float> scores;
+    for (int64_t job = j0; job < j1; ++job) {
+      const int64_t t = job / nHeads, h = job % nHeads, kvh = h / group;
+      const int64_t b = seqOf[t];
+      const int64_t len = int64_t(batch.positions[t]) + 1;  // causal: positions 0..p
+      check(len <= batch.kvLength(b), "pagedAttention: query position beyond the cached tokens");
+      const int32_t* pages = batch.kvIndices.data() + batch.kvIndptr[b];
+      scores.resize(size_t(len));
+      const float* qt = Q + t * C + h * D;
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t slot = int64_t(pages[j / bs]) * bs + j % bs;
+        scores[j] = dot(qt, Kc + (slot * nKvHeads + kvh) * D, D) * sc;
+      }
+      softmaxInPlace(scores.data(), len);
+      float* ot = O + t * C + h * D;
+      std::fill(ot, ot + D, 0.0f);
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t slot = int64_t(pages[j / bs]) * bs + j % bs;
+        const float p = scores[j];
+        const float* vj = Vc + (slot * nKvHeads + kvh) * D;
+        for (int64_t d = 0; d < D; ++d) ot[d] += p * vj[d];
+      }
+    }
+  });
+}
+
+// ---- vision -----------------------------------------------------------------------
+
+void CpuBackend::patchify(const Tensor& out, const Tensor& pixels, int64_t p) {
+  const int64_t T = pixels.dim(0), S = pixels.dim(2), G = S / p;
+  check(pixels.rank() == 4 && pixels.dim(1) == 3 && pixels.dim(3) == S && G * p == S, "patchify: pixels shape");
+  check(out.rows() == T * G * G && out.cols() == 3 * p * p, "patchify: out shape");
+  const float* P = pixels.ptr<float>();  // [T, 3, S, S]
+  float* O = out.ptr<float>();           // [T·G·G, 3·p·p]
+  pool_.parallelFor(T * G * G, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t t = row / (G * G), r = (row / G) % G, c = row % G;
+      float* o = O + row * 3 * p * p;
+      for (int64_t ch = 0; ch < 3; ++ch) {
+        for (int64_t ky = 0; ky < p; ++ky) {
+          const float* src = P + ((t * 3 + ch) * S + (r * p + ky)) * S + c * p;
+          std::memcpy(o + (ch * p + ky) * p, src, size_t(p) * 4);
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::vitEmbed(const Tensor& out, const Tensor& patches, const Tensor& cls, const Tensor& pos) {
+  const int64_t T = out.dim(0), N = out.dim(1), C = out.dim(2), G2 = N - 1;
+  check(patches.rows() == T * G2 && patches.cols() == C && cls.numel() == C && pos.numel() == N * C,
+        "vitEmbed: shape mismatch");
+  const float* Pa = patches.ptr<float>();
+  const float* Cl = cls.ptr<float>();
+  const float* Po = pos.ptr<float>();
+  float* O = out.ptr<float>();
+  pool_.parallelFor(T * N, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t t = row / N, i = row % N;
+      const float* src = i == 0 ? Cl : Pa + (t * G2 + i - 1) * C;
+      const float* pe = Po + i * C;
+      float* o = O + row * C;
+      for (int64_t c = 0; c < C; ++c) o[c] = src[c] + pe[c];
+    }
+  }, rowGrain(C));
+}
+
+void CpuBackend::pixelShuffle(const Tensor& out, const Tensor& x, int64_t grid, int64_t s) {
+  const int64_t T = x.dim(0), C = x.dim(2), G2 = grid / s;
+  check(x.dim(1) == 1 + grid * grid && G2 * s == grid, "pixelShuffle: input shape");
+  check(out.dim(0) == T && out.dim(1) == G2 * G2 && out.dim(2) == s * s * C, "pixelShuffle: output shape");
+  const float* X = x.ptr<float>();  // [T, 1 + G², C]
+  float* O = out.ptr<float>();      // [T, (G/s)², s²·C]
+  pool_.parallelFor(T * G2 * G2, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t t = row / (G2 * G2), r2 = (row / G2) % G2, c2 = row % G2;
+      for (int64_t j = 0; j < s; ++j) {
+        for (int64_t k = 0; k < s; ++k) {
+          const int64_t cell = (s * r2 + j) * grid + (s * c2 + k);
+          std::memcpy(O + row * s * s * C + (j * s + k) * C, X + (t * (1 + grid * grid) + 1 + cell) * C,
+                      size_t(C) * 4);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace ivl::cpu

@@ -1,0 +1,396 @@
+// loadModel(dir, spec, options) -> Promise<NativeModel>, and the NativeModel object:
+// info / encodeImages / encodeVit / generate / dispose (lib/nativeTypes.ts).
+//
+// Threads:
+//   - loadModel, encodeImages, encodeVit: PromiseWorker (a libuv pool thread, short jobs).
+//   - generate: its own std::thread per request. Tokens and the completion travel back
+//     through a ThreadSafeFunction with non-blocking calls (the engine thread never
+//     waits for JS); the TSFN's finalizer joins the thread. cancel() sets an atomic
+//     flag that the engine checks between layers and steps.
+//   - dispose(): cancels every running generation, joins its thread, and drops the
+//     engine; in-flight encode jobs keep it alive until they finish.
+#include <napi.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "cpu/cpu_backend.h"
+#include "napi/args.h"
+#include "napi/errors.h"
+#include "napi/exports.h"
+#include "napi/model_args.h"
+#include "napi/promise_worker.h"
+#include "runtime/engine.h"
+
+namespace ivl::napi {
+namespace {
+
+Napi::Float32Array toFloat32Array(Napi::Env env, const std::vector<float>& v) {
+  Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+Napi::Int32Array toInt32Array(Napi::Env env, const std::vector<int32_t>& v) {
+  Napi::Int32Array a = Napi::Int32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+const char* finishName(FinishReason f) {
+  switch (f) {
+    case FinishReason::Eos: return "eos";
+    case FinishReason::Length: return "length";
+    case FinishReason::Aborted: return "aborted";
+  }
+  return "aborted";
+}
+
+Napi::Value resultsToJs(Napi::Env env, const std::vector<SequenceResult>& results) {
+  Napi::Array out = Napi::Array::New(env, results.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    const SequenceResult& r = results[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tokenIds", toInt32Array(env, r.tokens));
+    o.Set("finishReason", finishName(r.finish));
+    o.Set("promptTokens", double(r.promptTokens));
+    if (!r.promptLogits.empty()) o.Set("promptLogits", toFloat32Array(env, r.promptLogits));
+    out[uint32_t(i)] = o;
+  }
+  return out;
+}
+
+// ---- generation job ----------------------------------------------------------------
+
+struct GenerationJob {
+  explicit GenerationJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+
+  // Set on the JS thread before the thread starts; read-only afterwards.
+  std::shared_ptr<Engine> engine;
+  GenerateRequest request;
+  bool hasOnToken = false;
+  Napi::ThreadSafeFunction tsfn;
+
+  std::atomic<bool> cancel{false};
+  std::thread thread;
+
+  // JS thread only.
+  Napi::Promise::Deferred deferred;
+  Napi::FunctionReference onToken;
+  Napi::Reference<Napi::Value> callbackError;  // what onToken threw, if it did
+
+  // Written by the engine thread before it queues the completion.
+  std::vector<SequenceResult> results;
+  std::optional<CapturedError> error;
+
+  void join() {
+    if (thread.joinable()) thread.join();
+  }
+
+  // Engine thread.
+  void run() {
+    try {
+      TokenCallback cb;
+      if (hasOnToken) {
+        cb = [this](int64_t seq, int32_t token) {
+          tsfn.NonBlockingCall([this, seq, token](Napi::Env env, Napi::Function) { deliverToken(env, seq, token); });
+        };
+      }
+      results = engine->generate(request, cb, cancel);
+    } catch (...) {
+      error = CapturedError::fromCurrentException();
+    }
+    tsfn.NonBlockingCall([this](Napi::Env env, Napi::Function) { complete(env); });
+    tsfn.Release();
+  }
+
+  // JS thread: one token to the onToken callback. A throwing callback stops the
+  // generation and becomes the promise's rejection.
+  void deliverToken(Napi::Env env, int64_t seq, int32_t token) {
+    if (env == nullptr || onToken.IsEmpty() || !callbackError.IsEmpty()) return;
+    Napi::HandleScope scope(env);
+    try {
+      onToken.Call({Napi::Number::New(env, double(seq)), Napi::Number::New(env, token)});
+    } catch (const Napi::Error& e) {
+      callbackError = Napi::Reference<Napi::Value>::New(e.Value(), 1);
+      cancel = true;
+    }
+  }
+
+  // JS thread: settles the promise.
+  void complete(Napi::Env env) {
+    if (env == nullptr) return;
+    Napi::HandleScope scope(env);
+    try {
+      if (!callbackError.IsEmpty()) {
+        deferred.Reject(callbackError.Value());
+      } else if (error) {
+        deferred.Reject(codedError(env, error->code.c_str(), error->message).Value());
+      } else {
+        deferred.Resolve(resultsToJs(env, results));
+      }
+    } catch (const Napi::Error& e) {
+      deferred.Reject(e.Value());
+    } catch (...) {
+      deferred.Reject(currentExceptionToJs(env).Value());
+    }
+  }
+};
+
+// ---- workers -----------------------------------------------------------------------
+
+class EncodeWorker : public PromiseWorker {
+ public:
+  EncodeWorker(Napi::Env env, std::shared_ptr<Engine> engine, std::vector<float> pixels, int64_t tiles, bool vitOnly)
+      : PromiseWorker(env), engine_(std::move(engine)), pixels_(std::move(pixels)), tiles_(tiles), vitOnly_(vitOnly) {}
+
+ protected:
+  void run() override {
+    out_ = vitOnly_ ? engine_->encodeVit(pixels_.data(), tiles_) : engine_->encodeImages(pixels_.data(), tiles_);
+  }
+  Napi::Value result(Napi::Env env) override { return toFloat32Array(env, out_); }
+
+ private:
+  std::shared_ptr<Engine> engine_;
+  std::vector<float> pixels_;  // [tiles, 3, S, S]
+  int64_t tiles_;
+  bool vitOnly_;
+  std::vector<float> out_;
+};
+
+class LoadWorker : public PromiseWorker {
+ public:
+  LoadWorker(Napi::Env env, Napi::FunctionReference* ctor, std::string dir, ModelSpec spec, LoadOptions options)
+      : PromiseWorker(env), ctor_(ctor), dir_(std::move(dir)), spec_(std::move(spec)), options_(options) {}
+
+ protected:
+  void run() override {
+    EngineOptions eo;
+    eo.kvCacheTokens = options_.kvCacheTokens;
+    engine_ = std::make_shared<Engine>(std::make_unique<cpu::CpuBackend>(options_.threads), dir_, spec_, eo);
+  }
+  Napi::Value result(Napi::Env env) override {
+    auto* holder = new std::shared_ptr<Engine>(std::move(engine_));
+    Napi::External<std::shared_ptr<Engine>> ext = Napi::External<std::shared_ptr<Engine>>::New(
+        env, holder, [](Napi::Env, std::shared_ptr<Engine>* h) { delete h; });
+    return ctor_->New({ext});
+  }
+
+ private:
+  Napi::FunctionReference* ctor_;
+  std::string dir_;
+  ModelSpec spec_;
+  LoadOptions options_;
+  std::shared_ptr<Engine> engine_;
+};
+
+// ---- the model object --------------------------------------------------------------
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod<&ModelWrap::Info>("info"),
+                        InstanceMethod<&ModelWrap::EncodeImages>("encodeImages"),
+                        InstanceMethod<&ModelWrap::EncodeVit>("encodeVit"),
+                        InstanceMethod<&ModelWrap::Generate>("generate"),
+                        InstanceMethod<&ModelWrap::Dispose>("dispose")});
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      throw codedError(info.Env(), "ERR_INVALID_ARG", "NativeModel objects are made by loadModel()");
+    }
+    engine_ = *info[0].As<Napi::External<std::shared_ptr<Engine>>>().Data();
+  }
+
+  ~ModelWrap() override {
+    // Garbage-collected without dispose(): running generations keep their own
+    // reference to the engine and finish on their own.
+  }
+
+ private:
+  std::shared_ptr<Engine> engine() const {
+    if (!engine_) throw Error(ErrorCode::Disposed, "the model has been disposed");
+    return engine_;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      std::shared_ptr<Engine> e = engine();
+      const ModelSpec& s = e->spec();
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("family", llmFamilyName(s.llm.family));
+      o.Set("vocabSize", double(e->vocabSize()));
+      o.Set("hiddenSize", double(s.llm.hiddenSize));
+      o.Set("numImageToken", double(s.numImageToken()));
+      o.Set("imageSize", double(s.tileSize));
+      o.Set("imageContextTokenId", double(s.imageContextTokenId));
+      o.Set("contextLength", double(s.llm.maxPositionEmbeddings));
+      o.Set("backend", e->backendName());
+      o.Set("kvBlockSize", double(e->kvBlockSize()));
+      o.Set("kvBlocks", double(e->kvBlocks()));
+      o.Set("vitHiddenSize", double(s.vision.hiddenSize));
+      o.Set("vitTokens", double(1 + s.patchGrid() * s.patchGrid()));
+      return o;
+    });
+  }
+
+  Napi::Value encode(const Napi::CallbackInfo& info, bool vitOnly) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      std::shared_ptr<Engine> e = engine();
+      Napi::Float32Array px = typedArrayArg<float>(info, 0, "pixelValues", napi_float32_array, "Float32Array");
+      double t = numberArg(info, 1, "tiles");
+      if (t < 1 || std::floor(t) != t || t > 1e6) badArg("tiles", "positive integer", info[1]);
+      const int64_t tiles = int64_t(t), S = e->spec().tileSize;
+      if (int64_t(px.ElementLength()) != tiles * 3 * S * S) {
+        throw Error(ErrorCode::InvalidArg, "pixelValues has " + std::to_string(px.ElementLength()) + " values but " +
+                                               std::to_string(tiles) + " tile(s) of 3×" + std::to_string(S) + "×" +
+                                               std::to_string(S) + " need " + std::to_string(tiles * 3 * S * S));
+      }
+      std::vector<float> pixels(px.Data(), px.Data() + px.ElementLength());
+      auto* worker = new EncodeWorker(env, e, std::move(pixels), tiles, vitOnly);
+      Napi::Promise p = worker->promise();
+      worker->Queue();
+      return p;
+    });
+  }
+
+  Napi::Value EncodeImages(const Napi::CallbackInfo& info) { return encode(info, false); }
+  Napi::Value EncodeVit(const Napi::CallbackInfo& info) { return encode(info, true); }
+
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      std::shared_ptr<Engine> e = engine();
+      GenerateRequest req = readGenerateRequest(info[0]);
+      e->validate(req);  // bad requests throw here, synchronously
+      Napi::Value cb = info[1];
+      if (!cb.IsUndefined() && !cb.IsNull() && !cb.IsFunction()) badArg("onToken", "function", cb);
+
+      auto job = std::make_shared<GenerationJob>(env);
+      job->engine = e;
+      job->request = std::move(req);
+      if (cb.IsFunction()) {
+        job->onToken = Napi::Persistent(cb.As<Napi::Function>());
+        job->hasOnToken = true;
+      }
+      // The TSFN's finalizer (JS thread, after the engine thread's Release and every
+      // queued call) owns the job: it joins the thread, then frees the job.
+      auto* owner = new std::shared_ptr<GenerationJob>(job);
+      job->tsfn = Napi::ThreadSafeFunction::New(
+          env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "internvl.generate", 0, 1,
+          [](Napi::Env, std::shared_ptr<GenerationJob>* o) {
+            (*o)->cancel = true;  // only matters at environment teardown
+            (*o)->join();
+            delete o;
+          },
+          owner);
+      GenerationJob* raw = job.get();
+      try {
+        job->thread = std::thread([raw] { raw->run(); });
+      } catch (...) {
+        job->tsfn.Release();  // finalizer frees the job
+        throw;
+      }
+      pruneJobs();
+      jobs_.push_back(job);
+
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("promise", job->deferred.Promise());
+      std::weak_ptr<GenerationJob> weak = job;
+      out.Set("cancel", Napi::Function::New(
+                            env,
+                            [weak](const Napi::CallbackInfo&) {
+                              if (auto j = weak.lock()) j->cancel = true;
+                            },
+                            "cancel"));
+      return out;
+    });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      for (const std::weak_ptr<GenerationJob>& w : jobs_) {
+        if (auto j = w.lock()) j->cancel = true;
+      }
+      for (const std::weak_ptr<GenerationJob>& w : jobs_) {
+        if (auto j = w.lock()) j->join();  // the engine stops at its next check
+      }
+      jobs_.clear();
+      engine_.reset();
+      return env.Undefined();
+    });
+  }
+
+  void pruneJobs() {
+    jobs_.erase(std::remove_if(jobs_.begin(), jobs_.end(), [](const std::weak_ptr<GenerationJob>& w) { return w.expired(); }),
+                jobs_.end());
+  }
+
+  std::shared_ptr<Engine> engine_;
+  std::vector<std::weak_ptr<GenerationJob>> jobs_;  // generations started here (JS thread only)
+};
+
+// ---- exports -----------------------------------------------------------------------
+
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto* ctor = static_cast<Napi::FunctionReference*>(info.Data());
+    std::string dir = stringArg(info, 0, "dir");
+    LoadOptions options = readLoadOptions(info[2]);
+    ModelSpec spec = readModelSpec(info[1], options.imageContextTokenId);
+    auto* worker = new LoadWorker(env, ctor, std::move(dir), std::move(spec), options);
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  });
+}
+
+// Test hook: the sampler on a logits vector. Returns the processed scores (the
+// probabilities when sampling) and `draws` successive choices from one PRNG stream.
+Napi::Value SamplerProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Float32Array logits = typedArrayArg<float>(info, 0, "logits", napi_float32_array, "Float32Array");
+    Napi::Int32Array gen = typedArrayArg<int32_t>(info, 1, "generated", napi_int32_array, "Int32Array");
+    SamplingParams p = readSampling(info[2], "sampling");
+    double draws = numberArg(info, 3, "draws");
+    if (draws < 0 || draws > 1e6 || std::floor(draws) != draws) badArg("draws", "integer between 0 and 1000000", info[3]);
+    std::vector<float> base(logits.Data(), logits.Data() + logits.ElementLength());
+    std::vector<int32_t> generated(gen.Data(), gen.Data() + gen.ElementLength());
+    if (base.empty()) throw Error(ErrorCode::InvalidArg, "logits is empty");
+    std::vector<float> processed = base;
+    processLogits(processed, p, generated);
+    Xoshiro256 rng(p.seed);
+    std::vector<int32_t> tokens;
+    for (int64_t i = 0; i < int64_t(draws); ++i) {
+      std::vector<float> s = base;
+      tokens.push_back(chooseToken(s, p, generated, rng));
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("scores", toFloat32Array(env, processed));
+    o.Set("tokens", toInt32Array(env, tokens));
+    return o;
+  });
+}
+
+void init(Napi::Env env, Napi::Object exports) {
+  auto* ctor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::define(env)));
+  env.AddCleanupHook([ctor] { delete ctor; });
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel", ctor));
+  exports.Set("samplerProbe", Napi::Function::New(env, SamplerProbe, "samplerProbe"));
+}
+
+}  // namespace
+}  // namespace ivl::napi
+
+IVL_REGISTER_EXPORTS(ivl::napi::init);

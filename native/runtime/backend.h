@@ -1,0 +1,101 @@
+// The operations the model graph is written against. The CPU backend (native/cpu)
+// implements them plainly in fp32; a CUDA backend implements the same interface, so
+// vision.cpp / decoder.cpp are written once.
+//
+// Conventions:
+//   - Every tensor is contiguous and row-major; "[M, C]" means rows() == M, cols() == C
+//     (leading dimensions flatten into M).
+//   - Outputs are allocated by the caller (alloc) and passed first; unless an op says
+//     "may alias", outputs must not overlap inputs.
+//   - Activations use activationDType(); matmul weights are F32 or BF16; small weight
+//     vectors (norms, biases, layer scales) are F32.
+//   - Host-side index arrays (token ids, row lists, KV metadata) are passed as
+//     std::vector; a device backend uploads them itself.
+//   - Failures throw ivl::Error; nothing exits.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "runtime/paged_kv.h"
+#include "runtime/safetensors.h"
+#include "runtime/tensor.h"
+
+namespace ivl {
+
+// How a checkpoint tensor will be used, which decides the dtype it is kept in.
+enum class WeightUse {
+  Matrix,  // matmul weight or embedding table: BF16 kept as BF16, F32 as F32, F16 widened to F32
+  Vector,  // norm weight, bias, layer scale, class/position embedding: always F32
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual const char* name() const = 0;
+  virtual DType activationDType() const = 0;
+
+  // ---- memory ---------------------------------------------------------------
+  // Uninitialised tensor.
+  virtual Tensor alloc(DType dtype, const Shape& shape) = 0;
+  // A checkpoint tensor in the form `use` asks for (may alias the mapped file on CPU).
+  virtual Tensor weight(const StoredTensor& src, WeightUse use) = 0;
+  // A tensor made from host data (hostDType F32 or BF16) in the form `use` asks for.
+  virtual Tensor weightFromHost(const void* data, DType hostDType, const Shape& shape, WeightUse use) = 0;
+  // Host f32 [numel(shape)] -> new activation tensor.
+  virtual Tensor uploadF32(const float* data, const Shape& shape) = 0;
+  // Activation tensor -> host f32 [t.numel()].
+  virtual void downloadF32(const Tensor& t, float* out) = 0;
+
+  // ---- dense math -----------------------------------------------------------
+  // y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N])
+  virtual void matmul(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) = 0;
+  // y[M, C] = (x - mean(x)) / sqrt(var(x) + eps) * w[C] + b[C]   (per row; y may alias x)
+  virtual void layerNorm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, double eps) = 0;
+  // y[M, C] = w[C] * x / sqrt(mean(x²) + eps)                    (per row; y may alias x)
+  virtual void rmsNorm(const Tensor& y, const Tensor& x, const Tensor& w, double eps) = 0;
+  // y = 0.5 x (1 + erf(x / √2)), elementwise (y may alias x)
+  virtual void gelu(const Tensor& y, const Tensor& x) = 0;
+  // y = silu(gate) ⊙ up = gate / (1 + e^-gate) ⊙ up, elementwise (y may alias gate)
+  virtual void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) = 0;
+  // y = a + b, elementwise (y may alias a)
+  virtual void add(const Tensor& y, const Tensor& a, const Tensor& b) = 0;
+  // y[M, C] += x[M, C] ⊙ s[C]    (layer scale residual)
+  virtual void addScaled(const Tensor& y, const Tensor& x, const Tensor& s) = 0;
+
+  // ---- rows -----------------------------------------------------------------
+  // y[T, H] = table[ids[t], :]   (table F32 or BF16)
+  virtual void embedding(const Tensor& y, const Tensor& table, const std::vector<int32_t>& ids) = 0;
+  // dst[rows[i], :] = src[i, :]   for i < rows.size()
+  virtual void scatterRows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src) = 0;
+  // dst[i, :] = src[rows[i], :]
+  virtual void gatherRows(const Tensor& dst, const Tensor& src, const std::vector<int64_t>& rows) = 0;
+
+  // ---- attention ------------------------------------------------------------
+  // In place on x[T, nHeads, D]: NeoX rotate-half with per-token tables cos/sin[T, D/2]:
+  //   x'[i] = x[i] cos[i] - x[i + D/2] sin[i];  x'[i + D/2] = x[i + D/2] cos[i] + x[i] sin[i]
+  virtual void rope(const Tensor& x, int64_t nHeads, const Tensor& cos, const Tensor& sin) = 0;
+  // Non-causal attention within each of B groups of N tokens (ViT):
+  //   q, k, v, out : [B·N, nHeads·D];  out = softmax(q·kᵀ·scale)·v per group and head
+  virtual void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, int64_t groups,
+                         int64_t nHeads, double scale) = 0;
+  // Writes new K/V rows into their pages: k, v : [T, numKvHeads·D] -> layer.k/v at batch.slots[t].
+  virtual void kvWrite(const KvLayer& layer, const Tensor& k, const Tensor& v, const PagedBatch& batch) = 0;
+  // Causal attention over the paged cache (GQA: q head h reads kv head h / (nHeads / nKvHeads)):
+  //   q, out : [T, nHeads·D]; keys/values come from the pages (kvWrite first).
+  virtual void pagedAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const PagedBatch& batch,
+                              int64_t nHeads, int64_t nKvHeads, double scale) = 0;
+
+  // ---- vision ---------------------------------------------------------------
+  // Conv2d(k = stride = p) input as rows: out[T·G·G, 3·p·p] from pixels[T, 3, S, S], G = S / p,
+  // row t·G² + r·G + c holds patch (r, c) of tile t, channel-major then (ky, kx) like the conv weight.
+  virtual void patchify(const Tensor& out, const Tensor& pixels, int64_t patch) = 0;
+  // out[T, 1 + G², C]: row 0 = cls + pos[0]; row 1 + i = patches[t·G² + i] + pos[1 + i]
+  virtual void vitEmbed(const Tensor& out, const Tensor& patches, const Tensor& cls, const Tensor& pos) = 0;
+  // Pixel shuffle v2 with integer scale s, dropping the CLS row:
+  //   x[T, 1 + G², C] -> out[T, (G/s)², s²·C]; token r2·(G/s) + c2 is the concatenation over
+  //   (j, k) in row-major order of grid cell (s·r2 + j, s·c2 + k).
+  virtual void pixelShuffle(const Tensor& out, const Tensor& x, int64_t grid, int64_t scale) = 0;
+};
+
+}  // namespace ivl

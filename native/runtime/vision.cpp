@@ -1,0 +1,88 @@
+#include "runtime/vision.h"
+
+#include <cmath>
+
+namespace ivl {
+
+Tensor VisionEncoder::vit(const Tensor& pixels, const std::atomic<bool>* cancel) {
+  const VisionSpec& v = spec_.vision;
+  const int64_t C = v.hiddenSize, I = v.intermediateSize, p = v.patchSize, G = spec_.patchGrid();
+  const int64_t N = 1 + G * G;  // tokens per tile (CLS + patches)
+  const int64_t T = pixels.dim(0);
+
+  // Patch embedding: Conv2d(k = stride = p) as a matmul over flattened patches.
+  Tensor patches = act({T * G * G, 3 * p * p});  // [T·G², 3·p·p]
+  be_.patchify(patches, pixels, p);
+  Tensor pe = act({T * G * G, C});  // [T·G², C]
+  be_.matmul(pe, patches, w_.patchW, &w_.patchB);
+  Tensor x = act({T, N, C});  // [T, 1+G², C] residual stream
+  be_.vitEmbed(x, pe, w_.cls, w_.pos);
+  patches = Tensor();
+  pe = Tensor();
+
+  Tensor a = act({T * N, C});  // normed input
+  Tensor q = act({T * N, C}), k = act({T * N, C}), vv = act({T * N, C});
+  Tensor o = act({T * N, C});  // attention output
+  Tensor pr = act({T * N, C});  // projection / MLP output
+  Tensor f = act({T * N, I});   // MLP hidden
+  const Tensor xr = x.view({T * N, C});
+  const double scale = 1.0 / std::sqrt(double(C / v.numHeads));
+
+  auto norm = [&](const Tensor& out, const Tensor& in, const Tensor& w, const Tensor& b) {
+    if (v.norm == VitNorm::LayerNorm) be_.layerNorm(out, in, w, b, v.eps);
+    else be_.rmsNorm(out, in, w, v.eps);
+  };
+
+  for (const VitLayerWeights& L : w_.layers) {
+    checkCancel(cancel);
+    // x += ls1 ⊙ proj(attn(norm1(x)))
+    norm(a, xr, L.norm1W, L.norm1B);
+    be_.matmul(q, a, L.wq, L.bq ? &L.bq : nullptr);
+    be_.matmul(k, a, L.wk, L.bk ? &L.bk : nullptr);
+    be_.matmul(vv, a, L.wv, L.bv ? &L.bv : nullptr);
+    if (v.qkNorm) {  // RMSNorm over the full C of q and of k, before the head split
+      be_.rmsNorm(q, q, L.qNormW, v.eps);
+      be_.rmsNorm(k, k, L.kNormW, v.eps);
+    }
+    be_.attention(o, q, k, vv, T, v.numHeads, scale);
+    be_.matmul(pr, o, L.proj, &L.projB);
+    be_.addScaled(xr, pr, L.ls1);
+    // x += ls2 ⊙ fc2(gelu(fc1(norm2(x))))
+    norm(a, xr, L.norm2W, L.norm2B);
+    be_.matmul(f, a, L.fc1, &L.fc1B);
+    be_.gelu(f, f);
+    be_.matmul(pr, f, L.fc2, &L.fc2B);
+    be_.addScaled(xr, pr, L.ls2);
+  }
+  return x;
+}
+
+Tensor VisionEncoder::project(const Tensor& vitOut) {
+  const int64_t T = vitOut.dim(0), C = spec_.vision.hiddenSize, G = spec_.patchGrid(), s = spec_.shuffleScale();
+  const int64_t n = spec_.numImageToken(), P = s * s * C, H = spec_.llm.hiddenSize;
+  Tensor shuffled = act({T, n, P});  // [T, (G/s)², s²C]
+  be_.pixelShuffle(shuffled, vitOut, G, s);
+  Tensor rows = shuffled.view({T * n, P});
+  be_.layerNorm(rows, rows, w_.lnW, w_.lnB, 1e-5);
+  Tensor h = act({T * n, H});  // [T·n, H]
+  be_.matmul(h, rows, w_.fc1, &w_.fc1B);
+  be_.gelu(h, h);
+  Tensor out = act({T * n, H});  // [T·n, H]
+  be_.matmul(out, h, w_.fc2, &w_.fc2B);
+  return out;
+}
+
+Tensor VisionEncoder::encode(const float* pixels, int64_t tiles, const std::atomic<bool>* cancel) {
+  const int64_t S = spec_.tileSize, n = spec_.numImageToken(), H = spec_.llm.hiddenSize;
+  Tensor out = act({tiles * n, H});  // [tiles·n, H]
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t t = 0; t < tiles; ++t) {
+    Tensor px = be_.uploadF32(pixels + t * 3 * S * S, {1, 3, S, S});
+    Tensor emb = project(vit(px, cancel));  // [n, H]
+    for (int64_t i = 0; i < n; ++i) rows[size_t(i)] = t * n + i;
+    be_.scatterRows(out, rows, emb);
+  }
+  return out;
+}
+
+}  // namespace ivl

@@ -1,0 +1,374 @@
+#include "runtime/weights.h"
+
+#include <cstring>
+
+#include "runtime/bf16.h"
+#include "runtime/bicubic.h"
+#include "runtime/f16.h"
+
+namespace ivl {
+
+namespace {
+
+std::string str(int64_t i) { return std::to_string(i); }
+
+// ---- tensor names (SPEC §1, §3) ---------------------------------------------------
+
+const std::string kVit = "vision_model.";
+const std::string kLm = "language_model.";
+
+std::string vitLayer(int64_t i) { return kVit + "encoder.layers." + str(i) + "."; }
+
+struct LlmNames {
+  std::string embed, finalNorm, head;
+  std::string layer(int64_t i) const { return kLm + "model.layers." + str(i) + "."; }
+};
+
+LlmNames llmNames(LlmFamily f) {
+  LlmNames n;
+  n.finalNorm = kLm + "model.norm.weight";
+  if (f == LlmFamily::InternLM2) {
+    n.embed = kLm + "model.tok_embeddings.weight";
+    n.head = kLm + "output.weight";
+  } else {
+    n.embed = kLm + "model.embed_tokens.weight";
+    n.head = kLm + "lm_head.weight";
+  }
+  return n;
+}
+
+// ---- host-side helpers -------------------------------------------------------------
+
+// A stored float tensor widened to f32 on the host: [numel].
+std::vector<float> toF32(const StoredTensor& t) {
+  std::vector<float> out(size_t(t.numel()));
+  for (size_t i = 0; i < out.size(); ++i) {
+    uint16_t h;
+    switch (*t.floatDType) {
+      case DType::F32: std::memcpy(&out[i], t.data + 4 * i, 4); break;
+      case DType::BF16: std::memcpy(&h, t.data + 2 * i, 2); out[i] = bf16ToF32(h); break;
+      case DType::F16: std::memcpy(&h, t.data + 2 * i, 2); out[i] = f16ToF32(h); break;
+      default: throw Error(ErrorCode::Internal, "toF32: not a float tensor");
+    }
+  }
+  return out;
+}
+
+// Rows of t (viewed as [rows, rowLen]) in a new order: dest row r = source row order[r].
+// BF16 stays BF16; F32/F16 become F32.
+Tensor reorderRows(Backend& be, const StoredTensor& t, const std::vector<int64_t>& order, int64_t rowLen,
+                   const Shape& shape, WeightUse use) {
+  if (*t.floatDType == DType::BF16) {
+    std::vector<uint16_t> host(order.size() * size_t(rowLen));  // [rows, rowLen] bf16
+    for (size_t r = 0; r < order.size(); ++r) {
+      std::memcpy(host.data() + r * size_t(rowLen), t.data + size_t(order[r] * rowLen) * 2, size_t(rowLen) * 2);
+    }
+    return be.weightFromHost(host.data(), DType::BF16, shape, use);
+  }
+  const std::vector<float> src = toF32(t);
+  std::vector<float> host(order.size() * size_t(rowLen));  // [rows, rowLen] f32
+  for (size_t r = 0; r < order.size(); ++r) {
+    std::memcpy(host.data() + r * size_t(rowLen), src.data() + order[r] * rowLen, size_t(rowLen) * 4);
+  }
+  return be.weightFromHost(host.data(), DType::F32, shape, use);
+}
+
+// Shape of the embedding table: rows from the checkpoint (vocab sizes come from tensor
+// shapes), or the config's vocab_size when the tensor is absent or not a matrix.
+int64_t vocabRows(const ModelSpec& spec, const Checkpoint& ckpt) {
+  const StoredTensor* e = ckpt.find(llmNames(spec.llm.family).embed);
+  if (e && e->shape.size() == 2 && e->shape[0] > 0) return e->shape[0];
+  return spec.llm.vocabSize;
+}
+
+bool headIsTied(const ModelSpec& spec, const Checkpoint& ckpt) {
+  return spec.llm.tieWordEmbeddings && !ckpt.find(llmNames(spec.llm.family).head);
+}
+
+// ---- loader ------------------------------------------------------------------------
+
+class Loader {
+ public:
+  Loader(const Checkpoint& ckpt, Backend& be) : ckpt_(ckpt), be_(be) {}
+
+  Tensor matrix(const std::string& name, const Shape& shape) {
+    Tensor t = be_.weight(ckpt_.require(name, shape), WeightUse::Matrix);
+    return shape.size() > 2 ? t.view({shape[0], t.numel() / shape[0]}) : t;
+  }
+  Tensor vector(const std::string& name, const Shape& shape) {
+    Tensor t = be_.weight(ckpt_.require(name, shape), WeightUse::Vector);
+    return t.view({t.numel()});
+  }
+  const StoredTensor& stored(const std::string& name, const Shape& shape) { return ckpt_.require(name, shape); }
+  Backend& backend() { return be_; }
+
+ private:
+  const Checkpoint& ckpt_;
+  Backend& be_;
+};
+
+VisionWeights loadVision(const ModelSpec& spec, Loader& ld) {
+  const VisionSpec& v = spec.vision;
+  const int64_t C = v.hiddenSize, I = v.intermediateSize, p = v.patchSize;
+  const int64_t G0 = spec.checkpointGrid(), G = spec.patchGrid(), s = spec.shuffleScale(), H = spec.llm.hiddenSize;
+  VisionWeights w;
+  w.patchW = ld.matrix(kVit + "embeddings.patch_embedding.weight", {C, 3, p, p});  // -> [C, 3·p·p]
+  w.patchB = ld.vector(kVit + "embeddings.patch_embedding.bias", {C});
+  w.cls = ld.vector(kVit + "embeddings.class_embedding", {1, 1, C});
+
+  // Position embedding [1, 1 + G0², C] -> [1 + G², C]: CLS row as is, the G0×G0 grid
+  // resized bicubically to G×G when the tile size differs (identity otherwise).
+  std::vector<float> pos0 = toF32(ld.stored(kVit + "embeddings.position_embedding", {1, 1 + G0 * G0, C}));
+  std::vector<float> pos(size_t((1 + G * G) * C));
+  std::memcpy(pos.data(), pos0.data(), size_t(C) * 4);
+  if (G == G0) {
+    std::memcpy(pos.data() + C, pos0.data() + C, size_t(G * G * C) * 4);
+  } else {
+    std::vector<float> grid = bicubicResize(pos0.data() + C, G0, G0, C, G, G);  // [G, G, C]
+    std::memcpy(pos.data() + C, grid.data(), grid.size() * 4);
+  }
+  w.pos = ld.backend().weightFromHost(pos.data(), DType::F32, {1 + G * G, C}, WeightUse::Vector);
+
+  for (int64_t i = 0; i < spec.vitLayersUsed(); ++i) {
+    const std::string L = vitLayer(i);
+    VitLayerWeights lw;
+    Tensor qkv = ld.matrix(L + "attn.qkv.weight", {3 * C, C});  // rows [q | k | v]
+    lw.wq = qkv.slice0(0, C);
+    lw.wk = qkv.slice0(C, C);
+    lw.wv = qkv.slice0(2 * C, C);
+    if (v.qkvBias) {
+      Tensor b = ld.vector(L + "attn.qkv.bias", {3 * C});
+      lw.bq = b.slice0(0, C);
+      lw.bk = b.slice0(C, C);
+      lw.bv = b.slice0(2 * C, C);
+    }
+    if (v.qkNorm) {
+      lw.qNormW = ld.vector(L + "attn.q_norm.weight", {C});
+      lw.kNormW = ld.vector(L + "attn.k_norm.weight", {C});
+    }
+    lw.proj = ld.matrix(L + "attn.proj.weight", {C, C});
+    lw.projB = ld.vector(L + "attn.proj.bias", {C});
+    lw.fc1 = ld.matrix(L + "mlp.fc1.weight", {I, C});
+    lw.fc1B = ld.vector(L + "mlp.fc1.bias", {I});
+    lw.fc2 = ld.matrix(L + "mlp.fc2.weight", {C, I});
+    lw.fc2B = ld.vector(L + "mlp.fc2.bias", {C});
+    lw.norm1W = ld.vector(L + "norm1.weight", {C});
+    lw.norm2W = ld.vector(L + "norm2.weight", {C});
+    if (v.norm == VitNorm::LayerNorm) {
+      lw.norm1B = ld.vector(L + "norm1.bias", {C});
+      lw.norm2B = ld.vector(L + "norm2.bias", {C});
+    }
+    lw.ls1 = ld.vector(L + "ls1", {C});
+    lw.ls2 = ld.vector(L + "ls2", {C});
+    w.layers.push_back(std::move(lw));
+  }
+
+  const int64_t P = s * s * C;
+  w.lnW = ld.vector("mlp1.0.weight", {P});
+  w.lnB = ld.vector("mlp1.0.bias", {P});
+  w.fc1 = ld.matrix("mlp1.1.weight", {H, P});
+  w.fc1B = ld.vector("mlp1.1.bias", {H});
+  w.fc2 = ld.matrix("mlp1.3.weight", {H, H});
+  w.fc2B = ld.vector("mlp1.3.bias", {H});
+  return w;
+}
+
+LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld) {
+  const LlmSpec& l = spec.llm;
+  const int64_t H = l.hiddenSize, F = l.intermediateSize, D = l.headDim;
+  const int64_t Hq = l.numHeads, KV = l.numKvHeads, V = vocabRows(spec, ckpt);
+  const LlmNames names = llmNames(l.family);
+  LlmWeights w;
+  w.vocab = V;
+  w.embed = ld.matrix(names.embed, {V, H});
+  for (int64_t i = 0; i < l.numLayers; ++i) {
+    const std::string L = names.layer(i);
+    LlmLayerWeights lw;
+    switch (l.family) {
+      case LlmFamily::Llama:
+      case LlmFamily::Qwen2: {
+        lw.wq = ld.matrix(L + "self_attn.q_proj.weight", {Hq * D, H});
+        lw.wk = ld.matrix(L + "self_attn.k_proj.weight", {KV * D, H});
+        lw.wv = ld.matrix(L + "self_attn.v_proj.weight", {KV * D, H});
+        if (l.qkvBias) {
+          lw.bq = ld.vector(L + "self_attn.q_proj.bias", {Hq * D});
+          lw.bk = ld.vector(L + "self_attn.k_proj.bias", {KV * D});
+          lw.bv = ld.vector(L + "self_attn.v_proj.bias", {KV * D});
+        }
+        lw.wo = ld.matrix(L + "self_attn.o_proj.weight", {H, Hq * D});
+        if (l.oBias) lw.bo = ld.vector(L + "self_attn.o_proj.bias", {H});
+        lw.gate = ld.matrix(L + "mlp.gate_proj.weight", {F, H});
+        lw.up = ld.matrix(L + "mlp.up_proj.weight", {F, H});
+        lw.down = ld.matrix(L + "mlp.down_proj.weight", {H, F});
+        lw.attnNorm = ld.vector(L + "input_layernorm.weight", {H});
+        lw.mlpNorm = ld.vector(L + "post_attention_layernorm.weight", {H});
+        break;
+      }
+      case LlmFamily::Phi3: {
+        Tensor qkv = ld.matrix(L + "self_attn.qkv_proj.weight", {(Hq + 2 * KV) * D, H});  // rows [q | k | v]
+        lw.wq = qkv.slice0(0, Hq * D);
+        lw.wk = qkv.slice0(Hq * D, KV * D);
+        lw.wv = qkv.slice0((Hq + KV) * D, KV * D);
+        if (l.qkvBias) {
+          Tensor b = ld.vector(L + "self_attn.qkv_proj.bias", {(Hq + 2 * KV) * D});
+          lw.bq = b.slice0(0, Hq * D);
+          lw.bk = b.slice0(Hq * D, KV * D);
+          lw.bv = b.slice0((Hq + KV) * D, KV * D);
+        }
+        lw.wo = ld.matrix(L + "self_attn.o_proj.weight", {H, Hq * D});
+        if (l.oBias) lw.bo = ld.vector(L + "self_attn.o_proj.bias", {H});
+        Tensor gu = ld.matrix(L + "mlp.gate_up_proj.weight", {2 * F, H});  // rows [gate | up]
+        lw.gate = gu.slice0(0, F);
+        lw.up = gu.slice0(F, F);
+        lw.down = ld.matrix(L + "mlp.down_proj.weight", {H, F});
+        lw.attnNorm = ld.vector(L + "input_layernorm.weight", {H});
+        lw.mlpNorm = ld.vector(L + "post_attention_layernorm.weight", {H});
+        break;
+      }
+      case LlmFamily::InternLM2: {
+        // wqkv rows are grouped [KV][G + 2][D] (G = Hq / KV): in kv group g, slots 0..G-1
+        // are q heads g·G.., slot G is k head g, slot G+1 is v head g. Reorder to [q | k | v].
+        const int64_t G = Hq / KV;
+        std::vector<int64_t> order;  // source row of each destination row
+        for (int64_t h = 0; h < Hq; ++h) {
+          for (int64_t d = 0; d < D; ++d) order.push_back(((h / G) * (G + 2) + h % G) * D + d);
+        }
+        for (int64_t g = 0; g < KV; ++g) {
+          for (int64_t d = 0; d < D; ++d) order.push_back((g * (G + 2) + G) * D + d);
+        }
+        for (int64_t g = 0; g < KV; ++g) {
+          for (int64_t d = 0; d < D; ++d) order.push_back((g * (G + 2) + G + 1) * D + d);
+        }
+        const int64_t rows = (Hq + 2 * KV) * D;
+        Tensor qkv = reorderRows(ld.backend(), ld.stored(L + "attention.wqkv.weight", {rows, H}), order, H,
+                                 {rows, H}, WeightUse::Matrix);
+        lw.wq = qkv.slice0(0, Hq * D);
+        lw.wk = qkv.slice0(Hq * D, KV * D);
+        lw.wv = qkv.slice0((Hq + KV) * D, KV * D);
+        if (l.qkvBias) {
+          Tensor b = reorderRows(ld.backend(), ld.stored(L + "attention.wqkv.bias", {rows}), order, 1, {rows},
+                                 WeightUse::Vector);
+          lw.bq = b.slice0(0, Hq * D);
+          lw.bk = b.slice0(Hq * D, KV * D);
+          lw.bv = b.slice0((Hq + KV) * D, KV * D);
+        }
+        lw.wo = ld.matrix(L + "attention.wo.weight", {H, Hq * D});
+        if (l.oBias) lw.bo = ld.vector(L + "attention.wo.bias", {H});
+        lw.gate = ld.matrix(L + "feed_forward.w1.weight", {F, H});
+        lw.up = ld.matrix(L + "feed_forward.w3.weight", {F, H});
+        lw.down = ld.matrix(L + "feed_forward.w2.weight", {H, F});
+        lw.attnNorm = ld.vector(L + "attention_norm.weight", {H});
+        lw.mlpNorm = ld.vector(L + "ffn_norm.weight", {H});
+        break;
+      }
+    }
+    w.layers.push_back(std::move(lw));
+  }
+  w.finalNorm = ld.vector(names.finalNorm, {H});
+  w.head = headIsTied(spec, ckpt) ? w.embed : ld.matrix(names.head, {V, H});
+  return w;
+}
+
+}  // namespace
+
+std::vector<ExpectedTensor> expectedTensors(const ModelSpec& spec, const Checkpoint& ckpt) {
+  std::vector<ExpectedTensor> out;
+  auto add = [&](std::string name, Shape shape) { out.push_back({std::move(name), std::move(shape)}); };
+
+  const VisionSpec& v = spec.vision;
+  const int64_t C = v.hiddenSize, I = v.intermediateSize, p = v.patchSize, G0 = spec.checkpointGrid();
+  add(kVit + "embeddings.class_embedding", {1, 1, C});
+  add(kVit + "embeddings.patch_embedding.weight", {C, 3, p, p});
+  add(kVit + "embeddings.patch_embedding.bias", {C});
+  add(kVit + "embeddings.position_embedding", {1, 1 + G0 * G0, C});
+  for (int64_t i = 0; i < v.numLayers; ++i) {
+    const std::string L = vitLayer(i);
+    add(L + "attn.qkv.weight", {3 * C, C});
+    if (v.qkvBias) add(L + "attn.qkv.bias", {3 * C});
+    if (v.qkNorm) {
+      add(L + "attn.q_norm.weight", {C});
+      add(L + "attn.k_norm.weight", {C});
+    }
+    add(L + "attn.proj.weight", {C, C});
+    add(L + "attn.proj.bias", {C});
+    add(L + "mlp.fc1.weight", {I, C});
+    add(L + "mlp.fc1.bias", {I});
+    add(L + "mlp.fc2.weight", {C, I});
+    add(L + "mlp.fc2.bias", {C});
+    add(L + "norm1.weight", {C});
+    if (v.norm == VitNorm::LayerNorm) add(L + "norm1.bias", {C});
+    add(L + "norm2.weight", {C});
+    if (v.norm == VitNorm::LayerNorm) add(L + "norm2.bias", {C});
+    add(L + "ls1", {C});
+    add(L + "ls2", {C});
+  }
+  const LlmSpec& l = spec.llm;
+  const int64_t s = spec.shuffleScale(), P = s * s * C, H = l.hiddenSize;
+  add("mlp1.0.weight", {P});
+  add("mlp1.0.bias", {P});
+  add("mlp1.1.weight", {H, P});
+  add("mlp1.1.bias", {H});
+  add("mlp1.3.weight", {H, H});
+  add("mlp1.3.bias", {H});
+
+  const int64_t F = l.intermediateSize, D = l.headDim, Hq = l.numHeads, KV = l.numKvHeads;
+  const int64_t V = vocabRows(spec, ckpt);
+  const LlmNames names = llmNames(l.family);
+  add(names.embed, {V, H});
+  for (int64_t i = 0; i < l.numLayers; ++i) {
+    const std::string L = names.layer(i);
+    switch (l.family) {
+      case LlmFamily::Llama:
+      case LlmFamily::Qwen2:
+        add(L + "self_attn.q_proj.weight", {Hq * D, H});
+        if (l.qkvBias) add(L + "self_attn.q_proj.bias", {Hq * D});
+        add(L + "self_attn.k_proj.weight", {KV * D, H});
+        if (l.qkvBias) add(L + "self_attn.k_proj.bias", {KV * D});
+        add(L + "self_attn.v_proj.weight", {KV * D, H});
+        if (l.qkvBias) add(L + "self_attn.v_proj.bias", {KV * D});
+        add(L + "self_attn.o_proj.weight", {H, Hq * D});
+        if (l.oBias) add(L + "self_attn.o_proj.bias", {H});
+        add(L + "mlp.gate_proj.weight", {F, H});
+        add(L + "mlp.up_proj.weight", {F, H});
+        add(L + "mlp.down_proj.weight", {H, F});
+        add(L + "input_layernorm.weight", {H});
+        add(L + "post_attention_layernorm.weight", {H});
+        break;
+      case LlmFamily::Phi3:
+        add(L + "self_attn.qkv_proj.weight", {(Hq + 2 * KV) * D, H});
+        if (l.qkvBias) add(L + "self_attn.qkv_proj.bias", {(Hq + 2 * KV) * D});
+        add(L + "self_attn.o_proj.weight", {H, Hq * D});
+        if (l.oBias) add(L + "self_attn.o_proj.bias", {H});
+        add(L + "mlp.gate_up_proj.weight", {2 * F, H});
+        add(L + "mlp.down_proj.weight", {H, F});
+        add(L + "input_layernorm.weight", {H});
+        add(L + "post_attention_layernorm.weight", {H});
+        break;
+      case LlmFamily::InternLM2:
+        add(L + "attention.wqkv.weight", {(Hq + 2 * KV) * D, H});
+        if (l.qkvBias) add(L + "attention.wqkv.bias", {(Hq + 2 * KV) * D});
+        add(L + "attention.wo.weight", {H, Hq * D});
+        if (l.oBias) add(L + "attention.wo.bias", {H});
+        add(L + "feed_forward.w1.weight", {F, H});
+        add(L + "feed_forward.w3.weight", {F, H});
+        add(L + "feed_forward.w2.weight", {H, F});
+        add(L + "attention_norm.weight", {H});
+        add(L + "ffn_norm.weight", {H});
+        break;
+    }
+  }
+  add(names.finalNorm, {H});
+  if (!headIsTied(spec, ckpt)) add(names.head, {V, H});
+  return out;
+}
+
+ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend) {
+  ckpt.requireAll(expectedTensors(spec, ckpt));
+  Loader ld(ckpt, backend);
+  ModelWeights w;
+  w.vision = loadVision(spec, ld);
+  w.llm = loadLlm(spec, ckpt, ld);
+  return w;
+}
+
+}  // namespace ivl

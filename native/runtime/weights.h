@@ -1,0 +1,71 @@
+// Checkpoint tensors -> backend tensors, per family, in one normalized form the
+// graph code uses for every family:
+//   decoder layer: wq [Hq·D, H], wk/wv [KV·D, H] (+ biases), wo [H, Hq·D],
+//                  gate/up [F, H], down [H, F], two RMSNorm weights [H]
+//   Phi3's fused qkv_proj / gate_up_proj become row slices (no copy); InternLM2's
+//   grouped wqkv is reordered to [q | k | v] once at load.
+// expectedTensors() lists every tensor the config implies, with its shape, so the
+// checkpoint is checked completely before anything is loaded or computed.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/checkpoint.h"
+#include "runtime/model_spec.h"
+
+namespace ivl {
+
+struct VitLayerWeights {
+  Tensor norm1W, norm1B;      // [C] (B only for LayerNorm)
+  Tensor wq, wk, wv;          // [C, C] each: row slices of attn.qkv.weight [3C, C]
+  Tensor bq, bk, bv;          // [C] each (qkv bias)
+  Tensor qNormW, kNormW;      // [C] (qk normalization)
+  Tensor proj, projB;         // [C, C], [C]
+  Tensor ls1, ls2;            // [C] layer scales
+  Tensor norm2W, norm2B;      // [C]
+  Tensor fc1, fc1B;           // [I, C], [I]
+  Tensor fc2, fc2B;           // [C, I], [C]
+};
+
+struct VisionWeights {
+  Tensor patchW, patchB;  // [C, 3·p·p] (conv weight [C, 3, p, p] as a matrix), [C]
+  Tensor cls;             // [C]
+  Tensor pos;             // [1 + G², C] for the tile grid G (bicubic-resized if the checkpoint's grid differs)
+  std::vector<VitLayerWeights> layers;  // the layers actually used (selectLayer)
+  // mlp1: LayerNorm(s²C) -> Linear(s²C -> H) -> GELU -> Linear(H -> H)
+  Tensor lnW, lnB;        // [s²C]
+  Tensor fc1, fc1B;       // [H, s²C], [H]
+  Tensor fc2, fc2B;       // [H, H], [H]
+};
+
+struct LlmLayerWeights {
+  Tensor attnNorm;        // [H]
+  Tensor wq, wk, wv;      // [Hq·D, H], [KV·D, H], [KV·D, H]
+  Tensor bq, bk, bv;      // biases or undefined
+  Tensor wo, bo;          // [H, Hq·D], bias or undefined
+  Tensor mlpNorm;         // [H]
+  Tensor gate, up, down;  // [F, H], [F, H], [H, F]
+};
+
+struct LlmWeights {
+  int64_t vocab = 0;  // rows of the embedding table
+  Tensor embed;       // [V, H]
+  std::vector<LlmLayerWeights> layers;
+  Tensor finalNorm;   // [H]
+  Tensor head;        // [V, H] (the embedding table when tied)
+};
+
+struct ModelWeights {
+  VisionWeights vision;
+  LlmWeights llm;
+};
+
+// Every tensor the model needs, in a fixed order (vision, projector, decoder), with the
+// shapes the config implies. The vocabulary size comes from the embedding tensor.
+std::vector<ExpectedTensor> expectedTensors(const ModelSpec& spec, const Checkpoint& ckpt);
+
+// Checks expectedTensors() against the checkpoint (first mismatch throws), then loads.
+ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend);
+
+}  // namespace ivl
