@@ -4,7 +4,7 @@
  * chunks equals `decode(allIds)`.
  *
  * Each push re-decodes all ids pushed so far and holds back the tail that may
- * still change:
+ * still change (plus whatever the host's `finalPrefix` marks as pending):
  * - trailing U+FFFD (possibly an incomplete UTF-8 character split over
  *   byte-fallback / byte-level tokens);
  * - when the decoder cleans up tokenization spaces (" ." → "."), the tail from
@@ -20,6 +20,14 @@ export interface DecodeStreamHost {
   decode(ids: readonly number[]): string;
   /** True when the decoder applies clean_up_tokenization (which rewrites " ." etc.). */
   readonly cleansSpaces: boolean;
+  /**
+   * How many leading ids have final text: decode(ids.slice(0, k)) is a prefix
+   * of the decode of any continuation. Absent: all of them (only the tail rules
+   * apply). The slow Llama (legacy) and InternLM2 decoders insert a space in
+   * front of the run of tokens that precedes a special token, so there the run
+   * after the last special token stays pending until the next one arrives.
+   */
+  finalPrefix?(ids: readonly number[]): number;
 }
 
 export interface DecodeStream {
@@ -52,7 +60,11 @@ export function createDecodeStream(host: DecodeStreamHost): DecodeStream {
 
   const advance = (final: boolean): string => {
     const full = host.decode(ids);
-    const end = final ? full.length : stableLength(full, host.cleansSpaces);
+    let end = final ? full.length : stableLength(full, host.cleansSpaces);
+    if (!final && host.finalPrefix) {
+      const k = host.finalPrefix(ids);
+      if (k < ids.length) end = Math.min(end, k === 0 ? 0 : stableLength(host.decode(ids.slice(0, k)), host.cleansSpaces));
+    }
     if (end <= emitted) return '';
     const chunk = full.slice(emitted, end);
     emitted = end;

@@ -58,6 +58,7 @@ interface Backend {
   readonly bosTokenId: number | null;
   readonly eosTokenId: number | null;
   readonly cleansSpaces: boolean;
+  finalPrefix?(ids: readonly number[], skipSpecialTokens: boolean): number;
   encode(text: string, addSpecialTokens: boolean): number[];
   tokenize(text: string): string[];
   decode(ids: readonly number[], skipSpecialTokens: boolean): string;
@@ -132,9 +133,11 @@ class TokenizerImpl implements Tokenizer {
   createDecodeStream(options?: DecodeOptions): DecodeStream {
     const o = checkOptions<DecodeOptions>(options, 'options', ['skipSpecialTokens']);
     const skip = o.skipSpecialTokens ?? false;
+    const backend = this.backend;
     const stream = makeDecodeStream({
-      decode: (ids) => this.backend.decode(ids, skip),
-      cleansSpaces: this.backend.cleansSpaces,
+      decode: (ids) => backend.decode(ids, skip),
+      cleansSpaces: backend.cleansSpaces,
+      finalPrefix: backend.finalPrefix ? (ids) => backend.finalPrefix!(ids, skip) : undefined,
     });
     return {
       push: (id: number): string => {
@@ -165,8 +168,8 @@ function parseSpModel(file: string, bytes: Uint8Array): SentencePieceModelProto 
   try {
     return parseSentencePieceModel(bytes);
   } catch (e) {
-    if (e instanceof ProtobufError) throw tokenizerError(file, `not a valid SentencePiece model (${e.message})`, e);
-    throw e;
+    const why = e instanceof ProtobufError ? e.message : String(e);
+    throw tokenizerError(file, `not a valid SentencePiece model (${why})`, e);
   }
 }
 

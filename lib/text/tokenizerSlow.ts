@@ -216,6 +216,26 @@ export abstract class SlowTokenizer {
   get cleansSpaces(): boolean {
     return this.cleanUpTokenizationSpaces;
   }
+
+  /** Whether convert_tokens_to_string inserts ' ' before a special token that follows other tokens. */
+  protected get spaceBeforeSpecial(): boolean {
+    return false;
+  }
+
+  /**
+   * For streaming: the number of leading ids whose decoded text no later id can
+   * change. With spaceBeforeSpecial, a special token arriving later inserts a
+   * space in front of the run that follows the last special / added token, so
+   * that run is pending. Skipped special tokens never reach that rule.
+   */
+  finalPrefix(ids: readonly number[], skipSpecialTokens: boolean): number {
+    if (!this.spaceBeforeSpecial || skipSpecialTokens) return ids.length;
+    for (let j = ids.length - 1; j >= 0; j--) {
+      const t = this.idToToken(ids[j]);
+      if (t !== undefined && (this.allSpecialTokens.has(t) || this.addedByContent.has(t))) return j + 1;
+    }
+    return 0;
+  }
 }
 
 /** transformers' LlamaTokenizer (4.37), incl. `legacy` and add_bos/add_eos. */
@@ -274,6 +294,10 @@ export class LlamaSlowTokenizer extends SlowTokenizer {
     if (this.legacy || !(text.startsWith(SPACE_SYMBOL) || text.startsWith(' '))) return this.sp.encodePieces(text);
     const tokens = this.sp.encodePieces(this.unkText + text);
     return tokens.length >= this.unkLength ? tokens.slice(this.unkLength) : tokens;
+  }
+
+  protected override get spaceBeforeSpecial(): boolean {
+    return this.legacy;
   }
 
   protected convertTokensToString(tokensIn: string[]): string {
@@ -371,6 +395,10 @@ export class InternLM2SlowTokenizer extends SlowTokenizer {
   }
 
   override get cleansSpaces(): boolean {
+    return true;
+  }
+
+  protected override get spaceBeforeSpecial(): boolean {
     return true;
   }
 
