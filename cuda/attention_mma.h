@@ -78,6 +78,15 @@ __device__ __forceinline__ uint32_t packBf16x2(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// 2^x by one MUFU.EX2 (ex2.approx.ftz: ~2 ulp; results below 2^-126 flush to 0, which the
+// softmax, whose exponents are all <= 0, never needs). exp2f without --use_fast_math adds
+// denormal handling around the same instruction.
+__device__ __forceinline__ float fastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Max / sum over the 4 lanes of a quad (the lanes holding one accumulator row).
 __device__ __forceinline__ float quadMax(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));

@@ -166,14 +166,14 @@ decodeKernel(const DecodeParams p) {
           p.scaleLog2;
       const float mNew = fmaxf(m[rr], mx);
       const float mUse = mNew == -INFINITY ? 0.f : mNew;
-      const float alpha = exp2f(m[rr] - mUse);
+      const float alpha = attn::fastExp2(m[rr] - mUse);
       m[rr] = mNew;
       float rowSum = 0.f;
 #pragma unroll
       for (int nb = 0; nb < 2; ++nb) {
 #pragma unroll
         for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
-          const float pv = exp2f(fmaf(s[nb][e], p.scaleLog2, -mUse));
+          const float pv = attn::fastExp2(fmaf(s[nb][e], p.scaleLog2, -mUse));
           s[nb][e] = pv;
           rowSum += pv;
         }
@@ -227,7 +227,7 @@ decodeKernel(const DecodeParams p) {
     float num = 0.f, den = 0.f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) {
-      const float f = exp2f(sM[w * 16 + r] - mUse);  // 0 for a warp that saw no key
+      const float f = attn::fastExp2(sM[w * 16 + r] - mUse);  // 0 for a warp that saw no key
       num += f * sO[(w * 16 + r) * OLD + d];
       den += f * sL[w * 16 + r];
     }
@@ -259,7 +259,7 @@ decodeMergeKernel(const DecodeParams p) {
   const float mUse = mMax == -INFINITY ? 0.f : mMax;
   float num = 0.f, den = 0.f;
   for (int s = 0; s < nActive; ++s) {
-    const float f = exp2f(lse[s] - mUse);
+    const float f = attn::fastExp2(lse[s] - mUse);
     num += f * po[int64_t(s) * HEAD_DIM + d];
     den += f;
   }

@@ -44,10 +44,15 @@ struct PrefillParams {
 // Tile configuration. NUM_WARPS: warps per CTA. MB: 16-row m-blocks per warp (2 = every
 // K/V fragment loaded from shared memory feeds two MMAs: half the shared-memory traffic per
 // FLOP, twice the registers). BN: keys per K/V tile. STAGES: K/V tiles in flight (cp.async).
+// MIN_CTAS: CTAs per SM asked of the register allocator (__launch_bounds__ minBlocks).
+// Q_IN_REGS: Q fragments loaded once into registers (else re-read from shared memory for every
+// K/V tile: fewer registers, more shared-memory traffic).
 // The CTA covers BM = 16 * MB * NUM_WARPS query rows.
-template <int NUM_WARPS_, int MB_, int BN_, int STAGES_>
+template <int NUM_WARPS_, int MB_, int BN_, int STAGES_, int MIN_CTAS_ = 1, bool Q_IN_REGS_ = true>
 struct TileCfg {
   static constexpr int NUM_WARPS = NUM_WARPS_, MB = MB_, BN = BN_, STAGES = STAGES_;
+  static constexpr int MIN_CTAS = MIN_CTAS_;
+  static constexpr bool Q_IN_REGS = Q_IN_REGS_;
   static constexpr int BM = 16 * MB * NUM_WARPS;
   static_assert(BN % 16 == 0 && STAGES >= 2 && MB >= 1, "bad tile configuration");
 };
@@ -61,7 +66,7 @@ constexpr size_t prefillSmemBytes() {
 // C: TileCfg. PAGED: K/V from the paged cache (else dense [seq, token, head, D] with strides).
 // CAUSAL: query i of a sequence sees keys <= i + kv_len - qo_len.
 template <int HEAD_DIM, class C, bool PAGED, bool CAUSAL>
-__global__ void __launch_bounds__(C::NUM_WARPS * 32)
+__global__ void __launch_bounds__(C::NUM_WARPS * 32, C::MIN_CTAS)
 prefillKernel(const PrefillParams p) {
   constexpr int D = HEAD_DIM;
   constexpr int MB = C::MB;
@@ -141,7 +146,8 @@ prefillKernel(const PrefillParams p) {
       attn::cpAsyncCommit();
     }
 
-    uint32_t qf[MB][D / 16][4];   // this warp's 16*MB query rows as A fragments
+    constexpr int QF = C::Q_IN_REGS ? D / 16 : 2;  // k-steps of Q held in registers
+    uint32_t qf[MB][QF][4];       // this warp's 16*MB query rows as A fragments
     float o[MB][D / 8][4];        // output accumulators
     float m[MB][2], l[MB][2];     // running max (log2 domain) / this thread's partial sum,
                                   // rows g and g+8 of each m-block
@@ -164,14 +170,16 @@ prefillKernel(const PrefillParams p) {
       // Prefetch tile t+STAGES-1 into the stage tile t-1 used (everyone is past it).
       if (t + STAGES - 1 < numTiles) loadKV(t + STAGES - 1, (t + STAGES - 1) % STAGES);
       attn::cpAsyncCommit();
-      if (t == 0) {
+      // Q fragment (m-block mb, k-step ks) from shared memory.
+      auto loadQ = [&](uint32_t(&f)[4], int mb, int ks) {
+        attn::ldmatrixX4(f[0], f[1], f[2], f[3],
+                         sQ + (warp * 16 * MB + mb * 16 + (lane & 15)) * LDS + ks * 16 + (lane >> 4) * 8);
+      };
+      if (C::Q_IN_REGS && t == 0) {
 #pragma unroll
         for (int mb = 0; mb < MB; ++mb)
 #pragma unroll
-          for (int ks = 0; ks < D / 16; ++ks)
-            attn::ldmatrixX4(qf[mb][ks][0], qf[mb][ks][1], qf[mb][ks][2], qf[mb][ks][3],
-                             sQ + (warp * 16 * MB + mb * 16 + (lane & 15)) * LDS + ks * 16 +
-                                 (lane >> 4) * 8);
+          for (int ks = 0; ks < QF; ++ks) loadQ(qf[mb][ks], mb, ks);
       }
       const int kv0 = t * BN;
       // Causal: a tile wholly after this warp's last row contributes nothing.
@@ -189,6 +197,14 @@ prefillKernel(const PrefillParams p) {
         for (int nb = 0; nb < NB; ++nb) s[mb][nb][0] = s[mb][nb][1] = s[mb][nb][2] = s[mb][nb][3] = 0.f;
 #pragma unroll
       for (int ks = 0; ks < D / 16; ks += 2) {
+        const int k0 = C::Q_IN_REGS ? ks : 0;  // index of k-step ks in qf
+        if constexpr (!C::Q_IN_REGS) {
+#pragma unroll
+          for (int mb = 0; mb < MB; ++mb) {
+            loadQ(qf[mb][0], mb, ks);
+            loadQ(qf[mb][1], mb, ks + 1);
+          }
+        }
 #pragma unroll
         for (int nb = 0; nb < NB; ++nb) {
           uint32_t b0, b1, b2, b3;
@@ -196,8 +212,8 @@ prefillKernel(const PrefillParams p) {
                            tK + (nb * 8 + (lane & 7)) * LDS + ks * 16 + (lane >> 3) * 8);
 #pragma unroll
           for (int mb = 0; mb < MB; ++mb) {
-            attn::mmaBf16(s[mb][nb], qf[mb][ks], b0, b1);
-            attn::mmaBf16(s[mb][nb], qf[mb][ks + 1], b2, b3);
+            attn::mmaBf16(s[mb][nb], qf[mb][k0], b0, b1);
+            attn::mmaBf16(s[mb][nb], qf[mb][k0 + 1], b2, b3);
           }
         }
       }
@@ -229,14 +245,14 @@ prefillKernel(const PrefillParams p) {
           mx = attn::quadMax(mx) * p.scaleLog2;
           const float mNew = fmaxf(m[mb][rr], mx);
           const float mUse = mNew == -INFINITY ? 0.f : mNew;  // fully masked so far: keep 0s
-          const float alpha = exp2f(m[mb][rr] - mUse);
+          const float alpha = attn::fastExp2(m[mb][rr] - mUse);
           m[mb][rr] = mNew;
           float rowSum = 0.f;
 #pragma unroll
           for (int nb = 0; nb < NB; ++nb) {
 #pragma unroll
             for (int e = 2 * rr; e < 2 * rr + 2; ++e) {
-              const float pv = exp2f(fmaf(s[mb][nb][e], p.scaleLog2, -mUse));
+              const float pv = attn::fastExp2(fmaf(s[mb][nb][e], p.scaleLog2, -mUse));
               s[mb][nb][e] = pv;
               rowSum += pv;
             }

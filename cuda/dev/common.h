@@ -265,25 +265,36 @@ inline void cpuAttention(const float* q, size_t qStride, const float* k, size_t 
 //   max |err| <= 2e-2, mean |err| <= 2e-3, ||err||_2 / ||ref||_2 <= 1e-2, no NaN / Inf.
 constexpr double kTolMaxAbs = 2e-2, kTolMeanAbs = 2e-3, kTolRelL2 = 1e-2;
 
+// Elementwise kernels whose output is one rounding of an fp32 value (rope_append) are held to
+// a scale-free rule instead: every element within 1 bf16 ulp of the fp32 reference, and
+// rel L2 <= 1e-2 (the absolute limits above assume |values| <~ 1).
 struct ErrStats {
   double maxAbs = 0, sumAbs = 0, sumSqErr = 0, sumSqRef = 0;
-  size_t n = 0, bad = 0;  // bad: NaN/Inf in the result
+  size_t n = 0, bad = 0;  // bad: NaN/Inf in the result (or, with ulpRule, beyond 1 ulp)
+  bool ulpRule = false;
   void add(float ref, float got) {
     ++n;
     if (!std::isfinite(got)) { ++bad; return; }
     const double e = std::fabs(double(got) - ref);
+    if (ulpRule) {
+      const float a = std::fabs(ref);
+      const double ulp = a > 0 ? std::ldexp(1.0, std::ilogb(a) - 7) : 1e-38;  // bf16: 8 bits
+      if (e > ulp) ++bad;
+    }
     maxAbs = std::max(maxAbs, e);
     sumAbs += e;
     sumSqErr += e * e;
     sumSqRef += double(ref) * ref;
   }
   void merge(const ErrStats& o) {
+    ulpRule = ulpRule || o.ulpRule;
     maxAbs = std::max(maxAbs, o.maxAbs);
     sumAbs += o.sumAbs; sumSqErr += o.sumSqErr; sumSqRef += o.sumSqRef; n += o.n; bad += o.bad;
   }
   double meanAbs() const { return n ? sumAbs / n : 0; }
   double relL2() const { return sumSqRef > 0 ? std::sqrt(sumSqErr / sumSqRef) : std::sqrt(sumSqErr); }
   bool ok() const {
+    if (ulpRule) return bad == 0 && relL2() <= kTolRelL2;
     return bad == 0 && maxAbs <= kTolMaxAbs && meanAbs() <= kTolMeanAbs && relL2() <= kTolRelL2;
   }
 };
@@ -329,14 +340,25 @@ inline int printTallies(const char* kernel, const std::vector<Tally>& ts) {
 }
 
 // ---- benchmark ----------------------------------------------------------------------------------
-// Median of `reps` timed launches (cudaEvent around the launch only), each preceded by a write
-// of a buffer 4x the L2 so that no rep reads the previous rep's data from cache.
+// Median of `reps` timed launches (cudaEvent around the launch only), each preceded by a READ of
+// a buffer 4x the L2 so that no rep finds the previous rep's data in cache. Not a write (memset):
+// that leaves ~60 MB of dirty lines whose write-back lands inside the timed kernel (measured
+// 2026-11-28: 40B decode at batch 1, 32k context read 134 MB and looked 25-30% slower).
+__global__ void l2FlushReadKernel(const uint4* p, size_t n, unsigned* sink) {
+  unsigned acc = 0;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    const uint4 v = p[i];
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x9e3779b9u) *sink = acc;  // practically never: keeps the loads alive
+}
 struct Timing {
   double medianMs = 0, minMs = 0;
 };
 class Bencher {
  public:
-  explicit Bencher(size_t l2Bytes) : flush_(std::max<size_t>(l2Bytes * 4, 256u << 20)) {
+  explicit Bencher(size_t l2Bytes) : flush_(std::max<size_t>(l2Bytes * 4, 256u << 20)), sink_(1) {
+    LAB_CHECK(cudaMemset(flush_.p, 0x5a, flush_.bytes()));
     LAB_CHECK(cudaEventCreate(&a_));
     LAB_CHECK(cudaEventCreate(&b_));
   }
@@ -349,7 +371,7 @@ class Bencher {
     LAB_CHECK(cudaDeviceSynchronize());
     std::vector<float> ms(reps);
     for (int r = 0; r < reps; ++r) {
-      LAB_CHECK(cudaMemsetAsync(flush_.p, r & 0xff, flush_.bytes()));
+      l2FlushReadKernel<<<1056, 512>>>(reinterpret_cast<const uint4*>(flush_.p), flush_.bytes() / 16, sink_.p);
       LAB_CHECK(cudaEventRecord(a_));
       launch();
       LAB_CHECK(cudaEventRecord(b_));
@@ -363,6 +385,7 @@ class Bencher {
 
  private:
   DevBuf<unsigned char> flush_;
+  DevBuf<unsigned> sink_;
   cudaEvent_t a_{}, b_{};
 };
 

@@ -240,6 +240,13 @@ static void bench(const Options& o, const Device& dev) {
               bencher.time([&] { launchV2(2, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n); }, o.reps));
           row("v2s4", plan.num_splits,
               bencher.time([&] { launchV2(4, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n); }, o.reps));
+          for (int f : {plan.num_splits / 2, plan.num_splits * 2}) {  // is the planner's choice right?
+            if (f < 2 || batch > 8) continue;
+            const DecodePlan fp = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, f);
+            DevBuf<unsigned char> fws(fp.workspace_bytes);
+            row(f < plan.num_splits ? "v2-half" : "v2-double", fp.num_splits,
+                bencher.time([&] { launchV2(3, q.p, qStride, out.p, Hq, c, fp, fws.p, fws.n); }, o.reps));
+          }
           if (plan.num_splits > 1) {
             const DecodePlan one = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, 1);
             row("v2-nosplit", 1,

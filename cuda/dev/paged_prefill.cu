@@ -13,6 +13,10 @@
 //       mma.sync rate), 4 warps = 128 rows per CTA.
 //   v6  2 m-blocks per warp with 64-key tiles (more registers: ~256 wanted).
 //   v7  as v5 with 8 warps (256 rows per CTA).
+//   v8  32-key tiles, 3 stages, 3 CTAs per SM (registers capped at 170; 70 KB smem).
+//   v9  32-key tiles, Q re-read from shared memory per tile, 4 CTAs per SM (<= 128 regs).
+//   v10 v2 with Q re-read from shared memory per tile (fewer registers, same occupancy cap).
+//   v11 v3 (8 warps) with Q re-read from shared memory.
 #include "../paged_attention_prefill.cu"
 #include "common.h"
 
@@ -227,6 +231,10 @@ static void launch(int version, const Problem& pr) {
     case 5: run(pd::TileCfg<4, 2, 32, 2>{}); break;
     case 6: run(pd::TileCfg<4, 2, 64, 2>{}); break;
     case 7: run(pd::TileCfg<8, 2, 32, 2>{}); break;
+    case 8: run(pd::TileCfg<4, 1, 32, 3, 3>{}); break;
+    case 9: run(pd::TileCfg<4, 1, 32, 2, 4, false>{}); break;
+    case 10: run(pd::TileCfg<4, 1, 64, 2, 2, false>{}); break;
+    case 11: run(pd::TileCfg<8, 1, 64, 2, 1, false>{}); break;
     default: throw std::runtime_error("no such version");
   }
 }
@@ -282,9 +290,9 @@ static int validate(const Options& o) {
   std::vector<int> kvList = {1, 15, 16, 17, 54, 97, 1000, 4097};
   std::vector<int> fullList = {1, 15, 16, 17, 54, 97, 1000};
   std::vector<int> batches = {12, 17};
-  std::vector<int> versions = {2, 3, 4, 5, 6, 7};
+  std::vector<int> versions = {2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
   if (o.small) {
-    versions = {2, 5};  // sanitizer runs: production + the main alternative
+    versions = {2, 5, 9};  // sanitizer runs: production + the main alternatives
     cfgs = {{"tiny", 4, 2, 64}, {"tiny", 7, 1, 128}, {"tiny", 3, 3, 96}};
     kvList = {1, 15, 16, 17, 54, 130};
     fullList = {1, 17, 70};
@@ -372,15 +380,15 @@ static void bench(const Options& o) {
     throw std::runtime_error("no config");
   };
   std::vector<B> bs = {
-      {"ViT-6B dense 13x1025 25x128", [] { return makeDense({"ViT-6B", 25, 25, 128}, 13, 1025, false, 1); }, {2, 3, 4, 5, 6, 7}},
-      {"ViT-300M dense 13x1025 16x64", [] { return makeDense({"ViT-300M", 16, 16, 64}, 13, 1025, false, 2); }, {2, 3, 5, 6, 7, 1}},
-      {"40B causal 1x3328 56/8", [&] { return makePaged(cfg("40B"), {3328}, {3328}, true, 3); }, {2, 3, 4, 5, 6, 7}},
-      {"40B chunk qo512 kv8192 56/8", [&] { return makePaged(cfg("40B"), {512}, {8192}, true, 4); }, {2, 3, 5}},
-      {"76B causal 1x3328 64/8", [&] { return makePaged(cfg("76B"), {3328}, {3328}, true, 5); }, {2}},
-      {"8B causal 1x4096 32/8", [&] { return makePaged(cfg("8B"), {4096}, {4096}, true, 6); }, {2, 5}},
-      {"8B causal 8x512 32/8", [&] { return makePaged(cfg("8B"), std::vector<int>(8, 512), std::vector<int>(8, 512), true, 7); }, {2, 5}},
-      {"4B causal 1x2048 32/32 D96", [&] { return makePaged(cfg("4B"), {2048}, {2048}, true, 8); }, {2, 5}},
-      {"1B causal 1x3328 14/2 D64", [&] { return makePaged(cfg("1B"), {3328}, {3328}, true, 9); }, {2, 5}},
+      {"ViT-6B dense 13x1025 25x128", [] { return makeDense({"ViT-6B", 25, 25, 128}, 13, 1025, false, 1); }, {2, 3, 5, 8, 9, 10, 11}},
+      {"ViT-300M dense 13x1025 16x64", [] { return makeDense({"ViT-300M", 16, 16, 64}, 13, 1025, false, 2); }, {2, 3, 6, 8, 9, 10, 11, 1}},
+      {"40B causal 1x3328 56/8", [&] { return makePaged(cfg("40B"), {3328}, {3328}, true, 3); }, {2, 3, 5, 8, 9, 10, 11}},
+      {"40B chunk qo512 kv8192 56/8", [&] { return makePaged(cfg("40B"), {512}, {8192}, true, 4); }, {2, 3, 8, 9}},
+      {"76B causal 1x3328 64/8", [&] { return makePaged(cfg("76B"), {3328}, {3328}, true, 5); }, {2, 3}},
+      {"8B causal 1x4096 32/8", [&] { return makePaged(cfg("8B"), {4096}, {4096}, true, 6); }, {2, 3, 8, 9}},
+      {"8B causal 8x512 32/8", [&] { return makePaged(cfg("8B"), std::vector<int>(8, 512), std::vector<int>(8, 512), true, 7); }, {2, 3, 8, 9}},
+      {"4B causal 1x2048 32/32 D96", [&] { return makePaged(cfg("4B"), {2048}, {2048}, true, 8); }, {2, 3, 8, 9}},
+      {"1B causal 1x3328 14/2 D64", [&] { return makePaged(cfg("1B"), {3328}, {3328}, true, 9); }, {2, 3, 6, 8, 9}},
   };
   for (auto& bc : bs) {
     Problem pr = bc.make();
