@@ -30,9 +30,11 @@ namespace ivl::cuda {
 
 constexpr int kW8A16DecodeMaxM = 32;  // activation rows handled by the decode kernel
 
-// Workspace the decode path's split-K may use for weight `w` (any m <= kW8A16DecodeMaxM).
-// Zero it once (cudaMemset) after allocation; every call leaves it zeroed again. One
-// workspace per stream: concurrent calls must not share one.
+// Workspace the decode path's split-K may use for weight `w` (any m <= kW8A16DecodeMaxM): 32 KB
+// of arrival counters followed by fp32 partial sums. Zero it once (cudaMemset) after allocation;
+// every call leaves the counters zeroed again, so one workspace (sized for the largest weight)
+// serves every weight called in order on one stream. Calls that may run concurrently (other
+// streams) need their own workspace.
 size_t w8a16WorkspaceBytes(const W8A16Weight& w);
 
 // y = x · W'^T (+ bias). workspace may be null (then no split-K: correct, slower for small N).

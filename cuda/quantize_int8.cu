@@ -195,6 +195,41 @@ __global__ void packScalesKernel(const float* __restrict__ plain, int n, int k, 
       row < n ? plain[static_cast<size_t>(row) * groups + g] : 1.f;
 }
 
+// Packed -> bf16 [N, K], one thread per 16-byte packed chunk (rows gi, gi+8; 8 columns each).
+__global__ void dequantizeKernel(const uint8_t* __restrict__ packed, const float* __restrict__ scales, int n, int k,
+                                 Int8Scheme scheme, bf16* __restrict__ dst) {
+  const int groups = (k + kW8A16Group - 1) / kW8A16Group;
+  const size_t chunks = static_cast<size_t>((n + 15) / 16) * groups * 4 * 32;
+  const size_t idx = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= chunks) return;
+  const int lane = static_cast<int>(idx % 32);
+  const int j = static_cast<int>((idx / 32) % 4);
+  const size_t unit = idx / 128;
+  const int g = static_cast<int>(unit % groups);
+  const int tile = static_cast<int>(unit / groups);
+  const int gi = lane / 4, ti = lane % 4;
+  const int col = g * kW8A16Group + 32 * j + 8 * ti;
+  if (col >= k) return;
+  const uint4 raw = *reinterpret_cast<const uint4*>(packed + idx * 16);
+  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = 16 * tile + gi + 8 * h;
+    if (row >= n) continue;
+    const float s = scales[scaleIndex(ScaleLayout::Packed, scheme, row, g, groups)];
+    uint32_t out[4];
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      // byte b of word w is (row gi + 8 (b & 1), column 2w + (b >> 1)): this half's two bytes
+      const int q0 = static_cast<int>((words[w] >> (8 * h)) & 0xffu) - 128;
+      const int q1 = static_cast<int>((words[w] >> (8 * (h + 2))) & 0xffu) - 128;
+      const __nv_bfloat162 v = __floats2bfloat162_rn(static_cast<float>(q0) * s, static_cast<float>(q1) * s);
+      out[w] = *reinterpret_cast<const uint32_t*>(&v);
+    }
+    *reinterpret_cast<uint4*>(dst + static_cast<size_t>(row) * k + col) = make_uint4(out[0], out[1], out[2], out[3]);
+  }
+}
+
 void checkShape(int n, int k, const char* who) {
   ivl::require(n > 0 && k > 0 && k % 8 == 0, ivl::ErrorCode::InvalidArg,
                std::string(who) + ": expected N > 0 and K > 0 with K a multiple of 8, got N=" +
@@ -248,6 +283,16 @@ void quantizeW8A16(const bf16* w, const W8A16Weight& dst, cudaStream_t stream) {
   const size_t chunks = w8a16PackedBytes(dst.n, dst.k) / 16;
   packKernel<<<blocksFor(chunks, 256), 256, 0, stream>>>(Bf16Source{w}, dst.n, dst.k, dst.scheme, dst.scales,
                                                          ScaleLayout::Packed, dst.qweight);
+  IVL_CUDA_CHECK(cudaGetLastError());
+}
+
+void dequantizeW8A16(const W8A16Weight& w, bf16* dst, cudaStream_t stream) {
+  checkShape(w.n, w.k, "dequantizeW8A16");
+  checkAligned(w.qweight, 16, "dequantizeW8A16: w.qweight");
+  checkAligned(w.scales, 4, "dequantizeW8A16: w.scales");
+  checkAligned(dst, 16, "dequantizeW8A16: dst");
+  const size_t chunks = w8a16PackedBytes(w.n, w.k) / 16;
+  dequantizeKernel<<<blocksFor(chunks, 256), 256, 0, stream>>>(w.qweight, w.scales, w.n, w.k, w.scheme, dst);
   IVL_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -107,4 +107,9 @@ void packW8A16(const int8_t* q, const float* scales, const W8A16Weight& dst, cud
 // loader calls. dst as for packW8A16. Same bytes as quantizeInt8 followed by packW8A16.
 void quantizeW8A16(const __nv_bfloat16* w, const W8A16Weight& dst, cudaStream_t stream);
 
+// Dequantize the packed weight back to bf16 W'' [N, K] row-major: bf16_rn(q * s) (the product
+// in fp32). For prefill-sized m the runtime may multiply this with cuBLAS instead of calling the
+// W8A16 GEMM (see cuda/dev/w8a16/README.md for when that is faster). dst 16-byte aligned.
+void dequantizeW8A16(const W8A16Weight& w, __nv_bfloat16* dst, cudaStream_t stream);
+
 }  // namespace ivl::cuda
