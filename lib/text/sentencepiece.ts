@@ -232,6 +232,9 @@ export class SentencePieceProcessor {
     return this.scores[id];
   }
 
+  isNormal(id: number): boolean {
+    return this.types[id] === PieceType.NORMAL;
+  }
   isUnknown(id: number): boolean {
     return this.types[id] === PieceType.UNKNOWN;
   }

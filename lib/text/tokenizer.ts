@@ -59,6 +59,7 @@ interface Backend {
   readonly eosTokenId: number | null;
   readonly cleansSpaces: boolean;
   finalPrefix?(ids: readonly number[], skipSpecialTokens: boolean): number;
+  isPlain?(id: number): boolean;
   encode(text: string, addSpecialTokens: boolean): number[];
   tokenize(text: string): string[];
   decode(ids: readonly number[], skipSpecialTokens: boolean): string;
@@ -138,6 +139,7 @@ class TokenizerImpl implements Tokenizer {
       decode: (ids) => backend.decode(ids, skip),
       cleansSpaces: backend.cleansSpaces,
       finalPrefix: backend.finalPrefix ? (ids) => backend.finalPrefix!(ids, skip) : undefined,
+      isPlain: backend.isPlain ? (id) => backend.isPlain!(id) : undefined,
     });
     return {
       push: (id: number): string => {

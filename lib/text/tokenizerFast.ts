@@ -287,6 +287,11 @@ export class FastTokenizer {
     return this.addedById.get(id)?.content ?? this.idToTok.get(id);
   }
 
+  /** A vocabulary token that is not an added token. */
+  isPlain(id: number): boolean {
+    return !this.addedById.has(id) && this.idToTok.has(id);
+  }
+
   isSpecial(id: number): boolean {
     return this.addedById.get(id)?.special === true;
   }

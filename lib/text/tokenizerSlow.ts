@@ -217,6 +217,12 @@ export abstract class SlowTokenizer {
     return this.cleanUpTokenizationSpaces;
   }
 
+  /** A base-vocabulary token that is not added/special (and, for SentencePiece, not a byte or control piece). */
+  isPlain(id: number): boolean {
+    return !this.addedById.has(id) && !this.allSpecialIds.has(id) && this.isPlainBase(id);
+  }
+  protected abstract isPlainBase(id: number): boolean;
+
   /** Whether convert_tokens_to_string inserts ' ' before a special token that follows other tokens. */
   protected get spaceBeforeSpecial(): boolean {
     return false;
@@ -274,6 +280,9 @@ export class LlamaSlowTokenizer extends SlowTokenizer {
   }
   protected baseIdToToken(id: number): string | undefined {
     return this.sp.idToPiece(id);
+  }
+  protected isPlainBase(id: number): boolean {
+    return this.sp.isNormal(id);
   }
 
   get bosTokenId(): number | null {
@@ -356,6 +365,9 @@ export class InternLM2SlowTokenizer extends SlowTokenizer {
   }
   protected baseIdToToken(id: number): string | undefined {
     return this.sp.idToPiece(id);
+  }
+  protected isPlainBase(id: number): boolean {
+    return this.sp.isNormal(id);
   }
 
   // InternLM2Tokenizer overrides these with the sentencepiece model's own ids.
@@ -447,6 +459,9 @@ export class Qwen2SlowTokenizer extends SlowTokenizer {
   }
   protected baseIdToToken(id: number): string | undefined {
     return this.decoderMap.get(id);
+  }
+  protected isPlainBase(id: number): boolean {
+    return this.decoderMap.has(id);
   }
 
   get bosTokenId(): number | null {

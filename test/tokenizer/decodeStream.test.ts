@@ -39,8 +39,10 @@ function randomSequences(tok: Tokenizer, seed: number, specials: number[]): numb
   const pool = TEXTS.flatMap((t) => tok.encode(t, { addSpecialTokens: false }));
   const seqs: number[][] = [];
   for (const t of TEXTS) seqs.push(tok.encode(t));
+  // One long natural sequence and many random ones; the long ones exercise the stream's settling.
+  seqs.push(tok.encode(TEXTS.join('\n').repeat(8)));
   for (let k = 0; k < 60; k++) {
-    const n = 1 + Math.floor(r() * 40);
+    const n = 1 + Math.floor(r() * (k % 4 === 0 ? 400 : 40));
     const seq: number[] = [];
     for (let i = 0; i < n; i++) {
       const x = r();
@@ -93,6 +95,17 @@ describe.each([
       checkStream(tok, seq, false);
       checkStream(tok, seq, true);
     }
+  });
+
+  test('streaming stays linear: 6000 tokens well under a second', () => {
+    const ids = tok.encode(TEXTS.join('\n').repeat(200), { addSpecialTokens: false }).slice(0, 6000);
+    const s = tok.createDecodeStream({ skipSpecialTokens: true });
+    const t0 = performance.now();
+    let out = '';
+    for (const id of ids) out += s.push(id);
+    out += s.flush();
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(out).toBe(tok.decode(ids, { skipSpecialTokens: true }));
   });
 });
 
