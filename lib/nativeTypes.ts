@@ -175,5 +175,11 @@ export interface NativeAddon {
   info(): NativeInfo;
   bf16ToF32(input: Uint16Array): Promise<Float32Array>;
   loadModel(dir: string, spec: NativeModelSpec, options: NativeLoadOptions): Promise<NativeModel>;
+  /** rgb [h, w, 3] → normalized tiles [T, 3, S, S] (PIL-exact resize, crops, thumbnail last). */
+  preprocessTiles(rgb: Uint8Array, width: number, height: number, cols: number, rows: number, tileSize: number, thumbnail: boolean): Promise<Float32Array>;
+  /** The same tiles before normalization, [T, S, S, 3] uint8. */
+  tilesU8(rgb: Uint8Array, width: number, height: number, cols: number, rows: number, tileSize: number, thumbnail: boolean): Promise<Uint8Array>;
+  /** PIL-exact bicubic resize of rgb [h, w, 3]. */
+  resizeRgb(rgb: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Promise<Uint8Array>;
   samplerProbe(logits: Float32Array, generated: Int32Array, sampling: NativeSampling, draws: number): NativeSamplerProbe;
 }

@@ -1,0 +1,56 @@
+/**
+ * Reads the PyTorch-made goldens in test/fixtures/goldens (see
+ * test/fixtures/make_fixtures.py). Plain TS, independent of the native loader.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type StTensor, readSafetensorsFile } from './safetensors.js';
+
+export const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
+export const goldensDir = join(fixturesDir, 'goldens');
+
+export interface GoldenSample {
+  question: string;
+  images: string[];
+  num_patches_list: number[];
+  prompt: string;
+  input_ids: number[];
+  generated_ids: number[];
+  response: string;
+}
+
+export interface GoldenCase extends Partial<GoldenSample> {
+  name: string;
+  history?: Array<[string, string]>;
+  logits?: string;
+  vision?: string[];
+  samples?: GoldenSample[];
+}
+
+export interface ModelGolden {
+  family: string;
+  model_dir: string;
+  num_image_token: number;
+  eos_token_id: number;
+  images: Record<string, { file: string; grid: [number, number]; tiles: number }>;
+  cases: GoldenCase[];
+}
+
+/** Families with goldens present (empty until the generator's output is committed). */
+export function goldenFamilies(): string[] {
+  if (!existsSync(goldensDir)) return [];
+  return readdirSync(goldensDir)
+    .filter((f) => f.endsWith('.json') && !f.startsWith('tokenizer-'))
+    .map((f) => f.slice(0, -5))
+    .sort();
+}
+
+export function readModelGolden(family: string): ModelGolden {
+  return JSON.parse(readFileSync(join(goldensDir, `${family}.json`), 'utf8')) as ModelGolden;
+}
+
+/** Every tensor of a safetensors file, as float32 (thin alias over the shared reader). */
+export function readSafetensors(path: string): Record<string, StTensor> {
+  return readSafetensorsFile(path);
+}
