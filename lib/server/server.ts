@@ -1,0 +1,205 @@
+/**
+ * An OpenAI-compatible HTTP server over one loaded model: POST /v1/chat/completions
+ * (JSON or SSE streaming), GET /v1/models, GET /health. Binds to 127.0.0.1 unless
+ * told otherwise; a client that disconnects cancels its request; a bounded queue
+ * answers 429 when full; close() finishes or cancels what is in flight.
+ */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { basename } from 'node:path';
+import type { ChatResult } from '../chatTypes.js';
+import type { InternVL } from '../model.js';
+import { HttpError, errorBody, toHttpError } from './httpErrors.js';
+import { mapChatCompletion } from './openaiMessages.js';
+import { sendSse, startSse } from './sse.js';
+
+export interface ServeOptions {
+  host?: string;
+  port?: number;
+  /** Require `Authorization: Bearer <apiKey>` on /v1 routes. */
+  apiKey?: string;
+  /** Model id reported by /v1/models (default: the checkpoint directory's name). */
+  modelId?: string;
+  /** Allow image_url to name local files inside this directory. */
+  allowLocalFiles?: string;
+  /** Requests running or waiting at most; more get 429. */
+  maxQueue?: number;
+  /** Largest request body in bytes; more get 413. */
+  maxBodyBytes?: number;
+}
+
+export interface RunningServer {
+  server: Server;
+  url: string;
+  /** Stops accepting, lets in-flight requests finish for graceMs, then cancels them. */
+  close(graceMs?: number): Promise<void>;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new HttpError(413, `request body is larger than ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'request body is not valid JSON');
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: string): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(body);
+}
+
+export async function serve(model: InternVL, options: ServeOptions = {}): Promise<RunningServer> {
+  const host = options.host ?? '127.0.0.1';
+  const modelId = options.modelId ?? basename(model.dir);
+  const maxQueue = options.maxQueue ?? 64;
+  const maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
+  const keyDigest = options.apiKey ? digest(options.apiKey) : undefined;
+  const inflight = new Set<AbortController>();
+  let closing = false;
+
+  function authorized(req: IncomingMessage): boolean {
+    if (!keyDigest) return true;
+    const h = req.headers.authorization ?? '';
+    const token = h.startsWith('Bearer ') ? h.slice(7) : '';
+    return timingSafeEqual(digest(token), keyDigest);
+  }
+
+  async function completions(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (closing) throw new HttpError(503, 'server is shutting down', 'server_error');
+    if (inflight.size >= maxQueue) throw new HttpError(429, `too many requests in flight (${maxQueue})`, 'rate_limit_error');
+    const ac = new AbortController();
+    inflight.add(ac);
+    const onClose = () => {
+      if (!res.writableFinished) ac.abort();
+    };
+    res.on('close', onClose);
+    try {
+      const body = await readBody(req, maxBody);
+      const mapped = await mapChatCompletion(body, {
+        ...(options.allowLocalFiles !== undefined ? { localFilesRoot: options.allowLocalFiles } : {}),
+        maxImageBytes: maxBody,
+      });
+      const id = `chatcmpl-${randomUUID()}`;
+      const created = Math.floor(Date.now() / 1000);
+      const chunk = (delta: object, finish: string | null, extra: object = {}) => ({
+        id,
+        object: 'chat.completion.chunk',
+        created,
+        model: modelId,
+        choices: [{ index: 0, delta, finish_reason: finish }],
+        ...extra,
+      });
+      const usage = (r: ChatResult) => ({
+        prompt_tokens: r.usage.promptTokens,
+        completion_tokens: r.usage.completionTokens,
+        total_tokens: r.usage.totalTokens,
+      });
+      const finish = (r: ChatResult) => (r.finishReason === 'length' ? 'length' : 'stop');
+      if (mapped.stream) {
+        let started = false;
+        const start = () => {
+          if (started) return;
+          started = true;
+          startSse(res);
+          sendSse(res, chunk({ role: 'assistant', content: '' }, null));
+        };
+        const r = await model.chat({
+          ...mapped.chat,
+          signal: ac.signal,
+          onToken: (text) => {
+            start();
+            sendSse(res, chunk({ content: text }, null));
+          },
+        });
+        start();
+        sendSse(res, chunk({}, finish(r)));
+        if (mapped.includeUsage) sendSse(res, { id, object: 'chat.completion.chunk', created, model: modelId, choices: [], usage: usage(r) });
+        sendSse(res, '[DONE]');
+        res.end();
+      } else {
+        const r = await model.chat({ ...mapped.chat, signal: ac.signal });
+        sendJson(
+          res,
+          200,
+          JSON.stringify({
+            id,
+            object: 'chat.completion',
+            created,
+            model: modelId,
+            choices: [{ index: 0, message: { role: 'assistant', content: r.response }, finish_reason: finish(r) }],
+            usage: usage(r),
+          }),
+        );
+      }
+    } finally {
+      res.off('close', onClose);
+      inflight.delete(ac);
+    }
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method === 'GET' && url.pathname === '/health') {
+      sendJson(res, 200, JSON.stringify({ status: closing ? 'closing' : 'ok', inflight: inflight.size }));
+      return;
+    }
+    if (url.pathname.startsWith('/v1/') && !authorized(req)) {
+      throw new HttpError(401, 'invalid or missing API key', 'invalid_request_error', null, 'invalid_api_key');
+    }
+    if (req.method === 'GET' && url.pathname === '/v1/models') {
+      sendJson(res, 200, JSON.stringify({ object: 'list', data: [{ id: modelId, object: 'model', created: 0, owned_by: 'internvl-node' }] }));
+      return;
+    }
+    if (url.pathname === '/v1/chat/completions') {
+      if (req.method !== 'POST') throw new HttpError(405, 'use POST');
+      await completions(req, res);
+      return;
+    }
+    throw new HttpError(404, `no route for ${req.method} ${url.pathname}`);
+  }
+
+  const server = createServer((req, res) => {
+    route(req, res).catch((e: unknown) => {
+      const err = toHttpError(e);
+      if (!res.headersSent) sendJson(res, err.status, errorBody(err));
+      else if (!res.writableEnded) {
+        // mid-stream failure: report it as a final SSE event, then end
+        sendSse(res, JSON.parse(errorBody(err)));
+        res.end();
+      }
+    });
+  });
+  server.requestTimeout = 0; // generations can be long; clients disconnecting cancel them
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 8000, host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    server,
+    url: `http://${shownHost}:${addr.port}`,
+    async close(graceMs = 10_000) {
+      closing = true;
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      const deadline = Date.now() + graceMs;
+      while (inflight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const ac of inflight) ac.abort();
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
