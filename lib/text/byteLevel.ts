@@ -174,9 +174,58 @@ function less(a: Cand, b: Cand): boolean {
   return a.rank < b.rank || (a.rank === b.rank && a.left < b.left);
 }
 
+const POS_BITS = 2 ** 22; // positions per word in the packed heap keys (rank * POS_BITS + left)
+
+/** A min-heap of packed numbers (rank * POS_BITS + left): lowest rank first, then leftmost. */
+class NumberHeap {
+  private a: number[] = [];
+  get size(): number {
+    return this.a.length;
+  }
+  push(x: number): void {
+    const a = this.a;
+    a.push(x);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p] <= x) break;
+      a[i] = a[p];
+      i = p;
+    }
+    a[i] = x;
+  }
+  pop(): number | undefined {
+    const a = this.a;
+    if (a.length === 0) return undefined;
+    const top = a[0];
+    const last = a.pop()!;
+    if (a.length > 0) {
+      let i = 0;
+      const n = a.length;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const m = r < n && a[r] < a[l] ? r : l;
+        if (a[m] >= last) break;
+        a[i] = a[m];
+        i = m;
+      }
+      a[i] = last;
+    }
+    return top;
+  }
+}
+
 export class ByteLevelBPE {
-  /** "a b" -> rank */
+  /** "a b" -> rank (string path, used when merges reach outside the vocabulary). */
   private readonly ranks = new Map<string, number>();
+  /** (idA * idSpan + idB) -> rank, and the merged token's id per rank (integer path). */
+  private readonly pairRank = new Map<number, number>();
+  private readonly mergedId: Int32Array;
+  private readonly idSpan: number;
+  private readonly idToToken: string[] = [];
+  private readonly integerPath: boolean;
   private readonly cache = new Map<string, string[]>();
 
   constructor(
@@ -185,10 +234,29 @@ export class ByteLevelBPE {
     /** tokenizers' `ignore_merges`: a word that is itself in the vocabulary is one token. */
     private readonly ignoreMerges = false,
   ) {
+    let maxId = 0;
+    for (const [t, id] of vocab) {
+      this.idToToken[id] = t;
+      if (id > maxId) maxId = id;
+    }
+    this.idSpan = maxId + 1;
+    this.mergedId = new Int32Array(merges.length);
+    let integerPath = merges.length < 2 ** 30;
     merges.forEach(([a, b], i) => {
       const key = `${a} ${b}`;
       if (!this.ranks.has(key)) this.ranks.set(key, i);
+      const ia = vocab.get(a);
+      const ib = vocab.get(b);
+      const im = vocab.get(a + b);
+      if (ia === undefined || ib === undefined || im === undefined) {
+        integerPath = false;
+        return;
+      }
+      const k = ia * this.idSpan + ib;
+      if (!this.pairRank.has(k)) this.pairRank.set(k, i);
+      this.mergedId[i] = im;
     });
+    this.integerPath = integerPath;
   }
 
   /** BPE over one pre-tokenized word already mapped to byte-level characters. */
@@ -196,15 +264,68 @@ export class ByteLevelBPE {
     const cached = this.cache.get(word);
     if (cached) return cached;
     const result = this.merge(word);
-    if (this.cache.size < 100_000) this.cache.set(word, result);
+    if (this.cache.size < 100_000 && word.length < 256) this.cache.set(word, result);
     return result;
   }
 
   private merge(word: string): string[] {
     if (this.ignoreMerges && this.vocab.has(word)) return [word];
-    const sym = Array.from(word);
+    const chars = Array.from(word);
+    if (chars.length <= 1) return chars;
+    return (this.integerPath && chars.length < POS_BITS && this.mergeIds(chars)) || this.mergeStrings(chars);
+  }
+
+  /** The merge loop on vocabulary ids; null when a character is not in the vocabulary. */
+  private mergeIds(chars: string[]): string[] | null {
+    const n = chars.length;
+    const sym = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const id = this.vocab.get(chars[i]);
+      if (id === undefined) return null;
+      sym[i] = id;
+    }
+    const prev = new Int32Array(n);
+    const next = new Int32Array(n);
+    const gone = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      prev[i] = i - 1;
+      next[i] = i + 1 < n ? i + 1 : -1;
+    }
+    const heap = new NumberHeap();
+    const span = this.idSpan;
+    const consider = (left: number): void => {
+      if (left < 0) return;
+      const right = next[left];
+      if (right < 0) return;
+      const rank = this.pairRank.get(sym[left] * span + sym[right]);
+      if (rank !== undefined) heap.push(rank * POS_BITS + left);
+    };
+    for (let i = 0; i + 1 < n; i++) consider(i);
+    for (;;) {
+      const x = heap.pop();
+      if (x === undefined) break;
+      const left = x % POS_BITS;
+      const rank = (x - left) / POS_BITS;
+      if (gone[left]) continue;
+      const right = next[left];
+      if (right < 0) continue;
+      // Stale unless the pair at `left` is still the one this entry was made for.
+      if (this.pairRank.get(sym[left] * span + sym[right]) !== rank) continue;
+      sym[left] = this.mergedId[rank];
+      gone[right] = 1;
+      next[left] = next[right];
+      if (next[right] >= 0) prev[next[right]] = left;
+      consider(prev[left]);
+      consider(left);
+    }
+    const out: string[] = [];
+    for (let i = 0; i !== -1; i = next[i]) out.push(this.idToToken[sym[i]]);
+    return out;
+  }
+
+  /** The same loop on strings (merges whose parts or results are not vocabulary entries). */
+  private mergeStrings(sym: string[]): string[] {
     const n = sym.length;
-    if (n <= 1) return sym;
     const prev = new Int32Array(n);
     const next = new Int32Array(n);
     for (let i = 0; i < n; i++) {

