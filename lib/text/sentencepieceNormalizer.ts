@@ -13,35 +13,50 @@ import type { NormalizerSpec } from './sentencepieceModel.js';
 
 export const SPACE_SYMBOL = '\u2581';
 
-/** Longest-match dictionary of user-defined symbols (sentencepiece's PrefixMatcher). */
+interface MatchNode {
+  next: Map<number, MatchNode>;
+  terminal: boolean;
+}
+
+/**
+ * Longest-match dictionary of user-defined symbols (sentencepiece's
+ * PrefixMatcher): a trie over UTF-16 code units, so a lookup costs the length
+ * of the match, however many symbols share a first character.
+ */
 export class PrefixMatcher {
-  private readonly byFirst = new Map<string, string[]>();
+  private readonly root: MatchNode = { next: new Map(), terminal: false };
+  private count = 0;
 
   constructor(symbols: Iterable<string>) {
     for (const s of symbols) {
       if (!s) continue;
-      const first = String.fromCodePoint(s.codePointAt(0)!);
-      let list = this.byFirst.get(first);
-      if (!list) this.byFirst.set(first, (list = []));
-      list.push(s);
+      let node = this.root;
+      for (let i = 0; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        let n = node.next.get(c);
+        if (!n) node.next.set(c, (n = { next: new Map(), terminal: false }));
+        node = n;
+      }
+      node.terminal = true;
+      this.count++;
     }
-    // Longest first, so the first hit is the longest match.
-    for (const list of this.byFirst.values()) list.sort((a, b) => b.length - a.length);
   }
 
   get empty(): boolean {
-    return this.byFirst.size === 0;
+    return this.count === 0;
   }
 
   /** Length (UTF-16 units) of the longest symbol starting at `pos`, or 0. */
   match(text: string, pos: number): number {
-    if (this.byFirst.size === 0) return 0;
-    const cp = text.codePointAt(pos);
-    if (cp === undefined) return 0;
-    const list = this.byFirst.get(String.fromCodePoint(cp));
-    if (!list) return 0;
-    for (const s of list) if (text.startsWith(s, pos)) return s.length;
-    return 0;
+    if (this.count === 0) return 0;
+    let node: MatchNode | undefined = this.root;
+    let best = 0;
+    for (let i = pos; i < text.length; i++) {
+      node = node.next.get(text.charCodeAt(i));
+      if (!node) break;
+      if (node.terminal) best = i + 1 - pos;
+    }
+    return best;
   }
 }
 
