@@ -244,9 +244,14 @@ decodeKernel(const DecodeParams p) {
 }
 
 // One CTA per (sequence, q head), HEAD_DIM threads: out = merge of the active splits.
-template <int HEAD_DIM>
+// WAIT_PDL: launched with programmatic dependent launch (the lab's v2-pdl): wait for the split
+// kernel's grid (completion + memory flush) before reading its partials.
+template <int HEAD_DIM, bool WAIT_PDL = false>
 __global__ void __launch_bounds__(HEAD_DIM)
 decodeMergeKernel(const DecodeParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (WAIT_PDL) asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
   const int bh = blockIdx.x;  // b * numQoHeads + hq
   const int b = bh / p.numQoHeads;
   const int d = threadIdx.x;

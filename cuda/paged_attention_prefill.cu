@@ -314,8 +314,13 @@ prefillKernel(const PrefillParams p) {
   }
 }
 
-// Production configuration (cuda/dev/paged_prefill.cu measures the alternatives).
+// Production configurations (cuda/dev/paged_prefill.cu measures the alternatives; NOTES.md).
+// D = 96, 128: 4 warps x 16 rows, 64-key tiles, double-buffered (lab v2: ViT-6B 232 TFLOP/s,
+// best of 8 configurations). D = 64: 2 m-blocks per warp (128 rows per CTA), 64-key tiles
+// (lab v6: ViT-300M 218 vs 181 TFLOP/s, 1B causal 151 vs 134; at D = 128 the same tiling
+// spills and loses).
 using ProdCfg = TileCfg<4, 1, 64, 2>;
+using ProdCfgD64 = TileCfg<4, 2, 64, 2>;
 
 template <int D, class C, bool PAGED, bool CAUSAL>
 void launchPrefill(const PrefillParams& p, int gridY, int gridZ, int maxRows, cudaStream_t stream) {
@@ -328,18 +333,18 @@ void launchPrefill(const PrefillParams& p, int gridY, int gridZ, int maxRows, cu
   IVL_CUDA_CHECK(cudaGetLastError());
 }
 
-// Head-dim / causal dispatch of one configuration. gridY = q heads, gridZ = sequences,
-// maxRows = longest query run (sizes gridX).
-template <bool PAGED, class C = ProdCfg>
+// Head-dim / causal dispatch of one configuration (C64 for head_dim 64). gridY = q heads,
+// gridZ = sequences, maxRows = longest query run (sizes gridX).
+template <bool PAGED, class C = ProdCfg, class C64 = ProdCfgD64>
 void dispatchPrefill(int D, bool causal, const PrefillParams& p, int gridY, int gridZ, int maxRows,
                      cudaStream_t stream) {
-#define IVL_PREFILL_CASE(DIM)                                                         \
-  causal ? launchPrefill<DIM, C, PAGED, true>(p, gridY, gridZ, maxRows, stream)       \
-         : launchPrefill<DIM, C, PAGED, false>(p, gridY, gridZ, maxRows, stream)
+#define IVL_PREFILL_CASE(DIM, CFG)                                                      \
+  causal ? launchPrefill<DIM, CFG, PAGED, true>(p, gridY, gridZ, maxRows, stream)       \
+         : launchPrefill<DIM, CFG, PAGED, false>(p, gridY, gridZ, maxRows, stream)
   switch (D) {
-    case 64: IVL_PREFILL_CASE(64); break;
-    case 96: IVL_PREFILL_CASE(96); break;
-    default: IVL_PREFILL_CASE(128); break;
+    case 64: IVL_PREFILL_CASE(64, C64); break;
+    case 96: IVL_PREFILL_CASE(96, C); break;
+    default: IVL_PREFILL_CASE(128, C); break;
   }
 #undef IVL_PREFILL_CASE
 }

@@ -266,8 +266,10 @@ inline void cpuAttention(const float* q, size_t qStride, const float* k, size_t 
 constexpr double kTolMaxAbs = 2e-2, kTolMeanAbs = 2e-3, kTolRelL2 = 1e-2;
 
 // Elementwise kernels whose output is one rounding of an fp32 value (rope_append) are held to
-// a scale-free rule instead: every element within 1 bf16 ulp of the fp32 reference, and
-// rel L2 <= 1e-2 (the absolute limits above assume |values| <~ 1).
+// a scale-free rule instead: every element within 1 bf16 ulp of the fp64 reference plus 1e-5
+// (the fp32 cancellation error of x1*c - x2*s when the result is near 0: run 2 saw 1 element
+// in 3e5 miss a bare 1-ulp rule), and rel L2 <= 1e-2 (the absolute limits above assume
+// |values| <~ 1).
 struct ErrStats {
   double maxAbs = 0, sumAbs = 0, sumSqErr = 0, sumSqRef = 0;
   size_t n = 0, bad = 0;  // bad: NaN/Inf in the result (or, with ulpRule, beyond 1 ulp)
@@ -279,7 +281,7 @@ struct ErrStats {
     if (ulpRule) {
       const float a = std::fabs(ref);
       const double ulp = a > 0 ? std::ldexp(1.0, std::ilogb(a) - 7) : 1e-38;  // bf16: 8 bits
-      if (e > ulp) ++bad;
+      if (e > ulp + 1e-5) ++bad;
     }
     maxAbs = std::max(maxAbs, e);
     sumAbs += e;

@@ -6,9 +6,13 @@
 //       Kept as the baseline: latency-bound on the per-key reduction.
 //   v2  production (cuda/paged_attention_decode.cu): CTA per (sequence, kv head, split), the
 //       query group as MMA rows, cp.async K/V tiles STAGES deep, merge kernel. Variants:
-//       v2s2 / v2s4 = 2 / 4 stages (production: 3), v2-nosplit = one split.
+//       v2s2 / v2s4 = 2 / 4 stages (production: 3), v2-nosplit = one split, v2-half /
+//       v2-double = half / twice the planner's splits, v2-pdl = merge kernel launched with
+//       programmatic dependent launch (griddepcontrol.wait) to hide its launch latency.
 #include "../paged_attention_decode.cu"
 #include "common.h"
+
+#include <type_traits>
 
 using namespace lab;
 using ivl::cuda::DecodePlan;
@@ -105,6 +109,39 @@ static void launchV2(int stages, const bf16* q, int64_t qStride, bf16* out, int 
   }
 }
 
+// v2 with the merge kernel launched by programmatic dependent launch (Hopper).
+static void launchV2Pdl(const bf16* q, int64_t qStride, bf16* out, int Hq, const PagedCache& c,
+                        const DecodePlan& plan, void* ws, size_t wsBytes) {
+  using namespace ivl::cuda::decode_detail;
+  bool empty = false;
+  const DecodeParams p = decodeParams(q, qStride, out, Hq, viewOf(c), plan, ws, wsBytes, 0.f, &empty);
+  if (empty) return;
+  auto run = [&](auto dimTag) {
+    constexpr int D = decltype(dimTag)::value;
+    if (p.numSplits == 1) { launchDecode<D, kStages>(p, c.batch, 0); return; }
+    auto kernel = decodeKernel<D, kStages>;
+    const size_t smem = decodeSmemBytes<D, kStages>();
+    LAB_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<dim3(p.numSplits, p.numKvHeads, c.batch), kWarps * 32, smem>>>(p);
+    LAB_CHECK(cudaGetLastError());
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(c.batch * p.numQoHeads);
+    cfg.blockDim = dim3(D);
+    cfg.stream = 0;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    LAB_CHECK(cudaLaunchKernelEx(&cfg, decodeMergeKernel<D, true>, p));
+  };
+  switch (c.headDim) {
+    case 64: run(std::integral_constant<int, 64>{}); break;
+    case 96: run(std::integral_constant<int, 96>{}); break;
+    default: run(std::integral_constant<int, 128>{}); break;
+  }
+}
+
 // ---- validate -----------------------------------------------------------------------------------
 struct Case {
   HeadCfg cfg;
@@ -156,6 +193,13 @@ static bool runCase(const Case& cs, const Device& dev, uint64_t seed, std::vecto
     launchV2(3, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n);
     ok &= check(fmt("v2 %s", shape.c_str()) + (cs.pageSize != 16 ? " odd page" : ""),
                 fmt("v2 %s splits=%d", pc.what, plan.num_splits));
+  }
+  {
+    const DecodePlan plan = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, maxKv, dev.sms);
+    DevBuf<unsigned char> ws(plan.workspace_bytes);
+    poison(out.p, out.n);
+    launchV2Pdl(q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n);
+    ok &= check("v2-pdl", fmt("v2-pdl splits=%d", plan.num_splits));
   }
   if (withV1) {
     poison(out.p, out.n);
@@ -240,6 +284,9 @@ static void bench(const Options& o, const Device& dev) {
               bencher.time([&] { launchV2(2, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n); }, o.reps));
           row("v2s4", plan.num_splits,
               bencher.time([&] { launchV2(4, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n); }, o.reps));
+          if (plan.num_splits > 1)
+            row("v2-pdl", plan.num_splits,
+                bencher.time([&] { launchV2Pdl(q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n); }, o.reps));
           for (int f : {plan.num_splits / 2, plan.num_splits * 2}) {  // is the planner's choice right?
             if (f < 2 || batch > 8) continue;
             const DecodePlan fp = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, f);

@@ -220,7 +220,7 @@ static int validate(const Options& o) {
       ++seed;
     }
   }
-  printf("rope_append: q/k held to <= 1 bf16 ulp of the fp32 reference per element (+ rel L2 <= 1e-2)\n");
+  printf("rope_append: q/k held to <= 1 bf16 ulp (+1e-5) of the fp64 reference per element, rel L2 <= 1e-2\n");
   return printTallies("rope_append", ts);
 }
 
