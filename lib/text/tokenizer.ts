@@ -48,7 +48,13 @@ export interface Tokenizer {
   idToToken(id: number): string | undefined;
   /** Whether decode({skipSpecialTokens: true}) drops this id. */
   isSpecial(id: number): boolean;
-  /** Incremental decoding: push() returns only text no later token can change; flush() the rest. */
+  /**
+   * Incremental decoding: push() returns only text no later token can change (never half a
+   * character), flush() the rest; all chunks joined equal decode(ids). With special tokens kept,
+   * the slow Llama (legacy=true) and InternLM2 decoders insert a space before the run of text that
+   * precedes a special token, so there the text after the last special token is released only
+   * when the next special token (or flush) arrives. Cost is linear in the number of tokens.
+   */
   createDecodeStream(options?: DecodeOptions): { push(id: number): string; flush(): string };
 }
 
