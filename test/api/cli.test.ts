@@ -1,0 +1,56 @@
+/**
+ * The `internvl` CLI as a user runs it (the compiled dist/, built by `pretest`):
+ * `run --greedy --json` reproduces the PyTorch goldens through the real image path,
+ * and failures print one clear line with a non-zero exit.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { type GoldenCase, fixturesDir, readModelGolden } from '../helpers/goldens.js';
+
+const cli = join(fixturesDir, '..', '..', 'dist', 'cli', 'main.js');
+
+function internvl(args: string[], input?: string) {
+  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', input, timeout: 60_000 });
+}
+
+test.each(['tiny-yi', 'tiny-phi3'])('%s: run --greedy --json on the fixture image equals the golden', (family) => {
+  const golden = readModelGolden(family);
+  const c = golden.cases.find((x) => x.name === 'image') as GoldenCase;
+  const image = join(fixturesDir, golden.images.wide.file);
+  const r = internvl(['run', '-m', join(fixturesDir, golden.model_dir), '-i', image, '--greedy', '--max-new-tokens', '24', '--backend', 'cpu', '--json', c.question as string]);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const out = JSON.parse(r.stdout) as { text: string; tokenIds: number[]; promptTokens: number; imageTiles: number[]; timings: Record<string, number> };
+  expect(out.tokenIds).toEqual(c.generated_ids);
+  expect(out.text).toBe(c.response);
+  expect(out.promptTokens).toBe(c.input_ids?.length);
+  expect(out.imageTiles).toEqual([golden.images.wide.tiles]);
+  expect(out.timings.totalMs).toBeGreaterThan(0);
+});
+
+test('run streams text and reads the prompt from stdin with -', () => {
+  const golden = readModelGolden('tiny-qwen2');
+  const c = golden.cases.find((x) => x.name === 'text') as GoldenCase;
+  const r = internvl(['run', '-m', join(fixturesDir, golden.model_dir), '--greedy', '--max-new-tokens', '24', '--backend', 'cpu', '-'], `${c.question}\n`);
+  expect(r.status).toBe(0);
+  expect(r.stdout).toBe(`${c.response}\n`);
+});
+
+test('tokenize --json prints the ids the reference tokenizer gives', () => {
+  const golden = readModelGolden('tiny-internlm2');
+  const c = golden.cases.find((x) => x.name === 'text') as GoldenCase;
+  const r = internvl(['tokenize', '-m', join(fixturesDir, golden.model_dir), '--json', c.prompt as string]);
+  expect(r.status).toBe(0);
+  expect((JSON.parse(r.stdout) as { ids: number[] }).ids).toEqual(c.input_ids);
+});
+
+test.each([
+  [['run', '-m', '/nonexistent/model', 'hi'], /^internvl: error \[ERR_CONFIG\]: .*\/nonexistent\/model/],
+  [['run', '-m', join(fixturesDir, 'models', 'tiny-yi'), '--max-new-tokens', '0', 'hi'], /--max-new-tokens must be an integer between 1 and/],
+  [['run', '-m', join(fixturesDir, 'models', 'tiny-yi'), '-i', '/nonexistent.png', '--backend', 'cpu', 'hi'], /^internvl: error \[ERR_IMAGE\]: Cannot read image \(\/nonexistent\.png\): file not found/],
+])('%j fails with one clear line and a non-zero exit', (args, message) => {
+  const r = internvl(args);
+  expect(r.status).not.toBe(0);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace without --verbose
+});
