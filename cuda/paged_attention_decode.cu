@@ -9,8 +9,8 @@
 // K/V tile is loaded once for all G heads. Each of the 4 warps takes 16 keys of the tile and
 // keeps its own online-softmax state; the warps merge through shared memory at the end. With
 // several splits each CTA writes a normalized partial (o, lse) in fp32 and decodeMergeKernel
-// combines them: out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M); on Hopper the merge is
-// launched with programmatic dependent launch to hide its launch latency.
+// combines them: out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M). The merge can be launched
+// with programmatic dependent launch on Hopper (mergeWithPdl; lab v2-pdl, not yet the default).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -428,7 +428,10 @@ void pagedDecode(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
   const DecodeParams p = decodeParams(q, q_stride, out, num_qo_heads, kv, plan, workspace,
                                       workspace_bytes, sm_scale, &empty);
   if (empty) return;
-  dispatchDecode<kStages>(kv.head_dim, p, kv.batch, stream, p.numSplits > 1 && mergeWithPdl());
+  // Plain merge launch: what run 3 measured as v2 and sanitized. The lab's v2-pdl
+  // (dispatchDecode(..., mergeWithPdl())) validated and ran 2-4 us faster at batch 1; it becomes
+  // the default after one run of cuda/dev/run_all.sh confirms it (NOTES.md).
+  dispatchDecode<kStages>(kv.head_dim, p, kv.batch, stream, /*pdl=*/false);
 }
 
 }  // namespace ivl::cuda
