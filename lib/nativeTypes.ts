@@ -95,6 +95,8 @@ export interface NativeLoadOptions {
   /** KV cache capacity in tokens, shared by all running sequences (default 8192). */
   kvCacheTokens?: number;
   imageContextTokenId: number;
+  /** CPU kernels: 'auto' (AVX2/FMA when the CPU has them, default) or 'plain' (the reference loops). */
+  cpuKernels?: 'auto' | 'plain';
 }
 
 export interface NativeSampling {
@@ -145,6 +147,8 @@ export interface NativeModelInfo {
   imageContextTokenId: number;
   contextLength: number;
   backend: 'cpu' | 'cuda';
+  /** e.g. "cpu, avx2+fma kernels, 2 threads". */
+  backendDetail: string;
   kvBlockSize: number;
   kvBlocks: number;
   /** InternViT width C and tokens per tile (CLS + patches). */

@@ -22,6 +22,8 @@ export interface EngineLoadOptions {
   kvCacheTokens?: number;
   /** Token id of <IMG_CONTEXT> (from the tokenizer). */
   imageContextTokenId: number;
+  /** CPU kernels: 'auto' (AVX2/FMA when available, default) or 'plain' (the reference loops). */
+  cpuKernels?: 'auto' | 'plain';
   /** An already-read config; read from `dir/config.json` otherwise. */
   config?: ModelConfig;
 }
@@ -64,6 +66,9 @@ export class EngineModel implements Disposable {
     if (options.threads !== undefined) checkInt('options.threads', options.threads, 1, 1024);
     if (options.kvCacheTokens !== undefined) checkInt('options.kvCacheTokens', options.kvCacheTokens, 1, 1 << 30);
     checkInt('options.imageContextTokenId', options.imageContextTokenId, 0, 2 ** 31 - 1);
+    if (options.cpuKernels !== undefined && options.cpuKernels !== 'auto' && options.cpuKernels !== 'plain') {
+      throw invalidArg('options.cpuKernels', "'auto' or 'plain'", options.cpuKernels);
+    }
     const config = options.config ?? (await readModelConfig(dir));
     const addon = loadNative();
     try {
@@ -72,6 +77,7 @@ export class EngineModel implements Disposable {
         threads: options.threads,
         kvCacheTokens: options.kvCacheTokens,
         imageContextTokenId: options.imageContextTokenId,
+        cpuKernels: options.cpuKernels,
       });
       return new EngineModel(native, config);
     } catch (e) {

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
+#include "cpu/simd.h"
 #include "runtime/bf16.h"
 #include "runtime/f16.h"
 
@@ -94,6 +96,18 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+// The attention inner loops: AVX2 when available, else the plain loops.
+inline float dotAny(bool fast, const float* a, const float* b, int64_t n) {
+  return fast ? simd::dot(a, b, n) : dot(a, b, n);
+}
+inline void axpyAny(bool fast, float* y, float a, const float* x, int64_t n) {
+  if (fast) {
+    simd::axpy(y, a, x, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  }
+}
+
 // Rows per chunk so that one chunk has at least ~16k elements of work.
 inline int64_t rowGrain(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, cols)); }
 
@@ -112,7 +126,15 @@ inline void softmaxInPlace(float* s, int64_t n) {
 
 }  // namespace
 
-CpuBackend::CpuBackend(int threads) : pool_(threads) {}
+CpuBackend::CpuBackend(int threads, bool plainKernels) : pool_(threads) {
+  const char* k = std::getenv("INTERNVL_CPU_KERNELS");
+  simd_ = simd::available() && !plainKernels && !(k && std::strcmp(k, "plain") == 0);
+}
+
+std::string CpuBackend::describe() const {
+  return std::string("cpu, ") + (simd_ ? "avx2+fma" : "plain") + " kernels, " + std::to_string(pool_.size()) +
+         " thread" + (pool_.size() == 1 ? "" : "s");
+}
 
 // ---- memory ---------------------------------------------------------------------
 
@@ -183,6 +205,7 @@ void CpuBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, const
   constexpr int64_t kNB = 16, kMB = 64;
   const int64_t nBlocks = (N + kNB - 1) / kNB, mBlocks = (M + kMB - 1) / kMB;
   const bool bf16 = w.dtype() == DType::BF16;
+  const bool fast = simd_;
   pool_.parallelFor(nBlocks * mBlocks, [&](int64_t t0, int64_t t1) {
     std::vector<float> wbuf(bf16 ? size_t(kNB * K) : 0);  // [kNB, K] widened weight rows
     int64_t widened = -1;
@@ -190,6 +213,35 @@ void CpuBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, const
       const int64_t nb = t / mBlocks, mb = t % mBlocks;
       const int64_t n0 = nb * kNB, n1 = std::min(N, n0 + kNB);
       const int64_t m0 = mb * kMB, m1 = std::min(M, m0 + kMB);
+      if (fast) {
+        // AVX2: 3×4 register tiles. Few input rows: widen BF16 in registers; many: widen the
+        // block once. Both give the same bits (widening is exact, the FMA order is the same).
+        const bool packed = bf16 && m1 - m0 >= 16;
+        if (packed && widened != nb) {
+          simd::widenBf16(wbuf.data(), w.ptr<uint16_t>() + n0 * K, (n1 - n0) * K);
+          widened = nb;
+        }
+        for (int64_t m = m0; m < m1; m += 3) {
+          const int mr = int(std::min<int64_t>(3, m1 - m));
+          for (int64_t n = n0; n < n1; n += 4) {
+            const int nr = int(std::min<int64_t>(4, n1 - n));
+            if (packed) {
+              simd::gemmTileF32(X + m * K, K, wbuf.data() + (n - n0) * K, K, Y + m * N + n, N, mr, nr, K);
+            } else if (bf16) {
+              simd::gemmTileBf16(X + m * K, K, w.ptr<uint16_t>() + n * K, K, Y + m * N + n, N, mr, nr, K);
+            } else {
+              simd::gemmTileF32(X + m * K, K, w.ptr<float>() + n * K, K, Y + m * N + n, N, mr, nr, K);
+            }
+          }
+        }
+        if (B) {
+          for (int64_t m = m0; m < m1; ++m) {
+            for (int64_t n = n0; n < n1; ++n) Y[m * N + n] += B[n];
+          }
+        }
+        continue;
+      }
+      // Plain reference loops.
       const float* W;  // rows n0..n1 as f32 [n1-n0, K]
       if (bf16) {
         if (widened != nb) {
@@ -383,15 +435,11 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
       for (int64_t i = qb * kQB; i < std::min(N, qb * kQB + kQB); ++i) {
         const float* qi = Q + (g * N + i) * C + h * D;
         for (int64_t d = 0; d < D; ++d) qs[d] = qi[d] * sc;  // (q · scale) · kᵀ, as InternViT does
-        for (int64_t j = 0; j < N; ++j) scores[j] = dot(qs.data(), Kp + (g * N + j) * C + h * D, D);
+        for (int64_t j = 0; j < N; ++j) scores[j] = dotAny(simd_, qs.data(), Kp + (g * N + j) * C + h * D, D);
         softmaxInPlace(scores.data(), N);
         float* oi = O + (g * N + i) * C + h * D;
         std::fill(oi, oi + D, 0.0f);
-        for (int64_t j = 0; j < N; ++j) {
-          const float p = scores[j];
-          const float* vj = Vp + (g * N + j) * C + h * D;
-          for (int64_t d = 0; d < D; ++d) oi[d] += p * vj[d];
-        }
+        for (int64_t j = 0; j < N; ++j) axpyAny(simd_, oi, scores[j], Vp + (g * N + j) * C + h * D, D);
       }
     }
   });
@@ -440,16 +488,14 @@ void CpuBackend::pagedAttention(const Tensor& out, const Tensor& q, const KvLaye
       const float* qt = Q + t * C + h * D;
       for (int64_t j = 0; j < len; ++j) {
         const int64_t slot = int64_t(pages[j / bs]) * bs + j % bs;
-        scores[j] = dot(qt, Kc + (slot * nKvHeads + kvh) * D, D) * sc;
+        scores[j] = dotAny(simd_, qt, Kc + (slot * nKvHeads + kvh) * D, D) * sc;
       }
       softmaxInPlace(scores.data(), len);
       float* ot = O + t * C + h * D;
       std::fill(ot, ot + D, 0.0f);
       for (int64_t j = 0; j < len; ++j) {
         const int64_t slot = int64_t(pages[j / bs]) * bs + j % bs;
-        const float p = scores[j];
-        const float* vj = Vc + (slot * nKvHeads + kvh) * D;
-        for (int64_t d = 0; d < D; ++d) ot[d] += p * vj[d];
+        axpyAny(simd_, ot, scores[j], Vc + (slot * nKvHeads + kvh) * D, D);
       }
     }
   });

@@ -11,12 +11,15 @@ namespace ivl::cpu {
 
 class CpuBackend final : public Backend {
  public:
-  // threads <= 0: all cores.
-  explicit CpuBackend(int threads);
+  // threads <= 0: all cores. The AVX2 kernels are used when the CPU has them, unless
+  // plainKernels is set or the environment variable INTERNVL_CPU_KERNELS is "plain".
+  explicit CpuBackend(int threads, bool plainKernels = false);
 
   const char* name() const override { return "cpu"; }
+  std::string describe() const override;
   DType activationDType() const override { return DType::F32; }
   int threads() const { return pool_.size(); }
+  bool simd() const { return simd_; }
 
   Tensor alloc(DType dtype, const Shape& shape) override;
   Tensor weight(const StoredTensor& src, WeightUse use) override;
@@ -49,6 +52,7 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool pool_;
+  bool simd_;  // AVX2/FMA kernels (cpu/simd.h) instead of the plain loops
 };
 
 }  // namespace ivl::cpu

@@ -171,7 +171,7 @@ class LoadWorker : public PromiseWorker {
   void run() override {
     EngineOptions eo;
     eo.kvCacheTokens = options_.kvCacheTokens;
-    engine_ = std::make_shared<Engine>(std::make_unique<cpu::CpuBackend>(options_.threads), dir_, spec_, eo);
+    engine_ = std::make_shared<Engine>(std::make_unique<cpu::CpuBackend>(options_.threads, options_.plainCpuKernels), dir_, spec_, eo);
   }
   Napi::Value result(Napi::Env env) override {
     auto* holder = new std::shared_ptr<Engine>(std::move(engine_));
@@ -233,6 +233,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("imageContextTokenId", double(s.imageContextTokenId));
       o.Set("contextLength", double(s.llm.maxPositionEmbeddings));
       o.Set("backend", e->backendName());
+      o.Set("backendDetail", e->backendDetail());
       o.Set("kvBlockSize", double(e->kvBlockSize()));
       o.Set("kvBlocks", double(e->kvBlocks()));
       o.Set("vitHiddenSize", double(s.vision.hiddenSize));

@@ -18,6 +18,7 @@ struct LoadOptions {
   int threads = 0;  // 0: all cores
   int64_t kvCacheTokens = 0;
   int64_t imageContextTokenId = -1;
+  bool plainCpuKernels = false;  // cpuKernels: 'plain'
 };
 LoadOptions readLoadOptions(const Napi::Value& v);
 

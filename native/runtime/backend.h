@@ -14,6 +14,7 @@
 //   - Failures throw ivl::Error; nothing exits.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "runtime/paged_kv.h"
@@ -33,6 +34,8 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual const char* name() const = 0;
+  // One line for logs and info(): kernels, threads, device.
+  virtual std::string describe() const { return name(); }
   virtual DType activationDType() const = 0;
 
   // ---- memory ---------------------------------------------------------------

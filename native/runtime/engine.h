@@ -74,6 +74,7 @@ class Engine {
 
   const ModelSpec& spec() const { return spec_; }
   const char* backendName() const { return backend_->name(); }
+  std::string backendDetail() const { return backend_->describe(); }
   int64_t vocabSize() const { return weights_.llm.vocab; }
   int64_t kvBlockSize() const { return kv_->blockSize(); }
   int64_t kvBlocks() const { return kv_->numBlocks(); }

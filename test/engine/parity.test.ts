@@ -139,6 +139,28 @@ describe.each(families)('%s', (family) => {
     expect(r.finishReason).toBe(last === g.eos_token_id ? 'eos' : 'length');
   });
 
+  test("the plain reference kernels (cpuKernels: 'plain') agree too", async () => {
+    const plain = await EngineModel.load(join(fixtures, g.model_dir), {
+      imageContextTokenId: g.image_context_token_id,
+      cpuKernels: 'plain',
+    });
+    try {
+      expect(plain.info().backendDetail).toMatch(/^cpu, plain kernels, \d+ threads?$/);
+      expect(model.info().backendDetail).toMatch(/^cpu, (avx2\+fma|plain) kernels, \d+ threads?$/);
+      const vit = await plain.encodeVit(pixels.wide.data, g.images.wide.tiles);
+      expect(relErr(vit, gt['vit.wide'].data)).toBeLessThan(1e-5);
+      for (const c of single) {
+        const [r] = await plain.generate(request([sequenceOf(c as Sample)])).promise;
+        const e = relErr(r.promptLogits!, gt[c.logits!].data);
+        errs.logitsPlain = Math.max(errs.logitsPlain ?? 0, e);
+        expect(e).toBeLessThan(1e-4);
+        expect(Array.from(r.tokenIds)).toEqual(c.generated_ids);
+      }
+    } finally {
+      plain.dispose();
+    }
+  });
+
   test('batch: together = goldens = one at a time', async () => {
     const batch = g.cases.find((c) => c.samples)!;
     const seqs = batch.samples!.map(sequenceOf);
