@@ -1,23 +1,26 @@
 /**
- * The native checkpoint loader on broken copies of a checkpoint: every failure is
- * ERR_CHECKPOINT (or ERR_CONFIG) with a message naming the file and the tensor.
- * Also: sharded == single file, F32/F16/unaligned storage == BF16 values.
+ * The native checkpoint loader on broken copies of the fixture checkpoints
+ * (test/fixtures/models): every failure is ERR_CHECKPOINT (or ERR_CONFIG) with a
+ * message naming the file and the tensor. Also: sharded == single file,
+ * F32/F16/unaligned storage == the BF16 values.
  */
 import { cpSync, existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import type { NativeGenerateRequest } from '../../lib/nativeTypes.js';
 import { assemble, encodeSafetensors, readSafetensorsFile, splitSafetensors, type StTensor } from '../helpers/safetensors.js';
-import { TINY, promptIds, tempDir, tinyPixels, writeTinyModel } from './tinyModel.js';
+import { tempDir } from './tinyModel.js';
+
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'models');
+const base = join(fixtures, 'tiny-internlm2'); // single file, InternViT-300M style, H = 64, vocab 809
+const sharded = join(fixtures, 'tiny-yi'); // index + two shards
+const IMG_CONTEXT = 802; // <IMG_CONTEXT> in both tokenizers
+const VOCAB = 809;
 
 let root: string;
-let base: string; // a good single-file checkpoint (InternLM2 + InternViT-300M style)
-let sharded: string;
-
 beforeAll(() => {
   root = tempDir('ivl-loader-');
-  base = writeTinyModel(join(root, 'base'), { family: 'internlm2' });
-  sharded = writeTinyModel(join(root, 'sharded'), { family: 'internlm2', sharded: true });
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -29,7 +32,13 @@ function copyOf(src: string): string {
 }
 
 function load(dir: string) {
-  return EngineModel.load(dir, { imageContextTokenId: TINY.imageContextId, threads: 1 });
+  return EngineModel.load(dir, { imageContextTokenId: IMG_CONTEXT, threads: 1 });
+}
+
+/** The tensor whose bytes end last in a file (the one truncation hits first). */
+function lastTensor(path: string): string {
+  const { header } = splitSafetensors(readFileSync(path));
+  return Object.entries(header).sort((a, b) => b[1].data_offsets[1] - a[1].data_offsets[1])[0][0];
 }
 
 /** Rewrites a file's header JSON (keeping its data section). */
@@ -57,7 +66,7 @@ async function expectLoadError(dir: string, code: string, message: string | RegE
 
 const EMB = 'language_model.model.tok_embeddings.weight';
 const NORM = 'language_model.model.norm.weight';
-const FC1 = 'vision_model.encoder.layers.0.mlp.fc1.weight'; // [64, 32]
+const FC1 = 'vision_model.encoder.layers.0.mlp.fc1.weight'; // [96, 48]
 
 describe('corrupt safetensors files', () => {
   test('shorter than the length field', async () => {
@@ -83,11 +92,12 @@ describe('corrupt safetensors files', () => {
     const dir = copyOf(base);
     const buf = readFileSync(join(dir, 'model.safetensors'));
     writeFileSync(join(dir, 'model.safetensors'), buf.subarray(0, buf.length - 10));
-    await expectLoadError(
-      dir,
-      'ERR_CHECKPOINT',
-      /^model\.safetensors: tensor 'language_model\.output\.weight': data_offsets \[\d+, \d+\] are out of range: the data section is \d+ bytes$/,
-    );
+    const last = lastTensor(join(base, 'model.safetensors'));
+    let err: any;
+    await load(dir).catch((e) => (err = e));
+    expect(err.code).toBe('ERR_CHECKPOINT');
+    expect(err.message).toMatch(/^model\.safetensors: tensor '([^']+)': data_offsets \[\d+, \d+\] are out of range: the data section is \d+ bytes$/);
+    expect(err.message).toContain(`tensor '${last}'`);
   });
 
   test('header is not JSON', async () => {
@@ -126,8 +136,8 @@ describe('corrupt safetensors files', () => {
     let expected = '';
     editHeader(dir, 'model.safetensors', (h) => {
       const a = h[EMB].data_offsets as [number, number];
-      h[NORM].data_offsets = [a[0] + 2, a[0] + 2 + 64]; // inside the embedding table
-      expected = `model.safetensors: tensors '${EMB}' [${a[0]}, ${a[1]}) and '${NORM}' [${a[0] + 2}, ${a[0] + 66}) overlap`;
+      h[NORM].data_offsets = [a[0] + 2, a[0] + 2 + 128]; // inside the embedding table
+      expected = `model.safetensors: tensors '${EMB}' [${a[0]}, ${a[1]}) and '${NORM}' [${a[0] + 2}, ${a[0] + 130}) overlap`;
     });
     await expectLoadError(dir, 'ERR_CHECKPOINT', expected);
   });
@@ -135,12 +145,12 @@ describe('corrupt safetensors files', () => {
   test('offsets that do not match dtype × shape', async () => {
     const dir = copyOf(base);
     editHeader(dir, 'model.safetensors', (h) => {
-      h[NORM].shape = [33];
+      h[NORM].shape = [65];
     });
     await expectLoadError(
       dir,
       'ERR_CHECKPOINT',
-      `model.safetensors: tensor '${NORM}': data_offsets span 64 bytes but BF16 [33] needs 66`,
+      `model.safetensors: tensor '${NORM}': data_offsets span 128 bytes but BF16 [65] needs 130`,
     );
   });
 
@@ -175,15 +185,15 @@ describe('checkpoint vs config', () => {
     editHeader(dir, 'model.safetensors', (h) => {
       delete h[NORM];
     });
-    await expectLoadError(dir, 'ERR_CHECKPOINT', `missing tensor '${NORM}' (expected shape [32]) in ${dir}`);
+    await expectLoadError(dir, 'ERR_CHECKPOINT', `missing tensor '${NORM}' (expected shape [64]) in ${dir}`);
   });
 
   test('a wrong shape reports expected vs actual', async () => {
     const dir = copyOf(base);
     editHeader(dir, 'model.safetensors', (h) => {
-      h[FC1].shape = [32, 64];
+      h[FC1].shape = [48, 96];
     });
-    await expectLoadError(dir, 'ERR_CHECKPOINT', `tensor '${FC1}' in model.safetensors has shape [32, 64] but the config expects [64, 32]`);
+    await expectLoadError(dir, 'ERR_CHECKPOINT', `tensor '${FC1}' in model.safetensors has shape [48, 96] but the config expects [96, 48]`);
   });
 
   test('the first mismatch in model order is reported', async () => {
@@ -192,7 +202,7 @@ describe('checkpoint vs config', () => {
     cfg.vision_config.intermediate_size = 128; // every ViT layer's fc1/fc2 now mismatch
     cfg.llm_config.intermediate_size = 96; // and every decoder MLP
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
-    await expectLoadError(dir, 'ERR_CHECKPOINT', `tensor '${FC1}' in model.safetensors has shape [64, 32] but the config expects [128, 32]`);
+    await expectLoadError(dir, 'ERR_CHECKPOINT', `tensor '${FC1}' in model.safetensors has shape [96, 48] but the config expects [128, 48]`);
   });
 
   test('no weights at all', async () => {
@@ -212,13 +222,14 @@ describe('checkpoint vs config', () => {
   });
 
   test('tied head: lm_head may be absent only when tie_word_embeddings is set', async () => {
-    const tied = writeTinyModel(join(root, 'tied'), { family: 'qwen2', tied: true });
-    const m = await load(tied);
+    const tied = copyOf(join(fixtures, 'tiny-qwen2')); // tie_word_embeddings true, no lm_head tensor
+    const m = await EngineModel.load(tied, { imageContextTokenId: 805, threads: 1 });
+    expect(m.info().vocabSize).toBe(812);
     m.dispose();
     const cfg = JSON.parse(readFileSync(join(tied, 'config.json'), 'utf8'));
     cfg.llm_config.tie_word_embeddings = false;
     writeFileSync(join(tied, 'config.json'), JSON.stringify(cfg));
-    await expectLoadError(tied, 'ERR_CHECKPOINT', `missing tensor 'language_model.lm_head.weight' (expected shape [${TINY.vocab}, 32]) in ${tied}`);
+    await expectLoadError(tied, 'ERR_CHECKPOINT', `missing tensor 'language_model.lm_head.weight' (expected shape [812, 64]) in ${tied}`);
   });
 });
 
@@ -240,6 +251,7 @@ describe('sharded checkpoints', () => {
     const path = join(dir, 'model.safetensors.index.json');
     const index = JSON.parse(readFileSync(path, 'utf8'));
     index.weight_map['language_model.extra.weight'] = 'model-00001-of-00002.safetensors';
+    expect(existsSync(join(dir, 'model-00001-of-00002.safetensors'))).toBe(true);
     writeFileSync(path, JSON.stringify(index));
     await expectLoadError(
       dir,
@@ -261,8 +273,10 @@ describe('sharded checkpoints', () => {
 });
 
 describe('storage forms give the same model', () => {
+  const pixels = readSafetensorsFile(join(fixtures, '..', 'goldens', 'pixels.safetensors')).tall;
+  const tile = pixels.data.subarray(0, 3 * 112 * 112);
   const req: NativeGenerateRequest = {
-    sequences: [{ inputIds: promptIds([1, 2, 3], 1, [4, 5]), pixelValues: tinyPixels(1), tiles: 1 }],
+    sequences: [{ inputIds: Int32Array.from([1, 5, 9, ...Array(16).fill(IMG_CONTEXT), 7, 8]), pixelValues: tile, tiles: 1 }],
     maxNewTokens: 4,
     eosTokenIds: [],
     sampling: { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 },
@@ -278,7 +292,7 @@ describe('storage forms give the same model', () => {
   }
 
   /** Rewrites base's weights with another dtype (values widened from BF16, so exact in F32). */
-  function restored(name: string, dtype: 'F32' | 'F16', leadingOddTensor: boolean): string {
+  function restored(dtype: 'F32' | 'F16', leadingOddTensor: boolean): string {
     const dir = copyOf(base);
     const src = readSafetensorsFile(join(dir, 'model.safetensors'));
     const out: Record<string, StTensor> = {};
@@ -290,16 +304,33 @@ describe('storage forms give the same model', () => {
     return dir;
   }
 
+  /** base split into two shards with an index (same BF16 values). */
+  function shardedCopy(): string {
+    const dir = copyOf(base);
+    const src = readSafetensorsFile(join(dir, 'model.safetensors'));
+    unlinkSync(join(dir, 'model.safetensors'));
+    const names = Object.keys(src);
+    const weightMap: Record<string, string> = {};
+    [names.slice(0, 40), names.slice(40)].forEach((part, i) => {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      writeFileSync(join(dir, file), encodeSafetensors(Object.fromEntries(part.map((k) => [k, src[k]]))));
+      for (const k of part) weightMap[k] = file;
+    });
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    return dir;
+  }
+
   test('sharded, F32, unaligned F32 and F16 copies match the BF16 original', async () => {
     const ref = await run(base);
-    const shardedRun = await run(sharded);
+    expect(ref.promptLogits!.length).toBe(VOCAB);
+    const shardedRun = await run(shardedCopy());
     expect(Array.from(shardedRun.promptLogits!)).toEqual(Array.from(ref.promptLogits!));
-    const f32 = await run(restored('f32', 'F32', false));
+    const f32 = await run(restored('F32', false));
     expect(Array.from(f32.promptLogits!)).toEqual(Array.from(ref.promptLogits!));
     expect(Array.from(f32.tokenIds)).toEqual(Array.from(ref.tokenIds));
-    const unaligned = await run(restored('f32u', 'F32', true));
+    const unaligned = await run(restored('F32', true));
     expect(Array.from(unaligned.promptLogits!)).toEqual(Array.from(ref.promptLogits!));
-    const f16 = await run(restored('f16', 'F16', true));
+    const f16 = await run(restored('F16', true));
     const maxAbs = Math.max(...Array.from(ref.promptLogits!, Math.abs));
     const err = Math.max(...Array.from(f16.promptLogits!, (x, i) => Math.abs(x - ref.promptLogits![i])));
     expect(err / maxAbs).toBeLessThan(1e-2);
