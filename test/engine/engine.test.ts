@@ -205,6 +205,52 @@ describe('engine requests and lifecycle', () => {
   });
 });
 
+describe('concurrency and threads', () => {
+  test('concurrent generate / encode calls on one model run one after another, each correct', async () => {
+    const model = await load('phi3');
+    try {
+      const a = textSeq([1, 2, 3, 4]);
+      const b = imageSeq([7], 1, [8, 9]);
+      const [refA] = await model.generate(request([a], 10)).promise;
+      const [refB] = await model.generate(request([b], 10)).promise;
+      const refEmb = await model.encodeImages(tinyPixels(2), 2);
+      const jobs = await Promise.all([
+        model.generate(request([a], 10)).promise,
+        model.encodeImages(tinyPixels(2), 2),
+        model.generate(request([b], 10)).promise,
+        model.generate(request([b, a], 10)).promise,
+      ]);
+      expect(Array.from((jobs[0] as NativeSequenceResult[])[0].tokenIds)).toEqual(Array.from(refA.tokenIds));
+      expect(Array.from(jobs[1] as Float32Array)).toEqual(Array.from(refEmb));
+      expect(Array.from((jobs[2] as NativeSequenceResult[])[0].tokenIds)).toEqual(Array.from(refB.tokenIds));
+      const both = jobs[3] as NativeSequenceResult[];
+      expect(Array.from(both[0].tokenIds)).toEqual(Array.from(refB.tokenIds));
+      expect(Array.from(both[1].tokenIds)).toEqual(Array.from(refA.tokenIds));
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test('results do not depend on the number of threads (bit for bit)', async () => {
+    const dir = writeTinyModel(join(root, 'threads'), { family: 'internlm2' });
+    const seqs = [imageSeq([1, 2], 2, [3]), textSeq([4, 5, 6, 7, 8])];
+    const runs: NativeSequenceResult[][] = [];
+    for (const threads of [1, 3]) {
+      const m = await EngineModel.load(dir, { imageContextTokenId: TINY.imageContextId, threads });
+      try {
+        expect(m.info().backendDetail).toContain(`${threads} thread`);
+        runs.push(await m.generate(request(seqs, 8)).promise);
+      } finally {
+        m.dispose();
+      }
+    }
+    for (let i = 0; i < seqs.length; i++) {
+      expect(Array.from(runs[1][i].promptLogits!)).toEqual(Array.from(runs[0][i].promptLogits!));
+      expect(Array.from(runs[1][i].tokenIds)).toEqual(Array.from(runs[0][i].tokenIds));
+    }
+  });
+});
+
 describe('dispose', () => {
   test('dispose during a generation cancels it and waits; later calls throw ERR_DISPOSED', async () => {
     const model = await load('internlm2', {}, 20000);
