@@ -1,5 +1,33 @@
 /** internvl-node public API. */
+export { InternVL } from './model.js';
+export type { Backend, LoadOptions, RenderedChat } from './model.js';
+export type {
+  BatchChatRequest,
+  BatchChatResult,
+  ChatRequest,
+  ChatResult,
+  FinishReason,
+  HistoryInput,
+  HistoryTurn,
+  ImageInput,
+  ImageOptions,
+  Timings,
+  Usage,
+} from './chatTypes.js';
+export type { GenerationOptions } from './generation.js';
+export { GENERATION_DEFAULTS } from './generation.js';
 export { InternVLError, isInternVLError, ERROR_CODES } from './errors.js';
 export type { InternVLErrorCode } from './errors.js';
+export { readModelConfig } from './config.js';
+export type { ModelConfig } from './config.js';
+export { loadTokenizer, loadTokenizerSync } from './text/tokenizer.js';
+export type { Tokenizer, EncodeOptions, DecodeOptions } from './text/tokenizer.js';
+export { DEFAULT_SYSTEM_MESSAGE, getTemplate, templateNames } from './text/templates.js';
+export type { ChatTemplate } from './text/templates.js';
+export { loadImage } from './vision/image.js';
+export type { LoadImageOptions, LoadedImage } from './vision/image.js';
+export { frameIndices } from './vision/video.js';
+export { serve } from './server/server.js';
+export type { ServeOptions, RunningServer } from './server/server.js';
 export { runtimeInfo } from './native.js';
 export type { NativeInfo as RuntimeInfo, NativeCudaDevice as CudaDevice } from './nativeTypes.js';
