@@ -44,13 +44,17 @@ async function loadImageUrl(url: string, policy: ServerImagePolicy, param: strin
   }
   const path = url.startsWith('file:') ? fileURLToPath(url) : url;
   const root = await realpath(policy.localFilesRoot);
+  const inside = (p: string) => p === root || p.startsWith(root + sep);
+  const wanted = isAbsolute(path) ? resolve(path) : resolve(root, path);
+  // Checked before and after resolving links: '..' and symlinks out both stay refused.
+  if (!inside(wanted)) throw bad('image path is outside the allowed directory', param);
   let real: string;
   try {
-    real = await realpath(isAbsolute(path) ? path : resolve(root, path));
+    real = await realpath(wanted);
   } catch {
     throw bad('image file not found', param);
   }
-  if (real !== root && !real.startsWith(root + sep)) throw bad('image path is outside the allowed directory', param);
+  if (!inside(real)) throw bad('image path is outside the allowed directory', param);
   return readFile(real);
 }
 
