@@ -4,21 +4,11 @@
  */
 import { join } from 'node:path';
 import { InternVL } from '../../lib/model.js';
-import { type GoldenCase, type ModelGolden, fixturesDir, goldenFamilies, goldensDir, readModelGolden, readSafetensors } from '../helpers/goldens.js';
+import { type GoldenCase, type ModelGolden, fixturesDir, goldenFamilies, goldenPixels, readModelGolden } from '../helpers/goldens.js';
 
 const families = goldenFamilies();
-const pixels = families.length ? readSafetensors(join(goldensDir, 'pixels.safetensors')) : {};
-
 function pixelsFor(names: string[]): Float32Array | undefined {
-  if (names.length === 0) return undefined;
-  const parts = names.map((n) => pixels[n].data);
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return names.length === 0 ? undefined : goldenPixels(names);
 }
 
 function chatArgs(c: GoldenCase) {

@@ -54,3 +54,18 @@ export function readModelGolden(family: string): ModelGolden {
 export function readSafetensors(path: string): Record<string, StTensor> {
   return readSafetensorsFile(path);
 }
+
+let pixelCache: Record<string, StTensor> | undefined;
+
+/** The golden pixel values of the named fixture images, concatenated in order ([T,3,S,S]). */
+export function goldenPixels(names: readonly string[]): Float32Array {
+  pixelCache ??= readSafetensors(join(goldensDir, 'pixels.safetensors'));
+  const parts = names.map((n) => (pixelCache as Record<string, StTensor>)[n].data);
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
