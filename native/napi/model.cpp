@@ -19,6 +19,9 @@
 #include <thread>
 
 #include "cpu/cpu_backend.h"
+#ifdef INTERNVL_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 #include "napi/args.h"
 #include "napi/errors.h"
 #include "napi/exports.h"
@@ -171,7 +174,12 @@ class LoadWorker : public PromiseWorker {
   void run() override {
     EngineOptions eo;
     eo.kvCacheTokens = options_.kvCacheTokens;
-    engine_ = std::make_shared<Engine>(std::make_unique<cpu::CpuBackend>(options_.threads, options_.plainCpuKernels), dir_, spec_, eo);
+    std::unique_ptr<Backend> backend;
+#ifdef INTERNVL_WITH_CUDA
+    if (options_.backend == "cuda") backend = cuda::makeCudaBackend(0);
+#endif
+    if (!backend) backend = std::make_unique<cpu::CpuBackend>(options_.threads, options_.plainCpuKernels);
+    engine_ = std::make_shared<Engine>(std::move(backend), dir_, spec_, eo);
   }
   Napi::Value result(Napi::Env env) override {
     auto* holder = new std::shared_ptr<Engine>(std::move(engine_));

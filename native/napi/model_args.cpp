@@ -126,10 +126,17 @@ LoadOptions readLoadOptions(const Napi::Value& value) {
   LoadOptions opt;
   Napi::Object o = objectAt(value, "options");
   opt.backend = stringAt(o, "backend", "options.backend");
+#ifdef INTERNVL_WITH_CUDA
+  if (opt.backend != "cpu" && opt.backend != "cuda") {
+    throw Error(ErrorCode::InvalidArg,
+                "Expected 'cpu' or 'cuda' for options.backend but received '" + opt.backend + "'");
+  }
+#else
   if (opt.backend != "cpu") {
     throw Error(ErrorCode::InvalidArg, "Expected 'cpu' for options.backend but received '" + opt.backend +
                                            "' (the CUDA backend is not built into the engine yet)");
   }
+#endif
   if (!o.Get("threads").IsUndefined()) opt.threads = int(intAt(o, "threads", "options.threads", 0));
   if (!o.Get("kvCacheTokens").IsUndefined()) opt.kvCacheTokens = intAt(o, "kvCacheTokens", "options.kvCacheTokens", 1);
   opt.imageContextTokenId = intAt(o, "imageContextTokenId", "options.imageContextTokenId", 0);

@@ -1,0 +1,311 @@
+// CudaBackend::attention (ViT, non-causal) and ::pagedAttention (decoder, causal over the
+// paged cache), and the generic kernel both fall back to.
+//
+// Dispatch:
+//   attention       denseAttention (paged_attention.h) when head_dim is 64/96/128 and the
+//                   rows are 16-byte aligned; else the generic kernel.
+//   pagedAttention  the tuned kernels assume every sequence's queries are the LAST qo_len
+//                   keys of its cache; the interface defines causality by position (query at
+//                   position p sees keys 0..p). The host checks that the two agree
+//                   (positions[qo_indptr[b] + i] == kv_len(b) − qo_len(b) + i, true for every
+//                   batch the runtime builds); then pagedDecode when every sequence has exactly
+//                   one query (and the GQA group is <= 16), else pagedPrefill. Any other head_dim,
+//                   alignment or position pattern takes the generic kernel.
+//
+// Generic kernel: one block of 128 threads per (query token, head); fp32 online softmax
+// over chunks of 128 keys (each thread scores one key of the chunk, then the block
+// accumulates P·V with each thread owning head dims d = tid, tid + 128, ...). Any head_dim
+// up to 512, any GQA group. Simple and correct, not fast: the oracle for the tuned kernels
+// and the path for the tiny fixtures (head_dim 16).
+#include <algorithm>
+#include <cmath>
+
+#include "cuda_backend_impl.h"
+#include "paged_attention.h"
+
+namespace ivl::cuda {
+
+namespace {
+
+constexpr int kGenThreads = 128;
+constexpr int kGenMaxD = 512;
+constexpr int kGenDimsPerThread = kGenMaxD / kGenThreads;
+
+struct GenericParams {
+  const bf16* q;
+  int64_t qStride;  // elements between query tokens
+  const bf16* k;
+  const bf16* v;
+  int64_t kvStride;  // dense: elements between key tokens (k and v alike)
+  bf16* out;         // [tokens, nHeads·D]
+  int nHeads, nKvHeads, D;
+  float scale;
+  // dense: keys of query t are tokens (t / seqLen)·seqLen .. +seqLen
+  int64_t seqLen;
+  // paged: query t belongs to seqOf[t] and sees positions 0..positions[t]
+  const int32_t* seqOf;
+  const int32_t* positions;
+  const int32_t* kvIndptr;
+  const int32_t* kvIndices;
+  int pageSize;
+};
+
+__device__ __forceinline__ float warpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float warpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <bool PAGED>
+__global__ void __launch_bounds__(kGenThreads) genericAttentionKernel(GenericParams p) {
+  __shared__ float qs[kGenMaxD];
+  __shared__ float probs[kGenThreads];
+  __shared__ int64_t rowOff[kGenThreads];  // element offset of each chunk key's (token, kv head) row
+  __shared__ float redMax[kGenThreads / 32], redSum[kGenThreads / 32];
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int64_t t = blockIdx.x;
+  const int h = blockIdx.y;
+  const int D = p.D;
+  const int kvh = h / (p.nHeads / p.nKvHeads);
+
+  int64_t len, keyBase = 0;
+  const int32_t* pages = nullptr;
+  if constexpr (PAGED) {
+    const int b = p.seqOf[t];
+    len = int64_t(p.positions[t]) + 1;
+    pages = p.kvIndices + p.kvIndptr[b];
+  } else {
+    len = p.seqLen;
+    keyBase = (t / p.seqLen) * p.seqLen;
+  }
+
+  for (int d = tid; d < D; d += kGenThreads) qs[d] = __bfloat162float(p.q[t * p.qStride + int64_t(h) * D + d]) * p.scale;
+  __syncthreads();
+
+  float m = -INFINITY, l = 0.0f;
+  float acc[kGenDimsPerThread];
+#pragma unroll
+  for (int i = 0; i < kGenDimsPerThread; ++i) acc[i] = 0.0f;
+
+  for (int64_t j0 = 0; j0 < len; j0 += kGenThreads) {
+    const int64_t j = j0 + tid;
+    float s = -INFINITY;
+    if (j < len) {
+      int64_t off;
+      if constexpr (PAGED) {
+        const int64_t slot = int64_t(pages[j / p.pageSize]) * p.pageSize + j % p.pageSize;
+        off = (slot * p.nKvHeads + kvh) * int64_t(D);
+      } else {
+        off = (keyBase + j) * p.kvStride + int64_t(kvh) * D;
+      }
+      rowOff[tid] = off;
+      const bf16* kr = p.k + off;
+      float dot = 0.0f;
+      for (int d = 0; d < D; ++d) dot += qs[d] * __bfloat162float(kr[d]);
+      s = dot;
+    }
+    // Chunk max -> new running max (finite: key j0 is always valid).
+    float cm = warpMax(s);
+    if (lane == 0) redMax[warp] = cm;
+    __syncthreads();
+    cm = redMax[0];
+#pragma unroll
+    for (int w = 1; w < kGenThreads / 32; ++w) cm = fmaxf(cm, redMax[w]);
+    const float mNew = fmaxf(m, cm);
+    const float alpha = expf(m - mNew);  // 0 on the first chunk (m = -inf)
+    const float pj = j < len ? expf(s - mNew) : 0.0f;
+    probs[tid] = pj;
+    float cs = warpSum(pj);
+    if (lane == 0) redSum[warp] = cs;
+    __syncthreads();
+    cs = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kGenThreads / 32; ++w) cs += redSum[w];
+    l = l * alpha + cs;
+    m = mNew;
+    const int nKeys = len - j0 < kGenThreads ? int(len - j0) : kGenThreads;
+#pragma unroll
+    for (int i = 0; i < kGenDimsPerThread; ++i) {
+      const int d = tid + i * kGenThreads;
+      if (d < D) {
+        float a = acc[i] * alpha;
+        for (int jj = 0; jj < nKeys; ++jj) a += probs[jj] * __bfloat162float(p.v[rowOff[jj] + d]);
+        acc[i] = a;
+      }
+    }
+    __syncthreads();  // probs / rowOff / red* are rewritten by the next chunk
+  }
+
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+  for (int i = 0; i < kGenDimsPerThread; ++i) {
+    const int d = tid + i * kGenThreads;
+    if (d < D) p.out[t * int64_t(p.nHeads) * D + int64_t(h) * D + d] = __float2bfloat16_rn(acc[i] * inv);
+  }
+}
+
+void launchGeneric(bool paged, const GenericParams& p, int64_t tokens, cudaStream_t stream) {
+  need(p.D >= 1 && p.D <= kGenMaxD, "attention: head_dim " + std::to_string(p.D) + " exceeds the generic kernel's " +
+                                        std::to_string(kGenMaxD));
+  need(p.nHeads <= 65535 && tokens <= int64_t(INT32_MAX), "attention: too many heads or tokens");
+  if (tokens == 0 || p.nHeads == 0) return;
+  const dim3 grid(unsigned(tokens), unsigned(p.nHeads));
+  if (paged) genericAttentionKernel<true><<<grid, kGenThreads, 0, stream>>>(p);
+  else genericAttentionKernel<false><<<grid, kGenThreads, 0, stream>>>(p);
+  IVL_CUDA_CHECK(cudaGetLastError());
+}
+
+bool tunedHeadDim(int64_t D) { return D == 64 || D == 96 || D == 128; }
+
+}  // namespace
+
+void CudaBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, int64_t groups,
+                            int64_t nHeads, double scale) {
+  impl_->op([&] {
+    needDType(q, DType::BF16, "attention: q");
+    needDType(k, DType::BF16, "attention: k");
+    needDType(v, DType::BF16, "attention: v");
+    needDType(out, DType::BF16, "attention: out");
+    const int64_t rows = q.rows(), C = q.cols();
+    need(nHeads > 0 && groups > 0 && C % nHeads == 0 && rows % groups == 0, "attention: shape mismatch");
+    const int64_t D = C / nHeads, N = rows / groups;
+    need(k.rows() == rows && v.rows() == rows && out.rows() == rows && k.cols() == C && v.cols() == C &&
+             out.cols() == C,
+         "attention: q/k/v/out shapes differ");
+    if (rows == 0) return;
+    const bool tuned = !impl_->genericAttention && tunedHeadDim(D) && scale > 0 && C % 8 == 0 && groups <= 65535 &&
+                       nHeads <= 65535 && aligned16(q.raw()) && aligned16(k.raw()) && aligned16(v.raw()) &&
+                       aligned16(out.raw()) && rows <= int64_t(INT32_MAX);
+    if (tuned) {
+      denseAttention(q.ptr<bf16>(), C, k.ptr<bf16>(), C, v.ptr<bf16>(), C, out.ptr<bf16>(), int(groups), int(N),
+                     int(nHeads), int(nHeads), int(D), /*causal=*/false, float(scale), impl_->stream);
+      impl_->lastAttention = AttentionPath::Dense;
+      return;
+    }
+    GenericParams p{};
+    p.q = q.ptr<bf16>();
+    p.qStride = C;
+    p.k = k.ptr<bf16>();
+    p.v = v.ptr<bf16>();
+    p.kvStride = C;
+    p.out = out.ptr<bf16>();
+    p.nHeads = int(nHeads);
+    p.nKvHeads = int(nHeads);
+    p.D = int(D);
+    p.scale = float(scale);
+    p.seqLen = N;
+    launchGeneric(false, p, rows, impl_->stream);
+    impl_->lastAttention = AttentionPath::GenericDense;
+  });
+}
+
+void CudaBackend::pagedAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const PagedBatch& batch,
+                                 int64_t nHeads, int64_t nKvHeads, double scale) {
+  impl_->op([&] {
+    needDType(q, DType::BF16, "pagedAttention: q");
+    needDType(out, DType::BF16, "pagedAttention: out");
+    needDType(layer.k, DType::BF16, "pagedAttention: cache k");
+    needDType(layer.v, DType::BF16, "pagedAttention: cache v");
+    const int64_t T = batch.numTokens(), B = batch.numSequences(), bs = batch.blockSize;
+    need(nHeads > 0 && nKvHeads > 0 && nHeads % nKvHeads == 0 && q.cols() % nHeads == 0,
+         "pagedAttention: heads must divide evenly");
+    const int64_t C = q.cols(), D = C / nHeads, group = nHeads / nKvHeads;
+    need(q.rows() == T && out.rows() == T && out.cols() == C, "pagedAttention: shape mismatch");
+    need(layer.k.rank() == 4 && layer.v.shape() == layer.k.shape() && layer.k.dim(1) == bs &&
+             layer.k.dim(2) == nKvHeads && layer.k.dim(3) == D,
+         "pagedAttention: cache layout");
+    // The CSR metadata, checked on the host: a bad page id would be a wild device read.
+    need(int64_t(batch.qoIndptr.size()) == B + 1 && int64_t(batch.kvIndptr.size()) == B + 1 &&
+             batch.qoIndptr[0] == 0 && batch.kvIndptr[0] == 0 && batch.qoIndptr[B] == T &&
+             batch.kvIndptr[B] == int64_t(batch.kvIndices.size()),
+         "pagedAttention: malformed qoIndptr/kvIndptr");
+    const int64_t numBlocks = layer.k.dim(0);
+    for (int32_t pg : batch.kvIndices) need(pg >= 0 && pg < numBlocks, "pagedAttention: page id out of range");
+    std::vector<int32_t> seqOf(static_cast<size_t>(T));
+    bool standard = true, oneQueryEach = B > 0;
+    int64_t maxKv = 0, maxQo = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const int32_t q0 = batch.qoIndptr[b], q1 = batch.qoIndptr[b + 1];
+      need(q0 <= q1 && batch.kvIndptr[b] <= batch.kvIndptr[b + 1], "pagedAttention: indptr not monotonic");
+      const int64_t pagesB = batch.kvIndptr[b + 1] - batch.kvIndptr[b];
+      need(pagesB == 0 || (batch.kvLastPageLen[b] >= 1 && batch.kvLastPageLen[b] <= bs),
+           "pagedAttention: kvLastPageLen out of range");
+      const int64_t kvLen = batch.kvLength(b), qoLen = q1 - q0;
+      maxKv = std::max(maxKv, kvLen);
+      maxQo = std::max(maxQo, qoLen);
+      if (qoLen != 1) oneQueryEach = false;
+      for (int32_t t = q0; t < q1; ++t) {
+        seqOf[size_t(t)] = int32_t(b);
+        const int64_t pos = batch.positions[size_t(t)];
+        need(pos >= 0 && pos + 1 <= kvLen, "pagedAttention: query position beyond the cached tokens");
+        if (pos != kvLen - qoLen + (t - q0)) standard = false;
+      }
+    }
+    if (T == 0) return;
+
+    PackedUpload meta(impl_->ctx->allocator, impl_->staging, impl_->stream,
+                      {{batch.qoIndptr.data(), batch.qoIndptr.size() * 4},
+                       {batch.kvIndptr.data(), batch.kvIndptr.size() * 4},
+                       {batch.kvIndices.data(), batch.kvIndices.size() * 4},
+                       {batch.kvLastPageLen.data(), batch.kvLastPageLen.size() * 4},
+                       {batch.positions.data(), batch.positions.size() * 4},
+                       {seqOf.data(), seqOf.size() * 4}});
+
+    const bool tuned = !impl_->genericAttention && standard && tunedHeadDim(D) && scale > 0 && C % 8 == 0 &&
+                       B <= 65535 && nHeads <= 65535 && aligned16(q.raw()) && aligned16(out.raw()) &&
+                       aligned16(layer.k.raw()) && aligned16(layer.v.raw());
+    if (tuned) {
+      PagedKV kv;
+      kv.k_pages = layer.k.ptr<bf16>();
+      kv.v_pages = layer.v.ptr<bf16>();
+      kv.kv_indptr = meta.at<int32_t>(1);
+      kv.kv_indices = meta.at<int32_t>(2);
+      kv.kv_last_page_len = meta.at<int32_t>(3);
+      kv.batch = int(B);
+      kv.page_size = int(bs);
+      kv.num_kv_heads = int(nKvHeads);
+      kv.head_dim = int(D);
+      if (oneQueryEach && group <= 16) {
+        const DecodePlan plan = planPagedDecode(int(B), int(nHeads), int(nKvHeads), int(D),
+                                                int(std::min<int64_t>(maxKv, INT32_MAX)), impl_->numSms);
+        if (impl_->decodeWorkspace.capacity() < plan.workspace_bytes) {
+          impl_->decodeWorkspace.reset();
+          impl_->decodeWorkspace = ScratchBlock(impl_->ctx->allocator, plan.workspace_bytes);
+        }
+        pagedDecode(q.ptr<bf16>(), C, out.ptr<bf16>(), int(nHeads), kv, plan, impl_->decodeWorkspace.get(),
+                    impl_->decodeWorkspace.capacity(), float(scale), impl_->stream);
+        impl_->lastAttention = AttentionPath::PagedDecode;
+      } else {
+        pagedPrefill(q.ptr<bf16>(), C, out.ptr<bf16>(), meta.at<int32_t>(0), int(nHeads), int(maxQo), kv,
+                     /*causal=*/true, float(scale), impl_->stream);
+        impl_->lastAttention = AttentionPath::PagedPrefill;
+      }
+      return;
+    }
+    GenericParams p{};
+    p.q = q.ptr<bf16>();
+    p.qStride = C;
+    p.k = layer.k.ptr<bf16>();
+    p.v = layer.v.ptr<bf16>();
+    p.out = out.ptr<bf16>();
+    p.nHeads = int(nHeads);
+    p.nKvHeads = int(nKvHeads);
+    p.D = int(D);
+    p.scale = float(scale);
+    p.seqOf = meta.at<int32_t>(5);
+    p.positions = meta.at<int32_t>(4);
+    p.kvIndptr = meta.at<int32_t>(1);
+    p.kvIndices = meta.at<int32_t>(2);
+    p.pageSize = int(bs);
+    launchGeneric(true, p, T, impl_->stream);
+    impl_->lastAttention = AttentionPath::GenericPaged;
+  });
+}
+
+}  // namespace ivl::cuda

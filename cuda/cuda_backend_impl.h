@@ -1,0 +1,136 @@
+// CudaBackend's state, shared by cuda_backend.cu (memory, dense ops) and
+// cuda_backend_attention.cu. CUDA headers are fine here: only .cu files include it.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstring>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "check.h"
+#include "cuda_alloc.h"
+#include "cuda_backend.h"
+#include "gemm_bf16.h"
+
+namespace ivl::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// Throws Internal "cuda backend: <what>" unless ok: a graph/caller bug, like the CPU
+// backend's checks.
+inline void need(bool ok, const std::string& what) {
+  if (!ok) throw Error(ErrorCode::Internal, "cuda backend: " + what);
+}
+inline void needDType(const Tensor& t, DType dt, const char* what) {
+  need(t.defined() && t.dtype() == dt, std::string(what) + " must be " + dtypeName(dt) +
+                                           (t.defined() ? std::string(", got ") + dtypeName(t.dtype()) : ""));
+}
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Pinned host slots for small per-op uploads (token ids, row lists, KV metadata): a copy
+// from pageable memory would synchronize the stream each time. A slot is reused once the
+// copy that last read it has completed (its event).
+class HostStaging {
+ public:
+  static constexpr int kSlots = 8;
+  HostStaging() = default;
+  ~HostStaging();
+  HostStaging(const HostStaging&) = delete;
+  HostStaging& operator=(const HostStaging&) = delete;
+  // Copies bytes from host src into dst (device) on stream, through a pinned slot.
+  void upload(void* dst, const void* src, size_t bytes, cudaStream_t stream);
+
+ private:
+  struct Slot {
+    void* host = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t done = nullptr;
+  };
+  std::array<Slot, kSlots> slots_{};
+  int next_ = 0;
+};
+
+// Several host arrays uploaded in one copy into one scratch block, each 16-byte aligned.
+class PackedUpload {
+ public:
+  struct Part {
+    const void* data;
+    size_t bytes;
+  };
+  PackedUpload(CachingAllocator& alloc, HostStaging& staging, cudaStream_t stream, std::initializer_list<Part> parts);
+  template <typename T>
+  T* at(size_t i) const { return reinterpret_cast<T*>(block_.as<char>() + offsets_.at(i)); }
+
+ private:
+  ScratchBlock block_;
+  std::vector<size_t> offsets_;
+};
+
+struct CudaBackend::Impl {
+  explicit Impl(const CudaBackendOptions& o);
+  ~Impl();
+
+  // Runs one op: refuses when poisoned, makes the device current, and after a CUDA error
+  // checks whether the context is now unusable (a sticky error fails the next stream
+  // synchronize too) and poisons the backend if so.
+  template <class F>
+  decltype(auto) op(F&& f) {
+    if (poisoned) {
+      throw Error(ErrorCode::Cuda, "the CUDA backend on device " + std::to_string(device) +
+                                       " is unusable after an earlier CUDA error (" + poisonReason +
+                                       "); dispose of the model and load it again");
+    }
+    try {
+      makeCurrent();
+      return f();
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::Cuda) noteCudaError(e.what());
+      throw;
+    }
+  }
+  void makeCurrent();
+  void noteCudaError(const std::string& what);
+
+  Tensor newTensor(DType dtype, const Shape& shape, bool persistent);
+  Tensor upload(const void* data, DType hostDType, const Shape& shape, WeightUse use);
+  // BF16 copy of an F32 bias [n] for the epilogue: the mirror of a vector weight when there
+  // is one, else converted into `tmp`.
+  const bf16* biasBf16(const Tensor& bias, ScratchBlock& tmp);
+  template <typename T>
+  PackedUpload uploadOne(const std::vector<T>& v) {
+    return PackedUpload(ctx->allocator, staging, stream, {{v.data(), v.size() * sizeof(T)}});
+  }
+
+  // Vector weights' BF16 mirrors: F32 data start -> (F32 bytes, mirror). Guarded by
+  // mirrorMu: buffers unregister from whatever thread releases them.
+  struct Mirror {
+    size_t f32Bytes;
+    const bf16* data;
+  };
+  std::shared_ptr<std::mutex> mirrorMu = std::make_shared<std::mutex>();
+  std::shared_ptr<std::map<uintptr_t, Mirror>> mirrors = std::make_shared<std::map<uintptr_t, Mirror>>();
+
+  CudaBackendOptions options;
+  int device = 0;
+  int numSms = 0;
+  std::string description;  // describe()
+  cudaStream_t stream = nullptr;
+  std::shared_ptr<DeviceContext> ctx;
+  HostStaging staging;
+  ScratchBlock gemmWorkspace;
+  std::unique_ptr<GemmBf16> gemm;
+  ScratchBlock decodeWorkspace;  // grow-only, for pagedDecode's split-K partials
+  bool genericAttention = false;
+  bool poisoned = false;
+  std::string poisonReason;
+  AttentionPath lastAttention = AttentionPath::None;
+};
+
+}  // namespace ivl::cuda

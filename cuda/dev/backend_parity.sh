@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the CPU-vs-CUDA backend parity harness (cuda/dev/backend_parity.cu) with the
+# backend's own sources and the CPU reference backend, then runs it with the given
+# arguments. For the GPU machine (needs nvcc + cuBLAS):
+#   cuda/dev/backend_parity.sh [--small] [--poison] [--json FILE]
+#   BUILD_ONLY=1 cuda/dev/backend_parity.sh          # just build build/parity/backend_parity
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${PARITY_BUILD_DIR:-build/parity}
+mkdir -p "$out"
+arch=${PARITY_ARCH:--gencode=arch=compute_90a,code=sm_90a}
+nvflags=(-std=c++17 -O2 --expt-relaxed-constexpr -lineinfo "$arch" -I native -I cuda -I .)
+cu=(cuda/dev/backend_parity.cu cuda/cuda_backend.cu cuda/cuda_backend_attention.cu cuda/cuda_alloc.cu
+    cuda/gemm_bf16.cu cuda/elementwise.cu cuda/norm.cu cuda/vit_ops.cu
+    cuda/paged_attention_prefill.cu cuda/paged_attention_decode.cu)
+cpp=(native/cpu/*.cpp)
+pids=()
+objs=()
+for f in "${cu[@]}"; do
+  o="$out/$(basename "${f%.*}").o"
+  objs+=("$o")
+  nvcc "${nvflags[@]}" -c "$f" -o "$o" & pids+=($!)
+done
+for f in "${cpp[@]}"; do
+  o="$out/$(basename "${f%.*}").o"
+  objs+=("$o")
+  g++ -std=c++17 -O3 -march=x86-64-v2 -I native -I . -c "$f" -o "$o" & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+nvcc "$arch" -o "$out/backend_parity" "${objs[@]}" -lcublasLt -lcublas -lpthread
+if [[ "${BUILD_ONLY:-0}" == 1 ]]; then exit 0; fi
+exec "$out/backend_parity" "$@"

@@ -1,0 +1,146 @@
+#include "norm.h"
+
+#include <algorithm>
+
+#include "check.h"
+
+namespace ivl::cuda {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+struct alignas(16) Bf16x8 {
+  bf16 v[8];
+};
+
+__device__ __forceinline__ float rb(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+__device__ __forceinline__ float warpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the GROUP threads of a row: a warp (GROUP 32) or the whole block. Every
+// thread of the group gets the result. `red` holds 32 floats of shared memory.
+template <int GROUP>
+__device__ __forceinline__ float groupSum(float v, float* red) {
+  v = warpSum(v);
+  if constexpr (GROUP == 32) {
+    return v;
+  } else {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads();  // red may still be read from the previous reduction
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float t = lane < GROUP / 32 ? red[lane] : 0.0f;
+    return warpSum(t);
+  }
+}
+
+// Loads VEC consecutive elements of x starting at c as floats.
+template <int VEC>
+__device__ __forceinline__ void loadRow(const bf16* x, int64_t c, float (&v)[VEC]) {
+  if constexpr (VEC == 8) {
+    const Bf16x8 p = *reinterpret_cast<const Bf16x8*>(x + c);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] = __bfloat162float(p.v[j]);
+  } else {
+    v[0] = __bfloat162float(x[c]);
+  }
+}
+
+// GROUP threads per row, VEC elements per access. RMS: no mean, no bias.
+template <int GROUP, int VEC, bool RMS>
+__global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, const float* __restrict__ b,
+                           int64_t rows, int64_t cols, float eps) {
+  __shared__ float red[32];
+  constexpr int kRowsPerBlock = GROUP == 32 ? 8 : 1;  // blockDim = 256 for warps, GROUP otherwise
+  const int sub = GROUP == 32 ? threadIdx.x / 32 : 0;
+  const int lane = GROUP == 32 ? threadIdx.x % 32 : threadIdx.x;
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + sub;
+  // Rows past the end still take part in block-wide reductions (GROUP > 32) but do no I/O.
+  const bool active = row < rows;
+  const bf16* xr = x + (active ? row : 0) * cols;
+  bf16* yr = y + (active ? row : 0) * cols;
+
+  float mean = 0.0f;
+  if constexpr (!RMS) {
+    float s = 0.0f;
+    if (active) {
+      for (int64_t c = int64_t(lane) * VEC; c < cols; c += int64_t(GROUP) * VEC) {
+        float v[VEC];
+        loadRow<VEC>(xr, c, v);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) s += v[j];
+      }
+    }
+    mean = groupSum<GROUP>(s, red) / float(cols);
+  }
+  float ss = 0.0f;
+  if (active) {
+    for (int64_t c = int64_t(lane) * VEC; c < cols; c += int64_t(GROUP) * VEC) {
+      float v[VEC];
+      loadRow<VEC>(xr, c, v);
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) ss += (v[j] - mean) * (v[j] - mean);
+    }
+  }
+  const float rstd = rsqrtf(groupSum<GROUP>(ss, red) / float(cols) + eps);
+  if (!active) return;
+  for (int64_t c = int64_t(lane) * VEC; c < cols; c += int64_t(GROUP) * VEC) {
+    float v[VEC];
+    loadRow<VEC>(xr, c, v);
+    float o[VEC];
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+      if constexpr (RMS) {
+        o[j] = w[c + j] * rb(v[j] * rstd);
+      } else {
+        o[j] = (v[j] - mean) * rstd * w[c + j] + b[c + j];
+      }
+    }
+    if constexpr (VEC == 8) {
+      Bf16x8 p;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) p.v[j] = __float2bfloat16_rn(o[j]);
+      *reinterpret_cast<Bf16x8*>(yr + c) = p;
+    } else {
+      yr[c] = __float2bfloat16_rn(o[0]);
+    }
+  }
+}
+
+template <bool RMS>
+void launchNorm(bf16* y, const bf16* x, const float* w, const float* b, int64_t rows, int64_t cols, float eps,
+                cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  const bool vec = cols % 8 == 0 && (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y)) % 16 == 0;
+  const int64_t perRow = vec ? cols / 8 : cols;  // accesses per row
+  if (perRow <= 128) {
+    const unsigned grid = unsigned((rows + 7) / 8);
+    if (vec) normKernel<32, 8, RMS><<<grid, 256, 0, stream>>>(y, x, w, b, rows, cols, eps);
+    else normKernel<32, 1, RMS><<<grid, 256, 0, stream>>>(y, x, w, b, rows, cols, eps);
+  } else if (perRow <= 1024) {
+    if (vec) normKernel<256, 8, RMS><<<unsigned(rows), 256, 0, stream>>>(y, x, w, b, rows, cols, eps);
+    else normKernel<256, 1, RMS><<<unsigned(rows), 256, 0, stream>>>(y, x, w, b, rows, cols, eps);
+  } else {
+    if (vec) normKernel<1024, 8, RMS><<<unsigned(rows), 1024, 0, stream>>>(y, x, w, b, rows, cols, eps);
+    else normKernel<1024, 1, RMS><<<unsigned(rows), 1024, 0, stream>>>(y, x, w, b, rows, cols, eps);
+  }
+  IVL_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void layerNormBf16(bf16* y, const bf16* x, const float* w, const float* b, int64_t rows, int64_t cols, float eps,
+                   cudaStream_t stream) {
+  launchNorm<false>(y, x, w, b, rows, cols, eps, stream);
+}
+
+void rmsNormBf16(bf16* y, const bf16* x, const float* w, int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
+  launchNorm<true>(y, x, w, nullptr, rows, cols, eps, stream);
+}
+
+}  // namespace ivl::cuda

@@ -1,0 +1,20 @@
+// Row normalizations of the CUDA backend: bf16 rows, fp32 statistics, fp32 weights.
+// One warp per row for C <= 1024, one block per row above; the row is read from global
+// memory once per pass (two-pass mean/variance, no E[x²]−E[x]² cancellation); y may alias x
+// (every element is written by the thread that read it, after both reductions).
+//   layerNorm  y = bf16((x − mean) · rstd · w + b)
+//   rmsNorm    y = bf16(w · bf16(x · rstd))   (PyTorch: weight * hidden.to(bf16))
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace ivl::cuda {
+
+void layerNormBf16(__nv_bfloat16* y, const __nv_bfloat16* x, const float* w, const float* b, int64_t rows,
+                   int64_t cols, float eps, cudaStream_t stream);
+void rmsNormBf16(__nv_bfloat16* y, const __nv_bfloat16* x, const float* w, int64_t rows, int64_t cols, float eps,
+                 cudaStream_t stream);
+
+}  // namespace ivl::cuda
