@@ -151,7 +151,7 @@ export class InternVL implements AsyncDisposable {
       throw new InternVLError('ERR_CHECKPOINT', `The tokenizer in ${dir} has no ${IMG_CONTEXT} token`);
     }
     const engine = await EngineModel.load(dir, {
-      backend: backend as 'cpu',
+      backend,
       imageContextTokenId,
       config,
       ...(options.threads !== undefined ? { threads: options.threads } : {}),

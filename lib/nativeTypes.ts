@@ -89,7 +89,7 @@ export interface NativeModelSpec {
 }
 
 export interface NativeLoadOptions {
-  backend: 'cpu';
+  backend: 'cpu' | 'cuda';
   /** Worker threads (default: all cores). */
   threads?: number;
   /** KV cache capacity in tokens, shared by all running sequences (default 8192). */

@@ -14,8 +14,8 @@ import type {
 } from '../nativeTypes.js';
 
 export interface EngineLoadOptions {
-  /** Only 'cpu' for now. */
-  backend?: 'cpu';
+  /** 'cpu' (default) or 'cuda' (device 0; the addon must be built with CUDA). */
+  backend?: 'cpu' | 'cuda';
   /** CPU worker threads (default: all cores). */
   threads?: number;
   /** KV cache capacity in tokens shared by running sequences (default 8192). */
@@ -62,7 +62,7 @@ export class EngineModel implements Disposable {
     if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('dir', 'non-empty string', dir);
     if (typeof options !== 'object' || options === null) throw invalidArg('options', 'object', options);
     const backend = options.backend ?? 'cpu';
-    if (backend !== 'cpu') throw invalidArg('options.backend', "'cpu'", backend);
+    if (backend !== 'cpu' && backend !== 'cuda') throw invalidArg('options.backend', "'cpu' or 'cuda'", backend);
     if (options.threads !== undefined) checkInt('options.threads', options.threads, 1, 1024);
     if (options.kvCacheTokens !== undefined) checkInt('options.kvCacheTokens', options.kvCacheTokens, 1, 1 << 30);
     checkInt('options.imageContextTokenId', options.imageContextTokenId, 0, 2 ** 31 - 1);
