@@ -96,15 +96,16 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// The attention inner loops: AVX2 when available, else the plain loops.
-inline float dotAny(bool fast, const float* a, const float* b, int64_t n) {
-  return fast ? simd::dot(a, b, n) : dot(a, b, n);
-}
-inline void axpyAny(bool fast, float* y, float a, const float* x, int64_t n) {
-  if (fast) {
-    simd::axpy(y, a, x, n);
-  } else {
-    for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+// y[r·ldy + c] = x_r · w_c for r < rows, c < cols, K-long rows (x stride ldx, w stride ldw):
+// the AVX2 3×4 tile kernel swept over the output. Each output's arithmetic is the same
+// wherever it falls in the sweep.
+inline void gemmRows(const float* x, int64_t ldx, int64_t rows, const float* w, int64_t ldw, int64_t cols, float* y,
+                     int64_t ldy, int64_t K) {
+  for (int64_t r = 0; r < rows; r += 3) {
+    const int mr = int(std::min<int64_t>(3, rows - r));
+    for (int64_t c = 0; c < cols; c += 4) {
+      simd::gemmTileF32(x + r * ldx, ldx, w + c * ldw, ldw, y + r * ldy + c, ldy, mr, int(std::min<int64_t>(4, cols - c)), K);
+    }
   }
 }
 
@@ -423,9 +424,44 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
   const float* Kp = k.ptr<float>();
   const float* Vp = v.ptr<float>();
   float* O = out.ptr<float>();
+  const float sc = float(scale);
+
+  if (simd_) {
+    // Per (group, head, block of kQB queries), as two GEMMs on the tile kernel:
+    //   S[qb, N] = (q·scale)[qb, D] · K_hᵀ      softmax per row
+    //   O[qb, D] = S[qb, N] · V_h[N, D]         with V_h transposed to Vt[D, N]
+    constexpr int64_t kQB = 48;
+    const int64_t qBlocks = (N + kQB - 1) / kQB;
+    pool_.parallelFor(groups * nHeads * qBlocks, [&](int64_t j0, int64_t j1) {
+      std::vector<float> qs(static_cast<size_t>(kQB * D));  // [kQB, D] scaled queries
+      std::vector<float> S(static_cast<size_t>(kQB * N));   // [kQB, N] scores -> probabilities
+      std::vector<float> Vt(static_cast<size_t>(D * N));    // [D, N] values of head h, transposed
+      int64_t vtFor = -1;
+      for (int64_t job = j0; job < j1; ++job) {
+        const int64_t gh = job / qBlocks, g = gh / nHeads, h = gh % nHeads, qb = job % qBlocks;
+        const int64_t i0 = qb * kQB, n = std::min(N, i0 + kQB) - i0;
+        const float* Kh = Kp + g * N * C + h * D;  // row j at Kh + j·C
+        if (vtFor != gh) {
+          for (int64_t j = 0; j < N; ++j) {
+            const float* vj = Vp + (g * N + j) * C + h * D;
+            for (int64_t e = 0; e < D; ++e) Vt[e * N + j] = vj[e];
+          }
+          vtFor = gh;
+        }
+        for (int64_t i = 0; i < n; ++i) {
+          const float* qi = Q + (g * N + i0 + i) * C + h * D;
+          for (int64_t e = 0; e < D; ++e) qs[i * D + e] = qi[e] * sc;  // (q · scale) · kᵀ, as InternViT does
+        }
+        gemmRows(qs.data(), D, n, Kh, C, N, S.data(), N, D);
+        for (int64_t i = 0; i < n; ++i) softmaxInPlace(S.data() + i * N, N);
+        gemmRows(S.data(), N, n, Vt.data(), N, D, O + (g * N + i0) * C + h * D, C, N);
+      }
+    });
+    return;
+  }
+
   constexpr int64_t kQB = 16;  // queries per task
   const int64_t qBlocks = (N + kQB - 1) / kQB;
-  const float sc = float(scale);
   pool_.parallelFor(groups * nHeads * qBlocks, [&](int64_t j0, int64_t j1) {
     std::vector<float> qs(static_cast<size_t>(D)), scores(static_cast<size_t>(N));
     for (int64_t job = j0; job < j1; ++job) {
@@ -434,12 +470,16 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
       const int64_t qb = job % qBlocks;
       for (int64_t i = qb * kQB; i < std::min(N, qb * kQB + kQB); ++i) {
         const float* qi = Q + (g * N + i) * C + h * D;
-        for (int64_t d = 0; d < D; ++d) qs[d] = qi[d] * sc;  // (q · scale) · kᵀ, as InternViT does
-        for (int64_t j = 0; j < N; ++j) scores[j] = dotAny(simd_, qs.data(), Kp + (g * N + j) * C + h * D, D);
+        for (int64_t e = 0; e < D; ++e) qs[e] = qi[e] * sc;  // (q · scale) · kᵀ, as InternViT does
+        for (int64_t j = 0; j < N; ++j) scores[j] = dot(qs.data(), Kp + (g * N + j) * C + h * D, D);
         softmaxInPlace(scores.data(), N);
         float* oi = O + (g * N + i) * C + h * D;
         std::fill(oi, oi + D, 0.0f);
-        for (int64_t j = 0; j < N; ++j) axpyAny(simd_, oi, scores[j], Vp + (g * N + j) * C + h * D, D);
+        for (int64_t j = 0; j < N; ++j) {
+          const float p = scores[j];
+          const float* vj = Vp + (g * N + j) * C + h * D;
+          for (int64_t e = 0; e < D; ++e) oi[e] += p * vj[e];
+        }
       }
     }
   });
@@ -465,37 +505,99 @@ void CpuBackend::pagedAttention(const Tensor& out, const Tensor& q, const KvLaye
   check(q.rows() == T && out.rows() == T && out.cols() == q.cols() && D * nHeads == q.cols(),
         "pagedAttention: shape mismatch");
   check(layer.k.dim(1) == bs && layer.k.dim(2) == nKvHeads && layer.k.dim(3) == D, "pagedAttention: cache layout");
-  // Sequence of each query row (from the CSR qoIndptr).
-  std::vector<int32_t> seqOf(static_cast<size_t>(T));
   for (int64_t b = 0; b < B; ++b) {
-    for (int32_t t = batch.qoIndptr[b]; t < batch.qoIndptr[b + 1]; ++t) seqOf[t] = int32_t(b);
+    for (int32_t t = batch.qoIndptr[b]; t < batch.qoIndptr[b + 1]; ++t) {
+      check(batch.positions[t] + 1 <= batch.kvLength(b), "pagedAttention: query position beyond the cached tokens");
+    }
   }
   const float* Q = q.ptr<float>();
   const float* Kc = layer.k.ptr<float>();  // [numBlocks, bs, KV, D]
   const float* Vc = layer.v.ptr<float>();
   float* O = out.ptr<float>();
   const float sc = float(scale);
-  const int64_t C = q.cols();
+  const int64_t C = q.cols(), rowStride = nKvHeads * D;  // between consecutive tokens of a page
+
+  if (simd_) {
+    // Per (sequence, kv head, block of kQB of its queries): the rows are (query, q head of
+    // the group) pairs, R = n·group. Keys are read page by page (rows are contiguous
+    // within a page), values gathered transposed; both products use the tile kernel.
+    // A block's query set depends only on its own sequence, never on the batch.
+    constexpr int64_t kQB = 16;
+    std::vector<int64_t> jobSeq, jobStart;  // (sequence, first query row) of each job
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t t = batch.qoIndptr[b]; t < batch.qoIndptr[b + 1]; t += kQB) {
+        jobSeq.push_back(b);
+        jobStart.push_back(t);
+      }
+    }
+    const int64_t nJobs = int64_t(jobSeq.size());
+    pool_.parallelFor(nJobs * nKvHeads, [&](int64_t j0, int64_t j1) {
+      std::vector<float> qs, S, Vt, os;
+      for (int64_t job = j0; job < j1; ++job) {
+        const int64_t jb = job / nKvHeads, kvh = job % nKvHeads, b = jobSeq[size_t(jb)];
+        const int64_t t0 = jobStart[size_t(jb)], n = std::min<int64_t>(batch.qoIndptr[b + 1] - t0, kQB);
+        const int64_t R = n * group;
+        int64_t L = 0;  // keys any query of the block sees
+        for (int64_t i = 0; i < n; ++i) L = std::max<int64_t>(L, batch.positions[t0 + i] + 1);
+        const int32_t* pages = batch.kvIndices.data() + batch.kvIndptr[b];
+        qs.resize(size_t(R * D));  // [R, D] row i·group + hh = q of token t0+i, head kvh·group + hh
+        S.resize(size_t(R * L));   // [R, L]
+        Vt.resize(size_t(D * L));  // [D, L]
+        os.resize(size_t(R * D));  // [R, D]
+        for (int64_t i = 0; i < n; ++i) {
+          std::memcpy(qs.data() + i * group * D, Q + (t0 + i) * C + kvh * group * D, size_t(group * D) * 4);
+        }
+        for (int64_t p = 0; p * bs < L; ++p) {  // scores, one page of keys at a time
+          const int64_t j0p = p * bs, nk = std::min(bs, L - j0p);
+          const float* kp = Kc + (int64_t(pages[p]) * bs * nKvHeads + kvh) * D;
+          gemmRows(qs.data(), D, R, kp, rowStride, nk, S.data() + j0p, L, D);
+          const float* vp = Vc + (int64_t(pages[p]) * bs * nKvHeads + kvh) * D;
+          for (int64_t j = 0; j < nk; ++j) {
+            for (int64_t e = 0; e < D; ++e) Vt[e * L + j0p + j] = vp[j * rowStride + e];
+          }
+        }
+        for (int64_t r = 0; r < R; ++r) {  // causal softmax over each row's own prefix
+          float* sr = S.data() + r * L;
+          const int64_t len = int64_t(batch.positions[t0 + r / group]) + 1;
+          for (int64_t j = 0; j < len; ++j) sr[j] *= sc;
+          softmaxInPlace(sr, len);
+          std::fill(sr + len, sr + L, 0.0f);
+        }
+        gemmRows(S.data(), L, R, Vt.data(), L, D, os.data(), D, L);
+        for (int64_t i = 0; i < n; ++i) {
+          std::memcpy(O + (t0 + i) * C + kvh * group * D, os.data() + i * group * D, size_t(group * D) * 4);
+        }
+      }
+    });
+    return;
+  }
+
+  // Plain: one (token, head) per job. Sequence of each query row from the CSR qoIndptr.
+  std::vector<int32_t> seqOf(static_cast<size_t>(T));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int32_t t = batch.qoIndptr[b]; t < batch.qoIndptr[b + 1]; ++t) seqOf[t] = int32_t(b);
+  }
   pool_.parallelFor(T * nHeads, [&](int64_t j0, int64_t j1) {
     std::vector<float> scores;
     for (int64_t job = j0; job < j1; ++job) {
       const int64_t t = job / nHeads, h = job % nHeads, kvh = h / group;
       const int64_t b = seqOf[t];
       const int64_t len = int64_t(batch.positions[t]) + 1;  // causal: positions 0..p
-      check(len <= batch.kvLength(b), "pagedAttention: query position beyond the cached tokens");
       const int32_t* pages = batch.kvIndices.data() + batch.kvIndptr[b];
       scores.resize(size_t(len));
       const float* qt = Q + t * C + h * D;
       for (int64_t j = 0; j < len; ++j) {
         const int64_t slot = int64_t(pages[j / bs]) * bs + j % bs;
-        scores[j] = dotAny(simd_, qt, Kc + (slot * nKvHeads + kvh) * D, D) * sc;
+        scores[j] = dot(qt, Kc + (slot * nKvHeads + kvh) * D, D) * sc;
       }
       softmaxInPlace(scores.data(), len);
       float* ot = O + t * C + h * D;
       std::fill(ot, ot + D, 0.0f);
       for (int64_t j = 0; j < len; ++j) {
         const int64_t slot = int64_t(pages[j / bs]) * bs + j % bs;
-        axpyAny(simd_, ot, scores[j], Vc + (slot * nKvHeads + kvh) * D, D);
+        const float p = scores[j];
+        const float* vj = Vc + (slot * nKvHeads + kvh) * D;
+        for (int64_t e = 0; e < D; ++e) ot[e] += p * vj[e];
       }
     }
   });

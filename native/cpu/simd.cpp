@@ -104,34 +104,12 @@ IVL_AVX2 void widenBf16(float* dst, const uint16_t* src, int64_t n) {
   for (; i < n; ++i) dst[i] = bf16(src[i]);
 }
 
-IVL_AVX2 float dot(const float* a, const float* b, int64_t n) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-  }
-  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-  float s = hsum(_mm256_add_ps(acc0, acc1));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-IVL_AVX2 void axpy(float* y, float a, const float* x, int64_t n) {
-  const __m256 av = _mm256_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += a * x[i];
-}
-
 #else  // no x86 SIMD: available() is false and the backend never calls the others
 
 bool available() { return false; }
 void gemmTileF32(const float*, int64_t, const float*, int64_t, float*, int64_t, int, int, int64_t) {}
 void gemmTileBf16(const float*, int64_t, const uint16_t*, int64_t, float*, int64_t, int, int, int64_t) {}
 void widenBf16(float*, const uint16_t*, int64_t) {}
-float dot(const float*, const float*, int64_t) { return 0; }
-void axpy(float*, float, const float*, int64_t) {}
 
 #endif
 

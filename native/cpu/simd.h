@@ -24,9 +24,5 @@ void gemmTileBf16(const float* x, int64_t ldx, const uint16_t* w, int64_t ldw, f
                   int64_t K);
 // dst[i] = bf16 src[i] widened, i < n.
 void widenBf16(float* dst, const uint16_t* src, int64_t n);
-// Σ a[i]·b[i]
-float dot(const float* a, const float* b, int64_t n);
-// y[i] += a · x[i]
-void axpy(float* y, float a, const float* x, int64_t n);
 
 }  // namespace ivl::cpu::simd
