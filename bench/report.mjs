@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// Regenerates the README's performance section from the committed result files
+// (bench/results/*.json and the kernel labs' results), so no figure is hand-typed.
+//   node bench/report.mjs            (rewrites README.md between the perf markers)
+import { readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const read = (p) => JSON.parse(readFileSync(join(root, p), 'utf8'));
+const latest = (dir, prefix) =>
+  existsSync(join(root, dir))
+    ? readdirSync(join(root, dir)).filter((f) => f.startsWith(prefix) && f.endsWith('.json')).sort().map((f) => `${dir}/${f}`).pop()
+    : undefined;
+const f = (x, d = 1) => (x === undefined || x === null ? '–' : Number(x).toFixed(d));
+const lines = [];
+
+const base = latest('bench/results', 'baseline-transformers-');
+if (base) {
+  const b = read(base);
+  const bw = b.copy_bandwidth_Bps;
+  lines.push(
+    `### PyTorch + transformers baseline (${b.gpu}, ${b.date}; torch ${b.versions.torch}, transformers ${b.versions.transformers}, bf16, SDPA, random weights at release shapes)`,
+    '',
+    `Measured device copy bandwidth in the same run: ${f(bw / 1e12, 2)} TB/s (the decode roofline below is weight + KV bytes per token ÷ this).`,
+    '',
+    '| model | ViT 13 tiles | ViT TFLOP/s | prefill 1850 tok | TTFT 1 tile | TTFT 13 tiles | decode b=1 | % roofline | b=8 | b=32 | b=128 | peak mem |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  );
+  for (const [name, m] of Object.entries(b.models)) {
+    if (m.error) {
+      lines.push(`| ${name} | error: ${m.error.slice(0, 80)} |`);
+      continue;
+    }
+    const roof = bw / m.decode_batch1.bytes_per_token;
+    lines.push(
+      `| ${name} | ${f(m.vit_13_tiles.median_s * 1000, 0)} ms | ${f(m.vit_13_tiles.tflops, 0)} | ${f(m.prefill_1850.median_s * 1000, 0)} ms | ` +
+        `${f(m.ttft_1_tiles.median_s * 1000, 0)} ms | ${f(m.ttft_13_tiles.median_s * 1000, 0)} ms | ${f(m.decode_batch1.tokens_per_s)} tok/s | ` +
+        `${f((100 * m.decode_batch1.tokens_per_s) / roof, 0)}% of ${f(roof, 0)} | ${f(m.decode_batch8?.tokens_per_s, 0)} | ${f(m.decode_batch32?.tokens_per_s, 0)} | ` +
+        `${f(m.decode_batch128?.tokens_per_s, 0)} | ${f(m.peak_memory_bytes / 2 ** 30, 1)} GiB |`,
+    );
+  }
+  lines.push('', `Source: \`${base}\` (\`bench/baseline_transformers.py\`). Our engine's end-to-end numbers at these shapes need \`--dummy-weights\` (not yet built).`, '');
+}
+
+const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
+if (existsSync(join(root, att))) {
+  const a = read(att);
+  const dec = a.bench.filter((r) => r.kernel === 'decode' && r.model === '40B' && r.version === a.bench.find((x) => x.kernel === 'decode' && x.model === '40B')?.version);
+  if (dec.length) {
+    lines.push(`### Kernel lab: paged decode attention, 40B heads (56 q / 8 kv, D 128), ${String(a.gpu ?? 'H200').split(',')[0]}`, '', '| batch | kv length | µs | % of copy bandwidth |', '|---|---|---|---|');
+    for (const r of dec) lines.push(`| ${r.batch ?? r.B ?? '?'} | ${r.kv_len ?? r.kv ?? '?'} | ${f(r.median_us)} | ${f(r.pct_peak, 0)}% |`);
+    lines.push('', `Source: \`${att}\` (\`cuda/dev/run_all.sh\`).`, '');
+  }
+}
+
+const w8 = 'cuda/dev/w8a16/results/w8a16-2026-11-28-h200.json';
+if (existsSync(join(root, w8))) {
+  const w = read(w8);
+  const pick = (shape, m, kernel) => w.results.find((r) => r.model === '40B' && r.shape === shape && r.m === m && r.kernel === kernel);
+  const shapes = [...new Set(w.results.filter((r) => r.model === '40B' && r.m === 1 && r.kernel === 'cublas bf16').map((r) => r.shape))];
+  if (shapes.length) {
+    lines.push('### Kernel lab: W8A16 int8 GEMV vs cuBLAS bf16 (40B shapes, m = 1)', '', '| shape | int8 per-channel µs | % int8 roofline | cuBLAS bf16 µs | speedup |', '|---|---|---|---|---|');
+    for (const s of shapes) {
+      const q = pick(s, 1, 'w8a16 per-channel');
+      const c = pick(s, 1, 'cublas bf16');
+      if (q && c) lines.push(`| ${s} | ${f(q.us)} | ${f(q.pct_roofline, 0)}% | ${f(c.us)} | ${f(c.us / q.us, 2)}× |`);
+    }
+    lines.push('', `Source: \`${w8}\`.`, '');
+  }
+}
+
+const pre = latest('bench/results', 'preprocess-');
+if (pre) {
+  const p = read(pre);
+  lines.push(
+    `### Image preprocessing (${p.machine.cpus} cores ${p.machine.model}, ${p.date})`,
+    '',
+    `${p.input.width}×${p.input.height} JPEG → ${p.input.tiles} tiles, median of ${p.reps}: total ${f(p.total.medianMs, 0)} ms ` +
+      `(decode ${f(p.decode.medianMs, 0)} ms, Pillow-exact resize + crop + normalize ${f(p.resizeCropNormalize.medianMs, 0)} ms); ` +
+      `target ${p.targetMs} ms; longest event-loop stall ${f(p.eventLoopMaxStallMs, 0)} ms. Source: \`${pre}\`.`,
+    '',
+  );
+}
+
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+const start = '<!-- perf:start (generated by bench/report.mjs) -->';
+const end = '<!-- perf:end -->';
+const block = `${start}\n${lines.join('\n')}\n${end}`;
+const i = readme.indexOf(start);
+const j = readme.indexOf(end);
+const out = i >= 0 && j > i ? readme.slice(0, i) + block + readme.slice(j + end.length) : `${readme.trimEnd()}\n\n## Performance\n\n${block}\n`;
+writeFileSync(join(root, 'README.md'), out);
+console.log(lines.join('\n'));
