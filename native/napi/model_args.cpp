@@ -134,7 +134,7 @@ LoadOptions readLoadOptions(const Napi::Value& value) {
 #else
   if (opt.backend != "cpu") {
     throw Error(ErrorCode::InvalidArg, "Expected 'cpu' for options.backend but received '" + opt.backend +
-                                           "' (the CUDA backend is not built into the engine yet)");
+                                           "': this build of the addon has no CUDA backend");
   }
 #endif
   if (!o.Get("threads").IsUndefined()) opt.threads = int(intAt(o, "threads", "options.threads", 0));
