@@ -97,6 +97,8 @@ export interface NativeLoadOptions {
   imageContextTokenId: number;
   /** CPU kernels: 'auto' (AVX2/FMA when the CPU has them, default) or 'plain' (the reference loops). */
   cpuKernels?: 'auto' | 'plain';
+  /** Random weights of the config's shapes instead of reading the checkpoint (benchmarks). */
+  dummyWeights?: boolean;
 }
 
 export interface NativeSampling {

@@ -26,6 +26,8 @@ export interface EngineLoadOptions {
   cpuKernels?: 'auto' | 'plain';
   /** An already-read config; read from `dir/config.json` otherwise. */
   config?: ModelConfig;
+  /** Random weights of the config's shapes; no safetensors are read (benchmarks at release shapes). */
+  dummyWeights?: boolean;
 }
 
 export interface EngineGenerateOptions {
@@ -78,6 +80,7 @@ export class EngineModel implements Disposable {
         kvCacheTokens: options.kvCacheTokens,
         imageContextTokenId: options.imageContextTokenId,
         cpuKernels: options.cpuKernels,
+        ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),
       });
       return new EngineModel(native, config);
     } catch (e) {

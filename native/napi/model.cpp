@@ -174,6 +174,7 @@ class LoadWorker : public PromiseWorker {
   void run() override {
     EngineOptions eo;
     eo.kvCacheTokens = options_.kvCacheTokens;
+    eo.dummyWeights = options_.dummyWeights;
     std::unique_ptr<Backend> backend;
 #ifdef INTERNVL_WITH_CUDA
     if (options_.backend == "cuda") backend = cuda::makeCudaBackend(0);

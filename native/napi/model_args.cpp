@@ -140,6 +140,10 @@ LoadOptions readLoadOptions(const Napi::Value& value) {
   if (!o.Get("threads").IsUndefined()) opt.threads = int(intAt(o, "threads", "options.threads", 0));
   if (!o.Get("kvCacheTokens").IsUndefined()) opt.kvCacheTokens = intAt(o, "kvCacheTokens", "options.kvCacheTokens", 1);
   opt.imageContextTokenId = intAt(o, "imageContextTokenId", "options.imageContextTokenId", 0);
+  if (!o.Get("dummyWeights").IsUndefined()) {
+    if (!o.Get("dummyWeights").IsBoolean()) badArg("options.dummyWeights", "boolean", o.Get("dummyWeights"));
+    opt.dummyWeights = o.Get("dummyWeights").As<Napi::Boolean>().Value();
+  }
   if (!o.Get("cpuKernels").IsUndefined()) {
     const std::string k = stringAt(o, "cpuKernels", "options.cpuKernels");
     if (k != "auto" && k != "plain") badArg("options.cpuKernels", "'auto' or 'plain'", o.Get("cpuKernels"));

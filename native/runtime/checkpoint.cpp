@@ -42,6 +42,18 @@ bool isPlainFileName(const std::string& s) {
 
 }  // namespace
 
+Checkpoint Checkpoint::fromTensors(const std::string& label, std::vector<StoredTensor> tensors) {
+  Checkpoint ck;
+  ck.dir_ = label;
+  for (StoredTensor& t : tensors) {
+    auto owned = std::make_shared<const StoredTensor>(std::move(t));
+    ck.byName_[owned->name] = owned.get();
+    ck.fileByName_[owned->name] = label;
+    ck.owned_.push_back(std::move(owned));
+  }
+  return ck;
+}
+
 Checkpoint Checkpoint::open(const std::string& dir) {
   if (!isDirectory(dir)) throw Error(ErrorCode::Checkpoint, "checkpoint directory " + dir + " does not exist");
   Checkpoint ck;

@@ -23,6 +23,8 @@ class Checkpoint {
  public:
   // Same preference as transformers: model.safetensors if present, else the index.
   static Checkpoint open(const std::string& dir);
+  // Tensors that live elsewhere (--dummy-weights): `label` stands for the file in messages.
+  static Checkpoint fromTensors(const std::string& label, std::vector<StoredTensor> tensors);
 
   const std::string& dir() const { return dir_; }
   // nullptr when no file holds the tensor.
@@ -43,6 +45,7 @@ class Checkpoint {
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, const StoredTensor*> byName_;
   std::map<std::string, std::string> fileByName_;
+  std::vector<std::shared_ptr<const StoredTensor>> owned_;  // fromTensors' tensors
 };
 
 }  // namespace ivl

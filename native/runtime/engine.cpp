@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "runtime/decoder.h"
+#include "runtime/dummy_weights.h"
 #include "runtime/rope.h"
 #include "runtime/vision.h"
 
@@ -18,7 +19,7 @@ Engine::Engine(std::unique_ptr<Backend> backend, const std::string& dir, const M
                const EngineOptions& options)
     : spec_(spec), backend_(std::move(backend)) {
   spec_.validate();
-  Checkpoint ckpt = Checkpoint::open(dir);
+  Checkpoint ckpt = options.dummyWeights ? dummyCheckpoint(spec_) : Checkpoint::open(dir);
   weights_ = loadWeights(spec_, ckpt, *backend_);  // checks every expected tensor first
   const int64_t tokens = options.kvCacheTokens > 0 ? options.kvCacheTokens : EngineOptions::kDefaultKvCacheTokens;
   kv_ = std::make_unique<KvCache>(*backend_, spec_.llm.numLayers, spec_.llm.numKvHeads, spec_.llm.headDim,

@@ -35,6 +35,7 @@ namespace ivl {
 struct EngineOptions {
   int64_t kvCacheTokens = 0;  // 0: kDefaultKvCacheTokens
   int64_t kvBlockSize = 16;   // tokens per page
+  bool dummyWeights = false;  // random weights of the config's shapes instead of reading `dir`
   static constexpr int64_t kDefaultKvCacheTokens = 8192;
 };
 

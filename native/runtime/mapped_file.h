@@ -13,6 +13,9 @@ class MappedFile {
  public:
   // Throws ivl::Error(Checkpoint) naming the path when it cannot be opened or mapped.
   static std::shared_ptr<MappedFile> open(const std::string& path);
+  // An anonymous mapping of `bytes` filled with small random bf16 values (|x| < 0.002,
+  // from `seed`): the backing store of --dummy-weights checkpoints.
+  static std::shared_ptr<MappedFile> synthetic(size_t bytes, uint64_t seed);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+// Our engine at real InternVL2 shapes with random weights (--dummy-weights: no
+// checkpoint files), the same workloads as bench/baseline_transformers.py:
+// ViT over 13 tiles, prefill of 1850 text tokens, time to first token for 1 and 13
+// tiles + 30 text tokens, decode at batch 1/8/32/128 (1 tile + 30 tokens each).
+//   node bench/run.mjs --configs bench/configs/InternVL2-8B.json ... --backend cuda --out FILE
+import { mkdtempSync, copyFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { readModelConfig } from '../dist/config.js';
+import { EngineModel } from '../dist/engine/nativeModel.js';
+import { runtimeInfo } from '../dist/native.js';
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return dflt;
+  const vals = [];
+  for (let j = i + 1; j < process.argv.length && !process.argv[j].startsWith('--'); j++) vals.push(process.argv[j]);
+  return vals;
+}
+const configs = arg('--configs', []);
+const backend = (arg('--backend', ['cuda']))[0];
+const out = (arg('--out', [`bench/results/ours-${new Date().toISOString().slice(0, 10)}.json`]))[0];
+const reps = Number((arg('--reps', ['3']))[0]);
+const decodeTokens = Number((arg('--decode-tokens', ['128']))[0]);
+const batches = (arg('--batches', ['8', '32', '128'])).map(Number);
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+async function timed(fn, n = reps, warmup = 1) {
+  for (let i = 0; i < warmup; i++) await fn();
+  const ts = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    ts.push((performance.now() - t) / 1000);
+  }
+  return { median_s: median(ts), min_s: Math.min(...ts), max_s: Math.max(...ts), reps: n };
+}
+
+function vitFlopsPerTile(cfg) {
+  const v = cfg.vision_config;
+  const c = v.hidden_size, n = (cfg.force_image_size / v.patch_size) ** 2 + 1, f = v.intermediate_size;
+  const perLayer = 2 * n * (3 * c * c + c * c + 2 * c * f) + 4 * n * n * c;
+  const h = cfg.llm_config.hidden_size;
+  const proj = ((2 * (n - 1)) / 4) * (4 * c * h + h * h);
+  return v.num_hidden_layers * perLayer + 2 * (n - 1) * 3 * v.patch_size ** 2 * c + proj;
+}
+
+let seed = 1;
+const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+
+async function benchModel(path) {
+  const dir = mkdtempSync(join(tmpdir(), 'ivl-bench-'));
+  copyFileSync(path, join(dir, 'config.json'));
+  const config = await readModelConfig(dir);
+  const raw = (await import('node:fs')).readFileSync(path, 'utf8');
+  const cfg = JSON.parse(raw);
+  const vocab = cfg.llm_config.vocab_size;
+  const imageToken = vocab - 1;
+  const S = config.forceImageSize, T = config.numImageToken;
+  const maxBatch = Math.max(1, ...batches);
+  const promptLen = T + 30;
+  const kvCacheTokens = Math.max(16384, maxBatch * (promptLen + decodeTokens + 32), 13 * T + 64);
+  const free0 = runtimeInfo().cuda.devices[0]?.freeMemory ?? 0;
+  const t0 = performance.now();
+  const engine = await EngineModel.load(dir, { backend, imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens });
+  const loadS = (performance.now() - t0) / 1000;
+  const free1 = runtimeInfo().cuda.devices[0]?.freeMemory ?? 0;
+  const res = { config: path, backend, load_dummy_s: loadS, device_bytes_after_load: free0 - free1, kv_cache_tokens: kvCacheTokens };
+  const pixels = (tiles) => Float32Array.from({ length: tiles * 3 * S * S }, () => rand() * 4 - 2);
+  const ids = (tiles, text) => {
+    const a = new Int32Array(text + tiles * T);
+    for (let i = 0; i < a.length; i++) a[i] = 10 + Math.floor(rand() * (vocab - 20));
+    for (let i = 0; i < tiles * T; i++) a[5 + i] = imageToken;
+    return a;
+  };
+  const greedy = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
+  const gen = (seqs, n) => engine.generate({ sequences: seqs, maxNewTokens: n, eosTokenIds: [], sampling: greedy }).promise;
+
+  const px13 = pixels(13);
+  const vit = await timed(() => engine.encodeImages(px13, 13));
+  res.vit_13_tiles = { ...vit, tiles_per_s: 13 / vit.median_s, tflops: (13 * vitFlopsPerTile(cfg)) / vit.median_s / 1e12 };
+  const textIds = ids(0, 1850);
+  const pre = await timed(() => gen([{ inputIds: textIds }], 1));
+  res.prefill_1850 = { ...pre, tokens_per_s: 1850 / pre.median_s };
+  for (const tiles of [1, 13]) {
+    const seq = { inputIds: ids(tiles, 30), pixelValues: tiles === 13 ? px13 : pixels(1), tiles };
+    res[`ttft_${tiles}_tiles`] = await timed(() => gen([seq], 1));
+  }
+  const one = { inputIds: ids(1, 30), pixelValues: pixels(1), tiles: 1 };
+  const t1 = (await timed(() => gen([one], 1))).median_s;
+  const tn = (await timed(() => gen([one], 1 + decodeTokens), Math.max(1, Math.floor(reps / 2)))).median_s;
+  const l = cfg.llm_config;
+  const headDim = l.hidden_size / l.num_attention_heads;
+  res.decode_batch1 = { tokens_per_s: decodeTokens / (tn - t1), kv_bytes_per_token: 2 * l.num_hidden_layers * l.num_key_value_heads * headDim * 2 };
+  for (const b of batches) {
+    const seqs = Array.from({ length: b }, () => ({ inputIds: ids(1, 30), pixelValues: pixels(1), tiles: 1 }));
+    try {
+      const a = (await timed(() => gen(seqs, 1), 1, 0)).median_s;
+      const z = (await timed(() => gen(seqs, 1 + decodeTokens), 1, 0)).median_s;
+      res[`decode_batch${b}`] = { tokens_per_s: (b * decodeTokens) / (z - a), prompt_tokens: promptLen };
+    } catch (e) {
+      res[`decode_batch${b}`] = { error: String(e.message ?? e).slice(0, 300) };
+    }
+  }
+  engine.dispose();
+  return res;
+}
+
+const info = runtimeInfo();
+const doc = { engine: 'internvl-node', version: info.version, gpu: info.cuda.devices[0]?.name ?? 'cpu', date: new Date().toISOString().slice(0, 10), models: {} };
+for (const path of configs) {
+  const name = path.split('/').pop().replace(/\.json$/, '');
+  console.log(`== ${name}`);
+  try {
+    doc.models[name] = await benchModel(path);
+  } catch (e) {
+    doc.models[name] = { error: String(e.stack ?? e).slice(0, 800) };
+  }
+  console.log(JSON.stringify(doc.models[name], null, 1));
+  writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+}
