@@ -181,8 +181,10 @@ export interface NativeAddon {
   info(): NativeInfo;
   bf16ToF32(input: Uint16Array): Promise<Float32Array>;
   loadModel(dir: string, spec: NativeModelSpec, options: NativeLoadOptions): Promise<NativeModel>;
-  /** rgb [h, w, 3] → normalized tiles [T, 3, S, S] (PIL-exact resize, crops, thumbnail last). */
-  preprocessTiles(rgb: Uint8Array, width: number, height: number, cols: number, rows: number, tileSize: number, thumbnail: boolean): Promise<Float32Array>;
+  /** rgb [h, w, 3] → normalized tiles [T, 3, S, S] (PIL-exact resize, crops, thumbnail last); into `out` when given. */
+  preprocessTiles(rgb: Uint8Array, width: number, height: number, cols: number, rows: number, tileSize: number, thumbnail: boolean, out?: Float32Array): Promise<Float32Array>;
+  /** A Float32Array whose memory was obtained and touched off the JS thread. */
+  allocFloat32(length: number): Promise<Float32Array>;
   /** The same tiles before normalization, [T, S, S, 3] uint8. */
   tilesU8(rgb: Uint8Array, width: number, height: number, cols: number, rows: number, tileSize: number, thumbnail: boolean): Promise<Uint8Array>;
   /** PIL-exact bicubic resize of rgb [h, w, 3]. */
