@@ -40,7 +40,36 @@ if (base) {
         `${f(m.decode_batch128?.tokens_per_s, 0)} | ${f(m.peak_memory_bytes / 2 ** 30, 1)} GiB |`,
     );
   }
-  lines.push('', `Source: \`${base}\` (\`bench/baseline_transformers.py\`). Our engine's end-to-end numbers at these shapes need \`--dummy-weights\` (not yet built).`, '');
+  lines.push('', `Source: \`${base}\` (\`bench/baseline_transformers.py\`). Our engine's figures at the same shapes are in the next table.`, '');
+}
+
+const ours = latest('bench/results', 'ours-');
+if (ours && base) {
+  const o = read(ours);
+  const b = read(base);
+  const bw = b.copy_bandwidth_Bps;
+  lines.push(
+    `### internvl-node (CUDA backend, bf16, --dummy-weights) vs transformers, same GPU session (${o.gpu}, ${o.date})`,
+    '',
+    '| model | metric | internvl-node | transformers | ratio |',
+    '|---|---|---|---|---|',
+  );
+  for (const [name, m] of Object.entries(o.models)) {
+    const t = b.models[name];
+    if (!t || m.error || t.error) continue;
+    const roof = bw / t.decode_batch1.bytes_per_token;
+    const row = (metric, ours_, theirs, unit, higherBetter) =>
+      lines.push(`| ${name} | ${metric} | ${f(ours_, unit === 'ms' ? 0 : 1)} ${unit} | ${f(theirs, unit === 'ms' ? 0 : 1)} ${unit} | ${f(higherBetter ? ours_ / theirs : theirs / ours_, 2)}× |`);
+    row('decode batch 1', m.decode_batch1.tokens_per_s, t.decode_batch1.tokens_per_s, 'tok/s', true);
+    lines.push(`| ${name} | decode batch 1, % of HBM roofline (${f(roof, 0)} tok/s) | ${f((100 * m.decode_batch1.tokens_per_s) / roof, 0)}% | ${f((100 * t.decode_batch1.tokens_per_s) / roof, 0)}% | |`);
+    for (const k of [8, 32, 128]) if (m[`decode_batch${k}`]?.tokens_per_s && t[`decode_batch${k}`]?.tokens_per_s) row(`decode batch ${k}`, m[`decode_batch${k}`].tokens_per_s, t[`decode_batch${k}`].tokens_per_s, 'tok/s', true);
+    row('TTFT, 1 tile + 30 tokens', m.ttft_1_tiles.median_s * 1000, t.ttft_1_tiles.median_s * 1000, 'ms', false);
+    row('TTFT, 13 tiles + 30 tokens', m.ttft_13_tiles.median_s * 1000, t.ttft_13_tiles.median_s * 1000, 'ms', false);
+    row('ViT, 13 tiles', m.vit_13_tiles.median_s * 1000, t.vit_13_tiles.median_s * 1000, 'ms', false);
+    lines.push(`| ${name} | ViT TFLOP/s (% of 790) | ${f(m.vit_13_tiles.tflops, 0)} (${f(m.vit_13_tiles.tflops / 7.9, 0)}%) | ${f(t.vit_13_tiles.tflops, 0)} | |`);
+    row('prefill, 1850 text tokens', m.prefill_1850.median_s * 1000, t.prefill_1850.median_s * 1000, 'ms', false);
+  }
+  lines.push('', `Sources: \`${ours}\` (\`bench/run.mjs\`) and \`${base}\`, measured in one GPU session.`, '');
 }
 
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
