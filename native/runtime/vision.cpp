@@ -1,5 +1,6 @@
 #include "runtime/vision.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ivl {
@@ -74,12 +75,22 @@ Tensor VisionEncoder::project(const Tensor& vitOut) {
 
 Tensor VisionEncoder::encode(const float* pixels, int64_t tiles, const std::atomic<bool>* cancel) {
   const int64_t S = spec_.tileSize, n = spec_.numImageToken(), H = spec_.llm.hiddenSize;
+  // Tiles go through the ViT together, kTilesPerPass at a time: every GEMM sees all of
+  // their tokens (one pass per tile left a 300M ViT at 10% of the GPU's peak), while
+  // activations stay bounded (~65 MB per 6B-ViT tile in bf16).
+  constexpr int64_t kTilesPerPass = 16;
+  if (tiles <= kTilesPerPass) {
+    Tensor px = be_.uploadF32(pixels, {tiles, 3, S, S});
+    return project(vit(px, cancel));  // [tiles·n, H]
+  }
   Tensor out = act({tiles * n, H});  // [tiles·n, H]
-  std::vector<int64_t> rows(static_cast<size_t>(n));
-  for (int64_t t = 0; t < tiles; ++t) {
-    Tensor px = be_.uploadF32(pixels + t * 3 * S * S, {1, 3, S, S});
-    Tensor emb = project(vit(px, cancel));  // [n, H]
-    for (int64_t i = 0; i < n; ++i) rows[size_t(i)] = t * n + i;
+  std::vector<int64_t> rows;
+  for (int64_t t0 = 0; t0 < tiles; t0 += kTilesPerPass) {
+    const int64_t cnt = std::min(kTilesPerPass, tiles - t0);
+    Tensor px = be_.uploadF32(pixels + t0 * 3 * S * S, {cnt, 3, S, S});
+    Tensor emb = project(vit(px, cancel));  // [cnt·n, H]
+    rows.resize(size_t(cnt * n));
+    for (int64_t i = 0; i < cnt * n; ++i) rows[size_t(i)] = t0 * n + i;
     be_.scatterRows(out, rows, emb);
   }
   return out;
