@@ -60,6 +60,19 @@ test('partialOnAbort resolves with the text so far and finishReason aborted', as
   expect(r.tokenIds.length).toBeLessThan(50);
 });
 
+test('a stop string ends generation and is cut from the response, streamed or not', async () => {
+  const full = imageCase.response as string;
+  const stop = full.slice(6, 9);
+  const cut = full.slice(0, full.indexOf(stop)).trim();
+  const r = await model.chat({ question: imageCase.question as string, images: [wide], generation: { maxNewTokens: 24, stop: [stop] } });
+  expect(r.response).toBe(cut);
+  expect(r.finishReason).toBe('stop');
+  expect(r.tokenIds.length).toBeLessThan(24);
+  let streamed = '';
+  for await (const t of model.stream({ question: imageCase.question as string, images: [wide], generation: { maxNewTokens: 24, stop: [stop] } })) streamed += t;
+  expect(streamed).toBe(cut);
+});
+
 test('an already-aborted signal rejects before any work', async () => {
   await expect(model.chat({ question: 'x', signal: AbortSignal.abort(new Error('early')) })).rejects.toThrow('early');
 });
