@@ -378,7 +378,16 @@ export class InternVL implements AsyncDisposable {
         );
       }
     }
-    const maxNewTokens = Math.min(gen.maxNewTokens, ...jobs.map((j) => this.info.contextLength - j.inputIds.length));
+    // Generation stops at the context length, and at what the KV cache can hold for these
+    // sequences together (the engine reserves prompt + new tokens up front): finishReason
+    // 'length' then, rather than a refusal. If even the prompts do not fit, the engine says so.
+    const bs = this.info.kvBlockSize;
+    const promptTotal = jobs.reduce((a, j) => a + j.inputIds.length, 0);
+    const kvRoom = Math.floor(((this.info.kvBlocks - jobs.length) * bs - promptTotal) / jobs.length) + 1;
+    const maxNewTokens = Math.max(
+      1,
+      Math.min(gen.maxNewTokens, kvRoom, ...jobs.map((j) => this.info.contextLength - j.inputIds.length)),
+    );
     const release = await this.gate.lock();
     try {
       this.checkAlive();

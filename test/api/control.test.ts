@@ -111,6 +111,18 @@ test('a prompt longer than the context is ERR_CONTEXT_OVERFLOW with both numbers
   });
 });
 
+test('generation longer than the KV cache holds ends with finishReason length, not an error', async () => {
+  const small = await InternVL.load(join(fixturesDir, golden.model_dir), { backend: 'cpu', kvCacheTokens: 128 });
+  try {
+    const r = await small.chat({ question: 'Hello', generation: { maxNewTokens: 100_000, doSample: true, seed: 4 } });
+    expect(r.finishReason).toBe('length');
+    expect(r.usage.totalTokens).toBeLessThanOrEqual(128);
+    expect(r.usage.completionTokens).toBeGreaterThan(50);
+  } finally {
+    small.dispose();
+  }
+});
+
 test('dispose: later calls reject with ERR_DISPOSED', async () => {
   const m = await InternVL.load(join(fixturesDir, golden.model_dir), { backend: 'cpu' });
   m.dispose();
