@@ -15,48 +15,61 @@ const latest = (dir, prefix) =>
 const f = (x, d = 1) => (x === undefined || x === null ? '–' : Number(x).toFixed(d));
 const lines = [];
 
-const base = latest('bench/results', 'baseline-transformers-');
-if (base) {
-  const b = read(base);
-  const bw = b.copy_bandwidth_Bps;
+// The transformers baseline: per model, the latest file that measured it.
+const baselineFiles = existsSync(join(root, 'bench/results'))
+  ? readdirSync(join(root, 'bench/results')).filter((x) => x.startsWith('baseline-transformers-') && x.endsWith('.json')).sort()
+  : [];
+const baseRows = new Map();
+for (const fb of baselineFiles) {
+  const b = read(`bench/results/${fb}`);
+  for (const [name, m] of Object.entries(b.models)) if (!m.error) baseRows.set(name, { m, b, src: `bench/results/${fb}` });
+}
+if (baseRows.size) {
+  const any = [...baseRows.values()][0].b;
   lines.push(
-    `### PyTorch + transformers baseline (${b.gpu}, ${b.date}; torch ${b.versions.torch}, transformers ${b.versions.transformers}, bf16, SDPA, random weights at release shapes)`,
+    `### PyTorch + transformers baseline (${any.gpu}, ${any.date}; torch ${any.versions.torch}, transformers ${any.versions.transformers}, bf16, SDPA, random weights at release shapes)`,
     '',
-    `Measured device copy bandwidth in the same run: ${f(bw / 1e12, 2)} TB/s (the decode roofline below is weight + KV bytes per token ÷ this).`,
+    'Decode roofline = weight + KV bytes per token ÷ the device copy bandwidth measured in the same run.',
     '',
-    '| model | ViT 13 tiles | ViT TFLOP/s | prefill 1850 tok | TTFT 1 tile | TTFT 13 tiles | decode b=1 | % roofline | b=8 | b=32 | b=128 | peak mem |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| model | ViT 13 tiles | ViT TFLOP/s | prefill 1850 tok | TTFT 1 tile | TTFT 13 tiles | decode b=1 | % roofline | b=8 | b=32 | b=128 | peak mem | source |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
-  for (const [name, m] of Object.entries(b.models)) {
-    if (m.error) {
-      lines.push(`| ${name} | error: ${m.error.slice(0, 80)} |`);
-      continue;
-    }
-    const roof = bw / m.decode_batch1.bytes_per_token;
+  for (const [name, { m, b, src }] of baseRows) {
+    const roof = b.copy_bandwidth_Bps / m.decode_batch1.bytes_per_token;
     lines.push(
       `| ${name} | ${f(m.vit_13_tiles.median_s * 1000, 0)} ms | ${f(m.vit_13_tiles.tflops, 0)} | ${f(m.prefill_1850.median_s * 1000, 0)} ms | ` +
         `${f(m.ttft_1_tiles.median_s * 1000, 0)} ms | ${f(m.ttft_13_tiles.median_s * 1000, 0)} ms | ${f(m.decode_batch1.tokens_per_s)} tok/s | ` +
-        `${f((100 * m.decode_batch1.tokens_per_s) / roof, 0)}% of ${f(roof, 0)} | ${f(m.decode_batch8?.tokens_per_s, 0)} | ${f(m.decode_batch32?.tokens_per_s, 0)} | ` +
-        `${f(m.decode_batch128?.tokens_per_s, 0)} | ${f(m.peak_memory_bytes / 2 ** 30, 1)} GiB |`,
+        `${f((100 * m.decode_batch1.tokens_per_s) / roof, 0)}% of ${f(roof, 0)} (${f(b.copy_bandwidth_Bps / 1e12, 2)} TB/s) | ${f(m.decode_batch8?.tokens_per_s, 0)} | ${f(m.decode_batch32?.tokens_per_s, 0)} | ` +
+        `${f(m.decode_batch128?.tokens_per_s, 0)} | ${f(m.peak_memory_bytes / 2 ** 30, 1)} GiB | \`${src.split('/').pop()}\` |`,
     );
   }
-  lines.push('', `Source: \`${base}\` (\`bench/baseline_transformers.py\`). Our engine's figures at the same shapes are in the next table.`, '');
+  lines.push('', 'Made by `bench/baseline_transformers.py`. Our engine at the same shapes is in the next table.', '');
 }
 
-const ours = latest('bench/results', 'ours-');
-if (ours && base) {
-  const o = read(ours);
-  const b = read(base);
-  const bw = b.copy_bandwidth_Bps;
+// Ours vs transformers: each ours-X.json pairs with baseline-transformers-X.json from the
+// same GPU session; per model the latest pair wins.
+const resultFiles = existsSync(join(root, 'bench/results')) ? readdirSync(join(root, 'bench/results')).sort() : [];
+const pairs = new Map();
+for (const fo of resultFiles.filter((x) => x.startsWith('ours-') && x.endsWith('.json'))) {
+  const fb = `baseline-transformers-${fo.slice('ours-'.length)}`;
+  if (!resultFiles.includes(fb)) continue;
+  const o = read(`bench/results/${fo}`);
+  const b = read(`bench/results/${fb}`);
+  for (const [name, m] of Object.entries(o.models)) {
+    const t = b.models[name];
+    if (t && !m.error && !t.error) pairs.set(name, { m, t, bw: b.copy_bandwidth_Bps, gpu: o.gpu, date: o.date, src: `bench/results/${fo}`, srcB: `bench/results/${fb}` });
+  }
+}
+if (pairs.size) {
   lines.push(
-    `### internvl-node (CUDA backend, bf16, --dummy-weights) vs transformers, same GPU session (${o.gpu}, ${o.date})`,
+    '### internvl-node (CUDA backend, bf16, --dummy-weights) vs transformers, each pair measured in one GPU session',
     '',
     '| model | metric | internvl-node | transformers | ratio |',
     '|---|---|---|---|---|',
   );
-  for (const [name, m] of Object.entries(o.models)) {
-    const t = b.models[name];
-    if (!t || m.error || t.error) continue;
+  const sources = new Set();
+  for (const [name, { m, t, bw, src, srcB }] of pairs) {
+    sources.add(`\`${src}\` with \`${srcB}\``);
     const roof = bw / t.decode_batch1.bytes_per_token;
     const row = (metric, ours_, theirs, unit, higherBetter) =>
       lines.push(`| ${name} | ${metric} | ${f(ours_, unit === 'ms' ? 0 : 1)} ${unit} | ${f(theirs, unit === 'ms' ? 0 : 1)} ${unit} | ${f(higherBetter ? ours_ / theirs : theirs / ours_, 2)}× |`);
@@ -69,7 +82,7 @@ if (ours && base) {
     lines.push(`| ${name} | ViT TFLOP/s (% of 790) | ${f(m.vit_13_tiles.tflops, 0)} (${f(m.vit_13_tiles.tflops / 7.9, 0)}%) | ${f(t.vit_13_tiles.tflops, 0)} | |`);
     row('prefill, 1850 text tokens', m.prefill_1850.median_s * 1000, t.prefill_1850.median_s * 1000, 'ms', false);
   }
-  lines.push('', `Sources: \`${ours}\` (\`bench/run.mjs\`) and \`${base}\`, measured in one GPU session.`, '');
+  lines.push('', `Sources (\`bench/run.mjs\` and \`bench/baseline_transformers.py\`): ${[...sources].join('; ')}.`, '');
 }
 
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
@@ -102,14 +115,18 @@ if (existsSync(join(root, w8))) {
 const pre = latest('bench/results', 'preprocess-');
 if (pre) {
   const p = read(pre);
-  lines.push(
-    `### Image preprocessing (${p.machine.cpus} cores ${p.machine.model}, ${p.date})`,
-    '',
-    `${p.input.width}×${p.input.height} JPEG → ${p.input.tiles} tiles, median of ${p.reps}: total ${f(p.total.medianMs, 0)} ms ` +
-      `(decode ${f(p.decode.medianMs, 0)} ms, Pillow-exact resize + crop + normalize ${f(p.resizeCropNormalize.medianMs, 0)} ms); ` +
-      `target ${p.targetMs} ms; longest event-loop stall ${f(p.eventLoopMaxStallMs, 0)} ms. Source: \`${pre}\`.`,
-    '',
-  );
+  lines.push(`### Image preprocessing (${p.machine.cpus} cores ${p.machine.model}, ${p.date})`, '');
+  // Older files hold one input at the top level; newer ones a map of inputs.
+  const runs = p.results ?? { input: { ...p, tileCount: p.input.tiles } };
+  lines.push('| input | tiles | total (median) | decode | resize + crop + normalize | target |', '|---|---|---|---|---|---|');
+  for (const [name, r] of Object.entries(runs)) {
+    const tiles = r.tilesWarm ?? r.resizeCropNormalize;
+    lines.push(
+      `| ${p.input.width}×${p.input.height} JPEG (${name}${r.jpegBytes ? `, ${f(r.jpegBytes / 1e6, 1)} MB` : ''}) | ${r.tileCount} | ` +
+        `${f(r.total.medianMs, 0)} ms | ${f(r.decode.medianMs, 0)} ms | ${f(tiles?.medianMs, 0)} ms | ${p.targetMs} ms |`,
+    );
+  }
+  lines.push('', `Source: \`${pre}\` (\`bench/preprocess.mjs\`).`, '');
 }
 
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
