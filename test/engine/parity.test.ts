@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import type { NativeGenerateRequest, NativeSequenceInput } from '../../lib/nativeTypes.js';
+import { relErr, goldenSequence } from '../helpers/goldens.js';
 import { readSafetensorsFile, type StTensor } from '../helpers/safetensors.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
@@ -39,17 +40,6 @@ interface Golden {
   cases: Case[];
 }
 
-/** max |a − b| / max |b|: the error relative to the tensor's scale. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 const families = existsSync(goldens)
   ? readdirSync(goldens)
@@ -69,23 +59,7 @@ const pixels: Record<string, StTensor> = existsSync(join(goldens, 'pixels.safete
 /** Worst relative errors per family, printed at the end. */
 const report: Record<string, Record<string, number>> = {};
 
-function concatPixels(keys: string[]): Float32Array {
-  const parts = keys.map((k) => pixels[k].data);
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
-function sequenceOf(s: Sample): NativeSequenceInput {
-  const tiles = s.num_patches_list.reduce((a, b) => a + b, 0);
-  return tiles > 0
-    ? { inputIds: Int32Array.from(s.input_ids), pixelValues: concatPixels(s.images), tiles }
-    : { inputIds: Int32Array.from(s.input_ids) };
-}
 
 describe.each(families)('%s', (family) => {
   const g = JSON.parse(readFileSync(join(goldens, `${family}.json`), 'utf8')) as Golden;
@@ -130,7 +104,7 @@ describe.each(families)('%s', (family) => {
 
   const single = g.cases.filter((c) => !c.samples);
   test.each(single.map((c) => [c.name, c] as const))('%s: prompt logits and greedy ids', async (_name, c) => {
-    const [r] = await model.generate(request([sequenceOf(c as Sample)])).promise;
+    const [r] = await model.generate(request([goldenSequence(c as Sample)])).promise;
     const e = relErr(r.promptLogits!, gt[c.logits!].data);
     errs.logits = Math.max(errs.logits ?? 0, e);
     expect(e).toBeLessThan(1e-4); // target 1e-3; reached: ~1e-6
@@ -150,7 +124,7 @@ describe.each(families)('%s', (family) => {
       const vit = await plain.encodeVit(pixels.wide.data, g.images.wide.tiles);
       expect(relErr(vit, gt['vit.wide'].data)).toBeLessThan(1e-5);
       for (const c of single) {
-        const [r] = await plain.generate(request([sequenceOf(c as Sample)])).promise;
+        const [r] = await plain.generate(request([goldenSequence(c as Sample)])).promise;
         const e = relErr(r.promptLogits!, gt[c.logits!].data);
         errs.logitsPlain = Math.max(errs.logitsPlain ?? 0, e);
         expect(e).toBeLessThan(1e-4);
@@ -163,7 +137,7 @@ describe.each(families)('%s', (family) => {
 
   test('batch: together = goldens = one at a time', async () => {
     const batch = g.cases.find((c) => c.samples)!;
-    const seqs = batch.samples!.map(sequenceOf);
+    const seqs = batch.samples!.map(goldenSequence);
     const together = await model.generate(request(seqs)).promise;
     for (let i = 0; i < seqs.length; i++) {
       expect(Array.from(together[i].tokenIds)).toEqual(batch.samples![i].generated_ids);

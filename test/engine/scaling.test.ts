@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import type { NativeGenerateRequest, NativeSequenceInput } from '../../lib/nativeTypes.js';
+import { relErr } from '../helpers/goldens.js';
 import { readSafetensorsFile } from '../helpers/safetensors.js';
 import { tempDir } from './tinyModel.js';
 
@@ -44,16 +45,6 @@ const families = Object.fromEntries(
   ]),
 );
 
-function relErr(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 /** The rule in make_engine_goldens.py: 2 tiles cut from the fixture "wide" tiles [4,3,112,112]. */
 function resizePixels(tile: number): Float32Array {

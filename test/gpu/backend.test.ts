@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { readModelConfig } from '../../lib/config.js';
 import { loadNative, runtimeInfo } from '../../lib/native.js';
 import type { NativeGenerateRequest, NativeLoadOptions, NativeModel, NativeSequenceInput } from '../../lib/nativeTypes.js';
+import { relErr, goldenSequence } from '../helpers/goldens.js';
 import { readSafetensorsFile, type StTensor } from '../helpers/safetensors.js';
 
 const info = runtimeInfo();
@@ -60,17 +61,6 @@ interface Golden {
 
 const BF16_TOL = 5e-2;
 
-/** max |a − b| / max |b|. */
-function relErr(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 /** Index of the first difference, or -1. */
 function firstDiff(a: number[], b: number[]): number {
@@ -81,23 +71,7 @@ function firstDiff(a: number[], b: number[]): number {
 const pixels: Record<string, StTensor> =
   families.length > 0 ? readSafetensorsFile(join(goldens, 'pixels.safetensors')) : {};
 
-function concatPixels(keys: string[]): Float32Array {
-  const parts = keys.map((k) => pixels[k].data);
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
-function sequenceOf(s: Sample): NativeSequenceInput {
-  const tiles = s.num_patches_list.reduce((a, b) => a + b, 0);
-  return tiles > 0
-    ? { inputIds: Int32Array.from(s.input_ids), pixelValues: concatPixels(s.images), tiles }
-    : { inputIds: Int32Array.from(s.input_ids) };
-}
 
 /** Per family: the figures, printed (and written to $BACKEND_PARITY_OUT) at the end. */
 const summary: Record<string, Record<string, unknown>> = {};
@@ -148,7 +122,7 @@ for (const family of families) describe(`CUDA engine vs goldens: ${family}`, () 
     if (k < 0) return { equal: true };
     expect(k).toBeLessThan(want.length); // CUDA did not stop early or run past the golden eos
     const prefix: Sample = { ...sample, input_ids: [...sample.input_ids, ...want.slice(0, k)] };
-    const step = { ...request([sequenceOf(prefix)]), maxNewTokens: 1 };
+    const step = { ...request([goldenSequence(prefix)]), maxNewTokens: 1 };
     const [rc] = await cpu.generate(step).promise;
     const [rg] = await model.generate(step).promise;
     const lc = rc.promptLogits!;
@@ -184,7 +158,7 @@ for (const family of families) describe(`CUDA engine vs goldens: ${family}`, () 
 
   const single = g.cases.filter((c) => !c.samples);
   test.each(single.map((c) => [c.name, c] as const))('%s: prompt logits and greedy ids', async (name, c) => {
-    const [r] = await model.generate(request([sequenceOf(c as Sample)])).promise;
+    const [r] = await model.generate(request([goldenSequence(c as Sample)])).promise;
     const e = relErr(r.promptLogits!, gt[c.logits!].data);
     s[name] = { logitsRelErr: e, ...(await checkIds(c as Sample, Array.from(r.tokenIds))) };
     expect(e).toBeLessThan(BF16_TOL);
@@ -192,7 +166,7 @@ for (const family of families) describe(`CUDA engine vs goldens: ${family}`, () 
 
   test('batch: together = goldens', async () => {
     const batch = g.cases.find((c) => c.samples)!;
-    const together = await model.generate(request(batch.samples!.map(sequenceOf))).promise;
+    const together = await model.generate(request(batch.samples!.map(goldenSequence))).promise;
     const out: unknown[] = [];
     for (let i = 0; i < together.length; i++) out.push(await checkIds(batch.samples![i], Array.from(together[i].tokenIds)));
     s.batch = out;

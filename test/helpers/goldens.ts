@@ -69,3 +69,27 @@ export function goldenPixels(names: readonly string[]): Float32Array {
   }
   return out;
 }
+
+/** max |a − b| / max |b|: the error relative to the tensor's scale. */
+export function relErr(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
+/** A golden sample as the engine's sequence input (its images' golden pixels, when it has any). */
+export function goldenSequence(s: { input_ids: number[]; images: string[]; num_patches_list: number[] }): {
+  inputIds: Int32Array;
+  pixelValues?: Float32Array;
+  tiles?: number;
+} {
+  const tiles = s.num_patches_list.reduce((a, b) => a + b, 0);
+  return tiles > 0
+    ? { inputIds: Int32Array.from(s.input_ids), pixelValues: goldenPixels(s.images), tiles }
+    : { inputIds: Int32Array.from(s.input_ids) };
+}
