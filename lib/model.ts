@@ -45,6 +45,12 @@ export interface LoadOptions {
   systemMessage?: string;
   /** Defaults for image tiling (else from config.json). */
   imageOptions?: ImageOptions;
+  /** Weight precision: 'bf16' (as stored, default) or 'int8' (W8A16 quantized at load; CPU backend only for now). */
+  dtype?: 'bf16' | 'int8';
+  /** With dtype 'int8': 'per-channel' (default) or 'per-group-128' scales. */
+  int8Scheme?: 'per-channel' | 'per-group-128';
+  /** With dtype 'int8': also quantize the ViT, the projector and/or the LM head (decoder linears always). */
+  quantize?: { vision?: boolean; projector?: boolean; head?: boolean };
 }
 
 /** What {@link InternVL.renderChat} returns. */
@@ -156,6 +162,9 @@ export class InternVL implements AsyncDisposable {
       config,
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.kvCacheTokens !== undefined ? { kvCacheTokens: options.kvCacheTokens } : {}),
+      ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
+      ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
+      ...(options.quantize !== undefined ? { quantize: options.quantize } : {}),
     });
     try {
       return new InternVL(dir, config, tokenizer, engine, options);

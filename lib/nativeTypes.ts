@@ -99,6 +99,33 @@ export interface NativeLoadOptions {
   cpuKernels?: 'auto' | 'plain';
   /** Random weights of the config's shapes instead of reading the checkpoint (benchmarks). */
   dummyWeights?: boolean;
+  /** Weight precision: 'bf16' (as stored, default) or 'int8' (W8A16, quantized at load; CPU backend only for now). */
+  dtype?: NativeWeightDType;
+  /** int8 scales: one per output channel (default) or per output channel and 128 input columns. */
+  int8Scheme?: NativeInt8Scheme;
+  /** With dtype 'int8', also quantize these (decoder linears always are). Default: none. */
+  quantize?: NativeQuantizeTargets;
+}
+
+export type NativeWeightDType = 'bf16' | 'int8';
+export type NativeInt8Scheme = 'per-channel' | 'per-group-128';
+export interface NativeQuantizeTargets {
+  /** ViT encoder layers' linears (qkv, proj, fc1, fc2). */
+  vision?: boolean;
+  /** The projector (mlp1) linears. */
+  projector?: boolean;
+  /** The LM head (a tied head gets its own int8 copy; the embedding table stays bf16). */
+  head?: boolean;
+}
+
+/** What quantizeInt8 returns: the CPU backend's int8 weight (and its matmul with x when given). */
+export interface NativeInt8Weight {
+  /** q [rows, cols] */
+  q: Int8Array;
+  /** fp32 scales [rows, groups]: groups = 1 (per channel) or ceil(cols / 128). */
+  scales: Float32Array;
+  /** y [m, rows] = x · (q · scale)ᵀ when x was given. */
+  y?: Float32Array;
 }
 
 export interface NativeSampling {
@@ -158,8 +185,26 @@ export interface NativeModelInfo {
   vitTokens: number;
 }
 
+/** Live numbers from the engine thread (continuous batching scheduler). */
+export interface NativeModelStats {
+  kvBlocks: number;
+  kvFreeBlocks: number;
+  /** Requests waiting for KV blocks (FIFO). */
+  queuedRequests: number;
+  runningRequests: number;
+  /** Unfinished sequences of the running requests. */
+  runningSequences: number;
+  /** The most sequences / distinct requests one decode step has carried since load. */
+  maxBatchSequences: number;
+  maxBatchRequests: number;
+  decodeSteps: number;
+  completedRequests: number;
+}
+
 export interface NativeModel {
   info(): NativeModelInfo;
+  /** Live scheduler numbers (free KV blocks, queue, largest batch so far). */
+  stats(): NativeModelStats;
   /** [tiles, numImageToken, hidden] after mlp1. */
   encodeImages(pixelValues: Float32Array, tiles: number): Promise<Float32Array>;
   /** [tiles, 1+patches, vitHidden] raw ViT output (tests). */
@@ -190,4 +235,14 @@ export interface NativeAddon {
   /** PIL-exact bicubic resize of rgb [h, w, 3]. */
   resizeRgb(rgb: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Promise<Uint8Array>;
   samplerProbe(logits: Float32Array, generated: Int32Array, sampling: NativeSampling, draws: number): NativeSamplerProbe;
+  /** The CPU backend's int8 quantization of bf16 weights [rows, cols] (tests); with x [m, cols] also its matmul. */
+  quantizeInt8(
+    weights: Uint16Array,
+    rows: number,
+    cols: number,
+    scheme: NativeInt8Scheme,
+    x?: Float32Array,
+    m?: number,
+    kernels?: 'auto' | 'plain',
+  ): NativeInt8Weight;
 }

@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import type { HistoryTurn } from '../chatTypes.js';
 import { InternVL } from '../model.js';
 import { reportError } from './errors.js';
-import { addModelFlags, generationFromFlags } from './run.js';
+import { addModelFlags, generationFromFlags, loadOptionsFromFlags } from './run.js';
 import { collect, intOption } from './options.js';
 
 export function chatCommand(): Command {
@@ -13,9 +13,9 @@ export function chatCommand(): Command {
     .option('-i, --image <path>', 'an image to talk about (repeatable)', collect, [])
     .option('--max-new-tokens <n>', 'most tokens per answer', intOption('--max-new-tokens', 1, 1 << 20), 1024);
   addModelFlags(cmd);
-  cmd.action(async (flags: { model: string; image: string[]; maxNewTokens: number; backend: 'cpu' | 'cuda' | 'auto'; verbose?: boolean }) => {
+  cmd.action(async (flags: { model: string; image: string[]; maxNewTokens: number; backend: 'cpu' | 'cuda' | 'auto'; dtype?: 'bf16' | 'int8'; int8Scheme?: 'per-channel' | 'per-group-128'; verbose?: boolean }) => {
     try {
-      const model = await InternVL.load(flags.model, { backend: flags.backend });
+      const model = await InternVL.load(flags.model, loadOptionsFromFlags(flags));
       const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
       let images = [...flags.image];
       let history: HistoryTurn[] = [];

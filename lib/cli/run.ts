@@ -1,7 +1,7 @@
 /** `internvl run`: one prompt, optionally with images; streams text or prints one JSON object. */
 import { Command, Option } from 'commander';
 import type { GenerationOptions } from '../generation.js';
-import { InternVL } from '../model.js';
+import { InternVL, type LoadOptions } from '../model.js';
 import { reportError } from './errors.js';
 import { collect, floatOption, intOption, readStdin } from './options.js';
 
@@ -17,6 +17,8 @@ interface RunFlags {
   seed?: number;
   system?: string;
   backend: 'cpu' | 'cuda' | 'auto';
+  dtype?: 'bf16' | 'int8';
+  int8Scheme?: 'per-channel' | 'per-group-128';
   json?: boolean;
   verbose?: boolean;
 }
@@ -31,10 +33,35 @@ export function generationFromFlags(f: RunFlags): GenerationOptions {
   return g;
 }
 
+/** The load options the model flags (addModelFlags) ask for. */
+export function loadOptionsFromFlags(f: {
+  backend: 'cpu' | 'cuda' | 'auto';
+  dtype?: 'bf16' | 'int8';
+  int8Scheme?: 'per-channel' | 'per-group-128';
+}): LoadOptions {
+  return {
+    backend: f.backend,
+    ...(f.dtype !== undefined ? { dtype: f.dtype } : {}),
+    ...(f.int8Scheme !== undefined ? { int8Scheme: f.int8Scheme } : {}),
+  };
+}
+
 export function addModelFlags(cmd: Command): Command {
   return cmd
     .requiredOption('-m, --model <dir>', 'InternVL2 checkpoint directory (config.json, safetensors, tokenizer files)')
     .addOption(new Option('--backend <name>', 'where to run').choices(['cpu', 'cuda', 'auto']).default('auto'))
+    .addOption(
+      new Option('--dtype <type>', "weights: as stored, or int8 quantized at load (W8A16, the LLM's linear layers)").choices([
+        'bf16',
+        'int8',
+      ]),
+    )
+    .addOption(
+      new Option('--int8-scheme <scheme>', 'int8 scales per output channel or per 128 input columns').choices([
+        'per-channel',
+        'per-group-128',
+      ]),
+    )
     .option('--verbose', 'print stacks on errors and timings per stage');
 }
 
@@ -66,7 +93,7 @@ Examples:
       const question = promptArg === '-' ? (await readStdin()).replace(/\n$/, '') : promptArg;
       const loadStart = performance.now();
       const model = await InternVL.load(flags.model, {
-        backend: flags.backend,
+        ...loadOptionsFromFlags(flags),
         ...(flags.system !== undefined ? { systemMessage: flags.system } : {}),
       });
       const loadMs = performance.now() - loadStart;

@@ -3,12 +3,14 @@ import { Command } from 'commander';
 import { InternVL } from '../model.js';
 import { serve } from '../server/server.js';
 import { reportError } from './errors.js';
-import { addModelFlags } from './run.js';
+import { addModelFlags, loadOptionsFromFlags } from './run.js';
 import { intOption } from './options.js';
 
 interface ServeFlags {
   model: string;
   backend: 'cpu' | 'cuda' | 'auto';
+  dtype?: 'bf16' | 'int8';
+  int8Scheme?: 'per-channel' | 'per-group-128';
   host: string;
   port: number;
   apiKey?: string;
@@ -29,7 +31,7 @@ export function serveCommand(): Command {
   cmd.addHelpText('after', '\nExample:\n  $ internvl serve -m ./InternVL2-8B --port 8000\n  $ curl http://127.0.0.1:8000/v1/models');
   cmd.action(async (flags: ServeFlags) => {
     try {
-      const model = await InternVL.load(flags.model, { backend: flags.backend });
+      const model = await InternVL.load(flags.model, loadOptionsFromFlags(flags));
       const apiKey = flags.apiKey ?? process.env.INTERNVL_API_KEY;
       const running = await serve(model, {
         host: flags.host,

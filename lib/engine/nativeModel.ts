@@ -8,8 +8,12 @@ import { readModelConfig, type ModelConfig } from '../config.js';
 import { loadNative } from '../native.js';
 import type {
   NativeGenerateRequest,
+  NativeInt8Scheme,
+  NativeQuantizeTargets,
+  NativeWeightDType,
   NativeModel,
   NativeModelInfo,
+  NativeModelStats,
   NativeSequenceResult,
 } from '../nativeTypes.js';
 
@@ -28,6 +32,12 @@ export interface EngineLoadOptions {
   config?: ModelConfig;
   /** Random weights of the config's shapes; no safetensors are read (benchmarks at release shapes). */
   dummyWeights?: boolean;
+  /** 'bf16' (default: weights as stored) or 'int8' (W8A16 quantized at load; CPU backend only for now). */
+  dtype?: NativeWeightDType;
+  /** With dtype 'int8': 'per-channel' (default) or 'per-group-128' scales. */
+  int8Scheme?: NativeInt8Scheme;
+  /** With dtype 'int8': also quantize the ViT, the projector and/or the LM head (decoder linears always). */
+  quantize?: NativeQuantizeTargets;
 }
 
 export interface EngineGenerateOptions {
@@ -71,6 +81,20 @@ export class EngineModel implements Disposable {
     if (options.cpuKernels !== undefined && options.cpuKernels !== 'auto' && options.cpuKernels !== 'plain') {
       throw invalidArg('options.cpuKernels', "'auto' or 'plain'", options.cpuKernels);
     }
+    if (options.dtype !== undefined && options.dtype !== 'bf16' && options.dtype !== 'int8') {
+      throw invalidArg('options.dtype', "'bf16' or 'int8'", options.dtype);
+    }
+    if (options.int8Scheme !== undefined && options.int8Scheme !== 'per-channel' && options.int8Scheme !== 'per-group-128') {
+      throw invalidArg('options.int8Scheme', "'per-channel' or 'per-group-128'", options.int8Scheme);
+    }
+    if (options.quantize !== undefined) {
+      const q = options.quantize as unknown;
+      if (typeof q !== 'object' || q === null || Array.isArray(q)) throw invalidArg('options.quantize', 'object', q);
+      for (const key of ['vision', 'projector', 'head'] as const) {
+        const v = (q as Record<string, unknown>)[key];
+        if (v !== undefined && typeof v !== 'boolean') throw invalidArg(`options.quantize.${key}`, 'boolean', v);
+      }
+    }
     const config = options.config ?? (await readModelConfig(dir));
     const addon = loadNative();
     try {
@@ -81,6 +105,9 @@ export class EngineModel implements Disposable {
         imageContextTokenId: options.imageContextTokenId,
         cpuKernels: options.cpuKernels,
         ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),
+        ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
+        ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
+        ...(options.quantize !== undefined ? { quantize: { ...options.quantize } } : {}),
       });
       return new EngineModel(native, config);
     } catch (e) {
@@ -100,6 +127,11 @@ export class EngineModel implements Disposable {
   info(): NativeModelInfo {
     this.model; // throws when disposed
     return { ...this.cachedInfo };
+  }
+
+  /** Live engine-thread numbers: free KV blocks, queued / running requests, the largest decode batch so far. */
+  stats(): NativeModelStats {
+    return this.model.stats();
   }
 
   /** pixels [tiles, 3, S, S] → image embeddings [tiles, numImageToken, hidden]. */
@@ -123,8 +155,9 @@ export class EngineModel implements Disposable {
   }
 
   /**
-   * Generates for every sequence of the request together. Never throws for a
-   * cancellation: aborted sequences resolve with finishReason 'aborted'.
+   * Generates for every sequence of the request together. Returns at once: the request
+   * joins the engine thread's continuous batch (concurrent calls run together). Never
+   * throws for a cancellation: aborted sequences resolve with finishReason 'aborted'.
    */
   generate(request: NativeGenerateRequest, options: EngineGenerateOptions = {}): EngineGeneration {
     const callerStack = new Error().stack;
@@ -154,7 +187,7 @@ export class EngineModel implements Disposable {
     return { promise, cancel };
   }
 
-  /** Frees weights and the KV cache; a running generation is cancelled and waited for. */
+  /** Frees weights and the KV cache; running and queued generations are cancelled (they resolve 'aborted'). */
   dispose(): void {
     const n = this.native;
     this.native = undefined;

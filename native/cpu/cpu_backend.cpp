@@ -9,6 +9,7 @@
 #include "cpu/simd.h"
 #include "runtime/bf16.h"
 #include "runtime/f16.h"
+#include "runtime/quantize.h"
 
 namespace ivl::cpu {
 
@@ -71,7 +72,8 @@ void widen(float* dst, const void* src, DType dtype, int64_t n) {
         dst[i] = f16ToF32(h);
       }
       break;
-    case DType::I32: throw Error(ErrorCode::Internal, "cpu backend: cannot widen I32 to F32");
+    case DType::I32:
+    case DType::I8: throw Error(ErrorCode::Internal, "cpu backend: cannot widen an integer tensor to F32");
   }
 }
 
@@ -127,6 +129,19 @@ inline void softmaxInPlace(float* s, int64_t n) {
 
 }  // namespace
 
+// An I8 [N, K] tensor (N = shape[0], K = the rest) with scales [N, G] attached, from f32 values.
+Tensor CpuBackend::quantized(const float* w, const Shape& shape, WeightUse use) {
+  const int64_t N = shape.empty() ? 1 : shape[0];
+  const int64_t K = N == 0 ? 0 : shapeNumel(shape) / N;
+  const int64_t group = use == WeightUse::Int8PerGroup128 ? kInt8Group : std::max<int64_t>(K, 1);
+  const int64_t G = int8Groups(K, group);
+  Tensor q = alloc(DType::I8, {N, K});       // [N, K] int8
+  Tensor scales = alloc(DType::F32, {N, G});  // [N, G] f32
+  quantizeInt8Rows(w, N, K, group, q.ptr<int8_t>(), scales.ptr<float>());
+  q.setScales(std::move(scales), group);
+  return q;
+}
+
 CpuBackend::CpuBackend(int threads, bool plainKernels) : pool_(threads) {
   const char* k = std::getenv("INTERNVL_CPU_KERNELS");
   simd_ = simd::available() && !plainKernels && !(k && std::strcmp(k, "plain") == 0);
@@ -149,6 +164,11 @@ Tensor CpuBackend::weight(const StoredTensor& src, WeightUse use) {
   check(src.floatDType.has_value(), "weight() needs a float tensor");
   const DType dt = *src.floatDType;
   const uintptr_t addr = reinterpret_cast<uintptr_t>(src.data);
+  if (isInt8Use(use)) {
+    std::vector<float> f(size_t(src.numel()));  // [numel] f32 (bf16 widened exactly)
+    widen(f.data(), src.data, dt, src.numel());
+    return quantized(f.data(), src.shape, use);
+  }
   // Matrices in BF16 or F32 are used straight from the mapping when aligned.
   if (use == WeightUse::Matrix && (dt == DType::BF16 || dt == DType::F32) && addr % dtypeSize(dt) == 0) {
     return Tensor(std::make_shared<MappedBuffer>(src), dt, src.shape);
@@ -165,6 +185,11 @@ Tensor CpuBackend::weight(const StoredTensor& src, WeightUse use) {
 
 Tensor CpuBackend::weightFromHost(const void* data, DType hostDType, const Shape& shape, WeightUse use) {
   check(hostDType == DType::F32 || hostDType == DType::BF16, "weightFromHost takes F32 or BF16");
+  if (isInt8Use(use)) {
+    std::vector<float> f(size_t(shapeNumel(shape)));  // [numel] f32
+    widen(f.data(), data, hostDType, shapeNumel(shape));
+    return quantized(f.data(), shape, use);
+  }
   if (use == WeightUse::Matrix && hostDType == DType::BF16) {
     Tensor t = alloc(DType::BF16, shape);
     std::memcpy(t.raw(), data, t.nbytes());
@@ -192,7 +217,8 @@ void CpuBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, const
   const int64_t M = x.rows(), K = x.cols(), N = w.rows();
   checkF32(x, "matmul: x must be F32");
   checkF32(y, "matmul: y must be F32");
-  check(w.dtype() == DType::F32 || w.dtype() == DType::BF16, "matmul: w must be F32 or BF16");
+  check(w.dtype() == DType::F32 || w.dtype() == DType::BF16 || (w.dtype() == DType::I8 && w.hasScales()),
+        "matmul: w must be F32, BF16 or I8 with scales");
   check(w.cols() == K && y.rows() == M && y.cols() == N, "matmul: shape mismatch");
   check(!bias || (bias->dtype() == DType::F32 && bias->numel() == N), "matmul: bias must be F32 [N]");
   if (M == 0 || N == 0) return;
@@ -207,6 +233,7 @@ void CpuBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, const
   const int64_t nBlocks = (N + kNB - 1) / kNB, mBlocks = (M + kMB - 1) / kMB;
   const bool bf16 = w.dtype() == DType::BF16;
   const bool fast = simd_;
+  if (w.dtype() == DType::I8) return matmulI8(y, x, w, bias);
   pool_.parallelFor(nBlocks * mBlocks, [&](int64_t t0, int64_t t1) {
     std::vector<float> wbuf(bf16 ? size_t(kNB * K) : 0);  // [kNB, K] widened weight rows
     int64_t widened = -1;
@@ -259,6 +286,66 @@ void CpuBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, const
         float* yr = Y + m * N;
         for (int64_t n = n0; n < n1; ++n) {
           float acc = dot(xr, W + (n - n0) * K, K);
+          yr[n] = B ? acc + B[n] : acc;
+        }
+      }
+    }
+  });
+}
+
+// W8A16 on the CPU: the same blocking as the F32/BF16 path; AVX2 dequantizes the int8
+// weights (q · scale in fp32) in registers inside the 3×4 tile kernel, the plain loops
+// dequantize a 16-row block into an f32 panel once per chunk; fp32 accumulation.
+void CpuBackend::matmulI8(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) {
+  const int64_t M = x.rows(), K = x.cols(), N = w.rows();
+  const Tensor& sc = w.scales();
+  const int64_t G = sc.cols(), group = w.scaleGroup();
+  check(sc.dtype() == DType::F32 && sc.rows() == N && G == int8Groups(K, group) && (group % 8 == 0 || group >= K),
+        "matmul: bad int8 scales");
+  const float* X = x.ptr<float>();     // [M, K]
+  float* Y = y.ptr<float>();           // [M, N]
+  const int8_t* Q = w.ptr<int8_t>();   // [N, K]
+  const float* S = sc.ptr<float>();    // [N, G]
+  const float* B = bias ? bias->ptr<float>() : nullptr;
+  constexpr int64_t kNB = 16, kMB = 64;
+  const int64_t nBlocks = (N + kNB - 1) / kNB, mBlocks = (M + kMB - 1) / kMB;
+  const bool fast = simd_;
+  pool_.parallelFor(nBlocks * mBlocks, [&](int64_t t0, int64_t t1) {
+    std::vector<float> wbuf(fast ? 0 : size_t(kNB * K));  // [kNB, K] dequantized weight rows (plain)
+    int64_t widened = -1;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t nb = t / mBlocks, mb = t % mBlocks;
+      const int64_t n0 = nb * kNB, n1 = std::min(N, n0 + kNB);
+      const int64_t m0 = mb * kMB, m1 = std::min(M, m0 + kMB);
+      if (fast) {
+        // Every row count takes the in-register kernel: one operation order for each output
+        // whatever M (a dequantized panel + gemmTileF32 differs in the last bit on K % 8 tails).
+        for (int64_t m = m0; m < m1; m += 3) {
+          const int mr = int(std::min<int64_t>(3, m1 - m));
+          for (int64_t n = n0; n < n1; n += 4) {
+            const int nr = int(std::min<int64_t>(4, n1 - n));
+            simd::gemmTileI8(X + m * K, K, Q + n * K, K, S + n * G, G, group, Y + m * N + n, N, mr, nr, K);
+          }
+        }
+        if (B) {
+          for (int64_t m = m0; m < m1; ++m) {
+            for (int64_t n = n0; n < n1; ++n) Y[m * N + n] += B[n];
+          }
+        }
+        continue;
+      }
+      // Plain reference: dequantize the block, then the F32 loops.
+      if (widened != nb) {
+        for (int64_t r = n0; r < n1; ++r) {
+          for (int64_t k = 0; k < K; ++k) wbuf[size_t((r - n0) * K + k)] = float(Q[r * K + k]) * S[r * G + k / group];
+        }
+        widened = nb;
+      }
+      for (int64_t m = m0; m < m1; ++m) {
+        const float* xr = X + m * K;
+        float* yr = Y + m * N;
+        for (int64_t n = n0; n < n1; ++n) {
+          float acc = dot(xr, wbuf.data() + (n - n0) * K, K);
           yr[n] = B ? acc + B[n] : acc;
         }
       }

@@ -1,6 +1,7 @@
 // The CPU reference backend: every op in plain fp32 loops over host memory,
 // parallel over rows / heads with a thread pool. Weights may stay BF16 (widened
-// on the fly inside matmul); activations are F32.
+// on the fly inside matmul) or be int8 quantized at load (W8A16: dequantized on the
+// fly inside matmul, fp32 accumulation); activations are F32.
 #pragma once
 #include <memory>
 
@@ -18,6 +19,7 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
   std::string describe() const override;
   DType activationDType() const override { return DType::F32; }
+  bool supportsInt8() const override { return true; }
   int threads() const { return pool_.size(); }
   bool simd() const { return simd_; }
 
@@ -51,6 +53,10 @@ class CpuBackend final : public Backend {
   void pixelShuffle(const Tensor& out, const Tensor& x, int64_t grid, int64_t scale) override;
 
  private:
+  // I8 [N, K] with attached scales from f32 values (runtime/quantize.h numerics).
+  Tensor quantized(const float* w, const Shape& shape, WeightUse use);
+  void matmulI8(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias);
+
   ThreadPool pool_;
   bool simd_;  // AVX2/FMA kernels (cpu/simd.h) instead of the plain loops
 };

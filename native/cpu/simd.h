@@ -24,5 +24,10 @@ void gemmTileBf16(const float* x, int64_t ldx, const uint16_t* w, int64_t ldw, f
                   int64_t K);
 // dst[i] = bf16 src[i] widened, i < n.
 void widenBf16(float* dst, const uint16_t* src, int64_t n);
+// Same as gemmTileF32 with int8 weights dequantized in registers: w[j·ldw + k] = float(q) ·
+// scales[j·lds + k / group] (the product in fp32, then 8-lane FMA accumulation as in
+// gemmTileF32). group % 8 == 0 or group >= K.
+void gemmTileI8(const float* x, int64_t ldx, const int8_t* w, int64_t ldw, const float* scales, int64_t lds,
+                int64_t group, float* y, int64_t ldy, int mr, int nr, int64_t K);
 
 }  // namespace ivl::cpu::simd

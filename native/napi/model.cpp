@@ -175,6 +175,7 @@ class LoadWorker : public PromiseWorker {
     EngineOptions eo;
     eo.kvCacheTokens = options_.kvCacheTokens;
     eo.dummyWeights = options_.dummyWeights;
+    eo.quantize = options_.quantize;
     std::unique_ptr<Backend> backend;
 #ifdef INTERNVL_WITH_CUDA
     if (options_.backend == "cuda") backend = cuda::makeCudaBackend(0);

@@ -122,6 +122,43 @@ ModelSpec readModelSpec(const Napi::Value& value, int64_t imageContextTokenId) {
   return s;
 }
 
+// dtype 'bf16' (default) | 'int8'; int8Scheme 'per-channel' (default) | 'per-group-128';
+// quantize { vision?, projector?, head? } (booleans, default false). Decoder linears are
+// always quantized with 'int8'; int8Scheme / quantize without dtype 'int8' are refused.
+static void readQuantizeOptions(const Napi::Object& o, LoadOptions& opt) {
+  std::string dtype = "bf16";
+  if (!o.Get("dtype").IsUndefined()) {
+    dtype = stringAt(o, "dtype", "options.dtype");
+    if (dtype != "bf16" && dtype != "int8") badArg("options.dtype", "'bf16' or 'int8'", o.Get("dtype"));
+  }
+  WeightUse scheme = WeightUse::Int8PerChannel;
+  if (!o.Get("int8Scheme").IsUndefined()) {
+    const std::string s = stringAt(o, "int8Scheme", "options.int8Scheme");
+    if (s == "per-channel") scheme = WeightUse::Int8PerChannel;
+    else if (s == "per-group-128") scheme = WeightUse::Int8PerGroup128;
+    else badArg("options.int8Scheme", "'per-channel' or 'per-group-128'", o.Get("int8Scheme"));
+  }
+  QuantizeOptions q;
+  if (!o.Get("quantize").IsUndefined()) {
+    Napi::Object qo = objectAt(o.Get("quantize"), "options.quantize");
+    if (!qo.Get("vision").IsUndefined()) q.vision = boolAt(qo, "vision", "options.quantize.vision");
+    if (!qo.Get("projector").IsUndefined()) q.projector = boolAt(qo, "projector", "options.quantize.projector");
+    if (!qo.Get("head").IsUndefined()) q.head = boolAt(qo, "head", "options.quantize.head");
+  }
+  if (dtype != "int8") {
+    if (!o.Get("int8Scheme").IsUndefined() || q.vision || q.projector || q.head) {
+      throw Error(ErrorCode::InvalidArg, "options.int8Scheme and options.quantize need options.dtype 'int8'");
+    }
+    return;
+  }
+  if (opt.backend == "cuda") {
+    throw Error(ErrorCode::InvalidArg,
+                "int8 on the CUDA backend is not available in this build yet (use dtype 'bf16' or backend 'cpu')");
+  }
+  q.scheme = scheme;
+  opt.quantize = q;
+}
+
 LoadOptions readLoadOptions(const Napi::Value& value) {
   LoadOptions opt;
   Napi::Object o = objectAt(value, "options");
@@ -149,6 +186,7 @@ LoadOptions readLoadOptions(const Napi::Value& value) {
     if (k != "auto" && k != "plain") badArg("options.cpuKernels", "'auto' or 'plain'", o.Get("cpuKernels"));
     opt.plainCpuKernels = k == "plain";
   }
+  readQuantizeOptions(o, opt);
   return opt;
 }
 

@@ -20,6 +20,7 @@ struct LoadOptions {
   int64_t imageContextTokenId = -1;
   bool plainCpuKernels = false;  // cpuKernels: 'plain'
   bool dummyWeights = false;     // random weights of the config's shapes, no checkpoint files
+  QuantizeOptions quantize;      // dtype 'int8': int8Scheme + quantize.{vision,projector,head}
 };
 LoadOptions readLoadOptions(const Napi::Value& v);
 

@@ -7,8 +7,8 @@
 //     (leading dimensions flatten into M).
 //   - Outputs are allocated by the caller (alloc) and passed first; unless an op says
 //     "may alias", outputs must not overlap inputs.
-//   - Activations use activationDType(); matmul weights are F32 or BF16; small weight
-//     vectors (norms, biases, layer scales) are F32.
+//   - Activations use activationDType(); matmul weights are F32, BF16 or I8 (quantized, with
+//     scales attached: WeightUse::Int8*); small weight vectors (norms, biases, layer scales) are F32.
 //   - Host-side index arrays (token ids, row lists, KV metadata) are passed as
 //     std::vector; a device backend uploads them itself.
 //   - Failures throw ivl::Error; nothing exits.
@@ -27,7 +27,15 @@ namespace ivl {
 enum class WeightUse {
   Matrix,  // matmul weight or embedding table: BF16 kept as BF16, F32 as F32, F16 widened to F32
   Vector,  // norm weight, bias, layer scale, class/position embedding: always F32
+  // Matmul weight quantized at load (W8A16, runtime/quantize.h): an I8 [N, K] tensor (N = the
+  // source's first dimension, K = the rest) with fp32 scales attached (Tensor::scales()),
+  // computed from the fp32 values of the source (bf16 widened exactly). matmul() multiplies
+  // with W' = q · scale in fp32. Only for matmul weights: embedding() takes F32/BF16 tables.
+  Int8PerChannel,   // one scale per output row
+  Int8PerGroup128,  // one scale per output row and 128 input columns (the last group may be shorter)
 };
+
+inline bool isInt8Use(WeightUse u) { return u == WeightUse::Int8PerChannel || u == WeightUse::Int8PerGroup128; }
 
 class Backend {
  public:
@@ -37,6 +45,8 @@ class Backend {
   // One line for logs and info(): kernels, threads, device.
   virtual std::string describe() const { return name(); }
   virtual DType activationDType() const = 0;
+  // Whether weight() / weightFromHost() take WeightUse::Int8* and matmul() takes I8 weights.
+  virtual bool supportsInt8() const { return false; }
 
   // ---- memory ---------------------------------------------------------------
   // Uninitialised tensor.
@@ -51,7 +61,7 @@ class Backend {
   virtual void downloadF32(const Tensor& t, float* out) = 0;
 
   // ---- dense math -----------------------------------------------------------
-  // y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N])
+  // y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]); w F32, BF16 or I8 (then w = q · scale, fp32 math)
   virtual void matmul(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) = 0;
   // y[M, C] = (x - mean(x)) / sqrt(var(x) + eps) * w[C] + b[C]   (per row; y may alias x)
   virtual void layerNorm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, double eps) = 0;

@@ -13,7 +13,9 @@
 
 namespace ivl {
 
-enum class DType : uint8_t { F32, BF16, F16, I32 };
+// I8: a quantized weight matrix [N, K] of int8 q with fp32 scales attached to the tensor
+// (Tensor::scales(); W'[n, k] = q[n, k] · scale[n, k / scaleGroup], see runtime/quantize.h).
+enum class DType : uint8_t { F32, BF16, F16, I32, I8 };
 
 inline size_t dtypeSize(DType t) {
   switch (t) {
@@ -21,6 +23,7 @@ inline size_t dtypeSize(DType t) {
     case DType::BF16: return 2;
     case DType::F16: return 2;
     case DType::I32: return 4;
+    case DType::I8: return 1;
   }
   return 0;
 }
@@ -31,6 +34,7 @@ inline const char* dtypeName(DType t) {
     case DType::BF16: return "BF16";
     case DType::F16: return "F16";
     case DType::I32: return "I32";
+    case DType::I8: return "I8";
   }
   return "?";
 }
@@ -96,7 +100,9 @@ class Tensor {
     Shape s = shape_;
     s[0] = count;
     size_t rowBytes = shape_[0] ? nbytes() / size_t(shape_[0]) : 0;
-    return Tensor(buf_, dtype_, s, offset_ + size_t(begin) * rowBytes);
+    Tensor out(buf_, dtype_, s, offset_ + size_t(begin) * rowBytes);
+    if (scales_) out.setScales(scales_->slice0(begin, count), scaleGroup_);  // the same rows' scales
+    return out;
   }
 
   // Same bytes, another shape of the same element count.
@@ -104,14 +110,36 @@ class Tensor {
     if (shapeNumel(s) != numel()) {
       throw Error(ErrorCode::Internal, "cannot view " + shapeString(shape_) + " as " + shapeString(s));
     }
-    return Tensor(buf_, dtype_, std::move(s), offset_);
+    if (scales_ && (s.empty() || s[0] != shape_.at(0))) {
+      throw Error(ErrorCode::Internal, "cannot view a quantized " + shapeString(shape_) + " as " + shapeString(s));
+    }
+    Tensor out(buf_, dtype_, std::move(s), offset_);
+    if (scales_) out.setScales(*scales_, scaleGroup_);
+    return out;
   }
+
+  // ---- quantized weights (dtype I8) ---------------------------------------------------
+  // fp32 scales [N, G] of an I8 matrix [N, K]: column k of row n uses scale (n, k / group),
+  // G = ceil(K / group). Per output channel: group == K (G = 1); per group of 128: group 128.
+  // slice0 slices the scales with the rows; undefined for other dtypes.
+  void setScales(Tensor scales, int64_t group) {
+    scales_ = std::make_shared<Tensor>(std::move(scales));
+    scaleGroup_ = group;
+  }
+  const Tensor& scales() const {
+    if (!scales_) throw Error(ErrorCode::Internal, "tensor " + shapeString(shape_) + " has no scales");
+    return *scales_;
+  }
+  bool hasScales() const { return scales_ != nullptr; }
+  int64_t scaleGroup() const { return scaleGroup_; }
 
  private:
   std::shared_ptr<Buffer> buf_;
   DType dtype_ = DType::F32;
   Shape shape_;
   size_t offset_ = 0;
+  std::shared_ptr<Tensor> scales_;  // I8 only: [rows, groups] F32
+  int64_t scaleGroup_ = 0;
 };
 
 }  // namespace ivl

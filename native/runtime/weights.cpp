@@ -91,8 +91,8 @@ class Loader {
  public:
   Loader(const Checkpoint& ckpt, Backend& be) : ckpt_(ckpt), be_(be) {}
 
-  Tensor matrix(const std::string& name, const Shape& shape) {
-    Tensor t = be_.weight(ckpt_.require(name, shape), WeightUse::Matrix);
+  Tensor matrix(const std::string& name, const Shape& shape, WeightUse use = WeightUse::Matrix) {
+    Tensor t = be_.weight(ckpt_.require(name, shape), use);
     return shape.size() > 2 ? t.view({shape[0], t.numel() / shape[0]}) : t;
   }
   Tensor vector(const std::string& name, const Shape& shape) {
@@ -107,7 +107,10 @@ class Loader {
   Backend& be_;
 };
 
-VisionWeights loadVision(const ModelSpec& spec, Loader& ld) {
+// The form of a matmul weight: the scheme when `on`, else as loaded.
+WeightUse matrixUse(const QuantizeOptions& q, bool on) { return q.enabled() && on ? q.scheme : WeightUse::Matrix; }
+
+VisionWeights loadVision(const ModelSpec& spec, Loader& ld, const QuantizeOptions& quant) {
   const VisionSpec& v = spec.vision;
   const int64_t C = v.hiddenSize, I = v.intermediateSize, p = v.patchSize;
   const int64_t G0 = spec.checkpointGrid(), G = spec.patchGrid(), s = spec.shuffleScale(), H = spec.llm.hiddenSize;
@@ -132,7 +135,8 @@ VisionWeights loadVision(const ModelSpec& spec, Loader& ld) {
   for (int64_t i = 0; i < spec.vitLayersUsed(); ++i) {
     const std::string L = vitLayer(i);
     VitLayerWeights lw;
-    Tensor qkv = ld.matrix(L + "attn.qkv.weight", {3 * C, C});  // rows [q | k | v]
+    const WeightUse mu = matrixUse(quant, quant.vision);
+    Tensor qkv = ld.matrix(L + "attn.qkv.weight", {3 * C, C}, mu);  // rows [q | k | v]
     lw.wq = qkv.slice0(0, C);
     lw.wk = qkv.slice0(C, C);
     lw.wv = qkv.slice0(2 * C, C);
@@ -146,11 +150,11 @@ VisionWeights loadVision(const ModelSpec& spec, Loader& ld) {
       lw.qNormW = ld.vector(L + "attn.q_norm.weight", {C});
       lw.kNormW = ld.vector(L + "attn.k_norm.weight", {C});
     }
-    lw.proj = ld.matrix(L + "attn.proj.weight", {C, C});
+    lw.proj = ld.matrix(L + "attn.proj.weight", {C, C}, mu);
     lw.projB = ld.vector(L + "attn.proj.bias", {C});
-    lw.fc1 = ld.matrix(L + "mlp.fc1.weight", {I, C});
+    lw.fc1 = ld.matrix(L + "mlp.fc1.weight", {I, C}, mu);
     lw.fc1B = ld.vector(L + "mlp.fc1.bias", {I});
-    lw.fc2 = ld.matrix(L + "mlp.fc2.weight", {C, I});
+    lw.fc2 = ld.matrix(L + "mlp.fc2.weight", {C, I}, mu);
     lw.fc2B = ld.vector(L + "mlp.fc2.bias", {C});
     lw.norm1W = ld.vector(L + "norm1.weight", {C});
     lw.norm2W = ld.vector(L + "norm2.weight", {C});
@@ -166,14 +170,15 @@ VisionWeights loadVision(const ModelSpec& spec, Loader& ld) {
   const int64_t P = s * s * C;
   w.lnW = ld.vector("mlp1.0.weight", {P});
   w.lnB = ld.vector("mlp1.0.bias", {P});
-  w.fc1 = ld.matrix("mlp1.1.weight", {H, P});
+  w.fc1 = ld.matrix("mlp1.1.weight", {H, P}, matrixUse(quant, quant.projector));
   w.fc1B = ld.vector("mlp1.1.bias", {H});
-  w.fc2 = ld.matrix("mlp1.3.weight", {H, H});
+  w.fc2 = ld.matrix("mlp1.3.weight", {H, H}, matrixUse(quant, quant.projector));
   w.fc2B = ld.vector("mlp1.3.bias", {H});
   return w;
 }
 
-LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld) {
+LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld, const QuantizeOptions& quant) {
+  const WeightUse mu = matrixUse(quant, true);  // decoder linears
   const LlmSpec& l = spec.llm;
   const int64_t H = l.hiddenSize, F = l.intermediateSize, D = l.headDim;
   const int64_t Hq = l.numHeads, KV = l.numKvHeads, V = vocabRows(spec, ckpt);
@@ -187,25 +192,25 @@ LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld) {
     switch (l.family) {
       case LlmFamily::Llama:
       case LlmFamily::Qwen2: {
-        lw.wq = ld.matrix(L + "self_attn.q_proj.weight", {Hq * D, H});
-        lw.wk = ld.matrix(L + "self_attn.k_proj.weight", {KV * D, H});
-        lw.wv = ld.matrix(L + "self_attn.v_proj.weight", {KV * D, H});
+        lw.wq = ld.matrix(L + "self_attn.q_proj.weight", {Hq * D, H}, mu);
+        lw.wk = ld.matrix(L + "self_attn.k_proj.weight", {KV * D, H}, mu);
+        lw.wv = ld.matrix(L + "self_attn.v_proj.weight", {KV * D, H}, mu);
         if (l.qkvBias) {
           lw.bq = ld.vector(L + "self_attn.q_proj.bias", {Hq * D});
           lw.bk = ld.vector(L + "self_attn.k_proj.bias", {KV * D});
           lw.bv = ld.vector(L + "self_attn.v_proj.bias", {KV * D});
         }
-        lw.wo = ld.matrix(L + "self_attn.o_proj.weight", {H, Hq * D});
+        lw.wo = ld.matrix(L + "self_attn.o_proj.weight", {H, Hq * D}, mu);
         if (l.oBias) lw.bo = ld.vector(L + "self_attn.o_proj.bias", {H});
-        lw.gate = ld.matrix(L + "mlp.gate_proj.weight", {F, H});
-        lw.up = ld.matrix(L + "mlp.up_proj.weight", {F, H});
-        lw.down = ld.matrix(L + "mlp.down_proj.weight", {H, F});
+        lw.gate = ld.matrix(L + "mlp.gate_proj.weight", {F, H}, mu);
+        lw.up = ld.matrix(L + "mlp.up_proj.weight", {F, H}, mu);
+        lw.down = ld.matrix(L + "mlp.down_proj.weight", {H, F}, mu);
         lw.attnNorm = ld.vector(L + "input_layernorm.weight", {H});
         lw.mlpNorm = ld.vector(L + "post_attention_layernorm.weight", {H});
         break;
       }
       case LlmFamily::Phi3: {
-        Tensor qkv = ld.matrix(L + "self_attn.qkv_proj.weight", {(Hq + 2 * KV) * D, H});  // rows [q | k | v]
+        Tensor qkv = ld.matrix(L + "self_attn.qkv_proj.weight", {(Hq + 2 * KV) * D, H}, mu);  // rows [q | k | v]
         lw.wq = qkv.slice0(0, Hq * D);
         lw.wk = qkv.slice0(Hq * D, KV * D);
         lw.wv = qkv.slice0((Hq + KV) * D, KV * D);
@@ -215,12 +220,12 @@ LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld) {
           lw.bk = b.slice0(Hq * D, KV * D);
           lw.bv = b.slice0((Hq + KV) * D, KV * D);
         }
-        lw.wo = ld.matrix(L + "self_attn.o_proj.weight", {H, Hq * D});
+        lw.wo = ld.matrix(L + "self_attn.o_proj.weight", {H, Hq * D}, mu);
         if (l.oBias) lw.bo = ld.vector(L + "self_attn.o_proj.bias", {H});
-        Tensor gu = ld.matrix(L + "mlp.gate_up_proj.weight", {2 * F, H});  // rows [gate | up]
+        Tensor gu = ld.matrix(L + "mlp.gate_up_proj.weight", {2 * F, H}, mu);  // rows [gate | up]
         lw.gate = gu.slice0(0, F);
         lw.up = gu.slice0(F, F);
-        lw.down = ld.matrix(L + "mlp.down_proj.weight", {H, F});
+        lw.down = ld.matrix(L + "mlp.down_proj.weight", {H, F}, mu);
         lw.attnNorm = ld.vector(L + "input_layernorm.weight", {H});
         lw.mlpNorm = ld.vector(L + "post_attention_layernorm.weight", {H});
         break;
@@ -241,7 +246,7 @@ LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld) {
         }
         const int64_t rows = (Hq + 2 * KV) * D;
         Tensor qkv = reorderRows(ld.backend(), ld.stored(L + "attention.wqkv.weight", {rows, H}), order, H,
-                                 {rows, H}, WeightUse::Matrix);
+                                 {rows, H}, mu);
         lw.wq = qkv.slice0(0, Hq * D);
         lw.wk = qkv.slice0(Hq * D, KV * D);
         lw.wv = qkv.slice0((Hq + KV) * D, KV * D);
@@ -252,11 +257,11 @@ LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld) {
           lw.bk = b.slice0(Hq * D, KV * D);
           lw.bv = b.slice0((Hq + KV) * D, KV * D);
         }
-        lw.wo = ld.matrix(L + "attention.wo.weight", {H, Hq * D});
+        lw.wo = ld.matrix(L + "attention.wo.weight", {H, Hq * D}, mu);
         if (l.oBias) lw.bo = ld.vector(L + "attention.wo.bias", {H});
-        lw.gate = ld.matrix(L + "feed_forward.w1.weight", {F, H});
-        lw.up = ld.matrix(L + "feed_forward.w3.weight", {F, H});
-        lw.down = ld.matrix(L + "feed_forward.w2.weight", {H, F});
+        lw.gate = ld.matrix(L + "feed_forward.w1.weight", {F, H}, mu);
+        lw.up = ld.matrix(L + "feed_forward.w3.weight", {F, H}, mu);
+        lw.down = ld.matrix(L + "feed_forward.w2.weight", {H, F}, mu);
         lw.attnNorm = ld.vector(L + "attention_norm.weight", {H});
         lw.mlpNorm = ld.vector(L + "ffn_norm.weight", {H});
         break;
@@ -265,7 +270,14 @@ LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld) {
     w.layers.push_back(std::move(lw));
   }
   w.finalNorm = ld.vector(names.finalNorm, {H});
-  w.head = headIsTied(spec, ckpt) ? w.embed : ld.matrix(names.head, {V, H});
+  const WeightUse hu = matrixUse(quant, quant.head);
+  if (!headIsTied(spec, ckpt)) {
+    w.head = ld.matrix(names.head, {V, H}, hu);
+  } else if (isInt8Use(hu)) {  // tied: an int8 copy of the table for the head only
+    w.head = ld.matrix(names.embed, {V, H}, hu);
+  } else {
+    w.head = w.embed;
+  }
   return w;
 }
 
@@ -362,12 +374,17 @@ std::vector<ExpectedTensor> expectedTensors(const ModelSpec& spec, const Checkpo
   return out;
 }
 
-ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend) {
+ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend,
+                         const QuantizeOptions& quant) {
+  if (quant.enabled() && !backend.supportsInt8()) {
+    throw Error(ErrorCode::InvalidArg, std::string("int8 on the ") + backend.name() +
+                                           " backend is not available in this build yet (use dtype 'bf16')");
+  }
   ckpt.requireAll(expectedTensors(spec, ckpt));
   Loader ld(ckpt, backend);
   ModelWeights w;
-  w.vision = loadVision(spec, ld);
-  w.llm = loadLlm(spec, ckpt, ld);
+  w.vision = loadVision(spec, ld, quant);
+  w.llm = loadLlm(spec, ckpt, ld, quant);
   return w;
 }
 

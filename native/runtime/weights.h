@@ -61,11 +61,26 @@ struct ModelWeights {
   LlmWeights llm;
 };
 
+// Which matmul weights are quantized at load (W8A16, issue #7). With an Int8 scheme every
+// decoder linear (q/k/v/o, gate/up/down) is quantized; the ViT encoder layers' linears
+// (qkv, proj, fc1, fc2), the projector (mlp1 fc1/fc2) and the LM head only when asked.
+// The token embedding table, the ViT patch embedding and every vector stay as loaded.
+// A tied head asked to be quantized gets its own int8 copy (the embedding stays bf16).
+struct QuantizeOptions {
+  WeightUse scheme = WeightUse::Matrix;  // Matrix: none; Int8PerChannel or Int8PerGroup128
+  bool vision = false;
+  bool projector = false;
+  bool head = false;
+  bool enabled() const { return isInt8Use(scheme); }
+};
+
 // Every tensor the model needs, in a fixed order (vision, projector, decoder), with the
 // shapes the config implies. The vocabulary size comes from the embedding tensor.
 std::vector<ExpectedTensor> expectedTensors(const ModelSpec& spec, const Checkpoint& ckpt);
 
 // Checks expectedTensors() against the checkpoint (first mismatch throws), then loads.
-ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend);
+// Throws InvalidArg when quantization is asked of a backend without int8 support.
+ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend,
+                         const QuantizeOptions& quant = {});
 
 }  // namespace ivl
