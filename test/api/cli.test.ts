@@ -36,6 +36,23 @@ test('run streams text and reads the prompt from stdin with -', () => {
   expect(r.stdout).toBe(`${c.response}\n`);
 });
 
+test('run --dtype int8 (both schemes) loads int8 weights and answers; a bad --dtype is refused', () => {
+  const golden = readModelGolden('tiny-qwen2');
+  const c = golden.cases.find((x) => x.name === 'text') as GoldenCase;
+  const dir = join(fixturesDir, golden.model_dir);
+  for (const scheme of ['per-channel', 'per-group-128']) {
+    const r = internvl(['run', '-m', dir, '--dtype', 'int8', '--int8-scheme', scheme, '--greedy', '--max-new-tokens', '8', '--backend', 'cpu', '--json', c.question as string]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { tokenIds: number[]; promptTokens: number };
+    expect(out.tokenIds.length).toBeGreaterThan(0);
+    expect(out.promptTokens).toBe(c.input_ids?.length);
+  }
+  const bad = internvl(['run', '-m', dir, '--dtype', 'int4', 'hi']);
+  expect(bad.status).not.toBe(0);
+  expect(bad.stderr).toMatch(/--dtype.*int4.*bf16, int8/);
+});
+
 test('tokenize --json prints the ids the reference tokenizer gives', () => {
   const golden = readModelGolden('tiny-internlm2');
   const c = golden.cases.find((x) => x.name === 'text') as GoldenCase;

@@ -142,6 +142,47 @@ describe('int8 quantizer (CPU backend) vs a plain JS reference', () => {
   });
 });
 
+test('int8 generation: a batch equals one-at-a-time, and any thread count gives the same ids', async () => {
+  const g = readModelGolden('tiny-yi');
+  const raw = g as unknown as { image_context_token_id: number };
+  const dir = join(fixturesDir, g.model_dir);
+  const batch = g.cases.find((c) => c.samples)?.samples as GoldenSample[];
+  const seqs: NativeSequenceInput[] = batch.map((s) => {
+    const tiles = s.num_patches_list.reduce((a, b) => a + b, 0);
+    const inputIds = Int32Array.from(s.input_ids);
+    return tiles > 0 ? { inputIds, pixelValues: goldenPixels(s.images), tiles } : { inputIds };
+  });
+  const request = (sequences: NativeSequenceInput[]) => ({
+    sequences,
+    maxNewTokens: 16,
+    eosTokenIds: [g.eos_token_id],
+    sampling: { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 },
+    returnPromptLogits: true,
+  });
+  const run = async (threads: number, seqs2: NativeSequenceInput[]) => {
+    const model = await EngineModel.load(dir, {
+      imageContextTokenId: raw.image_context_token_id,
+      dtype: 'int8',
+      int8Scheme: 'per-group-128',
+      quantize: { vision: true, projector: true, head: true },
+      threads,
+    });
+    try {
+      return await model.generate(request(seqs2)).promise;
+    } finally {
+      model.dispose();
+    }
+  };
+  const together = await run(2, seqs);
+  const oneThread = await run(1, seqs);
+  for (let b = 0; b < seqs.length; b++) {
+    const alone = (await run(2, [seqs[b]]))[0];
+    expect(together[b].tokenIds).toEqual(alone.tokenIds);
+    expect(Array.from(together[b].promptLogits as Float32Array)).toEqual(Array.from(alone.promptLogits as Float32Array));
+    expect(oneThread[b].tokenIds).toEqual(together[b].tokenIds);
+  }
+});
+
 // ---- accuracy on the fixtures ----------------------------------------------------------
 
 interface Figures {
