@@ -129,15 +129,27 @@ inline void softmaxInPlace(float* s, int64_t n) {
 
 }  // namespace
 
-// An I8 [N, K] tensor (N = shape[0], K = the rest) with scales [N, G] attached, from f32 values.
-Tensor CpuBackend::quantized(const float* w, const Shape& shape, WeightUse use) {
+// An I8 [N, K] tensor (N = shape[0], K = the rest) with scales [N, G] attached, from
+// F32 / BF16 / F16 values: rows widened to f32 one at a time (no full-size temporary) and
+// quantized in parallel (each row on its own, so the result does not depend on threads).
+Tensor CpuBackend::quantized(const void* src, DType srcDType, const Shape& shape, WeightUse use) {
   const int64_t N = shape.empty() ? 1 : shape[0];
   const int64_t K = N == 0 ? 0 : shapeNumel(shape) / N;
   const int64_t group = use == WeightUse::Int8PerGroup128 ? kInt8Group : std::max<int64_t>(K, 1);
   const int64_t G = int8Groups(K, group);
   Tensor q = alloc(DType::I8, {N, K});       // [N, K] int8
   Tensor scales = alloc(DType::F32, {N, G});  // [N, G] f32
-  quantizeInt8Rows(w, N, K, group, q.ptr<int8_t>(), scales.ptr<float>());
+  const uint8_t* in = static_cast<const uint8_t*>(src);
+  const size_t rowBytes = size_t(K) * dtypeSize(srcDType);
+  int8_t* Q = q.ptr<int8_t>();
+  float* S = scales.ptr<float>();
+  pool_.parallelFor(N, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(K));  // [K] f32
+    for (int64_t r = r0; r < r1; ++r) {
+      widen(row.data(), in + size_t(r) * rowBytes, srcDType, K);
+      quantizeInt8Rows(row.data(), 1, K, group, Q + r * K, S + r * G);
+    }
+  }, rowGrain(K));
   q.setScales(std::move(scales), group);
   return q;
 }
@@ -164,11 +176,7 @@ Tensor CpuBackend::weight(const StoredTensor& src, WeightUse use) {
   check(src.floatDType.has_value(), "weight() needs a float tensor");
   const DType dt = *src.floatDType;
   const uintptr_t addr = reinterpret_cast<uintptr_t>(src.data);
-  if (isInt8Use(use)) {
-    std::vector<float> f(size_t(src.numel()));  // [numel] f32 (bf16 widened exactly)
-    widen(f.data(), src.data, dt, src.numel());
-    return quantized(f.data(), src.shape, use);
-  }
+  if (isInt8Use(use)) return quantized(src.data, dt, src.shape, use);  // bf16 widened exactly, then quantized
   // Matrices in BF16 or F32 are used straight from the mapping when aligned.
   if (use == WeightUse::Matrix && (dt == DType::BF16 || dt == DType::F32) && addr % dtypeSize(dt) == 0) {
     return Tensor(std::make_shared<MappedBuffer>(src), dt, src.shape);
@@ -185,11 +193,7 @@ Tensor CpuBackend::weight(const StoredTensor& src, WeightUse use) {
 
 Tensor CpuBackend::weightFromHost(const void* data, DType hostDType, const Shape& shape, WeightUse use) {
   check(hostDType == DType::F32 || hostDType == DType::BF16, "weightFromHost takes F32 or BF16");
-  if (isInt8Use(use)) {
-    std::vector<float> f(size_t(shapeNumel(shape)));  // [numel] f32
-    widen(f.data(), data, hostDType, shapeNumel(shape));
-    return quantized(f.data(), shape, use);
-  }
+  if (isInt8Use(use)) return quantized(data, hostDType, shape, use);
   if (use == WeightUse::Matrix && hostDType == DType::BF16) {
     Tensor t = alloc(DType::BF16, shape);
     std::memcpy(t.raw(), data, t.nbytes());

@@ -53,8 +53,8 @@ class CpuBackend final : public Backend {
   void pixelShuffle(const Tensor& out, const Tensor& x, int64_t grid, int64_t scale) override;
 
  private:
-  // I8 [N, K] with attached scales from f32 values (runtime/quantize.h numerics).
-  Tensor quantized(const float* w, const Shape& shape, WeightUse use);
+  // I8 [N, K] with attached scales from F32/BF16/F16 values (runtime/quantize.h numerics).
+  Tensor quantized(const void* src, DType srcDType, const Shape& shape, WeightUse use);
   void matmulI8(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias);
 
   ThreadPool pool_;
