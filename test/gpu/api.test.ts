@@ -22,6 +22,14 @@ describeGpu(`InternVL on CUDA${hasCuda ? '' : ` (skipped: ${info.cuda.problem ??
     expect(r.tokenIds.length).toBeLessThanOrEqual(24);
     // token-level parity with the fp32 goldens (near-ties aside) is test/gpu/backend.test.ts
   });
+
+  test("dtype 'int8' on the CUDA backend is a clear ERR_INVALID_ARG until gemmW8A16 is wired", async () => {
+    const dir = join(fixturesDir, 'models', 'tiny-yi');
+    await expect(InternVL.load(dir, { backend: 'cuda', dtype: 'int8' })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG',
+      message: expect.stringContaining('int8 on the CUDA backend is not available in this build yet'),
+    });
+  });
 });
 
 if (!hasCuda) {
