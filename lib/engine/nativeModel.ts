@@ -90,8 +90,13 @@ export class EngineModel implements Disposable {
     if (options.quantize !== undefined) {
       const q = options.quantize as unknown;
       if (typeof q !== 'object' || q === null || Array.isArray(q)) throw invalidArg('options.quantize', 'object', q);
-      for (const key of ['vision', 'projector', 'head'] as const) {
-        const v = (q as Record<string, unknown>)[key];
+      for (const [key, v] of Object.entries(q)) {
+        if (key !== 'vision' && key !== 'projector' && key !== 'head') {
+          throw new InternVLError(
+            'ERR_INVALID_ARG',
+            `Unknown key options.quantize.${key}: quantize takes vision, projector and head (decoder linears are always int8)`,
+          );
+        }
         if (v !== undefined && typeof v !== 'boolean') throw invalidArg(`options.quantize.${key}`, 'boolean', v);
       }
     }

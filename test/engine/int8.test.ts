@@ -139,6 +139,9 @@ describe('int8 quantizer (CPU backend) vs a plain JS reference', () => {
     await expect(EngineModel.load(dir, { ...base, quantize: { head: 1 as never } })).rejects.toMatchObject({
       code: 'ERR_INVALID_ARG',
     });
+    await expect(EngineModel.load(dir, { ...base, dtype: 'int8', quantize: { embeddings: true } as never })).rejects.toThrow(
+      /options\.quantize\.embeddings/,
+    );
   });
 });
 
