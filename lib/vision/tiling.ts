@@ -165,6 +165,6 @@ export function checkTilingOptions(o: Partial<TilingOptions>, defaults: TilingOp
   if (!isInt(r.maxTiles, 1, 40)) throw invalidArg('maxTiles', 'integer between 1 and 40', r.maxTiles);
   if (!isInt(r.minTiles, 1, r.maxTiles)) throw invalidArg('minTiles', `integer between 1 and ${r.maxTiles} (maxTiles)`, r.minTiles);
   if (typeof r.useThumbnail !== 'boolean') throw invalidArg('useThumbnail', 'boolean', r.useThumbnail);
-  if (!isInt(r.tileSize, 14, 4096)) throw invalidArg('tileSize', 'integer between 14 and 4096', r.tileSize);
+  if (!isInt(r.tileSize, 14, 4096)) throw invalidArg('imageSize', 'integer between 14 and 4096', r.tileSize);
   return r;
 }
