@@ -128,6 +128,16 @@ for (const [label, make] of [
     decode: await time(() => decodeRgb(jpeg, {}, { bytes: jpeg, header })),
     tilesWarm: await time(() => tiles(warmOut)),
     tilesCold: await time(() => tiles(undefined)),
+    // sharp decodes with 1 libvips thread by default on glibc; an application may raise it.
+    decodeSharpConcurrency2: await (async () => {
+      const before = sharp.concurrency();
+      sharp.concurrency(2);
+      try {
+        return await time(() => decodeRgb(jpeg, {}, { bytes: jpeg, header }));
+      } finally {
+        sharp.concurrency(before);
+      }
+    })(),
     eventLoopDelayDuringTotal: { maxMs: Math.round(loop.max / 1e4) / 100, p99Ms: Math.round(loop.percentile(99) / 1e4) / 100 },
   };
 }
