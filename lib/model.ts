@@ -29,7 +29,6 @@ import { type ChatTemplate, DEFAULT_SYSTEM_MESSAGE, getTemplate } from './text/t
 import { TextStreamFilter } from './text/textStream.js';
 import { type Tokenizer, loadTokenizer } from './text/tokenizer.js';
 import { AsyncQueue } from './util/asyncQueue.js';
-import { Mutex } from './util/mutex.js';
 import { type PreparedImages, labelSeparateImages, prepareImages } from './imageInputs.js';
 
 export type Backend = 'cpu' | 'cuda' | 'auto';
@@ -114,7 +113,6 @@ export class InternVL implements AsyncDisposable {
   private readonly systemMessage: string;
   private readonly imageDefaults: ImageOptions;
   private readonly sepId: number;
-  private readonly gate = new Mutex();
   private disposed = false;
 
   private constructor(dir: string, config: ModelConfig, tokenizer: Tokenizer, engine: EngineModel, options: LoadOptions) {
@@ -397,8 +395,8 @@ export class InternVL implements AsyncDisposable {
       1,
       Math.min(gen.maxNewTokens, kvRoom, ...jobs.map((j) => this.info.contextLength - j.inputIds.length)),
     );
-    const release = await this.gate.lock();
-    try {
+    // No lock: concurrent calls go to the engine thread, which batches them (continuous batching).
+    {
       this.checkAlive();
       signal?.throwIfAborted();
       const streams = jobs.map(() => ({
@@ -454,8 +452,6 @@ export class InternVL implements AsyncDisposable {
         const text = s.filter.hitStop ? s.text : full;
         return { tokenIds, text, finishReason, promptTokens: r.promptTokens };
       });
-    } finally {
-      release();
     }
   }
 }

@@ -3,12 +3,16 @@
 //
 // Threads:
 //   - loadModel, encodeImages, encodeVit: PromiseWorker (a libuv pool thread, short jobs).
-//   - generate: its own std::thread per request. Tokens and the completion travel back
-//     through a ThreadSafeFunction with non-blocking calls (the engine thread never
-//     waits for JS); the TSFN's finalizer joins the thread. cancel() sets an atomic
-//     flag that the engine checks between layers and steps.
-//   - dispose(): cancels every running generation, joins its thread, and drops the
-//     engine; in-flight encode jobs keep it alive until they finish.
+//   - generate: submits the request to the engine thread (runtime/scheduler.h), which
+//     batches it with every other running request; nothing waits on the JS side and no
+//     pool thread is held. Tokens and the completion travel back through a
+//     ThreadSafeFunction with non-blocking calls (the engine thread never waits for
+//     JS); the TSFN's finalizer waits until the engine has retired the request (it
+//     has by then, except at environment teardown) and frees the job. cancel() sets
+//     the request's flag; the engine drops it before its next step.
+//   - dispose(): cancels every request (each promise resolves, 'aborted'), joins the
+//     engine thread and drops the engine; in-flight encode jobs keep it alive until
+//     they finish.
 #include <napi.h>
 
 #include <algorithm>
@@ -16,7 +20,6 @@
 #include <cmath>
 #include <memory>
 #include <optional>
-#include <thread>
 
 #include "cpu/cpu_backend.h"
 #ifdef INTERNVL_WITH_CUDA
@@ -28,6 +31,7 @@
 #include "napi/model_args.h"
 #include "napi/promise_worker.h"
 #include "runtime/engine.h"
+#include "runtime/scheduler.h"
 
 namespace ivl::napi {
 namespace {
@@ -72,14 +76,10 @@ Napi::Value resultsToJs(Napi::Env env, const std::vector<SequenceResult>& result
 struct GenerationJob {
   explicit GenerationJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 
-  // Set on the JS thread before the thread starts; read-only afterwards.
+  // Set on the JS thread before submitting; the engine stays alive while a job exists.
   std::shared_ptr<Engine> engine;
-  GenerateRequest request;
-  bool hasOnToken = false;
+  std::shared_ptr<Submission> submission;  // the cancel handle
   Napi::ThreadSafeFunction tsfn;
-
-  std::atomic<bool> cancel{false};
-  std::thread thread;
 
   // JS thread only.
   Napi::Promise::Deferred deferred;
@@ -90,22 +90,25 @@ struct GenerationJob {
   std::vector<SequenceResult> results;
   std::optional<CapturedError> error;
 
-  void join() {
-    if (thread.joinable()) thread.join();
+  void cancel() {
+    if (engine && submission) engine->cancel(submission);
   }
 
-  // Engine thread.
-  void run() {
-    try {
-      TokenCallback cb;
-      if (hasOnToken) {
-        cb = [this](int64_t seq, int32_t token) {
-          tsfn.NonBlockingCall([this, seq, token](Napi::Env env, Napi::Function) { deliverToken(env, seq, token); });
-        };
+  // Engine thread: a token, in order per sequence.
+  void token(int64_t seq, int32_t tok) {
+    tsfn.NonBlockingCall([this, seq, tok](Napi::Env env, Napi::Function) { deliverToken(env, seq, tok); });
+  }
+
+  // Engine thread, once: the outcome; the job must not be touched after Release.
+  void done(std::vector<SequenceResult>&& r, std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (...) {
+        error = CapturedError::fromCurrentException();
       }
-      results = engine->generate(request, cb, cancel);
-    } catch (...) {
-      error = CapturedError::fromCurrentException();
+    } else {
+      results = std::move(r);
     }
     tsfn.NonBlockingCall([this](Napi::Env env, Napi::Function) { complete(env); });
     tsfn.Release();
@@ -120,7 +123,7 @@ struct GenerationJob {
       onToken.Call({Napi::Number::New(env, double(seq)), Napi::Number::New(env, token)});
     } catch (const Napi::Error& e) {
       callbackError = Napi::Reference<Napi::Value>::New(e.Value(), 1);
-      cancel = true;
+      cancel();
     }
   }
 
@@ -208,6 +211,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod<&ModelWrap::EncodeImages>("encodeImages"),
                         InstanceMethod<&ModelWrap::EncodeVit>("encodeVit"),
                         InstanceMethod<&ModelWrap::Generate>("generate"),
+                        InstanceMethod<&ModelWrap::Stats>("stats"),
                         InstanceMethod<&ModelWrap::Dispose>("dispose")});
   }
 
@@ -220,7 +224,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   ~ModelWrap() override {
     // Garbage-collected without dispose(): running generations keep their own
-    // reference to the engine and finish on their own.
+    // reference to the engine and finish on their own; the last one out stops the
+    // engine thread.
   }
 
  private:
@@ -287,31 +292,34 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
       auto job = std::make_shared<GenerationJob>(env);
       job->engine = e;
-      job->request = std::move(req);
-      if (cb.IsFunction()) {
-        job->onToken = Napi::Persistent(cb.As<Napi::Function>());
-        job->hasOnToken = true;
-      }
-      // The TSFN's finalizer (JS thread, after the engine thread's Release and every
-      // queued call) owns the job: it joins the thread, then frees the job.
+      const bool hasOnToken = cb.IsFunction();
+      if (hasOnToken) job->onToken = Napi::Persistent(cb.As<Napi::Function>());
+      // The TSFN's finalizer (JS thread, after the engine's Release and every queued
+      // call) owns the job. At environment teardown it can run first: then it cancels
+      // the request and waits until the engine thread is done with the job.
       auto* owner = new std::shared_ptr<GenerationJob>(job);
       job->tsfn = Napi::ThreadSafeFunction::New(
           env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "internvl.generate", 0, 1,
           [](Napi::Env, std::shared_ptr<GenerationJob>* o) {
-            (*o)->cancel = true;  // only matters at environment teardown
-            (*o)->join();
+            if ((*o)->submission) {
+              (*o)->cancel();
+              (*o)->engine->waitRetired((*o)->submission);
+            }
             delete o;
           },
           owner);
       GenerationJob* raw = job.get();
       try {
-        job->thread = std::thread([raw] { raw->run(); });
+        TokenCallback onTok;
+        if (hasOnToken) onTok = [raw](int64_t seq, int32_t tok) { raw->token(seq, tok); };
+        job->submission = e->submit(std::move(req), std::move(onTok),
+                                    [raw](std::vector<SequenceResult>&& r, std::exception_ptr err) {
+                                      raw->done(std::move(r), err);
+                                    });
       } catch (...) {
         job->tsfn.Release();  // finalizer frees the job
         throw;
       }
-      pruneJobs();
-      jobs_.push_back(job);
 
       Napi::Object out = Napi::Object::New(env);
       out.Set("promise", job->deferred.Promise());
@@ -319,35 +327,44 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       out.Set("cancel", Napi::Function::New(
                             env,
                             [weak](const Napi::CallbackInfo&) {
-                              if (auto j = weak.lock()) j->cancel = true;
+                              if (auto j = weak.lock()) j->cancel();
                             },
                             "cancel"));
       return out;
     });
   }
 
+  // Live scheduler numbers (tests, monitoring).
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, [&]() -> Napi::Value {
+      const SchedulerStats st = engine()->stats();
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("kvBlocks", double(st.kvBlocks));
+      o.Set("kvFreeBlocks", double(st.kvFreeBlocks));
+      o.Set("queuedRequests", double(st.queuedRequests));
+      o.Set("runningRequests", double(st.runningRequests));
+      o.Set("runningSequences", double(st.runningSequences));
+      o.Set("maxBatchSequences", double(st.maxBatchSequences));
+      o.Set("maxBatchRequests", double(st.maxBatchRequests));
+      o.Set("decodeSteps", double(st.decodeSteps));
+      o.Set("completedRequests", double(st.completedRequests));
+      return o;
+    });
+  }
+
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
-      for (const std::weak_ptr<GenerationJob>& w : jobs_) {
-        if (auto j = w.lock()) j->cancel = true;
-      }
-      for (const std::weak_ptr<GenerationJob>& w : jobs_) {
-        if (auto j = w.lock()) j->join();  // the engine stops at its next check
-      }
-      jobs_.clear();
+      // Every request gets its onDone (Aborted) before the engine thread exits; the
+      // promises settle once this returns to the event loop.
+      if (engine_) engine_->shutdown();
       engine_.reset();
       return env.Undefined();
     });
   }
 
-  void pruneJobs() {
-    jobs_.erase(std::remove_if(jobs_.begin(), jobs_.end(), [](const std::weak_ptr<GenerationJob>& w) { return w.expired(); }),
-                jobs_.end());
-  }
-
   std::shared_ptr<Engine> engine_;
-  std::vector<std::weak_ptr<GenerationJob>> jobs_;  // generations started here (JS thread only)
 };
 
 // ---- exports -----------------------------------------------------------------------

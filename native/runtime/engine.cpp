@@ -7,6 +7,7 @@
 #include "runtime/decoder.h"
 #include "runtime/dummy_weights.h"
 #include "runtime/rope.h"
+#include "runtime/scheduler.h"
 #include "runtime/vision.h"
 
 namespace ivl {
@@ -24,12 +25,15 @@ Engine::Engine(std::unique_ptr<Backend> backend, const std::string& dir, const M
   const int64_t tokens = options.kvCacheTokens > 0 ? options.kvCacheTokens : EngineOptions::kDefaultKvCacheTokens;
   kv_ = std::make_unique<KvCache>(*backend_, spec_.llm.numLayers, spec_.llm.numKvHeads, spec_.llm.headDim,
                                   options.kvBlockSize, tokens);
+  scheduler_ = std::make_unique<Scheduler>(*this);  // starts the engine thread
 }
 
-Engine::~Engine() = default;
+Engine::~Engine() {
+  if (scheduler_) scheduler_->shutdown();  // joins the engine thread before the weights and cache go
+}
 
 std::vector<float> Engine::encodeVit(const float* pixels, int64_t tiles) {
-  std::lock_guard<std::timed_mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   const int64_t S = spec_.tileSize, G = spec_.patchGrid(), C = spec_.vision.hiddenSize, N = 1 + G * G;
   VisionEncoder enc(*backend_, spec_, weights_.vision);
   std::vector<float> out(size_t(tiles * N * C));  // [tiles, 1+G², C]
@@ -41,7 +45,7 @@ std::vector<float> Engine::encodeVit(const float* pixels, int64_t tiles) {
 }
 
 std::vector<float> Engine::encodeImages(const float* pixels, int64_t tiles) {
-  std::lock_guard<std::timed_mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   VisionEncoder enc(*backend_, spec_, weights_.vision);
   Tensor emb = enc.encode(pixels, tiles);  // [tiles·n, H]
   std::vector<float> out(size_t(emb.numel()));
@@ -81,150 +85,67 @@ void Engine::validate(const GenerateRequest& req) const {
   }
 }
 
-std::vector<SequenceResult> Engine::generate(const GenerateRequest& req, const TokenCallback& onToken,
-                                             const std::atomic<bool>& cancel) {
+std::shared_ptr<Submission> Engine::submit(GenerateRequest req, TokenCallback onToken, DoneCallback onDone) {
   validate(req);
-  // Wait for the engine, giving up when cancelled while waiting.
-  std::unique_lock<std::timed_mutex> lock(mutex_, std::defer_lock);
-  while (!lock.try_lock_for(std::chrono::milliseconds(20))) {
-    if (cancel.load()) {
-      std::vector<SequenceResult> out(req.sequences.size());
-      for (size_t b = 0; b < out.size(); ++b) {
-        out[b].finish = FinishReason::Aborted;
-        out[b].promptTokens = int64_t(req.sequences[b].inputIds.size());
-      }
-      return out;
-    }
-  }
-  return runGenerate(req, onToken, cancel);
+  return scheduler_->submit(std::move(req), std::move(onToken), std::move(onDone));
 }
 
-std::vector<SequenceResult> Engine::runGenerate(const GenerateRequest& req, const TokenCallback& onToken,
-                                                const std::atomic<bool>& cancel) {
+void Engine::cancel(const std::shared_ptr<Submission>& s) { scheduler_->cancel(s); }
+void Engine::waitRetired(const std::shared_ptr<Submission>& s) { scheduler_->waitRetired(s); }
+void Engine::shutdown() { scheduler_->shutdown(); }
+SchedulerStats Engine::stats() const { return scheduler_->stats(); }
+
+void Engine::prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>& scores,
+                     const std::atomic<bool>* cancel) {
+  std::lock_guard<std::mutex> lock(mutex_);
   const LlmSpec& l = spec_.llm;
-  const int64_t B = int64_t(req.sequences.size()), half = l.headDim / 2, bs = kv_->blockSize();
+  const int64_t half = l.headDim / 2, bs = kv_->blockSize(), L = int64_t(q.inputIds.size());
   const int32_t ctxId = int32_t(spec_.imageContextTokenId);
   VisionEncoder vision(*backend_, spec_, weights_.vision);
   Decoder decoder(*backend_, spec_, weights_.llm, *kv_);
-
-  std::vector<SequenceResult> results(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) results[size_t(b)].promptTokens = int64_t(req.sequences[size_t(b)].inputIds.size());
-
-  // 1. KV pages for every sequence, up front: the last token is never fed back.
-  std::vector<int64_t> reserveTokens(static_cast<size_t>(B));
-  int64_t needBlocks = 0, promptSum = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t L = results[size_t(b)].promptTokens;
-    reserveTokens[size_t(b)] = L + std::max<int64_t>(0, req.maxNewTokens - 1);
-    needBlocks += blocksFor(reserveTokens[size_t(b)], bs);
-    promptSum += L;
-  }
-  if (needBlocks > kv_->allocator().numFree()) {
-    throw Error(ErrorCode::OutOfMemory,
-                "KV cache too small for this request: " + str(B) + " sequence(s) with " + str(promptSum) +
-                    " prompt tokens and up to " + str(req.maxNewTokens) + " new tokens each need " + str(needBlocks) +
-                    " blocks of " + str(bs) + " tokens, but " + str(kv_->allocator().numFree()) + " of " +
-                    str(kv_->numBlocks()) + " blocks are free (capacity " + str(kv_->capacityTokens()) +
-                    " tokens; raise kvCacheTokens or lower maxNewTokens)");
-  }
-  std::vector<SequenceKv> seqKv;
-  seqKv.reserve(size_t(B));
-  for (int64_t b = 0; b < B; ++b) {
-    seqKv.emplace_back(*kv_);
-    seqKv.back().reserve(reserveTokens[size_t(b)]);
-  }
-
-  std::vector<Xoshiro256> rng(size_t(B), Xoshiro256(req.sampling.seed));
-  std::vector<bool> done(size_t(B), false);
-  auto accept = [&](int64_t b, int32_t token) {
-    SequenceResult& r = results[size_t(b)];
-    r.tokens.push_back(token);
-    if (onToken) onToken(b, token);
-    if (std::find(req.eosTokenIds.begin(), req.eosTokenIds.end(), token) != req.eosTokenIds.end()) {
-      r.finish = FinishReason::Eos;
-      done[size_t(b)] = true;
-    } else if (int64_t(r.tokens.size()) >= req.maxNewTokens) {
-      r.finish = FinishReason::Length;
-      done[size_t(b)] = true;
+  checkCancel(cancel);
+  Tensor x = decoder.embed(q.inputIds);  // [L, H]
+  if (q.tiles > 0) {
+    Tensor img = vision.encode(q.pixels.data(), q.tiles, cancel);  // [tiles·n, H]
+    std::vector<int64_t> rows;  // <IMG_CONTEXT> positions, in order
+    for (int64_t i = 0; i < L; ++i) {
+      if (q.inputIds[size_t(i)] == ctxId) rows.push_back(i);
     }
-    if (done[size_t(b)]) seqKv[size_t(b)].release();  // pages back to the pool now
-  };
-  std::vector<float> scores(static_cast<size_t>(vocabSize()));
-
-  try {
-    // 2. prefill, one sequence at a time
-    for (int64_t b = 0; b < B; ++b) {
-      checkCancel(&cancel);
-      const SequenceInput& q = req.sequences[size_t(b)];
-      const int64_t L = int64_t(q.inputIds.size());
-      Tensor x = decoder.embed(q.inputIds);  // [L, H]
-      if (q.tiles > 0) {
-        Tensor img = vision.encode(q.pixels.data(), q.tiles, &cancel);  // [tiles·n, H]
-        std::vector<int64_t> rows;  // <IMG_CONTEXT> positions, in order
-        for (int64_t i = 0; i < L; ++i) {
-          if (q.inputIds[size_t(i)] == ctxId) rows.push_back(i);
-        }
-        backend_->scatterRows(x, rows, img);
-      }
-      std::vector<int64_t> slots;
-      std::vector<int32_t> positions;
-      seqKv[size_t(b)].append(L, slots, positions);
-      PagedBatch batch = buildBatch(bs, {&seqKv[size_t(b)]}, {L}, std::move(slots), std::move(positions));
-      const RopeCall rc = ropeForCall(l, L);  // largest position in this call is L − 1
-      std::vector<float> cos(size_t(L * half)), sin(size_t(L * half));
-      for (int64_t i = 0; i < L; ++i) ropeRow(rc, i, cos.data() + i * half, sin.data() + i * half);
-      Tensor logits = decoder.forward(std::move(x), batch, cos, sin, {L - 1}, &cancel);  // [1, V]
-      backend_->downloadF32(logits, scores.data());
-      if (req.returnPromptLogits) results[size_t(b)].promptLogits = scores;
-      if (req.maxNewTokens == 0) {
-        results[size_t(b)].finish = FinishReason::Length;
-        done[size_t(b)] = true;
-        seqKv[size_t(b)].release();
-        continue;
-      }
-      accept(b, chooseToken(scores, req.sampling, results[size_t(b)].tokens, rng[size_t(b)]));
-    }
-
-    // 3. decode: every unfinished sequence advances one token per step
-    for (;;) {
-      std::vector<int64_t> active;
-      for (int64_t b = 0; b < B; ++b) {
-        if (!done[size_t(b)]) active.push_back(b);
-      }
-      if (active.empty()) break;
-      checkCancel(&cancel);
-      const int64_t A = int64_t(active.size());
-      std::vector<int32_t> ids;
-      std::vector<int64_t> slots, newTokens(size_t(A), 1), rows;
-      std::vector<int32_t> positions;
-      std::vector<const SequenceKv*> seqs;
-      std::vector<float> cos(size_t(A * half)), sin(size_t(A * half));
-      for (int64_t i = 0; i < A; ++i) {
-        const int64_t b = active[size_t(i)];
-        ids.push_back(results[size_t(b)].tokens.back());
-        seqKv[size_t(b)].append(1, slots, positions);
-        seqs.push_back(&seqKv[size_t(b)]);
-        rows.push_back(i);
-        const int64_t pos = positions.back();
-        ropeRow(ropeForCall(l, pos + 1), pos, cos.data() + i * half, sin.data() + i * half);
-      }
-      PagedBatch batch = buildBatch(bs, seqs, newTokens, std::move(slots), std::move(positions));
-      Tensor logits = decoder.forward(decoder.embed(ids), batch, cos, sin, rows, &cancel);  // [A, V]
-      std::vector<float> all(size_t(A * vocabSize()));
-      backend_->downloadF32(logits, all.data());
-      for (int64_t i = 0; i < A; ++i) {
-        const int64_t b = active[size_t(i)];
-        std::copy(all.begin() + i * vocabSize(), all.begin() + (i + 1) * vocabSize(), scores.begin());
-        accept(b, chooseToken(scores, req.sampling, results[size_t(b)].tokens, rng[size_t(b)]));
-      }
-    }
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::Aborted) throw;
-    for (int64_t b = 0; b < B; ++b) {
-      if (!done[size_t(b)]) results[size_t(b)].finish = FinishReason::Aborted;
-    }
+    backend_->scatterRows(x, rows, img);
   }
-  return results;
+  std::vector<int64_t> slots;
+  std::vector<int32_t> positions;
+  kv.append(L, slots, positions);
+  PagedBatch batch = buildBatch(bs, {&kv}, {L}, std::move(slots), std::move(positions));
+  const RopeCall rc = ropeForCall(l, L);  // largest position in this call is L − 1
+  std::vector<float> cos(size_t(L * half)), sin(size_t(L * half));
+  for (int64_t i = 0; i < L; ++i) ropeRow(rc, i, cos.data() + i * half, sin.data() + i * half);
+  Tensor logits = decoder.forward(std::move(x), batch, cos, sin, {L - 1}, cancel);  // [1, V]
+  scores.resize(size_t(vocabSize()));
+  backend_->downloadF32(logits, scores.data());
+}
+
+void Engine::decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs,
+                        std::vector<float>& logitsOut, const std::atomic<bool>* cancel) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const LlmSpec& l = spec_.llm;
+  const int64_t A = int64_t(seqs.size()), half = l.headDim / 2, bs = kv_->blockSize();
+  Decoder decoder(*backend_, spec_, weights_.llm, *kv_);
+  std::vector<int64_t> slots, newTokens(size_t(A), 1), rows;
+  std::vector<int32_t> positions;
+  std::vector<const SequenceKv*> cseqs;
+  std::vector<float> cos(size_t(A * half)), sin(size_t(A * half));
+  for (int64_t i = 0; i < A; ++i) {
+    seqs[size_t(i)]->append(1, slots, positions);
+    cseqs.push_back(seqs[size_t(i)]);
+    rows.push_back(i);
+    const int64_t pos = positions.back();
+    ropeRow(ropeForCall(l, pos + 1), pos, cos.data() + i * half, sin.data() + i * half);
+  }
+  PagedBatch batch = buildBatch(bs, cseqs, newTokens, std::move(slots), std::move(positions));
+  Tensor logits = decoder.forward(decoder.embed(ids), batch, cos, sin, rows, cancel);  // [A, V]
+  logitsOut.resize(size_t(A * vocabSize()));
+  backend_->downloadF32(logits, logitsOut.data());
 }
 
 }  // namespace ivl

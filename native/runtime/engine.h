@@ -1,21 +1,27 @@
 // The engine: one loaded model (weights on a backend, its KV cache) and the jobs it
-// runs: ViT / image encoding and batched generation. Backend-neutral; the caller
-// picks the backend. One job at a time (a mutex); a generation waiting for the
-// engine gives up as soon as it is cancelled.
+// runs: ViT / image encoding and generation. Backend-neutral; the caller picks the
+// backend.
 //
-// Generation (generate):
-//   1. validate the request; reserve every sequence's KV pages up front
-//      (prompt + maxNewTokens − 1 tokens), or fail with OutOfMemory and the numbers;
+// Generation goes through the engine thread (runtime/scheduler.h): submit() queues a
+// request and returns at once; one long-lived thread per engine admits requests by
+// free KV blocks, prefills them and decodes every running sequence of every request
+// together, one token each per step (continuous batching). Per request:
+//   1. validate (submit() does it, so bad requests throw synchronously); its KV pages
+//      (prompt + maxNewTokens − 1 tokens per sequence) are reserved when it is
+//      admitted, all or nothing; a request larger than the whole cache fails at once
+//      with OutOfMemory and the numbers, one that only has to wait stays queued (FIFO);
 //   2. prefill each sequence on its own (positions 0..L−1): token embeddings, its
 //      images encoded and scattered over its <IMG_CONTEXT> rows in order, one
 //      forward call, logits of the last position -> first token;
-//   3. decode all unfinished sequences together, one token each per step
-//      (each at its own position), until eos / maxNewTokens / cancel.
+//   3. its unfinished sequences join the decode batch until eos / maxNewTokens /
+//      cancel; finished and cancelled sequences give their pages back at once.
 // A sequence's tokens do not depend on the rest of the batch: every row is computed
 // the same way whatever the batch, RoPE tables are per sequence, and each sequence
-// samples from its own PRNG stream.
+// samples from its own PRNG stream with its own repetition history.
+// Backend work (a prefill, a decode step, an encode call) runs one at a time (mutex_).
 #pragma once
 #include <atomic>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,6 +35,12 @@
 #include "runtime/model_spec.h"
 #include "runtime/sampler.h"
 #include "runtime/weights.h"
+
+namespace ivl {
+class Scheduler;
+struct Submission;
+struct SchedulerStats;
+}  // namespace ivl
 
 namespace ivl {
 
@@ -63,8 +75,11 @@ struct SequenceResult {
   std::vector<float> promptLogits;  // [V] last prompt position (when asked)
 };
 
-// Called after each chosen token, on the generating thread.
+// Called after each chosen token, on the engine thread.
 using TokenCallback = std::function<void(int64_t sequence, int32_t token)>;
+// Called once per request on the engine thread: its results, or the error that ended it
+// (results then empty). Cancellation is not an error: unfinished sequences finish Aborted.
+using DoneCallback = std::function<void(std::vector<SequenceResult>&& results, std::exception_ptr error)>;
 
 class Engine {
  public:
@@ -86,24 +101,41 @@ class Engine {
   // pixels [tiles, 3, S, S] -> projected image embeddings [tiles, numImageToken, H].
   std::vector<float> encodeImages(const float* pixels, int64_t tiles);
 
-  // Runs a whole batch (see the header comment). Returns one result per sequence;
-  // cancellation makes unfinished sequences finish with Aborted (not an exception).
-  std::vector<SequenceResult> generate(const GenerateRequest& req, const TokenCallback& onToken,
-                                       const std::atomic<bool>& cancel);
-
-  // The request checks generate() starts with (ivl::Error(InvalidArg) naming the
+  // Queues a request for the engine thread and returns at once (validate() first:
+  // InvalidArg throws here; Disposed after shutdown()). onToken / onDone run on the
+  // engine thread; onDone exactly once. The returned handle cancels (cancel()).
+  std::shared_ptr<Submission> submit(GenerateRequest req, TokenCallback onToken, DoneCallback onDone);
+  // Asks a request to stop: queued ones finish at once, running ones after the
+  // current step, with FinishReason::Aborted.
+  void cancel(const std::shared_ptr<Submission>& s);
+  // Blocks until the engine thread has called s's onDone and will not touch s again.
+  void waitRetired(const std::shared_ptr<Submission>& s);
+  // Cancels every request (each still gets its onDone), then joins the engine thread.
+  // Later submits throw Disposed. Idempotent; the destructor calls it.
+  void shutdown();
+  // Live numbers (KV blocks free, running / queued, the largest decode batch so far).
+  SchedulerStats stats() const;
+  // The request checks submit() starts with (ivl::Error(InvalidArg) naming the
   // sequence and field); cheap, so bindings call it up front for a synchronous error.
   void validate(const GenerateRequest& req) const;
 
  private:
-  std::vector<SequenceResult> runGenerate(const GenerateRequest& req, const TokenCallback& onToken,
-                                          const std::atomic<bool>& cancel);
+  friend class Scheduler;
+  // Engine thread (the scheduler): one sequence's prompt through ViT + decoder into kv
+  // (already reserved); scores[V] <- logits of its last position.
+  void prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>& scores, const std::atomic<bool>* cancel);
+  // One decode step: ids[i] appended to seqs[i] (one token each, at its own position);
+  // logits[A·V] <- each sequence's next-token logits.
+  void decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs, std::vector<float>& logits,
+                  const std::atomic<bool>* cancel);
+  KvCache& kv() { return *kv_; }
 
   ModelSpec spec_;
   std::unique_ptr<Backend> backend_;
   ModelWeights weights_;
   std::unique_ptr<KvCache> kv_;
-  std::timed_mutex mutex_;  // one job at a time
+  std::mutex mutex_;  // one backend job at a time (prefill, decode step, encode)
+  std::unique_ptr<Scheduler> scheduler_;  // last: stopped before the rest goes
 };
 
 }  // namespace ivl

@@ -1,0 +1,100 @@
+// The engine thread: one long-lived thread per Engine that owns generation and
+// batches every running sequence of every request into one decode step (continuous
+// batching, as in vLLM / TGI).
+//
+//   submit()  (any thread)   request -> FIFO queue; returns at once
+//   loop      (engine thread, sleeps on a condition variable when there is no work):
+//     1. queued requests that were cancelled finish (Aborted) without running;
+//     2. admission, in FIFO order: the head request is admitted when the free KV
+//        blocks cover all its sequences (prompt + maxNewTokens − 1 tokens each,
+//        reserved all or nothing); a request larger than the whole cache fails at
+//        once with OutOfMemory and the numbers; otherwise the queue waits (nothing
+//        behind the head overtakes it) until running sequences give blocks back;
+//     3. each admitted request is prefilled (ViT + prompt, one sequence at a time;
+//        its own cancel flag is checked between layers) and samples its first tokens;
+//     4. cancelled running requests finish (Aborted) and free their pages;
+//     5. one decode step over all unfinished sequences of all running requests
+//        (one token each, each at its own position); tokens go to each request's
+//        onToken in order; a sequence that ends (eos / maxNewTokens) frees its pages
+//        at once; a request whose sequences have all ended gets its onDone.
+//   shutdown() (any thread but the engine's): cancels everything — each request still
+//   gets exactly one onDone, with Aborted results — and joins the thread.
+//
+// Per-sequence state (its PRNG stream seeded with the request's seed, its generated
+// tokens for the repetition penalty, its RoPE positions) lives with the sequence, and
+// every row of a step is computed the same way whatever else is in the batch, so a
+// request's tokens do not depend on what runs beside it.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "runtime/engine.h"
+
+namespace ivl {
+
+// One submitted request, shared by the submitter (cancel handle) and the engine thread.
+struct Submission {
+  GenerateRequest request;
+  TokenCallback onToken;
+  DoneCallback onDone;
+  std::atomic<bool> cancel{false};
+  bool retired = false;  // onDone has returned (guarded by the scheduler's mutex)
+};
+
+struct SchedulerStats {
+  int64_t kvBlocks = 0;
+  int64_t kvFreeBlocks = 0;
+  int64_t queuedRequests = 0;     // waiting for admission
+  int64_t runningRequests = 0;    // admitted, not finished
+  int64_t runningSequences = 0;   // unfinished sequences of the running requests
+  int64_t maxBatchSequences = 0;  // the most sequences one decode step has carried (since load)
+  int64_t maxBatchRequests = 0;   // the most distinct requests one decode step has carried
+  int64_t decodeSteps = 0;
+  int64_t completedRequests = 0;
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(Engine& engine);  // starts the engine thread
+  ~Scheduler();                        // shutdown()
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  std::shared_ptr<Submission> submit(GenerateRequest req, TokenCallback onToken, DoneCallback onDone);
+  void cancel(const std::shared_ptr<Submission>& s);
+  void waitRetired(const std::shared_ptr<Submission>& s);
+  void shutdown();
+  SchedulerStats stats() const;
+
+ private:
+  struct Running;  // an admitted request and its sequences' state (engine thread only)
+
+  void loop();
+  void admit(const std::shared_ptr<Submission>& s);
+  void decodeStep();
+  // Frees r's pages, marks unfinished sequences Aborted (when aborting), calls onDone.
+  void finish(Running& r, std::exception_ptr error, bool aborted);
+  void retire(const std::shared_ptr<Submission>& s, std::vector<SequenceResult>&& results, std::exception_ptr error);
+  void publishStats();
+
+  Engine& engine_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;     // work arrived / cancel / stop
+  std::condition_variable retired_;  // a submission retired
+  std::deque<std::shared_ptr<Submission>> queue_;  // FIFO, not yet admitted
+  std::set<std::shared_ptr<Submission>> live_;     // submitted, not retired
+  bool stopping_ = false;
+  std::atomic<bool> stop_{false};  // read by kernels between layers during a decode step
+  std::vector<std::unique_ptr<Running>> running_;  // engine thread only
+  SchedulerStats stats_;                           // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace ivl
