@@ -396,62 +396,60 @@ export class InternVL implements AsyncDisposable {
       Math.min(gen.maxNewTokens, kvRoom, ...jobs.map((j) => this.info.contextLength - j.inputIds.length)),
     );
     // No lock: concurrent calls go to the engine thread, which batches them (continuous batching).
-    {
-      this.checkAlive();
-      signal?.throwIfAborted();
-      const streams = jobs.map(() => ({
-        decoder: this.tokenizer.createDecodeStream({ skipSpecialTokens: true }),
-        filter: new TextStreamFilter([this.template.sep, ...gen.stop]),
-        ids: [] as number[],
-        text: '',
-      }));
-      let generation: { cancel(): void } | undefined;
-      const running = this.engine.generate(
-        {
-          sequences: jobs.map((j) => ({
-            inputIds: Int32Array.from(j.inputIds),
-            ...(j.pixelValues ? { pixelValues: j.pixelValues, tiles: j.tiles } : {}),
-          })),
-          maxNewTokens,
-          eosTokenIds: [this.sepId],
-          sampling: {
-            doSample: gen.doSample,
-            temperature: gen.temperature,
-            topK: gen.topK,
-            topP: gen.topP,
-            repetitionPenalty: gen.repetitionPenalty,
-            seed: gen.seed,
-          },
+    this.checkAlive();
+    signal?.throwIfAborted();
+    const streams = jobs.map(() => ({
+      decoder: this.tokenizer.createDecodeStream({ skipSpecialTokens: true }),
+      filter: new TextStreamFilter([this.template.sep, ...gen.stop]),
+      ids: [] as number[],
+      text: '',
+    }));
+    let generation: { cancel(): void } | undefined;
+    const running = this.engine.generate(
+      {
+        sequences: jobs.map((j) => ({
+          inputIds: Int32Array.from(j.inputIds),
+          ...(j.pixelValues ? { pixelValues: j.pixelValues, tiles: j.tiles } : {}),
+        })),
+        maxNewTokens,
+        eosTokenIds: [this.sepId],
+        sampling: {
+          doSample: gen.doSample,
+          temperature: gen.temperature,
+          topK: gen.topK,
+          topP: gen.topP,
+          repetitionPenalty: gen.repetitionPenalty,
+          seed: gen.seed,
         },
-        {
-          ...(signal ? { signal } : {}),
-          onToken: (seq, tokenId) => {
-            const s = streams[seq];
-            s.ids.push(tokenId);
-            const piece = s.filter.push(s.decoder.push(tokenId));
-            s.text += piece;
-            if (piece.length > 0) onText?.(piece, tokenId);
-            if (s.filter.hitStop && streams.every((x) => x.filter.hitStop)) generation?.cancel();
-          },
+      },
+      {
+        ...(signal ? { signal } : {}),
+        onToken: (seq, tokenId) => {
+          const s = streams[seq];
+          s.ids.push(tokenId);
+          const piece = s.filter.push(s.decoder.push(tokenId));
+          s.text += piece;
+          if (piece.length > 0) onText?.(piece, tokenId);
+          if (s.filter.hitStop && streams.every((x) => x.filter.hitStop)) generation?.cancel();
         },
-      );
-      generation = running;
-      const results: NativeSequenceResult[] = await running.promise;
-      const aborted = signal?.aborted ?? false;
-      if (aborted && !partialOnAbort) throw abortReason(signal as AbortSignal);
-      return results.map((r, i) => {
-        const s = streams[i];
-        const tail = s.filter.push(s.decoder.flush()) + s.filter.flush();
-        if (tail.length > 0) onText?.(tail, -1);
-        s.text += tail;
-        const tokenIds = Array.from(r.tokenIds);
-        const finishReason: FinishReason =
-          s.filter.hitStop || r.finishReason === 'eos' ? 'stop' : r.finishReason === 'aborted' ? 'aborted' : 'length';
-        // The reference decodes all ids (special tokens skipped), cuts at the separator and strips.
-        const full = cleanResponse(this.tokenizer.decode(tokenIds, { skipSpecialTokens: true }), this.template.sep);
-        const text = s.filter.hitStop ? s.text : full;
-        return { tokenIds, text, finishReason, promptTokens: r.promptTokens };
-      });
-    }
+      },
+    );
+    generation = running;
+    const results: NativeSequenceResult[] = await running.promise;
+    const aborted = signal?.aborted ?? false;
+    if (aborted && !partialOnAbort) throw abortReason(signal as AbortSignal);
+    return results.map((r, i) => {
+      const s = streams[i];
+      const tail = s.filter.push(s.decoder.flush()) + s.filter.flush();
+      if (tail.length > 0) onText?.(tail, -1);
+      s.text += tail;
+      const tokenIds = Array.from(r.tokenIds);
+      const finishReason: FinishReason =
+        s.filter.hitStop || r.finishReason === 'eos' ? 'stop' : r.finishReason === 'aborted' ? 'aborted' : 'length';
+      // The reference decodes all ids (special tokens skipped), cuts at the separator and strips.
+      const full = cleanResponse(this.tokenizer.decode(tokenIds, { skipSpecialTokens: true }), this.template.sep);
+      const text = s.filter.hitStop ? s.text : full;
+      return { tokenIds, text, finishReason, promptTokens: r.promptTokens };
+    });
   }
 }

@@ -193,7 +193,7 @@ describe('EngineModel.generate: concurrent equals sequential', () => {
     const model = await load('qwen2');
     try {
       const reqs = [request([textSeq([1, 2]), textSeq([3])], 80), request([textSeq([4, 5, 6])], 120)];
-      const alone = [];
+      const alone: NativeSequenceResult[][] = [];
       for (const r of reqs) alone.push(await model.generate(r).promise);
       const seen: number[][][] = reqs.map((r) => r.sequences.map(() => []));
       const gens = reqs.map((r, i) => start(model, r, (s, t) => seen[i][s].push(t)));
@@ -325,7 +325,7 @@ describe('cancellation, admission by free blocks, dispose', () => {
       const reqs = Array.from({ length: 12 }, (_, i) =>
         request([textSeq([1 + (i % 5), 2 + (i % 7), 3])], 10 + 3 * i, { ...GREEDY, repetitionPenalty: i % 2 ? 1.15 : 1 }),
       );
-      const alone = [];
+      const alone: NativeSequenceResult[] = [];
       for (const r of reqs) alone.push((await model.generate(r).promise)[0]);
       const together = await Promise.all(reqs.map((r) => model.generate(r).promise));
       together.forEach(([r], i) => expect(ids(r)).toEqual(ids(alone[i])));

@@ -206,7 +206,7 @@ describe('engine requests and lifecycle', () => {
 });
 
 describe('concurrency and threads', () => {
-  test('concurrent generate / encode calls on one model run one after another, each correct', async () => {
+  test('concurrent generate / encode calls on one model are each correct', async () => {
     const model = await load('phi3');
     try {
       const a = textSeq([1, 2, 3, 4]);
