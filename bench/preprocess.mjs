@@ -11,7 +11,7 @@
 // shows that it stays off the JS thread.
 //   npm run build:ts && node bench/preprocess.mjs [--reps N]
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -101,6 +101,7 @@ async function time(fn) {
 }
 
 const native = loadNative();
+const loadBefore = loadavg()[0];
 const results = {};
 for (const [label, make] of [
   ['photo', photoImage],
@@ -147,6 +148,8 @@ const result = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, sharp: sharp.versions.sharp, vips: sharp.versions.vips },
   input: { width: W, height: H, maxTiles: 12, tileSize: 448 },
   reps,
+  // 1-minute load average before and after: other work on the machine skews the figures
+  loadAverage: { before: Math.round(loadBefore * 100) / 100, after: Math.round(loadavg()[0] * 100) / 100 },
   targetMs: 150,
   results,
 };
