@@ -244,32 +244,18 @@ export abstract class SlowTokenizer {
   }
 }
 
-/** transformers' LlamaTokenizer (4.37), incl. `legacy` and add_bos/add_eos. */
-export class LlamaSlowTokenizer extends SlowTokenizer {
+/** The slow tokenizers over a SentencePiece model: base vocabulary lookups go to the model. */
+abstract class SentencePieceSlowTokenizer extends SlowTokenizer {
   readonly kind = 'sentencepiece' as const;
   readonly baseVocabSize: number;
-  readonly legacy: boolean;
-  private readonly addBos: boolean;
-  private readonly addEos: boolean;
-  private readonly unkText: string;
-  private unkLength = 0;
 
   constructor(
-    private readonly sp: SentencePieceProcessor,
+    protected readonly sp: SentencePieceProcessor,
     files: SideFiles,
+    defaults: ClassDefaults,
   ) {
-    super(files, {
-      special: { unk_token: '<unk>', bos_token: '<s>', eos_token: '</s>', pad_token: null },
-      cleanUpTokenizationSpaces: false,
-    });
+    super(files, defaults);
     this.baseVocabSize = sp.size;
-    this.legacy = configBool(files.config, 'legacy', true);
-    this.addBos = configBool(files.config, 'add_bos_token', true);
-    this.addEos = configBool(files.config, 'add_eos_token', false);
-    this.initSpecialTokens();
-    this.unkText = this.specialTokens.unk_token ?? 'None';
-    // unk_token_length: pieces of the unk text encoded by the (dummy-prefix-free) model.
-    this.unkLength = sp.encode(this.unkText).length;
   }
 
   protected baseTokenToId(token: string): number | undefined {
@@ -284,6 +270,30 @@ export class LlamaSlowTokenizer extends SlowTokenizer {
   protected isPlainBase(id: number): boolean {
     return this.sp.isNormal(id);
   }
+}
+
+/** transformers' LlamaTokenizer (4.37), incl. `legacy` and add_bos/add_eos. */
+export class LlamaSlowTokenizer extends SentencePieceSlowTokenizer {
+  readonly legacy: boolean;
+  private readonly addBos: boolean;
+  private readonly addEos: boolean;
+  private readonly unkText: string;
+  private unkLength = 0;
+
+  constructor(sp: SentencePieceProcessor, files: SideFiles) {
+    super(sp, files, {
+      special: { unk_token: '<unk>', bos_token: '<s>', eos_token: '</s>', pad_token: null },
+      cleanUpTokenizationSpaces: false,
+    });
+    this.legacy = configBool(files.config, 'legacy', true);
+    this.addBos = configBool(files.config, 'add_bos_token', true);
+    this.addEos = configBool(files.config, 'add_eos_token', false);
+    this.initSpecialTokens();
+    this.unkText = this.specialTokens.unk_token ?? 'None';
+    // unk_token_length: pieces of the unk text encoded by the (dummy-prefix-free) model.
+    this.unkLength = sp.encode(this.unkText).length;
+  }
+
 
   get bosTokenId(): number | null {
     return this.specialId('bos_token');
@@ -337,38 +347,20 @@ export class LlamaSlowTokenizer extends SlowTokenizer {
 }
 
 /** InternLM2Tokenizer (the InternLM2 / InternVL2 checkpoints' tokenization_internlm2.py). */
-export class InternLM2SlowTokenizer extends SlowTokenizer {
-  readonly kind = 'sentencepiece' as const;
-  readonly baseVocabSize: number;
+export class InternLM2SlowTokenizer extends SentencePieceSlowTokenizer {
   private readonly addBos: boolean;
   private readonly addEos: boolean;
 
-  constructor(
-    private readonly sp: SentencePieceProcessor,
-    files: SideFiles,
-  ) {
-    super(files, {
+  constructor(sp: SentencePieceProcessor, files: SideFiles) {
+    super(sp, files, {
       special: { unk_token: '<unk>', bos_token: '<s>', eos_token: '</s>', pad_token: '</s>' },
       cleanUpTokenizationSpaces: false,
     });
-    this.baseVocabSize = sp.size;
     this.addBos = configBool(files.config, 'add_bos_token', true);
     this.addEos = configBool(files.config, 'add_eos_token', false);
     this.initSpecialTokens();
   }
 
-  protected baseTokenToId(token: string): number | undefined {
-    return this.sp.lookup(token);
-  }
-  protected baseConvertTokenToId(token: string): number {
-    return this.sp.pieceToId(token);
-  }
-  protected baseIdToToken(id: number): string | undefined {
-    return this.sp.idToPiece(id);
-  }
-  protected isPlainBase(id: number): boolean {
-    return this.sp.isNormal(id);
-  }
 
   // InternLM2Tokenizer overrides these with the sentencepiece model's own ids.
   get bosTokenId(): number | null {
