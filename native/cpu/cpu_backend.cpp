@@ -419,6 +419,20 @@ void CpuBackend::siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) 
   }, 16384);
 }
 
+void CpuBackend::siluMulHalves(const Tensor& y, const Tensor& gu) {
+  const int64_t M = y.rows(), F = y.cols();
+  check(gu.rows() == M && gu.cols() == 2 * F, "siluMulHalves: shape mismatch");
+  const float* GU = gu.ptr<float>();
+  float* Y = y.ptr<float>();
+  pool_.parallelFor(M, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* G = GU + r * 2 * F;
+      const float* U = G + F;
+      for (int64_t i = 0; i < F; ++i) Y[r * F + i] = G[i] / (1.0f + std::exp(-G[i])) * U[i];
+    }
+  }, rowGrain(F));
+}
+
 void CpuBackend::add(const Tensor& y, const Tensor& a, const Tensor& b) {
   check(a.numel() == y.numel() && b.numel() == y.numel(), "add: shape mismatch");
   const float* A = a.ptr<float>();
@@ -477,6 +491,22 @@ void CpuBackend::gatherRows(const Tensor& dst, const Tensor& src, const std::vec
   for (size_t i = 0; i < rows.size(); ++i) {
     check(rows[i] >= 0 && rows[i] < src.rows(), "gatherRows: row out of range");
     std::memcpy(dst.ptr<float>() + int64_t(i) * C, src.ptr<float>() + rows[i] * C, size_t(C) * 4);
+  }
+}
+
+void CpuBackend::splitColumns(const std::vector<Tensor>& dsts, const Tensor& src) {
+  const int64_t M = src.rows(), C = src.cols();
+  int64_t total = 0;
+  for (const Tensor& d : dsts) {
+    check(d.rows() == M, "splitColumns: row counts differ");
+    total += d.cols();
+  }
+  check(total == C, "splitColumns: column blocks do not add up to the source's columns");
+  int64_t c0 = 0;
+  for (const Tensor& d : dsts) {
+    const int64_t w = d.cols();
+    for (int64_t r = 0; r < M; ++r) std::memcpy(d.ptr<float>() + r * w, src.ptr<float>() + r * C + c0, size_t(w) * 4);
+    c0 += w;
   }
 }
 

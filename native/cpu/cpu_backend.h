@@ -34,12 +34,14 @@ class CpuBackend final : public Backend {
   void rmsNorm(const Tensor& y, const Tensor& x, const Tensor& w, double eps) override;
   void gelu(const Tensor& y, const Tensor& x) override;
   void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) override;
+  void siluMulHalves(const Tensor& y, const Tensor& gu) override;
   void add(const Tensor& y, const Tensor& a, const Tensor& b) override;
   void addScaled(const Tensor& y, const Tensor& x, const Tensor& s) override;
 
   void embedding(const Tensor& y, const Tensor& table, const std::vector<int32_t>& ids) override;
   void scatterRows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src) override;
   void gatherRows(const Tensor& dst, const Tensor& src, const std::vector<int64_t>& rows) override;
+  void splitColumns(const std::vector<Tensor>& dsts, const Tensor& src) override;
 
   void rope(const Tensor& x, int64_t nHeads, const Tensor& cos, const Tensor& sin) override;
   void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, int64_t groups, int64_t nHeads,

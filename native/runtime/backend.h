@@ -55,6 +55,14 @@ class Backend {
   virtual Tensor weight(const StoredTensor& src, WeightUse use) = 0;
   // A tensor made from host data (hostDType F32 or BF16) in the form `use` asks for.
   virtual Tensor weightFromHost(const void* data, DType hostDType, const Shape& shape, WeightUse use) = 0;
+  // One matmul weight [ΣNᵢ, K] holding the rows of several checkpoint matrices [Nᵢ, K] in order
+  // (q/k/v, gate/up), so one GEMM reads them in one pass. A backend that gains nothing from it
+  // returns an undefined tensor and the graph keeps the parts apart.
+  virtual Tensor stackedWeight(const std::vector<const StoredTensor*>& parts, WeightUse use) {
+    (void)parts;
+    (void)use;
+    return {};
+  }
   // Host f32 [numel(shape)] -> new activation tensor.
   virtual Tensor uploadF32(const float* data, const Shape& shape) = 0;
   // Activation tensor -> host f32 [t.numel()].
@@ -71,6 +79,8 @@ class Backend {
   virtual void gelu(const Tensor& y, const Tensor& x) = 0;
   // y = silu(gate) ⊙ up = gate / (1 + e^-gate) ⊙ up, elementwise (y may alias gate)
   virtual void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) = 0;
+  // y[M, F] = silu(gu[:, :F]) ⊙ gu[:, F:]   (the output of a stacked gate/up matmul gu[M, 2F])
+  virtual void siluMulHalves(const Tensor& y, const Tensor& gu) = 0;
   // y = a + b, elementwise (y may alias a)
   virtual void add(const Tensor& y, const Tensor& a, const Tensor& b) = 0;
   // y[M, C] += x[M, C] ⊙ s[C]    (layer scale residual)
@@ -83,6 +93,8 @@ class Backend {
   virtual void scatterRows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src) = 0;
   // dst[i, :] = src[rows[i], :]
   virtual void gatherRows(const Tensor& dst, const Tensor& src, const std::vector<int64_t>& rows) = 0;
+  // Column blocks of src[M, ΣCᵢ] into dsts[i][M, Cᵢ], left to right (the q | k | v of a stacked matmul).
+  virtual void splitColumns(const std::vector<Tensor>& dsts, const Tensor& src) = 0;
 
   // ---- attention ------------------------------------------------------------
   // In place on x[T, nHeads, D]: NeoX rotate-half with per-token tables cos/sin[T, D/2]:

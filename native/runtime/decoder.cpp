@@ -29,7 +29,13 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
   Tensor o = act({T, Hq * D});  // attention output
   Tensor r = act({T, H});       // projection / MLP output
   Tensor g = act({T, F});       // gate, then silu(gate) ⊙ up
-  Tensor u = act({T, F});       // up
+  // Stacked weights (weights.h) run as one matmul each: one pass over the weights instead of
+  // three (q/k/v) or two (gate/up), which is what a memory-bound decode step costs.
+  const bool stackedQkv = !w_.layers.empty() && w_.layers[0].wqkv.defined();
+  const bool stackedGateUp = !w_.layers.empty() && w_.layers[0].gateUp.defined();
+  Tensor qkv = stackedQkv ? act({T, (Hq + 2 * KV) * D}) : Tensor();
+  Tensor gu = stackedGateUp ? act({T, 2 * F}) : Tensor();  // [gate | up]
+  Tensor u = stackedGateUp ? Tensor() : act({T, F});       // up
   const double scale = 1.0 / std::sqrt(double(D));
 
   for (size_t i = 0; i < w_.layers.size(); ++i) {
@@ -38,9 +44,14 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
     const KvLayer& cache = kv_.layer(int64_t(i));
     // x += Wo · attn(rope(q), rope(k), v)
     be_.rmsNorm(a, x, L.attnNorm, l.rmsEps);
-    be_.matmul(q, a, L.wq, L.bq ? &L.bq : nullptr);
-    be_.matmul(k, a, L.wk, L.bk ? &L.bk : nullptr);
-    be_.matmul(v, a, L.wv, L.bv ? &L.bv : nullptr);
+    if (stackedQkv) {
+      be_.matmul(qkv, a, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
+      be_.splitColumns({q, k, v}, qkv);
+    } else {
+      be_.matmul(q, a, L.wq, L.bq ? &L.bq : nullptr);
+      be_.matmul(k, a, L.wk, L.bk ? &L.bk : nullptr);
+      be_.matmul(v, a, L.wv, L.bv ? &L.bv : nullptr);
+    }
     be_.rope(q, Hq, cos, sin);
     be_.rope(k, KV, cos, sin);
     be_.kvWrite(cache, k, v, batch);
@@ -49,9 +60,14 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
     be_.add(x, x, r);
     // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
     be_.rmsNorm(a, x, L.mlpNorm, l.rmsEps);
-    be_.matmul(g, a, L.gate, nullptr);
-    be_.matmul(u, a, L.up, nullptr);
-    be_.siluMul(g, g, u);
+    if (stackedGateUp) {
+      be_.matmul(gu, a, L.gateUp, nullptr);
+      be_.siluMulHalves(g, gu);
+    } else {
+      be_.matmul(g, a, L.gate, nullptr);
+      be_.matmul(u, a, L.up, nullptr);
+      be_.siluMul(g, g, u);
+    }
     be_.matmul(r, g, L.down, nullptr);
     be_.add(x, x, r);
   }

@@ -90,6 +90,9 @@ class Tensor {
   void* raw() const { return static_cast<char*>(buf_->data()) + offset_; }
   template <typename T>
   T* ptr() const { return static_cast<T*>(raw()); }
+  // Bytes from the buffer's start to raw(): a backend whose packed weights are not plain
+  // row-major (CUDA W8A16) recovers a row slice's first row from it.
+  size_t byteOffset() const { return offset_; }
 
   // Rows [begin, begin+count) along dimension 0, sharing the buffer.
   Tensor slice0(int64_t begin, int64_t count) const {

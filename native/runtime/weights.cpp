@@ -177,6 +177,23 @@ VisionWeights loadVision(const ModelSpec& spec, Loader& ld, const QuantizeOption
   return w;
 }
 
+// wq/wk/wv as row slices of the stacked lw.wqkv [q | k | v].
+void splitQkv(LlmLayerWeights& lw, int64_t qRows, int64_t kvRows) {
+  lw.wq = lw.wqkv.slice0(0, qRows);
+  lw.wk = lw.wqkv.slice0(qRows, kvRows);
+  lw.wv = lw.wqkv.slice0(qRows + kvRows, kvRows);
+}
+
+// Vectors stored apart, concatenated on the host (biases: a few KB).
+Tensor stackedVector(Loader& ld, const std::vector<std::string>& names, const std::vector<int64_t>& sizes) {
+  std::vector<float> host;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::vector<float> part = toF32(ld.stored(names[i], {sizes[i]}));
+    host.insert(host.end(), part.begin(), part.end());
+  }
+  return ld.backend().weightFromHost(host.data(), DType::F32, {int64_t(host.size())}, WeightUse::Vector);
+}
+
 LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld, const QuantizeOptions& quant) {
   const WeightUse mu = matrixUse(quant, true);  // decoder linears
   const LlmSpec& l = spec.llm;
@@ -192,39 +209,55 @@ LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld, co
     switch (l.family) {
       case LlmFamily::Llama:
       case LlmFamily::Qwen2: {
-        lw.wq = ld.matrix(L + "self_attn.q_proj.weight", {Hq * D, H}, mu);
-        lw.wk = ld.matrix(L + "self_attn.k_proj.weight", {KV * D, H}, mu);
-        lw.wv = ld.matrix(L + "self_attn.v_proj.weight", {KV * D, H}, mu);
+        const StoredTensor* qkvParts[] = {&ld.stored(L + "self_attn.q_proj.weight", {Hq * D, H}),
+                                          &ld.stored(L + "self_attn.k_proj.weight", {KV * D, H}),
+                                          &ld.stored(L + "self_attn.v_proj.weight", {KV * D, H})};
+        lw.wqkv = ld.backend().stackedWeight({qkvParts[0], qkvParts[1], qkvParts[2]}, mu);
+        if (lw.wqkv) {
+          splitQkv(lw, Hq * D, KV * D);
+        } else {
+          lw.wq = ld.matrix(L + "self_attn.q_proj.weight", {Hq * D, H}, mu);
+          lw.wk = ld.matrix(L + "self_attn.k_proj.weight", {KV * D, H}, mu);
+          lw.wv = ld.matrix(L + "self_attn.v_proj.weight", {KV * D, H}, mu);
+        }
         if (l.qkvBias) {
-          lw.bq = ld.vector(L + "self_attn.q_proj.bias", {Hq * D});
-          lw.bk = ld.vector(L + "self_attn.k_proj.bias", {KV * D});
-          lw.bv = ld.vector(L + "self_attn.v_proj.bias", {KV * D});
+          lw.bqkv = stackedVector(ld, {L + "self_attn.q_proj.bias", L + "self_attn.k_proj.bias",
+                                       L + "self_attn.v_proj.bias"},
+                                  {Hq * D, KV * D, KV * D});
+          lw.bq = lw.bqkv.slice0(0, Hq * D);
+          lw.bk = lw.bqkv.slice0(Hq * D, KV * D);
+          lw.bv = lw.bqkv.slice0((Hq + KV) * D, KV * D);
         }
         lw.wo = ld.matrix(L + "self_attn.o_proj.weight", {H, Hq * D}, mu);
         if (l.oBias) lw.bo = ld.vector(L + "self_attn.o_proj.bias", {H});
-        lw.gate = ld.matrix(L + "mlp.gate_proj.weight", {F, H}, mu);
-        lw.up = ld.matrix(L + "mlp.up_proj.weight", {F, H}, mu);
+        lw.gateUp = ld.backend().stackedWeight(
+            {&ld.stored(L + "mlp.gate_proj.weight", {F, H}), &ld.stored(L + "mlp.up_proj.weight", {F, H})}, mu);
+        if (lw.gateUp) {
+          lw.gate = lw.gateUp.slice0(0, F);
+          lw.up = lw.gateUp.slice0(F, F);
+        } else {
+          lw.gate = ld.matrix(L + "mlp.gate_proj.weight", {F, H}, mu);
+          lw.up = ld.matrix(L + "mlp.up_proj.weight", {F, H}, mu);
+        }
         lw.down = ld.matrix(L + "mlp.down_proj.weight", {H, F}, mu);
         lw.attnNorm = ld.vector(L + "input_layernorm.weight", {H});
         lw.mlpNorm = ld.vector(L + "post_attention_layernorm.weight", {H});
         break;
       }
       case LlmFamily::Phi3: {
-        Tensor qkv = ld.matrix(L + "self_attn.qkv_proj.weight", {(Hq + 2 * KV) * D, H}, mu);  // rows [q | k | v]
-        lw.wq = qkv.slice0(0, Hq * D);
-        lw.wk = qkv.slice0(Hq * D, KV * D);
-        lw.wv = qkv.slice0((Hq + KV) * D, KV * D);
+        lw.wqkv = ld.matrix(L + "self_attn.qkv_proj.weight", {(Hq + 2 * KV) * D, H}, mu);  // rows [q | k | v]
+        splitQkv(lw, Hq * D, KV * D);
         if (l.qkvBias) {
-          Tensor b = ld.vector(L + "self_attn.qkv_proj.bias", {(Hq + 2 * KV) * D});
-          lw.bq = b.slice0(0, Hq * D);
-          lw.bk = b.slice0(Hq * D, KV * D);
-          lw.bv = b.slice0((Hq + KV) * D, KV * D);
+          lw.bqkv = ld.vector(L + "self_attn.qkv_proj.bias", {(Hq + 2 * KV) * D});
+          lw.bq = lw.bqkv.slice0(0, Hq * D);
+          lw.bk = lw.bqkv.slice0(Hq * D, KV * D);
+          lw.bv = lw.bqkv.slice0((Hq + KV) * D, KV * D);
         }
         lw.wo = ld.matrix(L + "self_attn.o_proj.weight", {H, Hq * D}, mu);
         if (l.oBias) lw.bo = ld.vector(L + "self_attn.o_proj.bias", {H});
-        Tensor gu = ld.matrix(L + "mlp.gate_up_proj.weight", {2 * F, H}, mu);  // rows [gate | up]
-        lw.gate = gu.slice0(0, F);
-        lw.up = gu.slice0(F, F);
+        lw.gateUp = ld.matrix(L + "mlp.gate_up_proj.weight", {2 * F, H}, mu);  // rows [gate | up]
+        lw.gate = lw.gateUp.slice0(0, F);
+        lw.up = lw.gateUp.slice0(F, F);
         lw.down = ld.matrix(L + "mlp.down_proj.weight", {H, F}, mu);
         lw.attnNorm = ld.vector(L + "input_layernorm.weight", {H});
         lw.mlpNorm = ld.vector(L + "post_attention_layernorm.weight", {H});
@@ -245,22 +278,27 @@ LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld, co
           for (int64_t d = 0; d < D; ++d) order.push_back((g * (G + 2) + G + 1) * D + d);
         }
         const int64_t rows = (Hq + 2 * KV) * D;
-        Tensor qkv = reorderRows(ld.backend(), ld.stored(L + "attention.wqkv.weight", {rows, H}), order, H,
-                                 {rows, H}, mu);
-        lw.wq = qkv.slice0(0, Hq * D);
-        lw.wk = qkv.slice0(Hq * D, KV * D);
-        lw.wv = qkv.slice0((Hq + KV) * D, KV * D);
+        lw.wqkv = reorderRows(ld.backend(), ld.stored(L + "attention.wqkv.weight", {rows, H}), order, H,
+                              {rows, H}, mu);
+        splitQkv(lw, Hq * D, KV * D);
         if (l.qkvBias) {
-          Tensor b = reorderRows(ld.backend(), ld.stored(L + "attention.wqkv.bias", {rows}), order, 1, {rows},
-                                 WeightUse::Vector);
-          lw.bq = b.slice0(0, Hq * D);
-          lw.bk = b.slice0(Hq * D, KV * D);
-          lw.bv = b.slice0((Hq + KV) * D, KV * D);
+          lw.bqkv = reorderRows(ld.backend(), ld.stored(L + "attention.wqkv.bias", {rows}), order, 1, {rows},
+                                WeightUse::Vector);
+          lw.bq = lw.bqkv.slice0(0, Hq * D);
+          lw.bk = lw.bqkv.slice0(Hq * D, KV * D);
+          lw.bv = lw.bqkv.slice0((Hq + KV) * D, KV * D);
         }
         lw.wo = ld.matrix(L + "attention.wo.weight", {H, Hq * D}, mu);
         if (l.oBias) lw.bo = ld.vector(L + "attention.wo.bias", {H});
-        lw.gate = ld.matrix(L + "feed_forward.w1.weight", {F, H}, mu);
-        lw.up = ld.matrix(L + "feed_forward.w3.weight", {F, H}, mu);
+        lw.gateUp = ld.backend().stackedWeight(
+            {&ld.stored(L + "feed_forward.w1.weight", {F, H}), &ld.stored(L + "feed_forward.w3.weight", {F, H})}, mu);
+        if (lw.gateUp) {
+          lw.gate = lw.gateUp.slice0(0, F);
+          lw.up = lw.gateUp.slice0(F, F);
+        } else {
+          lw.gate = ld.matrix(L + "feed_forward.w1.weight", {F, H}, mu);
+          lw.up = ld.matrix(L + "feed_forward.w3.weight", {F, H}, mu);
+        }
         lw.down = ld.matrix(L + "feed_forward.w2.weight", {H, F}, mu);
         lw.attnNorm = ld.vector(L + "attention_norm.weight", {H});
         lw.mlpNorm = ld.vector(L + "ffn_norm.weight", {H});

@@ -46,6 +46,11 @@ struct LlmLayerWeights {
   Tensor wo, bo;          // [H, Hq·D], bias or undefined
   Tensor mlpNorm;         // [H]
   Tensor gate, up, down;  // [F, H], [F, H], [H, F]
+  // The same weights stacked, when the checkpoint fuses them or the backend stacks them
+  // (Backend::stackedWeight); wq/wk/wv and gate/up are then row slices of these. Undefined
+  // otherwise, and the graph runs the parts one by one.
+  Tensor wqkv, bqkv;      // [(Hq + 2·KV)·D, H], bias [(Hq + 2·KV)·D] or undefined
+  Tensor gateUp;          // [2F, H]
 };
 
 struct LlmWeights {
