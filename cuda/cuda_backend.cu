@@ -148,6 +148,7 @@ CudaBackend::Impl::~Impl() {
   cudaGetLastError();
   gemm.reset();
   decodeWorkspace.reset();
+  int8Workspace.reset();
   gemmWorkspace.reset();
   // staging's destructor waits for its copies; ctx (stream + allocator) goes with the
   // last buffer that still holds it.
@@ -180,39 +181,22 @@ Tensor CudaBackend::Impl::upload(const void* data, DType hostDType, const Shape&
   need(hostDType == DType::F32 || hostDType == DType::BF16 || hostDType == DType::F16,
        std::string("weights must be F32, BF16 or F16, got ") + dtypeName(hostDType));
   const int64_t n = shapeNumel(shape);
-  const size_t srcBytes = size_t(n) * dtypeSize(hostDType);
-  // Converts [n] host elements of hostDType into dst (dstType) in chunks, through scratch.
-  const auto convertFromHost = [&](void* dst, DType dstType) {
-    constexpr int64_t kChunk = int64_t(16) << 20;  // elements per staging round
-    const size_t es = dtypeSize(hostDType);
-    ScratchBlock tmp(ctx->allocator, size_t(std::min(n, kChunk)) * es);
-    for (int64_t i = 0; i < n; i += kChunk) {
-      const int64_t m = std::min(kChunk, n - i);
-      IVL_CUDA_CHECK(cudaMemcpyAsync(tmp.get(), static_cast<const char*>(data) + size_t(i) * es, size_t(m) * es,
-                                     cudaMemcpyHostToDevice, stream));
-      if (dstType == DType::BF16) convertToBf16(static_cast<bf16*>(dst) + i, tmp.get(), hostDType, m, stream);
-      else convertToF32(static_cast<float*>(dst) + i, tmp.get(), hostDType, m, stream);
-    }
-  };
+  if (isInt8Use(use)) {
+    need(!shape.empty(), "int8 weight of rank 0");
+    Tensor t = newInt8(shape[0], shape[0] ? n / shape[0] : 0, use);
+    quantizeRows(t, 0, data, hostDType, shape[0]);
+    return t;
+  }
   if (use == WeightUse::Matrix) {
     Tensor t = newTensor(DType::BF16, shape, true);
-    if (n == 0) return t;
-    if (hostDType == DType::BF16) {
-      IVL_CUDA_CHECK(cudaMemcpyAsync(t.raw(), data, srcBytes, cudaMemcpyHostToDevice, stream));
-    } else {
-      convertFromHost(t.raw(), DType::BF16);
-    }
+    hostToDevice(t.raw(), DType::BF16, data, hostDType, n);
     return t;
   }
   for (int64_t d : shape) need(d >= 0, "negative dimension in weight " + shapeString(shape));
   auto buf = std::make_shared<MirroredBuffer>(ctx, size_t(n) * 4, mirrorMu, mirrors);
   Tensor t(buf, DType::F32, shape);
   if (n == 0) return t;
-  if (hostDType == DType::F32) {
-    IVL_CUDA_CHECK(cudaMemcpyAsync(t.raw(), data, srcBytes, cudaMemcpyHostToDevice, stream));
-  } else {
-    convertFromHost(t.raw(), DType::F32);
-  }
+  hostToDevice(t.raw(), DType::F32, data, hostDType, n);
   convertToBf16(buf->mirror(), t.raw(), DType::F32, n, stream);
   buf->publish();
   return t;
@@ -340,8 +324,8 @@ void CudaBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, cons
     const int64_t M = x.rows(), K = x.cols(), N = w.rows();
     needDType(x, DType::BF16, "matmul: x");
     needDType(y, DType::BF16, "matmul: y");
-    need(w.defined() && w.dtype() == DType::BF16,
-         std::string("matmul: w must be BF16 on the CUDA backend (load it with weight()), got ") +
+    need(w.defined() && (w.dtype() == DType::BF16 || (w.dtype() == DType::I8 && w.hasScales())),
+         std::string("matmul: w must be BF16 or packed I8 on the CUDA backend (load it with weight()), got ") +
              (w.defined() ? dtypeName(w.dtype()) : "undefined"));
     need(w.cols() == K && y.rows() == M && y.cols() == N,
          "matmul: shape mismatch y" + shapeString(y.shape()) + " = x" + shapeString(x.shape()) + " · w" +
@@ -351,6 +335,7 @@ void CudaBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, cons
     need(K > 0, "matmul: K must be > 0");
     ScratchBlock tmp;
     const bf16* b = bias ? impl_->biasBf16(*bias, tmp) : nullptr;
+    if (w.dtype() == DType::I8) return impl_->matmulInt8(y, x, w, b);
     impl_->gemm->run(y.ptr<bf16>(), x.ptr<bf16>(), w.ptr<bf16>(), b, M, N, K);
   });
 }

@@ -3,7 +3,8 @@
 //
 //   activations   BF16 on the device; fp32 accumulation, softmax and norm statistics
 //   weights       matrices (and embedding tables) BF16 (F16/F32 checkpoints converted at
-//                 upload); vectors (norms, biases, layer scales, class/position embeddings)
+//                 upload), or int8 in the W8A16 packed layout when asked (cuda_backend_int8.cu);
+//                 q/k/v and gate/up stacked into one matrix each (stackedWeight); vectors (norms, biases, layer scales, class/position embeddings)
 //                 F32, each with a BF16 mirror for cuBLASLt's bias epilogue
 //   stream        one per backend; every op is queued on it, none synchronizes except
 //                 downloadF32 / synchronize()
@@ -61,10 +62,12 @@ class CudaBackend final : public Backend {
   // "cuda: <GPU name> (device N, sm_XY, M SMs), bf16 activations, cuBLASLt"
   std::string describe() const override;
   DType activationDType() const override { return DType::BF16; }
+  bool supportsInt8() const override { return true; }
 
   Tensor alloc(DType dtype, const Shape& shape) override;
   Tensor weight(const StoredTensor& src, WeightUse use) override;
   Tensor weightFromHost(const void* data, DType hostDType, const Shape& shape, WeightUse use) override;
+  Tensor stackedWeight(const std::vector<const StoredTensor*>& parts, WeightUse use) override;
   Tensor uploadF32(const float* data, const Shape& shape) override;
   void downloadF32(const Tensor& t, float* out) override;
 
@@ -73,12 +76,14 @@ class CudaBackend final : public Backend {
   void rmsNorm(const Tensor& y, const Tensor& x, const Tensor& w, double eps) override;
   void gelu(const Tensor& y, const Tensor& x) override;
   void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) override;
+  void siluMulHalves(const Tensor& y, const Tensor& gu) override;
   void add(const Tensor& y, const Tensor& a, const Tensor& b) override;
   void addScaled(const Tensor& y, const Tensor& x, const Tensor& s) override;
 
   void embedding(const Tensor& y, const Tensor& table, const std::vector<int32_t>& ids) override;
   void scatterRows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src) override;
   void gatherRows(const Tensor& dst, const Tensor& src, const std::vector<int64_t>& rows) override;
+  void splitColumns(const std::vector<Tensor>& dsts, const Tensor& src) override;
 
   void rope(const Tensor& x, int64_t nHeads, const Tensor& cos, const Tensor& sin) override;
   void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, int64_t groups, int64_t nHeads,

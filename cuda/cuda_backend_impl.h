@@ -18,6 +18,7 @@
 #include "cuda_alloc.h"
 #include "cuda_backend.h"
 #include "gemm_bf16.h"
+#include "quantize_int8.h"
 
 namespace ivl::cuda {
 
@@ -100,6 +101,17 @@ struct CudaBackend::Impl {
 
   Tensor newTensor(DType dtype, const Shape& shape, bool persistent);
   Tensor upload(const void* data, DType hostDType, const Shape& shape, WeightUse use);
+  // n host elements of srcType -> dst as dstType (BF16 or F32), converted on the device.
+  void hostToDevice(void* dst, DType dstType, const void* src, DType srcType, int64_t n);
+
+  // ---- W8A16 (cuda_backend_int8.cu) ----
+  // An I8 [n, k] weight in the packed layout with its scales, uninitialised.
+  Tensor newInt8(int64_t n, int64_t k, WeightUse use);
+  // Quantizes `rows` host rows into w's rows [row0, row0 + rows) (row0 on a 16-row tile).
+  void quantizeRows(const Tensor& w, int64_t row0, const void* host, DType hostDType, int64_t rows);
+  // The GEMM's descriptor of an I8 weight or row slice of one.
+  W8A16Weight int8View(const Tensor& w);
+  void matmulInt8(const Tensor& y, const Tensor& x, const Tensor& w, const bf16* bias);
   // BF16 copy of an F32 bias [n] for the epilogue: the mirror of a vector weight when there
   // is one, else converted into `tmp`.
   const bf16* biasBf16(const Tensor& bias, ScratchBlock& tmp);
@@ -127,6 +139,7 @@ struct CudaBackend::Impl {
   ScratchBlock gemmWorkspace;
   std::unique_ptr<GemmBf16> gemm;
   ScratchBlock decodeWorkspace;  // grow-only, for pagedDecode's split-K partials
+  ScratchBlock int8Workspace;    // grow-only, zeroed split-K counters + partials of the W8A16 decode GEMM
   bool genericAttention = false;
   bool poisoned = false;
   std::string poisonReason;

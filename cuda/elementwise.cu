@@ -108,6 +108,27 @@ __global__ void addScaledKernel(bf16* y, const bf16* __restrict__ x, const float
   }
 }
 
+// y[r, c] = silu(gu[r, c]) · gu[r, F + c]; VEC consecutive columns per item (F % VEC == 0).
+template <int VEC>
+__global__ void siluMulHalvesKernel(bf16* __restrict__ y, const bf16* __restrict__ gu, int64_t items,
+                                    int64_t colItems) {
+  const SiluMulOp op;
+  for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < items; it += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = it / colItems, c = it % colItems;
+    const int64_t g = (2 * r * colItems + c), u = g + colItems;  // in VEC units
+    if constexpr (VEC == 8) {
+      const Bf16x8 gv = reinterpret_cast<const Bf16x8*>(gu)[g];
+      const Bf16x8 uv = reinterpret_cast<const Bf16x8*>(gu)[u];
+      Bf16x8 out;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) out.v[j] = toB(op(toF(gv.v[j]), toF(uv.v[j])));
+      reinterpret_cast<Bf16x8*>(y)[it] = out;
+    } else {
+      y[it] = toB(op(toF(gu[g]), toF(gu[u])));
+    }
+  }
+}
+
 // ---- rope ---------------------------------------------------------------------------
 
 template <typename CS>
@@ -194,6 +215,17 @@ void geluBf16(bf16* y, const bf16* x, int64_t n, cudaStream_t stream) {
 
 void siluMulBf16(bf16* y, const bf16* gate, const bf16* up, int64_t n, cudaStream_t stream) {
   launchEw<SiluMulOp, true>(y, gate, up, n, stream);
+}
+
+void siluMulHalvesBf16(bf16* y, const bf16* gu, int64_t rows, int64_t f, cudaStream_t stream) {
+  const int64_t n = rows * f;
+  if (n <= 0) return;
+  if (f % 8 == 0 && aligned16(y) && aligned16(gu)) {
+    siluMulHalvesKernel<8><<<gridFor(n / 8), kThreads, 0, stream>>>(y, gu, n / 8, f / 8);
+  } else {
+    siluMulHalvesKernel<1><<<gridFor(n), kThreads, 0, stream>>>(y, gu, n, f);
+  }
+  IVL_CUDA_CHECK(cudaGetLastError());
 }
 
 void addBf16(bf16* y, const bf16* a, const bf16* b, int64_t n, cudaStream_t stream) {

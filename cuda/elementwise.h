@@ -28,6 +28,8 @@ void convertToF32(float* dst, const void* src, DType srcType, int64_t n, cudaStr
 
 void geluBf16(bf16* y, const bf16* x, int64_t n, cudaStream_t stream);                       // y may alias x
 void siluMulBf16(bf16* y, const bf16* gate, const bf16* up, int64_t n, cudaStream_t stream);  // y may alias gate
+// y[rows, f] = silu(gu[:, :f]) ⊙ gu[:, f:]  (gu [rows, 2f], a stacked gate/up output)
+void siluMulHalvesBf16(bf16* y, const bf16* gu, int64_t rows, int64_t f, cudaStream_t stream);
 void addBf16(bf16* y, const bf16* a, const bf16* b, int64_t n, cudaStream_t stream);          // y may alias a
 // y[rows, cols] += x[rows, cols] ⊙ s[cols]   (s fp32)
 void addScaledBf16(bf16* y, const bf16* x, const float* s, int64_t rows, int64_t cols, cudaStream_t stream);

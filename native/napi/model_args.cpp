@@ -151,10 +151,6 @@ static void readQuantizeOptions(const Napi::Object& o, LoadOptions& opt) {
     }
     return;
   }
-  if (opt.backend == "cuda") {
-    throw Error(ErrorCode::InvalidArg,
-                "int8 on the CUDA backend is not available in this build yet (use dtype 'bf16' or backend 'cpu')");
-  }
   q.scheme = scheme;
   opt.quantize = q;
 }

@@ -19,6 +19,7 @@ import { EngineModel, type EngineLoadOptions } from '../../lib/engine/nativeMode
 import { loadNative } from '../../lib/native.js';
 import type { NativeInt8Scheme, NativeSequenceInput } from '../../lib/nativeTypes.js';
 import { fixturesDir, goldenFamilies, goldenPixels, readModelGolden, type GoldenSample } from '../helpers/goldens.js';
+import { compareLogits, type LogitFigures } from '../helpers/logitCompare.js';
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
@@ -188,39 +189,6 @@ test('int8 generation: a batch equals one-at-a-time, and any thread count gives 
 
 // ---- accuracy on the fixtures ----------------------------------------------------------
 
-interface Figures {
-  positions: number;
-  top1: number;
-  cosMean: number;
-  cosMin: number;
-  /** Positions whose bf16 top-1 leads the runner-up by at least kDecided × the logits' std. */
-  decided: number;
-  top1Decided: number;
-  /** Largest bf16 gap (in logit stds) between the bf16 top-1 and the token int8 chose instead. */
-  worstFlipGap: number;
-}
-
-/** A position is "decided" when its bf16 top-1 margin is at least this many logit stds. */
-const kDecided = 0.1;
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
-}
-
-function argmax(a: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
-  return best;
-}
-
 const families = goldenFamilies().filter((f) => f.startsWith('tiny-'));
 const report: string[] = [];
 
@@ -266,51 +234,7 @@ describe.each(families)('%s int8 accuracy', (family) => {
     }
   }
 
-  /** a: int8 logits, b: bf16 logits, per position. */
-  function compare(a: Float32Array[], b: Float32Array[]): Figures {
-    let agree = 0;
-    let cosSum = 0;
-    let cosMin = 1;
-    let decided = 0;
-    let agreeDecided = 0;
-    let worstFlipGap = 0;
-    for (let i = 0; i < a.length; i++) {
-      const ta = argmax(a[i]);
-      const tb = argmax(b[i]);
-      let mean = 0;
-      for (const v of b[i]) mean += v;
-      mean /= b[i].length;
-      let s2 = 0;
-      let second = -Infinity;
-      for (let k = 0; k < b[i].length; k++) {
-        s2 += (b[i][k] - mean) ** 2;
-        if (k !== tb) second = Math.max(second, b[i][k]);
-      }
-      const std = Math.sqrt(s2 / b[i].length);
-      const isDecided = b[i][tb] - second >= kDecided * std;
-      if (isDecided) decided++;
-      if (ta === tb) {
-        agree++;
-        if (isDecided) agreeDecided++;
-      } else {
-        worstFlipGap = Math.max(worstFlipGap, (b[i][tb] - b[i][ta]) / std);
-      }
-      const c = cosine(a[i], b[i]);
-      cosSum += c;
-      cosMin = Math.min(cosMin, c);
-    }
-    return {
-      positions: a.length,
-      top1: agree / a.length,
-      cosMean: cosSum / a.length,
-      cosMin,
-      decided,
-      top1Decided: agreeDecided / decided,
-      worstFlipGap,
-    };
-  }
-
-  function line(scheme: string, what: string, f: Figures): string {
+  function line(scheme: string, what: string, f: LogitFigures): string {
     return (
       `  ${family.padEnd(14)} ${scheme.padEnd(13)} ${what}: top-1 ${(100 * f.top1).toFixed(2)}% of ${f.positions}, ` +
       `decided ${(100 * f.top1Decided).toFixed(2)}% of ${f.decided}, flips within ${f.worstFlipGap.toFixed(3)} std, ` +
@@ -327,7 +251,7 @@ describe.each(families)('%s int8 accuracy', (family) => {
    * figure is printed (with how far below the bf16 maximum the flipped choices were) and
    * only held to a regression floor of 0.9. docs/ENGINE.md has the table.
    */
-  function check(f: Figures): void {
+  function check(f: LogitFigures): void {
     expect(f.cosMean).toBeGreaterThanOrEqual(0.999);
     expect(f.top1Decided).toBeGreaterThanOrEqual(0.99);
     expect(f.top1).toBeGreaterThanOrEqual(0.9);
@@ -341,7 +265,7 @@ describe.each(families)('%s int8 accuracy', (family) => {
   test.each(['per-channel', 'per-group-128'] as NativeInt8Scheme[])(
     'LLM linears int8 %s: decided top-1 >= 0.99, mean cosine >= 0.999',
     async (scheme) => {
-      const f = compare(await promptLogits({ dtype: 'int8', int8Scheme: scheme }), bf16);
+      const f = compareLogits(await promptLogits({ dtype: 'int8', int8Scheme: scheme }), bf16);
       report.push(line(scheme, 'LLM', f));
       check(f);
     },
@@ -350,7 +274,7 @@ describe.each(families)('%s int8 accuracy', (family) => {
   test.each(['per-channel', 'per-group-128'] as NativeInt8Scheme[])(
     'everything int8 %s (ViT, projector, head too): decided top-1 >= 0.99, mean cosine >= 0.999',
     async (scheme) => {
-      const f = compare(
+      const f = compareLogits(
         await promptLogits({ dtype: 'int8', int8Scheme: scheme, quantize: { vision: true, projector: true, head: true } }),
         bf16,
       );

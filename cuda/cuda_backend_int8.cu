@@ -1,0 +1,197 @@
+// CudaBackend's W8A16 weights (issue #7) and stacked weights.
+//
+// An int8 weight is an I8 tensor [N, K] whose buffer holds the GEMM's packed layout
+// (quantize_int8.h: 16-row tiles, each row padded to Kp = 128·ceil(K/128) bytes) and whose
+// attached F32 scales tensor [N, G] holds the packed scales. Only this backend reads either.
+// A row slice (q/k/v of a stacked weight) keeps Tensor::slice0's arithmetic: it starts at
+// byte begin·K, from which matmul recovers `begin` and finds the tile (begin must be a
+// multiple of 16: every q/k/v/gate/up boundary of the family is). The scales slice lands
+// on the right tile by the same arithmetic (per channel: begin·4 bytes; per group: tile
+// begin/16 of G·16 floats = begin·G·4 bytes).
+//
+// Quantization runs on the device as each tensor loads: the bf16 rows go to a scratch
+// block, quantizeW8A16 writes the packed bytes, the scratch returns to the cache. Peak
+// memory is the int8 model plus the largest single bf16 tensor.
+//
+// matmul routes by the number of activation rows m (cuda/dev/w8a16/README.md measured the
+// crossovers on the 40B shapes):
+//   m <= 32        the weight-streaming decode kernel (1.5–1.8× cuBLAS bf16 at m = 1)
+//   32 < m <= 96   the tensor-core W8A16 kernel (beats dequantize + cuBLAS at m = 64)
+//   m > 96         dequantize into a bf16 scratch copy, then cuBLASLt (1.26× the bf16 GEMM
+//                  time at m = 1024, where the mma.sync kernel is 3.3×)
+#include <algorithm>
+
+#include "cuda_backend_impl.h"
+#include "elementwise.h"
+#include "gemm_w8a16.h"
+#include "quantize_int8.h"
+#include "runtime/quantize.h"
+
+namespace ivl::cuda {
+
+namespace {
+
+constexpr int64_t kDecodeMaxRows = kW8A16DecodeMaxM;  // 32
+constexpr int64_t kKernelMaxRows = 96;
+
+Int8Scheme schemeOf(WeightUse use) {
+  return use == WeightUse::Int8PerGroup128 ? Int8Scheme::PerGroup128 : Int8Scheme::PerChannel;
+}
+
+}  // namespace
+
+void CudaBackend::Impl::hostToDevice(void* dst, DType dstType, const void* src, DType srcType, int64_t n) {
+  if (n == 0) return;
+  if (srcType == dstType) {
+    IVL_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, size_t(n) * dtypeSize(srcType), cudaMemcpyHostToDevice, stream));
+    return;
+  }
+  constexpr int64_t kChunk = int64_t(16) << 20;  // elements per staging round
+  const size_t es = dtypeSize(srcType);
+  ScratchBlock tmp(ctx->allocator, size_t(std::min(n, kChunk)) * es);
+  for (int64_t i = 0; i < n; i += kChunk) {
+    const int64_t m = std::min(kChunk, n - i);
+    IVL_CUDA_CHECK(cudaMemcpyAsync(tmp.get(), static_cast<const char*>(src) + size_t(i) * es, size_t(m) * es,
+                                   cudaMemcpyHostToDevice, stream));
+    if (dstType == DType::BF16) convertToBf16(static_cast<bf16*>(dst) + i, tmp.get(), srcType, m, stream);
+    else convertToF32(static_cast<float*>(dst) + i, tmp.get(), srcType, m, stream);
+  }
+}
+
+Tensor CudaBackend::Impl::newInt8(int64_t n, int64_t k, WeightUse use) {
+  need(n > 0 && k > 0 && n <= INT32_MAX && k <= INT32_MAX, "int8 weight shape [" + std::to_string(n) + ", " +
+                                                               std::to_string(k) + "]");
+  require(k % 8 == 0, ErrorCode::InvalidArg,
+          "int8 weights need an input width that is a multiple of 8 (got " + std::to_string(k) + ")");
+  const Int8Scheme scheme = schemeOf(use);
+  const int N = int(n), K = int(k);
+  auto q = std::make_shared<DeviceBuffer>(ctx, w8a16PackedBytes(N, K), true);
+  auto s = std::make_shared<DeviceBuffer>(ctx, w8a16ScaleCount(N, K, scheme) * 4, true);
+  const int64_t group = scheme == Int8Scheme::PerGroup128 ? kInt8Group : k;
+  Tensor t(q, DType::I8, {n, k});
+  t.setScales(Tensor(s, DType::F32, {n, int8Groups(k, group)}), group);
+  return t;
+}
+
+W8A16Weight CudaBackend::Impl::int8View(const Tensor& w) {
+  need(w.dtype() == DType::I8 && w.hasScales() && w.rank() == 2, "int8 weight without scales");
+  const int64_t K = w.cols();
+  const size_t off = w.byteOffset();
+  need(off % size_t(K) == 0, "int8 weight view is not a row slice");
+  const int64_t begin = int64_t(off / size_t(K));
+  need(begin % kW8A16Tile == 0, "int8 weight slice starts at row " + std::to_string(begin) +
+                                    ", not on a 16-row tile of the packed layout");
+  W8A16Weight d;
+  const int groups = w8a16Groups(int(K));
+  d.qweight = static_cast<uint8_t*>(w.raw()) - off + size_t(begin) * size_t(groups) * kW8A16Group;
+  d.scales = w.scales().ptr<float>();
+  d.n = int(w.rows());
+  d.k = int(K);
+  d.scheme = w.scaleGroup() == kInt8Group && K > kInt8Group ? Int8Scheme::PerGroup128 : Int8Scheme::PerChannel;
+  return d;
+}
+
+void CudaBackend::Impl::quantizeRows(const Tensor& w, int64_t row0, const void* host, DType hostDType,
+                                     int64_t rows) {
+  if (rows == 0) return;
+  const Tensor part = w.slice0(row0, rows);
+  const W8A16Weight d = int8View(part);
+  ScratchBlock bf(ctx->allocator, size_t(rows) * size_t(w.cols()) * 2);  // [rows, K] bf16
+  hostToDevice(bf.get(), DType::BF16, host, hostDType, rows * w.cols());
+  quantizeW8A16(bf.as<bf16>(), d, stream);
+}
+
+void CudaBackend::Impl::matmulInt8(const Tensor& y, const Tensor& x, const Tensor& w, const bf16* bias) {
+  const W8A16Weight d = int8View(w);
+  const int64_t M = x.rows();
+  if (M > kKernelMaxRows) {
+    ScratchBlock deq(ctx->allocator, size_t(d.n) * size_t(d.k) * 2);  // W' [N, K] bf16
+    dequantizeW8A16(d, deq.as<bf16>(), stream);
+    gemm->run(y.ptr<bf16>(), x.ptr<bf16>(), deq.as<bf16>(), bias, M, d.n, d.k);
+    return;
+  }
+  void* ws = nullptr;
+  size_t wsBytes = 0;
+  if (M <= kDecodeMaxRows) {
+    // Split-K workspace, grown to the largest weight; its counters must start zeroed and
+    // every call leaves them zeroed (gemm_w8a16.h), so a fresh block is cleared once.
+    const size_t want = w8a16WorkspaceBytes(d);
+    if (int8Workspace.capacity() < want) {
+      int8Workspace = ScratchBlock(ctx->allocator, want);
+      IVL_CUDA_CHECK(cudaMemsetAsync(int8Workspace.get(), 0, int8Workspace.capacity(), stream));
+    }
+    ws = int8Workspace.get();
+    wsBytes = int8Workspace.capacity();
+  }
+  gemmW8A16(d, x.ptr<bf16>(), int(M), y.ptr<bf16>(), bias, stream, ws, wsBytes);
+}
+
+// ---- CudaBackend ---------------------------------------------------------------------------
+
+Tensor CudaBackend::stackedWeight(const std::vector<const StoredTensor*>& parts, WeightUse use) {
+  return impl_->op([&]() -> Tensor {
+    need(!parts.empty() && (use == WeightUse::Matrix || isInt8Use(use)), "stackedWeight: parts and use");
+    const int64_t K = parts[0]->shape.empty() ? 0 : shapeNumel(parts[0]->shape) / parts[0]->shape[0];
+    int64_t N = 0;
+    for (const StoredTensor* p : parts) {
+      require(p->floatDType.has_value(), ErrorCode::Checkpoint,
+              "tensor " + p->name + " has dtype " + p->dtypeName + ", expected a floating-point weight");
+      need(p->shape.size() >= 2 && shapeNumel(p->shape) / p->shape[0] == K, "stackedWeight: widths differ");
+      // The packed int8 layout can only start a part on a 16-row tile; keep odd parts apart.
+      if (isInt8Use(use) && N % kW8A16Tile != 0) return {};
+      N += p->shape[0];
+    }
+    if (isInt8Use(use)) {
+      Tensor t = impl_->newInt8(N, K, use);
+      int64_t row = 0;
+      for (const StoredTensor* p : parts) {
+        impl_->quantizeRows(t, row, p->data, *p->floatDType, p->shape[0]);
+        row += p->shape[0];
+      }
+      return t;
+    }
+    Tensor t = impl_->newTensor(DType::BF16, {N, K}, true);
+    int64_t row = 0;
+    for (const StoredTensor* p : parts) {
+      impl_->hostToDevice(t.ptr<bf16>() + row * K, DType::BF16, p->data, *p->floatDType, p->shape[0] * K);
+      row += p->shape[0];
+    }
+    return t;
+  });
+}
+
+void CudaBackend::siluMulHalves(const Tensor& y, const Tensor& gu) {
+  impl_->op([&] {
+    const int64_t M = y.rows(), F = y.cols();
+    needDType(y, DType::BF16, "siluMulHalves: y");
+    needDType(gu, DType::BF16, "siluMulHalves: gu");
+    need(gu.rows() == M && gu.cols() == 2 * F, "siluMulHalves: shape mismatch");
+    siluMulHalvesBf16(y.ptr<bf16>(), gu.ptr<bf16>(), M, F, impl_->stream);
+  });
+}
+
+void CudaBackend::splitColumns(const std::vector<Tensor>& dsts, const Tensor& src) {
+  impl_->op([&] {
+    const int64_t M = src.rows(), C = src.cols();
+    const size_t es = dtypeSize(src.dtype());
+    int64_t total = 0;
+    for (const Tensor& d : dsts) {
+      need(d.defined() && d.dtype() == src.dtype() && d.rows() == M, "splitColumns: dtypes or rows differ");
+      total += d.cols();
+    }
+    need(total == C, "splitColumns: column blocks do not add up to the source's columns");
+    if (M == 0) return;
+    int64_t c0 = 0;
+    for (const Tensor& d : dsts) {
+      const size_t w = size_t(d.cols()) * es;
+      if (w) {
+        IVL_CUDA_CHECK(cudaMemcpy2DAsync(d.raw(), w, static_cast<const char*>(src.raw()) + size_t(c0) * es,
+                                         size_t(C) * es, w, size_t(M), cudaMemcpyDeviceToDevice, impl_->stream));
+      }
+      c0 += d.cols();
+    }
+  });
+}
+
+}  // namespace ivl::cuda
