@@ -1,6 +1,6 @@
 /** internvl-node public API. */
 export { InternVL } from './model.js';
-export type { Backend, LoadOptions, RenderedChat } from './model.js';
+export type { Backend, LoadOptions, LoadProgress, RenderedChat } from './model.js';
 export type {
   BatchChatRequest,
   BatchChatResult,

@@ -23,7 +23,7 @@ import { InternVLError, invalidArg } from './errors.js';
 import { type ResolvedGeneration, resolveGeneration } from './generation.js';
 import { EngineModel } from './engine/nativeModel.js';
 import { runtimeInfo } from './native.js';
-import type { NativeModelInfo, NativeSequenceResult } from './nativeTypes.js';
+import type { NativeLoadProgress, NativeModelInfo, NativeSequenceResult } from './nativeTypes.js';
 import { IMG_CONTEXT, buildPrompt, cleanResponse } from './text/conversation.js';
 import { type ChatTemplate, DEFAULT_SYSTEM_MESSAGE, getTemplate } from './text/templates.js';
 import { TextStreamFilter } from './text/textStream.js';
@@ -50,6 +50,18 @@ export interface LoadOptions {
   int8Scheme?: 'per-channel' | 'per-group-128';
   /** With dtype 'int8': also quantize the ViT, the projector and/or the LM head (decoder linears always). */
   quantize?: { vision?: boolean; projector?: boolean; head?: boolean };
+  /** Called as the weights load (first 0 done, last done == total, all before load() resolves). */
+  onProgress?: (progress: LoadProgress) => void;
+}
+
+/** How far {@link InternVL.load} is: checkpoint tensors and their stored bytes placed on the device. */
+export interface LoadProgress {
+  tensorsDone: number;
+  tensorsTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+  /** Where these weights go: 'cpu' or 'cuda:N'. */
+  device: string;
 }
 
 /** What {@link InternVL.renderChat} returns. */
@@ -85,6 +97,11 @@ function resolveBackend(backend: Backend): 'cpu' | 'cuda' {
     throw new InternVLError('ERR_CUDA', `backend 'cuda' requested but no CUDA device is usable: ${info.cuda.problem ?? 'unknown reason'}`);
   }
   return hasCuda ? 'cuda' : 'cpu';
+}
+
+function withDevice(onProgress: (p: LoadProgress) => void, device: string) {
+  if (typeof onProgress !== 'function') throw invalidArg('onProgress', 'function', onProgress);
+  return (p: NativeLoadProgress) => onProgress({ ...p, device });
 }
 
 function normalizeHistory(history: HistoryInput | undefined): HistoryTurn[] {
@@ -163,6 +180,7 @@ export class InternVL implements AsyncDisposable {
       ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
       ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
       ...(options.quantize !== undefined ? { quantize: options.quantize } : {}),
+      ...(options.onProgress !== undefined ? { onProgress: withDevice(options.onProgress, backend === 'cuda' ? 'cuda:0' : 'cpu') } : {}),
     });
     try {
       return new InternVL(dir, config, tokenizer, engine, options);

@@ -105,6 +105,16 @@ export interface NativeLoadOptions {
   int8Scheme?: NativeInt8Scheme;
   /** With dtype 'int8', also quantize these (decoder linears always are). Default: none. */
   quantize?: NativeQuantizeTargets;
+  /** Called on the JS thread as weights load; a step may arrive after the promise settles. */
+  onProgress?: (progress: NativeLoadProgress) => void;
+}
+
+/** How far a load is: checkpoint tensors and their stored bytes handed to the backend so far. */
+export interface NativeLoadProgress {
+  tensorsDone: number;
+  tensorsTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
 }
 
 export type NativeWeightDType = 'bf16' | 'int8';

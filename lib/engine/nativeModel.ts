@@ -9,6 +9,7 @@ import { loadNative } from '../native.js';
 import type {
   NativeGenerateRequest,
   NativeInt8Scheme,
+  NativeLoadProgress,
   NativeQuantizeTargets,
   NativeWeightDType,
   NativeModel,
@@ -38,6 +39,11 @@ export interface EngineLoadOptions {
   int8Scheme?: NativeInt8Scheme;
   /** With dtype 'int8': also quantize the ViT, the projector and/or the LM head (decoder linears always). */
   quantize?: NativeQuantizeTargets;
+  /**
+   * Called as weights load: first with 0 done of the totals, last with done == total,
+   * never after load() settles. If it throws, the load fails with that error.
+   */
+  onProgress?: (progress: NativeLoadProgress) => void;
 }
 
 export interface EngineGenerateOptions {
@@ -100,10 +106,23 @@ export class EngineModel implements Disposable {
         if (v !== undefined && typeof v !== 'boolean') throw invalidArg(`options.quantize.${key}`, 'boolean', v);
       }
     }
+    const { onProgress } = options;
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArg('options.onProgress', 'function', onProgress);
     const config = options.config ?? (await readModelConfig(dir));
     const addon = loadNative();
+    // Steps that arrive after the promise settles are dropped; a throwing callback fails the load.
+    let settled = false;
+    let callbackError: { error: unknown } | undefined;
+    const progress = (p: NativeLoadProgress) => {
+      if (settled || callbackError) return;
+      try {
+        onProgress?.(p);
+      } catch (error) {
+        callbackError = { error };
+      }
+    };
     try {
-      const native = await addon.loadModel(dir, config.spec, {
+      const loading = addon.loadModel(dir, config.spec, {
         backend,
         threads: options.threads,
         kvCacheTokens: options.kvCacheTokens,
@@ -113,9 +132,16 @@ export class EngineModel implements Disposable {
         ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
         ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
         ...(options.quantize !== undefined ? { quantize: { ...options.quantize } } : {}),
+        ...(onProgress !== undefined ? { onProgress: progress } : {}),
       });
+      const native = await loading.finally(() => (settled = true));
+      if (callbackError) {
+        native.dispose();
+        throw callbackError.error;
+      }
       return new EngineModel(native, config);
     } catch (e) {
+      if (callbackError && e === callbackError.error) throw e;
       throw fromNative(e, callerStack);
     }
   }

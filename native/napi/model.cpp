@@ -17,7 +17,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <future>
 #include <memory>
 #include <optional>
 
@@ -168,10 +170,24 @@ class EncodeWorker : public PromiseWorker {
   std::vector<float> out_;
 };
 
+// options.onProgress({tensorsDone, tensorsTotal, bytesDone, bytesTotal}) while the
+// weights load: the loader (pool thread) posts each step through a ThreadSafeFunction
+// (non-blocking) and, once loaded, waits until JS has seen them all, so the promise
+// resolves after the last step. After a failure, steps may still arrive after the
+// rejection; lib/engine/nativeModel.ts drops those. A throwing callback is ignored
+// here (lib/engine/nativeModel.ts catches it first and fails the load itself).
 class LoadWorker : public PromiseWorker {
  public:
-  LoadWorker(Napi::Env env, Napi::FunctionReference* ctor, std::string dir, ModelSpec spec, LoadOptions options)
-      : PromiseWorker(env), ctor_(ctor), dir_(std::move(dir)), spec_(std::move(spec)), options_(options) {}
+  LoadWorker(Napi::Env env, Napi::FunctionReference* ctor, std::string dir, ModelSpec spec, LoadOptions options,
+             Napi::Value onProgress)
+      : PromiseWorker(env), ctor_(ctor), dir_(std::move(dir)), spec_(std::move(spec)), options_(options) {
+    if (onProgress.IsFunction()) {
+      progress_ = Napi::ThreadSafeFunction::New(env, onProgress.As<Napi::Function>(), "internvl.loadProgress", 0, 1);
+    }
+  }
+  ~LoadWorker() override {
+    if (progress_) progress_.Release();
+  }
 
  protected:
   void run() override {
@@ -179,12 +195,39 @@ class LoadWorker : public PromiseWorker {
     eo.kvCacheTokens = options_.kvCacheTokens;
     eo.dummyWeights = options_.dummyWeights;
     eo.quantize = options_.quantize;
+    if (progress_) {
+      eo.loadProgress = [this](const LoadProgress& p) {
+        progress_.NonBlockingCall([p](Napi::Env env, Napi::Function fn) {
+          if (env == nullptr) return;
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("tensorsDone", double(p.tensorsDone));
+          o.Set("tensorsTotal", double(p.tensorsTotal));
+          o.Set("bytesDone", double(p.bytesDone));
+          o.Set("bytesTotal", double(p.bytesTotal));
+          try {
+            fn.Call({o});
+          } catch (const Napi::Error&) {
+            // see the class comment
+          }
+        });
+      };
+    }
     std::unique_ptr<Backend> backend;
 #ifdef INTERNVL_WITH_CUDA
     if (options_.backend == "cuda") backend = cuda::makeCudaBackend(0);
 #endif
     if (!backend) backend = std::make_unique<cpu::CpuBackend>(options_.threads, options_.plainCpuKernels);
     engine_ = std::make_shared<Engine>(std::move(backend), dir_, spec_, eo);
+    if (progress_) {
+      // Every step reaches JS before the promise resolves: the TSFN's queue is FIFO, so
+      // once this marker has run, all steps have. Bounded, in case the environment is
+      // being torn down (queued calls are then dropped).
+      auto drained = std::make_shared<std::promise<void>>();
+      std::future<void> done = drained->get_future();
+      if (progress_.NonBlockingCall([drained](Napi::Env, Napi::Function) { drained->set_value(); }) == napi_ok) {
+        done.wait_for(std::chrono::seconds(5));
+      }
+    }
   }
   Napi::Value result(Napi::Env env) override {
     auto* holder = new std::shared_ptr<Engine>(std::move(engine_));
@@ -198,6 +241,7 @@ class LoadWorker : public PromiseWorker {
   std::string dir_;
   ModelSpec spec_;
   LoadOptions options_;
+  Napi::ThreadSafeFunction progress_;  // empty without options.onProgress
   std::shared_ptr<Engine> engine_;
 };
 
@@ -376,7 +420,9 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
     std::string dir = stringArg(info, 0, "dir");
     LoadOptions options = readLoadOptions(info[2]);
     ModelSpec spec = readModelSpec(info[1], options.imageContextTokenId);
-    auto* worker = new LoadWorker(env, ctor, std::move(dir), std::move(spec), options);
+    Napi::Value onProgress = info[2].As<Napi::Object>().Get("onProgress");
+    if (!onProgress.IsUndefined() && !onProgress.IsFunction()) badArg("options.onProgress", "function", onProgress);
+    auto* worker = new LoadWorker(env, ctor, std::move(dir), std::move(spec), options, onProgress);
     Napi::Promise p = worker->promise();
     worker->Queue();
     return p;

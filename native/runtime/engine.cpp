@@ -21,7 +21,7 @@ Engine::Engine(std::unique_ptr<Backend> backend, const std::string& dir, const M
     : spec_(spec), backend_(std::move(backend)) {
   spec_.validate();
   Checkpoint ckpt = options.dummyWeights ? dummyCheckpoint(spec_) : Checkpoint::open(dir);
-  weights_ = loadWeights(spec_, ckpt, *backend_, options.quantize);  // checks every expected tensor first
+  weights_ = loadWeights(spec_, ckpt, *backend_, options.quantize, options.loadProgress);  // checks every expected tensor first
   const int64_t tokens = options.kvCacheTokens > 0 ? options.kvCacheTokens : EngineOptions::kDefaultKvCacheTokens;
   kv_ = std::make_unique<KvCache>(*backend_, spec_.llm.numLayers, spec_.llm.numKvHeads, spec_.llm.headDim,
                                   options.kvBlockSize, tokens);

@@ -49,6 +49,7 @@ struct EngineOptions {
   int64_t kvBlockSize = 16;   // tokens per page
   bool dummyWeights = false;  // random weights of the config's shapes instead of reading `dir`
   QuantizeOptions quantize;   // int8 (W8A16) weights quantized at load; none by default
+  LoadProgressFn loadProgress;  // called on the loading thread as tensors load (optional)
   static constexpr int64_t kDefaultKvCacheTokens = 8192;
 };
 

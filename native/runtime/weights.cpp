@@ -1,6 +1,8 @@
 #include "runtime/weights.h"
 
+#include <algorithm>
 #include <cstring>
+#include <unordered_set>
 
 #include "runtime/bf16.h"
 #include "runtime/bicubic.h"
@@ -89,22 +91,48 @@ bool headIsTied(const ModelSpec& spec, const Checkpoint& ckpt) {
 
 class Loader {
  public:
-  Loader(const Checkpoint& ckpt, Backend& be) : ckpt_(ckpt), be_(be) {}
+  Loader(const Checkpoint& ckpt, Backend& be, const LoadProgressFn& progress, LoadProgress totals)
+      : ckpt_(ckpt), be_(be), progress_(progress), at_(totals) {}
 
   Tensor matrix(const std::string& name, const Shape& shape, WeightUse use = WeightUse::Matrix) {
-    Tensor t = be_.weight(ckpt_.require(name, shape), use);
+    const StoredTensor& st = ckpt_.require(name, shape);
+    Tensor t = be_.weight(st, use);
+    consumed(st);
     return shape.size() > 2 ? t.view({shape[0], t.numel() / shape[0]}) : t;
   }
   Tensor vector(const std::string& name, const Shape& shape) {
-    Tensor t = be_.weight(ckpt_.require(name, shape), WeightUse::Vector);
+    const StoredTensor& st = ckpt_.require(name, shape);
+    Tensor t = be_.weight(st, WeightUse::Vector);
+    consumed(st);
     return t.view({t.numel()});
   }
-  const StoredTensor& stored(const std::string& name, const Shape& shape) { return ckpt_.require(name, shape); }
+  const StoredTensor& stored(const std::string& name, const Shape& shape) {
+    const StoredTensor& st = ckpt_.require(name, shape);
+    consumed(st);
+    return st;
+  }
   Backend& backend() { return be_; }
+  // The end: everything expected has been consumed (reported once more as done == total).
+  void finish() {
+    at_.tensorsDone = at_.tensorsTotal;
+    at_.bytesDone = at_.bytesTotal;
+    if (progress_) progress_(at_);
+  }
 
  private:
+  // Progress counts each checkpoint tensor once, however often the graph takes it.
+  void consumed(const StoredTensor& st) {
+    if (!progress_ || !seen_.insert(&st).second) return;
+    at_.tensorsDone = std::min(at_.tensorsDone + 1, at_.tensorsTotal);
+    at_.bytesDone = std::min(at_.bytesDone + int64_t(st.bytes), at_.bytesTotal);
+    progress_(at_);
+  }
+
   const Checkpoint& ckpt_;
   Backend& be_;
+  const LoadProgressFn& progress_;
+  LoadProgress at_;
+  std::unordered_set<const StoredTensor*> seen_;
 };
 
 // The form of a matmul weight: the scheme when `on`, else as loaded.
@@ -413,16 +441,24 @@ std::vector<ExpectedTensor> expectedTensors(const ModelSpec& spec, const Checkpo
 }
 
 ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend,
-                         const QuantizeOptions& quant) {
+                         const QuantizeOptions& quant, const LoadProgressFn& progress) {
   if (quant.enabled() && !backend.supportsInt8()) {
     throw Error(ErrorCode::InvalidArg, std::string("int8 on the ") + backend.name() +
                                            " backend is not available in this build yet (use dtype 'bf16')");
   }
-  ckpt.requireAll(expectedTensors(spec, ckpt));
-  Loader ld(ckpt, backend);
+  const std::vector<ExpectedTensor> expected = expectedTensors(spec, ckpt);
+  ckpt.requireAll(expected);
+  LoadProgress totals;
+  for (const ExpectedTensor& e : expected) {
+    totals.tensorsTotal += 1;
+    totals.bytesTotal += int64_t(ckpt.require(e.name, e.shape).bytes);
+  }
+  Loader ld(ckpt, backend, progress, totals);
+  if (progress) progress(totals);  // 0 of the totals: the caller can size its display
   ModelWeights w;
   w.vision = loadVision(spec, ld, quant);
   w.llm = loadLlm(spec, ckpt, ld, quant);
+  ld.finish();
   return w;
 }
 

@@ -7,6 +7,8 @@
 // expectedTensors() lists every tensor the config implies, with its shape, so the
 // checkpoint is checked completely before anything is loaded or computed.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -83,9 +85,18 @@ struct QuantizeOptions {
 // shapes the config implies. The vocabulary size comes from the embedding tensor.
 std::vector<ExpectedTensor> expectedTensors(const ModelSpec& spec, const Checkpoint& ckpt);
 
+// How far loadWeights() is: checkpoint tensors (of expectedTensors()) and their stored
+// bytes handed to the backend so far. Called on the loading thread after each tensor,
+// in increasing order, ending with done == total; it must not throw.
+struct LoadProgress {
+  int64_t tensorsDone = 0, tensorsTotal = 0;
+  int64_t bytesDone = 0, bytesTotal = 0;
+};
+using LoadProgressFn = std::function<void(const LoadProgress&)>;
+
 // Checks expectedTensors() against the checkpoint (first mismatch throws), then loads.
 // Throws InvalidArg when quantization is asked of a backend without int8 support.
 ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend,
-                         const QuantizeOptions& quant = {});
+                         const QuantizeOptions& quant = {}, const LoadProgressFn& progress = {});
 
 }  // namespace ivl
