@@ -85,6 +85,39 @@ if (pairs.size) {
   lines.push('', `Sources (\`bench/run.mjs\` and \`bench/baseline_transformers.py\`): ${[...sources].join('; ')}.`, '');
 }
 
+// int8 (W8A16 per channel) rows, from the same ours-X.json files (models[name].int8).
+const int8Rows = [...pairs].filter(([, p]) => p.m.int8 && !p.m.int8.error);
+if (int8Rows.length) {
+  lines.push(
+    '### int8 weights (W8A16, per channel) vs our bf16 and transformers bf16, same GPU session',
+    '',
+    'int8 roofline = int8 decoder linears + fp32 scales + bf16 head + KV bytes per token ÷ the copy bandwidth measured in the same run.',
+    '',
+    '| model | metric | int8 | our bf16 | transformers bf16 | int8 ÷ our bf16 | int8 ÷ transformers |',
+    '|---|---|---|---|---|---|---|',
+  );
+  const gib = (b) => (b === undefined ? undefined : b / 2 ** 30);
+  for (const [name, { m, t, bw }] of int8Rows) {
+    const q = m.int8;
+    const row = (metric, a, b, c, unit, higherBetter, d = 1) =>
+      lines.push(
+        `| ${name} | ${metric} | ${f(a, d)} ${unit} | ${f(b, d)} ${unit} | ${c === undefined ? '–' : `${f(c, d)} ${unit}`} | ` +
+          `${f(higherBetter ? a / b : b / a, 2)}× | ${c === undefined ? '' : `${f(higherBetter ? a / c : c / a, 2)}×`} |`,
+      );
+    row('decode batch 1', q.decode_batch1.tokens_per_s, m.decode_batch1.tokens_per_s, t.decode_batch1.tokens_per_s, 'tok/s', true);
+    // KV read per step at the decode run's mean context (1 tile = 256 tokens + 30 + half of 128 new)
+    const kvb = q.decode_batch1.kv_bytes_per_token * (256 + 30 + 64);
+    const roof8 = bw / (q.decode_weight_bytes_per_token + kvb);
+    lines.push(`| ${name} | decode batch 1, % of int8 roofline (${f(roof8, 0)} tok/s) | ${f((100 * q.decode_batch1.tokens_per_s) / roof8, 0)}% | | | | |`);
+    for (const k of [8, 32, 128]) if (q[`decode_batch${k}`]?.tokens_per_s) row(`decode batch ${k}`, q[`decode_batch${k}`].tokens_per_s, m[`decode_batch${k}`]?.tokens_per_s, t[`decode_batch${k}`]?.tokens_per_s, 'tok/s', true, 0);
+    row('TTFT, 13 tiles + 30 tokens', q.ttft_13_tiles.median_s * 1000, m.ttft_13_tiles.median_s * 1000, t.ttft_13_tiles.median_s * 1000, 'ms', false, 0);
+    row('prefill, 1850 text tokens', q.prefill_1850.median_s * 1000, m.prefill_1850.median_s * 1000, t.prefill_1850.median_s * 1000, 'ms', false, 0);
+    if (q.weight_bytes && m.weight_bytes) row('weights on the GPU', gib(q.weight_bytes), gib(m.weight_bytes), undefined, 'GiB', false);
+    if (q.peak_bytes && m.peak_bytes) row('peak device memory (allocator, whole run)', gib(q.peak_bytes), gib(m.peak_bytes), gib(t.peak_memory_bytes), 'GiB', false);
+  }
+  lines.push('');
+}
+
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
 if (existsSync(join(root, att))) {
   const a = read(att);

@@ -2,8 +2,10 @@
 // Our engine at real InternVL2 shapes with random weights (--dummy-weights: no
 // checkpoint files), the same workloads as bench/baseline_transformers.py:
 // ViT over 13 tiles, prefill of 1850 text tokens, time to first token for 1 and 13
-// tiles + 30 text tokens, decode at batch 1/8/32/128 (1 tile + 30 tokens each).
-//   node bench/run.mjs --configs bench/configs/InternVL2-8B.json ... --backend cuda --out FILE
+// tiles + 30 text tokens, decode at batch 1/8/32/128 (1 tile + 30 tokens each), for each
+// weight dtype asked (bf16, int8 = W8A16 per channel), with the allocator's device memory
+// (weights after load, true peak over the run).
+//   node bench/run.mjs --configs bench/configs/InternVL2-8B.json ... --backend cuda --dtypes bf16 int8 --out FILE
 import { mkdtempSync, copyFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +27,7 @@ const out = (arg('--out', [`bench/results/ours-${new Date().toISOString().slice(
 const reps = Number((arg('--reps', ['3']))[0]);
 const decodeTokens = Number((arg('--decode-tokens', ['128']))[0]);
 const batches = (arg('--batches', ['8', '32', '128'])).map(Number);
+const dtypes = arg('--dtypes', ['bf16', 'int8']);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function timed(fn, n = reps, warmup = 1) {
@@ -50,7 +53,20 @@ function vitFlopsPerTile(cfg) {
 let seed = 1;
 const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
 
-async function benchModel(path) {
+// Bytes a batch-1 decode step reads: every decoder linear (int8: 1 byte + a fp32 scale per
+// output row), the LM head (bf16 unless quantized), the norms, and the KV of one token per
+// layer is negligible next to them; the KV read grows with context (counted separately).
+function decodeWeightBytes(cfg, dtype) {
+  const l = cfg.llm_config;
+  const H = l.hidden_size, D = l.head_dim ?? H / l.num_attention_heads, Hq = l.num_attention_heads, KV = l.num_key_value_heads ?? Hq, F = l.intermediate_size;
+  const rows = (Hq + 2 * KV) * D + H + 2 * F + H; // output rows of qkv, o, gate/up, down
+  const linear = l.num_hidden_layers * (H * (Hq + 2 * KV) * D + Hq * D * H + 3 * H * F);
+  const head = l.vocab_size * H * 2;
+  const norms = (2 * l.num_hidden_layers + 1) * H * 4;
+  return (dtype === 'int8' ? linear + l.num_hidden_layers * rows * 4 : 2 * linear) + head + norms;
+}
+
+async function benchModel(path, dtype) {
   const dir = mkdtempSync(join(tmpdir(), 'ivl-bench-'));
   copyFileSync(path, join(dir, 'config.json'));
   const config = await readModelConfig(dir);
@@ -64,10 +80,14 @@ async function benchModel(path) {
   const kvCacheTokens = Math.max(16384, maxBatch * (promptLen + decodeTokens + 32), 13 * T + 64);
   const free0 = runtimeInfo().cuda.devices[0]?.freeMemory ?? 0;
   const t0 = performance.now();
-  const engine = await EngineModel.load(dir, { backend, imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens });
+  const engine = await EngineModel.load(dir, { backend, imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens, dtype });
   const loadS = (performance.now() - t0) / 1000;
   const free1 = runtimeInfo().cuda.devices[0]?.freeMemory ?? 0;
-  const res = { config: path, backend, load_dummy_s: loadS, device_bytes_after_load: free0 - free1, kv_cache_tokens: kvCacheTokens };
+  const mem0 = engine.stats().deviceMemory[0];
+  const res = {
+    config: path, backend, dtype, load_dummy_s: loadS, device_bytes_after_load: free0 - free1, kv_cache_tokens: kvCacheTokens,
+    weight_bytes: mem0?.weightBytes, load_peak_bytes: mem0?.peakBytes, decode_weight_bytes_per_token: decodeWeightBytes(cfg, dtype),
+  };
   const pixels = (tiles) => Float32Array.from({ length: tiles * 3 * S * S }, () => rand() * 4 - 2);
   const ids = (tiles, text) => {
     const a = new Int32Array(text + tiles * T);
@@ -104,6 +124,7 @@ async function benchModel(path) {
       res[`decode_batch${b}`] = { error: String(e.message ?? e).slice(0, 300) };
     }
   }
+  res.peak_bytes = engine.stats().deviceMemory[0]?.peakBytes;
   engine.dispose();
   return res;
 }
@@ -113,11 +134,17 @@ const doc = { engine: 'internvl-node', version: info.version, gpu: info.cuda.dev
 for (const path of configs) {
   const name = path.split('/').pop().replace(/\.json$/, '');
   console.log(`== ${name}`);
-  try {
-    doc.models[name] = await benchModel(path);
-  } catch (e) {
-    doc.models[name] = { error: String(e.stack ?? e).slice(0, 800) };
+  // bf16 under the model's name (what report.mjs pairs with the baseline), others under name.dtype
+  for (const dtype of dtypes) {
+    let r;
+    try {
+      r = await benchModel(path, dtype);
+    } catch (e) {
+      r = { dtype, error: String(e.stack ?? e).slice(0, 800) };
+    }
+    if (dtype === 'bf16') doc.models[name] = { ...doc.models[name], ...r };
+    else doc.models[name] = { ...doc.models[name], [dtype]: r };
+    console.log(JSON.stringify(r, null, 1));
+    writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
   }
-  console.log(JSON.stringify(doc.models[name], null, 1));
-  writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
 }
