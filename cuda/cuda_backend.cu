@@ -256,6 +256,15 @@ CudaMemoryStats CudaBackend::memoryStats() const {
   return m;
 }
 
+bool CudaBackend::deviceMemory(DeviceMemory& out) const {
+  const AllocatorStats s = impl_->ctx->allocator.stats();
+  out.weightBytes = s.persistentBytes;
+  out.inUseBytes = s.inUseBytes;
+  out.peakBytes = s.peakInUseBytes;
+  out.cachedBytes = s.cachedBytes;
+  return true;
+}
+
 void CudaBackend::emptyCache() {
   impl_->op([&] { impl_->ctx->allocator.emptyCache(); });
 }

@@ -63,6 +63,8 @@ class CudaBackend final : public Backend {
   std::string describe() const override;
   DType activationDType() const override { return DType::BF16; }
   bool supportsInt8() const override { return true; }
+  bool deviceMemory(DeviceMemory& out) const override;
+  void releaseCache() override { emptyCache(); }
 
   Tensor alloc(DType dtype, const Shape& shape) override;
   Tensor weight(const StoredTensor& src, WeightUse use) override;

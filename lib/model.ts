@@ -44,7 +44,7 @@ export interface LoadOptions {
   systemMessage?: string;
   /** Defaults for image tiling (else from config.json). */
   imageOptions?: ImageOptions;
-  /** Weight precision: 'bf16' (as stored, default) or 'int8' (W8A16 quantized at load; CPU backend only for now). */
+  /** Weight precision: 'bf16' (as stored, default) or 'int8' (W8A16 quantized at load, on either backend). */
   dtype?: 'bf16' | 'int8';
   /** With dtype 'int8': 'per-channel' (default) or 'per-group-128' scales. */
   int8Scheme?: 'per-channel' | 'per-group-128';

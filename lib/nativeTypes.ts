@@ -99,7 +99,7 @@ export interface NativeLoadOptions {
   cpuKernels?: 'auto' | 'plain';
   /** Random weights of the config's shapes instead of reading the checkpoint (benchmarks). */
   dummyWeights?: boolean;
-  /** Weight precision: 'bf16' (as stored, default) or 'int8' (W8A16, quantized at load; CPU backend only for now). */
+  /** Weight precision: 'bf16' (as stored, default) or 'int8' (W8A16, quantized at load, on either backend). */
   dtype?: NativeWeightDType;
   /** int8 scales: one per output channel (default) or per output channel and 128 input columns. */
   int8Scheme?: NativeInt8Scheme;
@@ -209,6 +209,19 @@ export interface NativeModelStats {
   maxBatchRequests: number;
   decodeSteps: number;
   completedRequests: number;
+  /** Per device the model uses (empty on the CPU backend), as the CUDA allocator accounts it. */
+  deviceMemory: NativeDeviceMemory[];
+}
+
+export interface NativeDeviceMemory {
+  /** Live weights. */
+  weightBytes: number;
+  /** Live tensors and scratch, weights and KV cache included. */
+  inUseBytes: number;
+  /** The most inUseBytes has been since load began (true peak, load-time scratch included). */
+  peakBytes: number;
+  /** Freed blocks the allocator keeps for reuse. */
+  cachedBytes: number;
 }
 
 export interface NativeModel {

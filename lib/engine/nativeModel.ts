@@ -33,7 +33,7 @@ export interface EngineLoadOptions {
   config?: ModelConfig;
   /** Random weights of the config's shapes; no safetensors are read (benchmarks at release shapes). */
   dummyWeights?: boolean;
-  /** 'bf16' (default: weights as stored) or 'int8' (W8A16 quantized at load; CPU backend only for now). */
+  /** 'bf16' (default: weights as stored) or 'int8' (W8A16 quantized at load, on either backend). */
   dtype?: NativeWeightDType;
   /** With dtype 'int8': 'per-channel' (default) or 'per-group-128' scales. */
   int8Scheme?: NativeInt8Scheme;

@@ -393,6 +393,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("maxBatchRequests", double(st.maxBatchRequests));
       o.Set("decodeSteps", double(st.decodeSteps));
       o.Set("completedRequests", double(st.completedRequests));
+      Napi::Array devices = Napi::Array::New(env);
+      for (const DeviceMemory& m : engine()->deviceMemory()) {
+        Napi::Object d = Napi::Object::New(env);
+        d.Set("weightBytes", double(m.weightBytes));
+        d.Set("inUseBytes", double(m.inUseBytes));
+        d.Set("peakBytes", double(m.peakBytes));
+        d.Set("cachedBytes", double(m.cachedBytes));
+        devices.Set(devices.Length(), d);
+      }
+      o.Set("deviceMemory", devices);
       return o;
     });
   }

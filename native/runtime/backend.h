@@ -37,6 +37,14 @@ enum class WeightUse {
 
 inline bool isInt8Use(WeightUse u) { return u == WeightUse::Int8PerChannel || u == WeightUse::Int8PerGroup128; }
 
+// Device memory of a backend that has its own (CUDA), as its allocator accounts it.
+struct DeviceMemory {
+  size_t weightBytes = 0;  // live weights
+  size_t inUseBytes = 0;   // live tensors + scratch (weights included), as reserved
+  size_t peakBytes = 0;    // the most inUseBytes has been since the backend was made
+  size_t cachedBytes = 0;  // freed blocks kept for reuse (reserved from the device, not in use)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -47,6 +55,13 @@ class Backend {
   virtual DType activationDType() const = 0;
   // Whether weight() / weightFromHost() take WeightUse::Int8* and matmul() takes I8 weights.
   virtual bool supportsInt8() const { return false; }
+  // Fills `out` and returns true when the backend has device memory to report. Thread-safe.
+  virtual bool deviceMemory(DeviceMemory& out) const {
+    (void)out;
+    return false;
+  }
+  // Gives cached free blocks back (after load: the conversion scratch is not needed again).
+  virtual void releaseCache() {}
 
   // ---- memory ---------------------------------------------------------------
   // Uninitialised tensor.

@@ -23,6 +23,7 @@ Engine::Engine(std::unique_ptr<Backend> backend, const std::string& dir, const M
   Checkpoint ckpt = options.dummyWeights ? dummyCheckpoint(spec_) : Checkpoint::open(dir);
   weights_ = loadWeights(spec_, ckpt, *backend_, options.quantize, options.loadProgress);  // checks every expected tensor first
   const int64_t tokens = options.kvCacheTokens > 0 ? options.kvCacheTokens : EngineOptions::kDefaultKvCacheTokens;
+  backend_->releaseCache();  // load-time scratch (bf16 rows being quantized) goes back before the KV cache
   kv_ = std::make_unique<KvCache>(*backend_, spec_.llm.numLayers, spec_.llm.numKvHeads, spec_.llm.headDim,
                                   options.kvBlockSize, tokens);
   scheduler_ = std::make_unique<Scheduler>(*this);  // starts the engine thread
@@ -94,6 +95,13 @@ void Engine::cancel(const std::shared_ptr<Submission>& s) { scheduler_->cancel(s
 void Engine::waitRetired(const std::shared_ptr<Submission>& s) { scheduler_->waitRetired(s); }
 void Engine::shutdown() { scheduler_->shutdown(); }
 SchedulerStats Engine::stats() const { return scheduler_->stats(); }
+
+std::vector<DeviceMemory> Engine::deviceMemory() const {
+  std::vector<DeviceMemory> out;
+  DeviceMemory m;
+  if (backend_->deviceMemory(m)) out.push_back(m);
+  return out;
+}
 
 void Engine::prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>& scores,
                      const std::atomic<bool>* cancel) {

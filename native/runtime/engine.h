@@ -116,6 +116,8 @@ class Engine {
   void shutdown();
   // Live numbers (KV blocks free, running / queued, the largest decode batch so far).
   SchedulerStats stats() const;
+  // Device memory per device the model uses (empty on the CPU backend). Thread-safe.
+  std::vector<DeviceMemory> deviceMemory() const;
   // The request checks submit() starts with (ivl::Error(InvalidArg) naming the
   // sequence and field); cheap, so bindings call it up front for a synchronous error.
   void validate(const GenerateRequest& req) const;

@@ -111,6 +111,7 @@ describe('model.chat: concurrent calls batch and still equal the PyTorch goldens
       const end = engine.stats();
       expect(end.kvFreeBlocks).toBe(end.kvBlocks);
       expect(end.runningRequests).toBe(0);
+      expect(end.deviceMemory).toEqual([]); // the CPU backend has no device memory to report
     } finally {
       model.dispose();
     }
