@@ -58,7 +58,13 @@ export function fromNative(e: unknown, callerStack?: string): InternVLError {
 /** Sharp-style option errors: name the option, the expectation and what arrived. */
 export function invalidArg(name: string, expected: string, received: unknown): InternVLError {
   const shown =
-    typeof received === 'string' ? JSON.stringify(received) : Array.isArray(received) ? 'an array' : String(received);
+    typeof received === 'string'
+      ? JSON.stringify(received)
+      : Array.isArray(received)
+        ? 'an array'
+        : ArrayBuffer.isView(received)
+          ? `a ${received.constructor.name} of ${received.byteLength} bytes`
+          : String(received);
   const type = received === null ? 'null' : Array.isArray(received) ? 'array' : typeof received;
   return new InternVLError('ERR_INVALID_ARG', `Expected ${expected} for ${name} but received ${shown} of type ${type}`);
 }

@@ -46,7 +46,8 @@ export async function prepareImages(req: PrepareRequest): Promise<PreparedImages
       throw new InternVLError('ERR_INVALID_ARG', 'Pass either images or pixelValues, not both');
     }
     const pv = req.pixelValues;
-    if (!(pv instanceof Float32Array) || pv.length === 0 || pv.length % tileSize !== 0) {
+    // By tag, not instanceof: the addon's arrays (loadVideo's) may come from another realm (vm contexts, jest).
+    if (Object.prototype.toString.call(pv) !== '[object Float32Array]' || pv.length === 0 || pv.length % tileSize !== 0) {
       throw invalidArg('pixelValues', `Float32Array of [tiles,3,${req.imageSize},${req.imageSize}] values`, pv);
     }
     const tiles = pv.length / tileSize;

@@ -64,9 +64,13 @@ export interface LoadVideoOptions {
   imageSize?: number;
   /** Thumbnail when a frame has more than one tile (the card passes True). */
   useThumbnail?: boolean;
+  /** ffmpeg binary (default: the optional dependency, INTERNVL_FFMPEG, else `ffmpeg` on PATH). */
   ffmpegPath?: string;
+  /** ffprobe binary (default: the optional dependency, INTERNVL_FFPROBE, else `ffprobe` on PATH). */
   ffprobePath?: string;
   signal?: AbortSignal;
+  /** Called with (0, total) once the frames are chosen, then after each distinct frame is decoded and tiled. */
+  onProgress?: (framesDone: number, framesTotal: number) => void;
 }
 
 export interface LoadedVideo {
@@ -254,6 +258,8 @@ export async function loadVideo(path: string, options: LoadVideoOptions = {}): P
       { maxTiles: options.maxTilesPerFrame, useThumbnail: options.useThumbnail, tileSize: options.imageSize },
       { minTiles: 1, maxTiles: 1, useThumbnail: true, tileSize: 448 },
     );
+    const { onProgress } = options;
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArg('onProgress', 'function', onProgress);
     options.signal?.throwIfAborted();
     const info = await probeVideo(path, options);
     if (info.width * info.height > DEFAULT_MAX_PIXELS) throw videoError(path, `frames of ${info.width}x${info.height} are too large`);
@@ -265,6 +271,8 @@ export async function loadVideo(path: string, options: LoadVideoOptions = {}): P
     const pixelValues = await native.allocFloat32(indices.length * plan.tiles * perTile);
     const slots = new Map<number, number[]>(); // frame number → positions in the sampled list
     indices.forEach((n, i) => slots.set(n, [...(slots.get(n) ?? []), i]));
+    let framesDone = 0;
+    onProgress?.(0, slots.size);
     await decodeFrames(
       path,
       info,
@@ -278,6 +286,7 @@ export async function loadVideo(path: string, options: LoadVideoOptions = {}): P
           throw fromNative(e);
         }
         for (const i of repeats) at(i).set(at(first));
+        onProgress?.(++framesDone, slots.size);
       },
       options,
     );
