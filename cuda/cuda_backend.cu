@@ -8,6 +8,7 @@
 #include "cuda_backend_impl.h"
 #include "elementwise.h"
 #include "norm.h"
+#include "qkv_rope_append.h"
 #include "vit_ops.h"
 
 namespace ivl::cuda {
@@ -57,21 +58,29 @@ void HostStaging::upload(void* dst, const void* src, size_t bytes, cudaStream_t 
 }
 
 PackedUpload::PackedUpload(CachingAllocator& alloc, HostStaging& staging, cudaStream_t stream,
-                           std::initializer_list<Part> parts) {
+                           std::initializer_list<Part> parts, UploadCache* cache) {
   size_t total = 0;
   for (const Part& p : parts) {
     offsets_.push_back(total);
     total += (p.bytes + 15) / 16 * 16;
   }
   if (total == 0) total = 16;  // every part still gets a valid (empty) address
-  block_ = ScratchBlock(alloc, total);
   std::vector<char> host(total, 0);
   size_t i = 0;
   for (const Part& p : parts) {
     if (p.bytes) std::memcpy(host.data() + offsets_[i], p.data, p.bytes);
     ++i;
   }
-  staging.upload(block_.get(), host.data(), total, stream);
+  if (cache && cache->block && cache->host == host) {
+    block_ = cache->block;
+    return;
+  }
+  block_ = std::make_shared<ScratchBlock>(alloc, total);
+  staging.upload(block_->get(), host.data(), total, stream);
+  if (cache) {
+    cache->host = std::move(host);
+    cache->block = block_;
+  }
 }
 
 // ---- buffers -------------------------------------------------------------------------------
@@ -149,6 +158,8 @@ CudaBackend::Impl::~Impl() {
   gemm.reset();
   decodeWorkspace.reset();
   int8Workspace.reset();
+  slotsUpload.block.reset();
+  pagedMetaUpload.block.reset();
   gemmWorkspace.reset();
   // staging's destructor waits for its copies; ctx (stream + allocator) goes with the
   // last buffer that still holds it.
@@ -372,6 +383,20 @@ void CudaBackend::rmsNorm(const Tensor& y, const Tensor& x, const Tensor& w, dou
   });
 }
 
+void CudaBackend::addRmsNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& w, double eps) {
+  impl_->op([&] {
+    const int64_t M = x.rows(), C = x.cols();
+    needDType(x, DType::BF16, "addRmsNorm: x");
+    needDType(r, DType::BF16, "addRmsNorm: r");
+    needDType(y, DType::BF16, "addRmsNorm: y");
+    needDType(w, DType::F32, "addRmsNorm: w");
+    need(y.rows() == M && y.cols() == C && r.rows() == M && r.cols() == C && w.numel() == C,
+         "addRmsNorm: shape mismatch");
+    need(y.raw() != x.raw() && y.raw() != r.raw(), "addRmsNorm: y must not alias x or r");
+    addRmsNormBf16(y.ptr<bf16>(), x.ptr<bf16>(), r.ptr<bf16>(), w.ptr<float>(), M, C, float(eps), impl_->stream);
+  });
+}
+
 void CudaBackend::gelu(const Tensor& y, const Tensor& x) {
   impl_->op([&] {
     needDType(x, DType::BF16, "gelu: x");
@@ -488,9 +513,36 @@ void CudaBackend::kvWrite(const KvLayer& layer, const Tensor& k, const Tensor& v
     need(k.rows() == T && v.rows() == T && k.cols() == rowElems && v.cols() == rowElems, "kvWrite: shape mismatch");
     for (int64_t slot : batch.slots) need(slot >= 0 && slot < capacity, "kvWrite: slot out of range");
     if (T == 0) return;
-    PackedUpload up = impl_->uploadOne(batch.slots);
+    PackedUpload up = impl_->uploadOne(batch.slots, &impl_->slotsUpload);
     copyRows(layer.k.raw(), up.at<int64_t>(0), k.raw(), nullptr, T, rowElems * 2, impl_->stream);
     copyRows(layer.v.raw(), up.at<int64_t>(0), v.raw(), nullptr, T, rowElems * 2, impl_->stream);
+  });
+}
+
+void CudaBackend::qkvRopeKvWrite(const Tensor& q, const KvLayer& layer, const Tensor& qkv, int64_t nHeads,
+                                 int64_t nKvHeads, const Tensor& cos, const Tensor& sin, const PagedBatch& batch) {
+  impl_->op([&] {
+    const int64_t T = batch.numTokens(), half = cos.cols(), D = 2 * half;
+    needDType(q, DType::BF16, "qkvRopeKvWrite: q");
+    needDType(qkv, DType::BF16, "qkvRopeKvWrite: qkv");
+    needDType(layer.k, DType::BF16, "qkvRopeKvWrite: cache k");
+    needDType(layer.v, DType::BF16, "qkvRopeKvWrite: cache v");
+    need(cos.defined() && sin.defined() && cos.dtype() == sin.dtype() &&
+             (cos.dtype() == DType::BF16 || cos.dtype() == DType::F32) && cos.rows() == T && sin.rows() == T &&
+             sin.cols() == half,
+         "qkvRopeKvWrite: cos/sin must both be BF16 or F32 [T, D/2]");
+    need(layer.k.rank() == 4 && layer.v.shape() == layer.k.shape() && layer.k.dim(2) == nKvHeads &&
+             layer.k.dim(3) == D,
+         "qkvRopeKvWrite: cache layout");
+    need(q.rows() == T && q.cols() == nHeads * D && qkv.rows() == T && qkv.cols() == (nHeads + 2 * nKvHeads) * D,
+         "qkvRopeKvWrite: shape mismatch");
+    need(int64_t(batch.slots.size()) == T, "qkvRopeKvWrite: slots and positions differ in length");
+    const int64_t capacity = layer.k.dim(0) * layer.k.dim(1);
+    for (int64_t slot : batch.slots) need(slot >= 0 && slot < capacity, "qkvRopeKvWrite: slot out of range");
+    if (T == 0) return;
+    PackedUpload up = impl_->uploadOne(batch.slots, &impl_->slotsUpload);
+    qkvRopeAppendBf16(q.ptr<bf16>(), layer.k.ptr<bf16>(), layer.v.ptr<bf16>(), qkv.ptr<bf16>(), cos.raw(), sin.raw(),
+                      cos.dtype(), up.at<int64_t>(0), T, nHeads, nKvHeads, half, impl_->stream);
   });
 }
 

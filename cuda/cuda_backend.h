@@ -76,6 +76,7 @@ class CudaBackend final : public Backend {
   void matmul(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) override;
   void layerNorm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, double eps) override;
   void rmsNorm(const Tensor& y, const Tensor& x, const Tensor& w, double eps) override;
+  void addRmsNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& w, double eps) override;
   void gelu(const Tensor& y, const Tensor& x) override;
   void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) override;
   void siluMulHalves(const Tensor& y, const Tensor& gu) override;
@@ -91,6 +92,8 @@ class CudaBackend final : public Backend {
   void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, int64_t groups, int64_t nHeads,
                  double scale) override;
   void kvWrite(const KvLayer& layer, const Tensor& k, const Tensor& v, const PagedBatch& batch) override;
+  void qkvRopeKvWrite(const Tensor& q, const KvLayer& layer, const Tensor& qkv, int64_t nHeads, int64_t nKvHeads,
+                      const Tensor& cos, const Tensor& sin, const PagedBatch& batch) override;
   void pagedAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const PagedBatch& batch,
                       int64_t nHeads, int64_t nKvHeads, double scale) override;
 

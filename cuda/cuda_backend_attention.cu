@@ -255,7 +255,8 @@ void CudaBackend::pagedAttention(const Tensor& out, const Tensor& q, const KvLay
                        {batch.kvIndices.data(), batch.kvIndices.size() * 4},
                        {batch.kvLastPageLen.data(), batch.kvLastPageLen.size() * 4},
                        {batch.positions.data(), batch.positions.size() * 4},
-                       {seqOf.data(), seqOf.size() * 4}});
+                       {seqOf.data(), seqOf.size() * 4}},
+                      &impl_->pagedMetaUpload);
 
     const bool tuned = !impl_->genericAttention && standard && tunedHeadDim(D) && scale > 0 && C % 8 == 0 &&
                        B <= 65535 && nHeads <= 65535 && aligned16(q.raw()) && aligned16(out.raw()) &&

@@ -58,6 +58,16 @@ class HostStaging {
   int next_ = 0;
 };
 
+// The last bytes a PackedUpload sent from one call site, still on the device. Every decoder
+// layer of a step sends the same batch metadata (slots, page tables); with a cache the
+// first layer uploads it and the others reuse the block. The block is never rewritten:
+// new bytes get a new block, and the old one returns to the allocator when its last user
+// (stream-ordered) lets go.
+struct UploadCache {
+  std::vector<char> host;
+  std::shared_ptr<ScratchBlock> block;
+};
+
 // Several host arrays uploaded in one copy into one scratch block, each 16-byte aligned.
 class PackedUpload {
  public:
@@ -65,12 +75,13 @@ class PackedUpload {
     const void* data;
     size_t bytes;
   };
-  PackedUpload(CachingAllocator& alloc, HostStaging& staging, cudaStream_t stream, std::initializer_list<Part> parts);
+  PackedUpload(CachingAllocator& alloc, HostStaging& staging, cudaStream_t stream, std::initializer_list<Part> parts,
+               UploadCache* cache = nullptr);
   template <typename T>
-  T* at(size_t i) const { return reinterpret_cast<T*>(block_.as<char>() + offsets_.at(i)); }
+  T* at(size_t i) const { return reinterpret_cast<T*>(block_->as<char>() + offsets_.at(i)); }
 
  private:
-  ScratchBlock block_;
+  std::shared_ptr<ScratchBlock> block_;
   std::vector<size_t> offsets_;
 };
 
@@ -116,8 +127,8 @@ struct CudaBackend::Impl {
   // is one, else converted into `tmp`.
   const bf16* biasBf16(const Tensor& bias, ScratchBlock& tmp);
   template <typename T>
-  PackedUpload uploadOne(const std::vector<T>& v) {
-    return PackedUpload(ctx->allocator, staging, stream, {{v.data(), v.size() * sizeof(T)}});
+  PackedUpload uploadOne(const std::vector<T>& v, UploadCache* cache = nullptr) {
+    return PackedUpload(ctx->allocator, staging, stream, {{v.data(), v.size() * sizeof(T)}}, cache);
   }
 
   // Vector weights' BF16 mirrors: F32 data start -> (F32 bytes, mirror). Guarded by
@@ -140,6 +151,8 @@ struct CudaBackend::Impl {
   std::unique_ptr<GemmBf16> gemm;
   ScratchBlock decodeWorkspace;  // grow-only, for pagedDecode's split-K partials
   ScratchBlock int8Workspace;    // grow-only, zeroed split-K counters + partials of the W8A16 decode GEMM
+  UploadCache slotsUpload;       // kvWrite / qkvRopeKvWrite slots
+  UploadCache pagedMetaUpload;   // pagedAttention's CSR metadata
   bool genericAttention = false;
   bool poisoned = false;
   std::string poisonReason;

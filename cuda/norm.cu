@@ -51,10 +51,26 @@ __device__ __forceinline__ void loadRow(const bf16* x, int64_t c, float (&v)[VEC
   }
 }
 
-// GROUP threads per row, VEC elements per access. RMS: no mean, no bias.
-template <int GROUP, int VEC, bool RMS>
+// Stores VEC floats (already bf16 values) at x + c.
+template <int VEC>
+__device__ __forceinline__ void storeRow(bf16* x, int64_t c, const float (&v)[VEC]) {
+  if constexpr (VEC == 8) {
+    Bf16x8 p;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) p.v[j] = __float2bfloat16_rn(v[j]);
+    *reinterpret_cast<Bf16x8*>(x + c) = p;
+  } else {
+    x[c] = __float2bfloat16_rn(v[0]);
+  }
+}
+
+// GROUP threads per row, VEC elements per access. RMS: no mean, no bias. ADD (RMS only):
+// first x = bf16(x + r) in place (the residual add before the norm), then the norm of it;
+// each thread rereads only the columns it wrote itself.
+template <int GROUP, int VEC, bool RMS, bool ADD = false>
 __global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, const float* __restrict__ b,
-                           int64_t rows, int64_t cols, float eps) {
+                           int64_t rows, int64_t cols, float eps, const bf16* __restrict__ r = nullptr) {
+  static_assert(!ADD || RMS, "the fused residual add is for RMSNorm");
   __shared__ float red[32];
   constexpr int kRowsPerBlock = GROUP == 32 ? 8 : 1;  // blockDim = 256 for warps, GROUP otherwise
   const int sub = GROUP == 32 ? threadIdx.x / 32 : 0;
@@ -83,6 +99,13 @@ __global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, 
     for (int64_t c = int64_t(lane) * VEC; c < cols; c += int64_t(GROUP) * VEC) {
       float v[VEC];
       loadRow<VEC>(xr, c, v);
+      if constexpr (ADD) {
+        float rv[VEC];
+        loadRow<VEC>(r + row * cols, c, rv);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) v[j] = rb(v[j] + rv[j]);
+        storeRow<VEC>(const_cast<bf16*>(xr), c, v);
+      }
 #pragma unroll
       for (int j = 0; j < VEC; ++j) ss += (v[j] - mean) * (v[j] - mean);
     }
@@ -112,22 +135,23 @@ __global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, 
   }
 }
 
-template <bool RMS>
+template <bool RMS, bool ADD = false>
 void launchNorm(bf16* y, const bf16* x, const float* w, const float* b, int64_t rows, int64_t cols, float eps,
-                cudaStream_t stream) {
+                cudaStream_t stream, const bf16* r = nullptr) {
   if (rows <= 0 || cols <= 0) return;
-  const bool vec = cols % 8 == 0 && (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y)) % 16 == 0;
+  const bool vec = cols % 8 == 0 &&
+                   (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y) | reinterpret_cast<uintptr_t>(r)) % 16 == 0;
   const int64_t perRow = vec ? cols / 8 : cols;  // accesses per row
   if (perRow <= 128) {
     const unsigned grid = unsigned((rows + 7) / 8);
-    if (vec) normKernel<32, 8, RMS><<<grid, 256, 0, stream>>>(y, x, w, b, rows, cols, eps);
-    else normKernel<32, 1, RMS><<<grid, 256, 0, stream>>>(y, x, w, b, rows, cols, eps);
+    if (vec) normKernel<32, 8, RMS, ADD><<<grid, 256, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
+    else normKernel<32, 1, RMS, ADD><<<grid, 256, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
   } else if (perRow <= 1024) {
-    if (vec) normKernel<256, 8, RMS><<<unsigned(rows), 256, 0, stream>>>(y, x, w, b, rows, cols, eps);
-    else normKernel<256, 1, RMS><<<unsigned(rows), 256, 0, stream>>>(y, x, w, b, rows, cols, eps);
+    if (vec) normKernel<256, 8, RMS, ADD><<<unsigned(rows), 256, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
+    else normKernel<256, 1, RMS, ADD><<<unsigned(rows), 256, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
   } else {
-    if (vec) normKernel<1024, 8, RMS><<<unsigned(rows), 1024, 0, stream>>>(y, x, w, b, rows, cols, eps);
-    else normKernel<1024, 1, RMS><<<unsigned(rows), 1024, 0, stream>>>(y, x, w, b, rows, cols, eps);
+    if (vec) normKernel<1024, 8, RMS, ADD><<<unsigned(rows), 1024, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
+    else normKernel<1024, 1, RMS, ADD><<<unsigned(rows), 1024, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
   }
   IVL_CUDA_CHECK(cudaGetLastError());
 }
@@ -141,6 +165,11 @@ void layerNormBf16(bf16* y, const bf16* x, const float* w, const float* b, int64
 
 void rmsNormBf16(bf16* y, const bf16* x, const float* w, int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
   launchNorm<true>(y, x, w, nullptr, rows, cols, eps, stream);
+}
+
+void addRmsNormBf16(bf16* y, bf16* x, const bf16* r, const float* w, int64_t rows, int64_t cols, float eps,
+                    cudaStream_t stream) {
+  launchNorm<true, true>(y, x, w, nullptr, rows, cols, eps, stream, r);
 }
 
 }  // namespace ivl::cuda

@@ -16,5 +16,9 @@ void layerNormBf16(__nv_bfloat16* y, const __nv_bfloat16* x, const float* w, con
                    int64_t cols, float eps, cudaStream_t stream);
 void rmsNormBf16(__nv_bfloat16* y, const __nv_bfloat16* x, const float* w, int64_t rows, int64_t cols, float eps,
                  cudaStream_t stream);
+// x = bf16(x + r) in place, then y = rmsNorm(x) as above: the residual add and the next
+// norm in one pass (y must not alias x or r).
+void addRmsNormBf16(__nv_bfloat16* y, __nv_bfloat16* x, const __nv_bfloat16* r, const float* w, int64_t rows,
+                    int64_t cols, float eps, cudaStream_t stream);
 
 }  // namespace ivl::cuda

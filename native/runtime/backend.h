@@ -90,6 +90,12 @@ class Backend {
   virtual void layerNorm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, double eps) = 0;
   // y[M, C] = w[C] * x / sqrt(mean(x²) + eps)                    (per row; y may alias x)
   virtual void rmsNorm(const Tensor& y, const Tensor& x, const Tensor& w, double eps) = 0;
+  // x = x + r, then y = rmsNorm(x) as above (the residual add and the next norm; y must not
+  // alias x or r). A backend may fuse the two.
+  virtual void addRmsNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& w, double eps) {
+    add(x, x, r);
+    rmsNorm(y, x, w, eps);
+  }
   // y = 0.5 x (1 + erf(x / √2)), elementwise (y may alias x)
   virtual void gelu(const Tensor& y, const Tensor& x) = 0;
   // y = silu(gate) ⊙ up = gate / (1 + e^-gate) ⊙ up, elementwise (y may alias gate)
@@ -121,6 +127,19 @@ class Backend {
                          int64_t nHeads, double scale) = 0;
   // Writes new K/V rows into their pages: k, v : [T, numKvHeads·D] -> layer.k/v at batch.slots[t].
   virtual void kvWrite(const KvLayer& layer, const Tensor& k, const Tensor& v, const PagedBatch& batch) = 0;
+  // After a stacked q/k/v matmul: q[T, nHeads·D] = rope(qkv[:, :nHeads·D]), and
+  // rope(qkv[:, nHeads·D : +nKvHeads·D]) and qkv[:, (nHeads + nKvHeads)·D :] written to the
+  // pages as kvWrite would. splitColumns + rope + rope + kvWrite; a backend may fuse them.
+  virtual void qkvRopeKvWrite(const Tensor& q, const KvLayer& layer, const Tensor& qkv, int64_t nHeads,
+                              int64_t nKvHeads, const Tensor& cos, const Tensor& sin, const PagedBatch& batch) {
+    const int64_t kvCols = qkv.cols() - q.cols();
+    Tensor k = alloc(q.dtype(), {q.rows(), kvCols / 2});
+    Tensor v = alloc(q.dtype(), {q.rows(), kvCols / 2});
+    splitColumns({q, k, v}, qkv);
+    rope(q, nHeads, cos, sin);
+    rope(k, nKvHeads, cos, sin);
+    kvWrite(layer, k, v, batch);
+  }
   // Causal attention over the paged cache (GQA: q head h reads kv head h / (nHeads / nKvHeads)):
   //   q, out : [T, nHeads·D]; keys/values come from the pages (kvWrite first).
   virtual void pagedAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const PagedBatch& batch,

@@ -24,8 +24,6 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
   Tensor sin = be_.uploadF32(sinHost.data(), {T, D / 2});  // [T, D/2]
   Tensor a = act({T, H});                                  // normed input
   Tensor q = act({T, Hq * D});
-  Tensor k = act({T, KV * D});
-  Tensor v = act({T, KV * D});
   Tensor o = act({T, Hq * D});  // attention output
   Tensor r = act({T, H});       // projection / MLP output
   Tensor g = act({T, F});       // gate, then silu(gate) ⊙ up
@@ -34,32 +32,36 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
   const bool stackedQkv = !w_.layers.empty() && w_.layers[0].wqkv.defined();
   const bool stackedGateUp = !w_.layers.empty() && w_.layers[0].gateUp.defined();
   Tensor qkv = stackedQkv ? act({T, (Hq + 2 * KV) * D}) : Tensor();
+  Tensor k = stackedQkv ? Tensor() : act({T, KV * D});
+  Tensor v = stackedQkv ? Tensor() : act({T, KV * D});
   Tensor gu = stackedGateUp ? act({T, 2 * F}) : Tensor();  // [gate | up]
   Tensor u = stackedGateUp ? Tensor() : act({T, F});       // up
   const double scale = 1.0 / std::sqrt(double(D));
 
-  for (size_t i = 0; i < w_.layers.size(); ++i) {
+  // The residual add of each block is fused with the norm that follows it (addRmsNorm): the
+  // attention block's with the MLP norm, the MLP block's with the next layer's input norm.
+  const size_t nLayers = w_.layers.size();
+  if (nLayers > 0) be_.rmsNorm(a, x, w_.layers[0].attnNorm, l.rmsEps);
+  for (size_t i = 0; i < nLayers; ++i) {
     checkCancel(cancel);
     const LlmLayerWeights& L = w_.layers[i];
     const KvLayer& cache = kv_.layer(int64_t(i));
-    // x += Wo · attn(rope(q), rope(k), v)
-    be_.rmsNorm(a, x, L.attnNorm, l.rmsEps);
+    // x += Wo · attn(rope(q), rope(k), v),  a = rmsnorm(x) on entry
     if (stackedQkv) {
       be_.matmul(qkv, a, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
-      be_.splitColumns({q, k, v}, qkv);
+      be_.qkvRopeKvWrite(q, cache, qkv, Hq, KV, cos, sin, batch);
     } else {
       be_.matmul(q, a, L.wq, L.bq ? &L.bq : nullptr);
       be_.matmul(k, a, L.wk, L.bk ? &L.bk : nullptr);
       be_.matmul(v, a, L.wv, L.bv ? &L.bv : nullptr);
+      be_.rope(q, Hq, cos, sin);
+      be_.rope(k, KV, cos, sin);
+      be_.kvWrite(cache, k, v, batch);
     }
-    be_.rope(q, Hq, cos, sin);
-    be_.rope(k, KV, cos, sin);
-    be_.kvWrite(cache, k, v, batch);
     be_.pagedAttention(o, q, cache, batch, Hq, KV, scale);
     be_.matmul(r, o, L.wo, L.bo ? &L.bo : nullptr);
-    be_.add(x, x, r);
     // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
-    be_.rmsNorm(a, x, L.mlpNorm, l.rmsEps);
+    be_.addRmsNorm(a, x, r, L.mlpNorm, l.rmsEps);
     if (stackedGateUp) {
       be_.matmul(gu, a, L.gateUp, nullptr);
       be_.siluMulHalves(g, gu);
@@ -69,7 +71,8 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
       be_.siluMul(g, g, u);
     }
     be_.matmul(r, g, L.down, nullptr);
-    be_.add(x, x, r);
+    if (i + 1 < nLayers) be_.addRmsNorm(a, x, r, w_.layers[i + 1].attnNorm, l.rmsEps);
+    else be_.add(x, x, r);
   }
   checkCancel(cancel);
 
