@@ -2,8 +2,8 @@
 import { createInterface } from 'node:readline/promises';
 import { Command } from 'commander';
 import type { HistoryTurn } from '../chatTypes.js';
-import { InternVL } from '../model.js';
 import { reportError } from './errors.js';
+import { loadModelWithProgress, timingLine } from './load.js';
 import { addModelFlags, generationFromFlags, loadOptionsFromFlags } from './run.js';
 import { collect, intOption } from './options.js';
 
@@ -15,18 +15,20 @@ export function chatCommand(): Command {
   addModelFlags(cmd);
   cmd.action(async (flags: { model: string; image: string[]; maxNewTokens: number; backend: 'cpu' | 'cuda' | 'auto'; dtype?: 'bf16' | 'int8'; int8Scheme?: 'per-channel' | 'per-group-128'; verbose?: boolean }) => {
     try {
-      const model = await InternVL.load(flags.model, loadOptionsFromFlags(flags));
+      const { model, loadMs } = await loadModelWithProgress(flags.model, loadOptionsFromFlags(flags), {});
+      if (flags.verbose) process.stderr.write(`load ${loadMs.toFixed(0)} ms\n`);
       const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+      // The iterator buffers lines that arrive while an answer is generated (piped input).
+      const input = rl[Symbol.asyncIterator]();
+      rl.setPrompt('> ');
       let images = [...flags.image];
       let history: HistoryTurn[] = [];
       try {
         for (;;) {
-          let line: string;
-          try {
-            line = (await rl.question('> ')).trim();
-          } catch {
-            break; // stdin closed
-          }
+          rl.prompt();
+          const next = await input.next();
+          if (next.done) break; // stdin closed
+          const line = (next.value as string).trim();
           if (line === '' ) continue;
           if (line === '/exit' || line === '/quit') break;
           if (line === '/reset') {
@@ -55,6 +57,7 @@ export function chatCommand(): Command {
               onToken: (t) => process.stdout.write(t),
             });
             process.stdout.write('\n');
+            if (flags.verbose) process.stderr.write(timingLine(r.timings, r.usage.promptTokens, r.usage.completionTokens));
             history = r.history;
           } finally {
             process.removeListener('SIGINT', onSigint);

@@ -9,8 +9,10 @@
  *
  * On a TTY: one line redrawn in place, `label [████░░░░] 45% 1.2/2.6 GiB 340 MiB/s ETA 4s`.
  * Otherwise (a pipe, a log file): plain lines, one per quarter reached and a summary at
- * the end. `enabled: false` (the CLI's `--json`) makes every call a no-op. Colour follows
- * {@link colorEnabled}: NO_COLOR turns it off, FORCE_COLOR on, else only on a TTY.
+ * the end (with `quietMs`, only once the operation has taken that long). `enabled: false`
+ * (the CLI's `--json`) makes every call a no-op. INTERNVL_PROGRESS=tty|plain|none forces a
+ * style ('auto', the default, picks by isTTY). Colour follows {@link colorEnabled}:
+ * NO_COLOR turns it off, FORCE_COLOR on, else only on a TTY.
  */
 
 /** What `total` and `done` count: bytes (shown as KiB/MiB/GiB) or items (frames, tensors). */
@@ -31,6 +33,18 @@ export interface ProgressOptions {
   env?: NodeJS.ProcessEnv;
   /** Clock in ms (tests). Default performance.now. */
   now?: () => number;
+  /** Plain style chosen automatically (not a TTY): say nothing until this many ms have passed. Default 0. */
+  quietMs?: number;
+}
+
+/** How progress is drawn: redrawn bar, plain lines, or not at all. */
+export type ProgressStyle = 'tty' | 'plain' | 'none';
+
+/** The style for `stream`: INTERNVL_PROGRESS (tty, plain, none) when set, else by whether it is a TTY. */
+export function progressStyle(stream: ProgressStream = process.stderr, env: NodeJS.ProcessEnv = process.env): ProgressStyle {
+  const forced = env.INTERNVL_PROGRESS;
+  if (forced === 'tty' || forced === 'plain' || forced === 'none') return forced;
+  return stream.isTTY === true ? 'tty' : 'plain';
 }
 
 /** The part of a tty.WriteStream the renderer uses. */
@@ -94,15 +108,20 @@ export function createProgress(options: ProgressOptions): Progress {
   const unit = options.unit ?? 'items';
   const stream = options.stream ?? process.stderr;
   const now = options.now ?? (() => performance.now());
-  if (options.enabled === false) return { update() {}, setTotal() {}, done() {} };
-  const tty = stream.isTTY === true;
-  const c = palette(colorEnabled(stream, options.env ?? process.env));
+  const env = options.env ?? process.env;
+  const style = progressStyle(stream, env);
+  if (options.enabled === false || style === 'none') return { update() {}, setTotal() {}, done() {} };
+  const tty = style === 'tty';
+  // Automatic plain style stays quiet for quick operations; a forced one always reports.
+  const quietMs = env.INTERNVL_PROGRESS === 'plain' ? 0 : (options.quietMs ?? 0);
+  const c = palette(colorEnabled(stream, env));
   const start = now();
   let total = options.total;
   let current = 0;
   let lastDraw = -Infinity;
   let nextQuarter = 1; // plain mode: the next 25% step to report
   let finished = false;
+  let spoke = false; // plain style: a line has been written
 
   const amount = (n: number) => (unit === 'bytes' ? formatBytes(n) : String(Math.round(n)));
   const rate = (n: number, ms: number) => {
@@ -144,6 +163,8 @@ export function createProgress(options: ProgressOptions): Progress {
       if (total <= 0) return;
       let quarter = 0;
       while (nextQuarter < 4 && current >= (total * nextQuarter) / 4) quarter = nextQuarter++;
+      if (quarter > 0 && now() - start < quietMs) return;
+      if (quarter > 0) spoke = true;
       if (quarter > 0) stream.write(`${label}: ${quarter * 25}% (${amount(current)} of ${amount(total)})${detail ? `, ${detail}` : ''}\n`);
     },
     setTotal(t: number) {
@@ -158,6 +179,7 @@ export function createProgress(options: ProgressOptions): Progress {
         return;
       }
       const seconds = (now() - start) / 1000;
+      if (!spoke && seconds * 1000 < quietMs) return;
       const speed = seconds > 0 && current > 0 ? `, ${rate(current, seconds * 1000)}` : '';
       stream.write(`${label}: done, ${amount(current)}${detail ? ` (${detail})` : ''} in ${seconds.toFixed(1)} s${speed}\n`);
     },

@@ -1,13 +1,17 @@
 /** `internvl run`: one prompt, optionally with images; streams text or prints one JSON object. */
 import { Command, Option } from 'commander';
+import { InternVLError } from '../errors.js';
 import type { GenerationOptions } from '../generation.js';
-import { InternVL, type LoadOptions } from '../model.js';
+import type { LoadOptions } from '../model.js';
 import { reportError } from './errors.js';
+import { loadModelWithProgress, loadVideoWithProgress, timingLine, videoQuestion } from './load.js';
 import { collect, floatOption, intOption, readStdin } from './options.js';
 
 interface RunFlags {
   model: string;
   image: string[];
+  video?: string;
+  numSegments?: number;
   maxTiles?: number;
   maxNewTokens: number;
   greedy?: boolean;
@@ -38,9 +42,11 @@ export function loadOptionsFromFlags(f: {
   backend: 'cpu' | 'cuda' | 'auto';
   dtype?: 'bf16' | 'int8';
   int8Scheme?: 'per-channel' | 'per-group-128';
+  kvCacheTokens?: number;
 }): LoadOptions {
   return {
     backend: f.backend,
+    ...(f.kvCacheTokens !== undefined ? { kvCacheTokens: f.kvCacheTokens } : {}),
     ...(f.dtype !== undefined ? { dtype: f.dtype } : {}),
     ...(f.int8Scheme !== undefined ? { int8Scheme: f.int8Scheme } : {}),
   };
@@ -62,6 +68,7 @@ export function addModelFlags(cmd: Command): Command {
         'per-group-128',
       ]),
     )
+    .option('--kv-cache-tokens <n>', 'KV cache capacity in tokens, shared by all requests (default 8192)', intOption('--kv-cache-tokens', 16, 2 ** 30))
     .option('--verbose', 'print stacks on errors and timings per stage');
 }
 
@@ -70,7 +77,9 @@ export function runCommand(): Command {
     .description('answer one prompt (with optional images), streaming the text to stdout')
     .argument('<prompt>', "the question; '-' reads it from stdin")
     .option('-i, --image <path>', 'an image file (repeat for several images)', collect, [])
-    .option('--max-tiles <n>', 'most 448px tiles per image', intOption('--max-tiles', 1, 40))
+    .option('--video <path>', "a video: frames sampled as the model card's load_video (needs ffmpeg)")
+    .option('--num-segments <n>', 'frames sampled from --video', intOption('--num-segments', 1, 4096), 8)
+    .option('--max-tiles <n>', 'most 448px tiles per image (per frame with --video, default 1 there)', intOption('--max-tiles', 1, 40))
     .option('--max-new-tokens <n>', 'most tokens to generate', intOption('--max-new-tokens', 1, 1 << 20), 1024)
     .option('--greedy', 'greedy decoding (the default unless a sampling flag is given)')
     .option('--temperature <t>', 'sample with this temperature', floatOption('--temperature', 1e-6, 100))
@@ -85,28 +94,44 @@ export function runCommand(): Command {
     `
 Examples:
   $ internvl run -m ./InternVL2-8B -i photo.jpg "Describe this image."
+  $ internvl run -m ./InternVL2-8B --video clip.mp4 "What happens in this video?"
   $ internvl run -m ./InternVL2-1B --json --greedy "Hello, who are you?"
   $ echo "What is 2+2?" | internvl run -m ./InternVL2-1B -`,
   );
   cmd.action(async (promptArg: string, flags: RunFlags) => {
     try {
-      const question = promptArg === '-' ? (await readStdin()).replace(/\n$/, '') : promptArg;
-      const loadStart = performance.now();
-      const model = await InternVL.load(flags.model, {
-        ...loadOptionsFromFlags(flags),
-        ...(flags.system !== undefined ? { systemMessage: flags.system } : {}),
-      });
-      const loadMs = performance.now() - loadStart;
+      let question = promptArg === '-' ? (await readStdin()).replace(/\n$/, '') : promptArg;
+      if (flags.video !== undefined && flags.image.length > 0) {
+        throw new InternVLError('ERR_INVALID_ARG', 'Give either --video or --image, not both');
+      }
+      const { model, loadMs } = await loadModelWithProgress(
+        flags.model,
+        { ...loadOptionsFromFlags(flags), ...(flags.system !== undefined ? { systemMessage: flags.system } : {}) },
+        flags,
+      );
       const ac = new AbortController();
       process.once('SIGINT', () => ac.abort());
       try {
+        let frames: { pixelValues: Float32Array; numPatchesList: number[] } | undefined;
+        let videoMs: number | undefined;
+        if (flags.video !== undefined) {
+          const t = performance.now();
+          const v = await loadVideoWithProgress(
+            flags.video,
+            { numSegments: flags.numSegments ?? 8, maxTilesPerFrame: flags.maxTiles ?? 1, imageSize: model.info.imageSize, signal: ac.signal },
+            flags,
+          );
+          videoMs = performance.now() - t;
+          frames = { pixelValues: v.pixelValues, numPatchesList: v.numPatchesList };
+          question = videoQuestion(v.numPatchesList.length, question);
+        }
         const result = await model.chat({
           question,
-          images: flags.image,
+          ...(frames ? frames : { images: flags.image }),
           generation: generationFromFlags(flags),
           signal: ac.signal,
           partialOnAbort: true,
-          ...(flags.maxTiles !== undefined ? { imageOptions: { maxTiles: flags.maxTiles } } : {}),
+          ...(flags.maxTiles !== undefined && !frames ? { imageOptions: { maxTiles: flags.maxTiles } } : {}),
           ...(flags.json ? {} : { onToken: (text: string) => process.stdout.write(text) }),
         });
         if (flags.json) {
@@ -117,17 +142,13 @@ Examples:
               promptTokens: result.usage.promptTokens,
               imageTiles: result.imageTiles,
               finishReason: result.finishReason,
-              timings: { loadMs, ...result.timings },
+              timings: { loadMs, ...(videoMs !== undefined ? { videoMs } : {}), ...result.timings },
             })}\n`,
           );
         } else {
           process.stdout.write('\n');
           if (flags.verbose) {
-            const t = result.timings;
-            process.stderr.write(
-              `load ${loadMs.toFixed(0)} ms, preprocess ${t.preprocessMs.toFixed(0)} ms, generate ${t.generateMs.toFixed(0)} ms, ` +
-                `${result.usage.promptTokens} prompt + ${result.usage.completionTokens} generated tokens\n`,
-            );
+            process.stderr.write(timingLine({ loadMs, videoMs, ...result.timings }, result.usage.promptTokens, result.usage.completionTokens));
           }
         }
       } finally {

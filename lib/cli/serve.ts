@@ -1,8 +1,8 @@
 /** `internvl serve`: an OpenAI-compatible HTTP endpoint for one model. */
 import { Command } from 'commander';
-import { InternVL } from '../model.js';
 import { serve } from '../server/server.js';
 import { reportError } from './errors.js';
+import { loadModelWithProgress } from './load.js';
 import { addModelFlags, loadOptionsFromFlags } from './run.js';
 import { intOption } from './options.js';
 
@@ -31,7 +31,7 @@ export function serveCommand(): Command {
   cmd.addHelpText('after', '\nExample:\n  $ internvl serve -m ./InternVL2-8B --port 8000\n  $ curl http://127.0.0.1:8000/v1/models');
   cmd.action(async (flags: ServeFlags) => {
     try {
-      const model = await InternVL.load(flags.model, loadOptionsFromFlags(flags));
+      const { model } = await loadModelWithProgress(flags.model, loadOptionsFromFlags(flags), {});
       const apiKey = flags.apiKey ?? process.env.INTERNVL_API_KEY;
       const running = await serve(model, {
         host: flags.host,

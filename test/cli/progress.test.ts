@@ -2,7 +2,7 @@
  * lib/cli/progress.ts: a bar redrawn in place on a TTY (throttled), plain lines
  * elsewhere, nothing when disabled; colours follow NO_COLOR / FORCE_COLOR.
  */
-import { colorEnabled, createProgress, formatBytes, formatDuration } from '../../lib/cli/progress.js';
+import { colorEnabled, createProgress, formatBytes, formatDuration, progressStyle } from '../../lib/cli/progress.js';
 
 function sink(isTTY: boolean, columns = 100) {
   const out: string[] = [];
@@ -107,4 +107,36 @@ test('formatting helpers', () => {
     '80.0 GiB',
   ]);
   expect([formatDuration(4.4), formatDuration(125), formatDuration(3720), formatDuration(NaN)]).toEqual(['4s', '2m05s', '1h02m', '?']);
+});
+
+test('plain style with quietMs says nothing for a quick operation, everything for a slow one; INTERNVL_PROGRESS forces a style', () => {
+  const quick = sink(false);
+  const c = clock();
+  const p = createProgress({ label: 'x', total: 4, stream: quick.stream, env: {}, now: c.now, quietMs: 1000 });
+  for (let i = 1; i <= 4; i++) {
+    c.advance(100);
+    p.update(i);
+  }
+  p.done();
+  expect(quick.out).toEqual([]);
+
+  const slow = sink(false);
+  const c2 = clock();
+  const q = createProgress({ label: 'x', total: 4, stream: slow.stream, env: {}, now: c2.now, quietMs: 1000 });
+  for (let i = 1; i <= 4; i++) {
+    c2.advance(400);
+    q.update(i);
+  }
+  q.done();
+  expect(slow.out).toEqual(['x: 75% (3 of 4)\n', 'x: done, 4 in 1.6 s, 2.5/s\n']);
+
+  const forced = sink(false);
+  createProgress({ label: 'x', total: 4, stream: forced.stream, env: { INTERNVL_PROGRESS: 'plain' }, now: () => 0, quietMs: 1000 }).done();
+  expect(forced.out).toEqual(['x: done, 4 in 0.0 s\n']);
+  expect(progressStyle({ isTTY: false, write() {} }, { INTERNVL_PROGRESS: 'tty' })).toBe('tty');
+  expect(progressStyle({ isTTY: true, write() {} }, { INTERNVL_PROGRESS: 'none' })).toBe('none');
+  expect(progressStyle({ isTTY: true, write() {} }, {})).toBe('tty');
+  const none = sink(true);
+  createProgress({ label: 'x', total: 4, stream: none.stream, env: { INTERNVL_PROGRESS: 'none' } }).update(2);
+  expect(none.out).toEqual([]);
 });
