@@ -100,15 +100,23 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path, 
     t.name = name;
     t.dtypeName = info->name;
     t.floatDType = floatDTypeOf(t.dtypeName);
-    // numel with overflow checks: a crafted shape must not wrap around.
-    uint64_t numel = 1;
+    // numel with overflow checks: a crafted shape must not wrap around. The product of
+    // the non-zero dims must fit int64, so shapeNumel() (int64, any order) never
+    // overflows even when a zero dim makes the tensor empty: [2^62, 2, 0] is refused.
+    uint64_t nonZero = 1;
+    bool empty = false;
     for (const json::Value& d : shape->asArray()) {
       if (!d.isInteger() || d.asInt() < 0) throw failTensor(name, "shape entries must be non-negative integers");
       uint64_t dim = uint64_t(d.asInt());
-      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) throw failTensor(name, "shape is too large");
-      numel *= dim;
+      if (dim == 0) {
+        empty = true;
+      } else {
+        if (nonZero > uint64_t(std::numeric_limits<int64_t>::max()) / dim) throw failTensor(name, "shape is too large");
+        nonZero *= dim;
+      }
       t.shape.push_back(d.asInt());
     }
+    const uint64_t numel = empty ? 0 : nonZero;
     const json::Value& b = offsets->asArray()[0];
     const json::Value& e = offsets->asArray()[1];
     if (!b.isInteger() || !e.isInteger() || b.asInt() < 0 || e.asInt() < 0) {
