@@ -276,6 +276,25 @@ bool CudaBackend::deviceMemory(DeviceMemory& out) const {
   return true;
 }
 
+Tensor CudaBackend::copyFrom(const Tensor& src, Backend& from) {
+  auto* other = dynamic_cast<CudaBackend*>(&from);
+  if (!other) return Backend::copyFrom(src, from);
+  if (other == this) return src;
+  Impl& o = *other->impl_;
+  // The producer's queued work must be done before the copy reads src, and src's block may be
+  // reused by the producer's stream as soon as the caller lets go of it: so the producer is
+  // synchronized first and the copy completes before this returns. A model split across
+  // devices pays this once per device boundary per step.
+  o.op([&] { IVL_CUDA_CHECK(cudaStreamSynchronize(o.stream)); });
+  return impl_->op([&] {
+    Tensor dst = impl_->newTensor(src.dtype(), src.shape(), false);
+    if (src.nbytes() == 0) return dst;
+    IVL_CUDA_CHECK(cudaMemcpyPeerAsync(dst.raw(), impl_->device, src.raw(), o.device, src.nbytes(), impl_->stream));
+    IVL_CUDA_CHECK(cudaStreamSynchronize(impl_->stream));
+    return dst;
+  });
+}
+
 void CudaBackend::emptyCache() {
   impl_->op([&] { impl_->ctx->allocator.emptyCache(); });
 }

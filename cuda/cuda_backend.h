@@ -65,6 +65,8 @@ class CudaBackend final : public Backend {
   bool supportsInt8() const override { return true; }
   bool deviceMemory(DeviceMemory& out) const override;
   void releaseCache() override { emptyCache(); }
+  // From another CudaBackend: a device-to-device (peer) copy; otherwise through the host.
+  Tensor copyFrom(const Tensor& src, Backend& from) override;
 
   Tensor alloc(DType dtype, const Shape& shape) override;
   Tensor weight(const StoredTensor& src, WeightUse use) override;

@@ -31,4 +31,6 @@ export type { LoadVideoOptions, LoadedVideo } from './vision/video.js';
 export { serve } from './server/server.js';
 export type { ServeOptions, RunningServer } from './server/server.js';
 export { runtimeInfo } from './native.js';
+export { cardDeviceMap, formatDevicePlan, planDeviceMap } from './deviceMap.js';
+export type { DeviceMapObject, DeviceMapSpec, DevicePlan, DevicePlanEntry, PlanOptions } from './deviceMap.js';
 export type { NativeInfo as RuntimeInfo, NativeCudaDevice as CudaDevice } from './nativeTypes.js';

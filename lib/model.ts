@@ -22,6 +22,7 @@ import type {
 import { InternVLError, invalidArg } from './errors.js';
 import { type ResolvedGeneration, resolveGeneration } from './generation.js';
 import { EngineModel } from './engine/nativeModel.js';
+import type { DeviceMapSpec } from './deviceMap.js';
 import { runtimeInfo } from './native.js';
 import type { NativeLoadProgress, NativeModelInfo, NativeSequenceResult } from './nativeTypes.js';
 import { IMG_CONTEXT, buildPrompt, cleanResponse } from './text/conversation.js';
@@ -52,6 +53,12 @@ export interface LoadOptions {
   quantize?: { vision?: boolean; projector?: boolean; head?: boolean };
   /** Called as the weights load (first 0 done, last done == total, all before load() resolves). */
   onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Split the model over several GPUs: 'auto' (balance by free memory), 'card' (the model
+   * card's split_model), one device per decoder layer, or { layers, vision?, embed?, head?,
+   * physical? } (see lib/deviceMap.ts). Default: one GPU.
+   */
+  deviceMap?: DeviceMapSpec;
 }
 
 /** How far {@link InternVL.load} is: checkpoint tensors and their stored bytes placed on the device. */
@@ -178,6 +185,7 @@ export class InternVL implements AsyncDisposable {
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       ...(options.kvCacheTokens !== undefined ? { kvCacheTokens: options.kvCacheTokens } : {}),
       ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
+      ...(options.deviceMap !== undefined ? { deviceMap: options.deviceMap } : {}),
       ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
       ...(options.quantize !== undefined ? { quantize: options.quantize } : {}),
       ...(options.onProgress !== undefined ? { onProgress: withDevice(options.onProgress, backend === 'cuda' ? 'cuda:0' : 'cpu') } : {}),

@@ -107,6 +107,18 @@ export interface NativeLoadOptions {
   quantize?: NativeQuantizeTargets;
   /** Called on the JS thread as weights load; a step may arrive after the promise settles. */
   onProgress?: (progress: NativeLoadProgress) => void;
+  /** A resolved device map (lib/deviceMap.ts); absent: everything on one device. */
+  deviceMap?: NativeDeviceMap;
+}
+
+/** Which logical device holds what; logical device d runs on GPU physical[d] (CUDA). */
+export interface NativeDeviceMap {
+  /** Device of each decoder layer. */
+  layers: number[];
+  vision: number;
+  embed: number;
+  head: number;
+  physical: number[];
 }
 
 /** How far a load is: checkpoint tensors and their stored bytes handed to the backend so far. */

@@ -5,7 +5,8 @@
  */
 import { InternVLError, fromNative, invalidArg } from '../errors.js';
 import { readModelConfig, type ModelConfig } from '../config.js';
-import { loadNative } from '../native.js';
+import { loadNative, runtimeInfo } from '../native.js';
+import { nativeDeviceMap, planDeviceMap, type DeviceMapSpec, type DevicePlan } from '../deviceMap.js';
 import type {
   NativeGenerateRequest,
   NativeInt8Scheme,
@@ -44,6 +45,12 @@ export interface EngineLoadOptions {
    * never after load() settles. If it throws, the load fails with that error.
    */
   onProgress?: (progress: NativeLoadProgress) => void;
+  /**
+   * Split the model over several devices (lib/deviceMap.ts): 'auto' (by free GPU memory),
+   * 'card' (the model card's split_model rule), one device per decoder layer, or
+   * { layers, vision?, embed?, head?, physical? }. Default: one device.
+   */
+  deviceMap?: DeviceMapSpec;
 }
 
 export interface EngineGenerateOptions {
@@ -68,9 +75,13 @@ export class EngineModel implements Disposable {
   private native: NativeModel | undefined;
   private readonly cachedInfo: NativeModelInfo;
 
-  private constructor(native: NativeModel, config: ModelConfig) {
+  /** The device plan the model was loaded with (deviceMap given), per device. */
+  readonly devicePlan: DevicePlan | undefined;
+
+  private constructor(native: NativeModel, config: ModelConfig, devicePlan?: DevicePlan) {
     this.native = native;
     this.config = config;
+    this.devicePlan = devicePlan;
     this.cachedInfo = native.info();
   }
 
@@ -110,6 +121,16 @@ export class EngineModel implements Disposable {
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArg('options.onProgress', 'function', onProgress);
     const config = options.config ?? (await readModelConfig(dir));
     const addon = loadNative();
+    let devicePlan: DevicePlan | undefined;
+    if (options.deviceMap !== undefined) {
+      const gpus = backend === 'cuda' ? runtimeInfo().cuda.devices : [];
+      devicePlan = planDeviceMap(config.spec, options.deviceMap, {
+        gpuFreeBytes: gpus.map((d) => d.freeMemory),
+        dtype: options.dtype ?? 'bf16',
+        kvCacheTokens: options.kvCacheTokens ?? 8192,
+        ...(options.quantize !== undefined ? { quantize: options.quantize } : {}),
+      });
+    }
     // Steps that arrive after the promise settles are dropped; a throwing callback fails the load.
     let settled = false;
     let callbackError: { error: unknown } | undefined;
@@ -133,13 +154,14 @@ export class EngineModel implements Disposable {
         ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
         ...(options.quantize !== undefined ? { quantize: { ...options.quantize } } : {}),
         ...(onProgress !== undefined ? { onProgress: progress } : {}),
+        ...(devicePlan !== undefined ? { deviceMap: nativeDeviceMap(devicePlan.map) } : {}),
       });
       const native = await loading.finally(() => (settled = true));
       if (callbackError) {
         native.dispose();
         throw callbackError.error;
       }
-      return new EngineModel(native, config);
+      return new EngineModel(native, config, devicePlan);
     } catch (e) {
       if (callbackError && e === callbackError.error) throw e;
       throw fromNative(e, callerStack);

@@ -212,12 +212,20 @@ class LoadWorker : public PromiseWorker {
         });
       };
     }
-    std::unique_ptr<Backend> backend;
+    // One backend per logical device of the map (one when there is no map).
+    eo.deviceMap = options_.deviceMap;
+    validateDeviceMap(eo.deviceMap, spec_.llm.numLayers);
+    std::vector<std::unique_ptr<Backend>> backends;
+    for (int d = 0; d < eo.deviceMap.numDevices(); ++d) {
 #ifdef INTERNVL_WITH_CUDA
-    if (options_.backend == "cuda") backend = cuda::makeCudaBackend(0);
+      if (options_.backend == "cuda") {
+        backends.push_back(cuda::makeCudaBackend(eo.deviceMap.physicalDevice(d)));
+        continue;
+      }
 #endif
-    if (!backend) backend = std::make_unique<cpu::CpuBackend>(options_.threads, options_.plainCpuKernels);
-    engine_ = std::make_shared<Engine>(std::move(backend), dir_, spec_, eo);
+      backends.push_back(std::make_unique<cpu::CpuBackend>(options_.threads, options_.plainCpuKernels));
+    }
+    engine_ = std::make_shared<Engine>(std::move(backends), dir_, spec_, eo);
     if (progress_) {
       // Every step reaches JS before the promise resolves: the TSFN's queue is FIFO, so
       // once this marker has run, all steps have. Bounded, in case the environment is

@@ -122,6 +122,35 @@ ModelSpec readModelSpec(const Napi::Value& value, int64_t imageContextTokenId) {
   return s;
 }
 
+// A resolved device map (lib/deviceMap.ts resolves 'auto' / 'card'):
+// { layers: number[], vision?, embed?, head?: number, physical?: number[] } (integers >= 0).
+static std::vector<int> intList(const Napi::Object& o, const std::string& key, const std::string& name) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsArray()) badArg(name, "an array of device indices", v);
+  const Napi::Array a = v.As<Napi::Array>();
+  std::vector<int> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value e = a.Get(i);
+    if (!e.IsNumber() || e.As<Napi::Number>().DoubleValue() != double(int(e.As<Napi::Number>().DoubleValue())) ||
+        e.As<Napi::Number>().Int32Value() < 0) {
+      badArg(name + "[" + std::to_string(i) + "]", "an integer >= 0", e);
+    }
+    out.push_back(e.As<Napi::Number>().Int32Value());
+  }
+  return out;
+}
+
+static DeviceMap readDeviceMap(const Napi::Value& value) {
+  Napi::Object o = objectAt(value, "options.deviceMap");
+  DeviceMap m;
+  m.layers = intList(o, "layers", "options.deviceMap.layers");
+  if (!o.Get("vision").IsUndefined()) m.vision = int(intAt(o, "vision", "options.deviceMap.vision", 0));
+  if (!o.Get("embed").IsUndefined()) m.embed = int(intAt(o, "embed", "options.deviceMap.embed", 0));
+  if (!o.Get("head").IsUndefined()) m.head = int(intAt(o, "head", "options.deviceMap.head", 0));
+  if (!o.Get("physical").IsUndefined()) m.physical = intList(o, "physical", "options.deviceMap.physical");
+  return m;
+}
+
 // dtype 'bf16' (default) | 'int8'; int8Scheme 'per-channel' (default) | 'per-group-128';
 // quantize { vision?, projector?, head? } (booleans, default false). Decoder linears are
 // always quantized with 'int8'; int8Scheme / quantize without dtype 'int8' are refused.
@@ -183,6 +212,7 @@ LoadOptions readLoadOptions(const Napi::Value& value) {
     opt.plainCpuKernels = k == "plain";
   }
   readQuantizeOptions(o, opt);
+  if (!o.Get("deviceMap").IsUndefined()) opt.deviceMap = readDeviceMap(o.Get("deviceMap"));
   return opt;
 }
 

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "runtime/device_map.h"
 #include "runtime/engine.h"
 #include "runtime/model_spec.h"
 
@@ -21,6 +22,7 @@ struct LoadOptions {
   bool plainCpuKernels = false;  // cpuKernels: 'plain'
   bool dummyWeights = false;     // random weights of the config's shapes, no checkpoint files
   QuantizeOptions quantize;      // dtype 'int8': int8Scheme + quantize.{vision,projector,head}
+  DeviceMap deviceMap;           // resolved by lib/deviceMap.ts; empty: one device
 };
 LoadOptions readLoadOptions(const Napi::Value& v);
 

@@ -62,6 +62,14 @@ class Backend {
   }
   // Gives cached free blocks back (after load: the conversion scratch is not needed again).
   virtual void releaseCache() {}
+  // A copy on this backend of src, an activation tensor of `from` (the next device of a model
+  // split across devices). Default: through host memory as F32 (exact for BF16/F32); a
+  // backend with a direct path (CUDA peer copy) overrides it.
+  virtual Tensor copyFrom(const Tensor& src, Backend& from) {
+    std::vector<float> host(size_t(src.numel()));
+    from.downloadF32(src, host.data());
+    return uploadF32(host.data(), src.shape());
+  }
 
   // ---- memory ---------------------------------------------------------------
   // Uninitialised tensor.

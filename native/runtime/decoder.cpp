@@ -6,83 +6,129 @@
 
 namespace ivl {
 
+Decoder::Decoder(const std::vector<Backend*>& backends, const DeviceMap& map, const ModelSpec& spec,
+                 const LlmWeights& weights, KvCache& kv)
+    : backends_(backends), map_(map), spec_(spec), w_(weights), kv_(kv) {}
+
 Tensor Decoder::embed(const std::vector<int32_t>& ids) {
-  Tensor x = act({int64_t(ids.size()), spec_.llm.hiddenSize});  // [T, H]
-  be_.embedding(x, w_.embed, ids);
+  Backend& be = device(map_.embed);
+  Tensor x = be.alloc(be.activationDType(), {int64_t(ids.size()), spec_.llm.hiddenSize});  // [T, H]
+  be.embedding(x, w_.embed, ids);
   return x;
+}
+
+Tensor Decoder::moveTo(Tensor x, int from, int to) {
+  return from == to ? x : device(to).copyFrom(x, device(from));
+}
+
+// The activations one device needs for a run of layers.
+struct Decoder::Scratch {
+  Tensor cos, sin;  // [T, D/2]
+  Tensor a;         // normed input [T, H]
+  Tensor q, o;      // [T, Hq·D]
+  Tensor k, v;      // [T, KV·D] (parts run apart only)
+  Tensor qkv;       // [T, (Hq + 2·KV)·D] (stacked)
+  Tensor r;         // projection / MLP output [T, H]
+  Tensor g, u;      // gate, then silu(gate) ⊙ up; up (parts apart only)  [T, F]
+  Tensor gu;        // [gate | up] (stacked) [T, 2F]
+};
+
+Decoder::Scratch Decoder::scratch(Backend& be, int64_t T, const std::vector<float>& cosHost,
+                                  const std::vector<float>& sinHost, bool stackedQkv, bool stackedGateUp) {
+  const LlmSpec& l = spec_.llm;
+  const int64_t H = l.hiddenSize, F = l.intermediateSize, D = l.headDim, Hq = l.numHeads, KV = l.numKvHeads;
+  const DType dt = be.activationDType();
+  Scratch s;
+  s.cos = be.uploadF32(cosHost.data(), {T, D / 2});
+  s.sin = be.uploadF32(sinHost.data(), {T, D / 2});
+  s.a = be.alloc(dt, {T, H});
+  s.q = be.alloc(dt, {T, Hq * D});
+  s.o = be.alloc(dt, {T, Hq * D});
+  s.r = be.alloc(dt, {T, H});
+  s.g = be.alloc(dt, {T, F});
+  if (stackedQkv) {
+    s.qkv = be.alloc(dt, {T, (Hq + 2 * KV) * D});
+  } else {
+    s.k = be.alloc(dt, {T, KV * D});
+    s.v = be.alloc(dt, {T, KV * D});
+  }
+  if (stackedGateUp) s.gu = be.alloc(dt, {T, 2 * F});
+  else s.u = be.alloc(dt, {T, F});
+  return s;
 }
 
 Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<float>& cosHost,
                         const std::vector<float>& sinHost, const std::vector<int64_t>& logitRows,
                         const std::atomic<bool>* cancel) {
   const LlmSpec& l = spec_.llm;
-  const int64_t T = batch.numTokens(), H = l.hiddenSize, F = l.intermediateSize, D = l.headDim;
-  const int64_t Hq = l.numHeads, KV = l.numKvHeads;
-  require(x.rows() == T && x.cols() == H, ErrorCode::Internal, "decoder: input rows do not match the batch");
-
-  Tensor cos = be_.uploadF32(cosHost.data(), {T, D / 2});  // [T, D/2]
-  Tensor sin = be_.uploadF32(sinHost.data(), {T, D / 2});  // [T, D/2]
-  Tensor a = act({T, H});                                  // normed input
-  Tensor q = act({T, Hq * D});
-  Tensor o = act({T, Hq * D});  // attention output
-  Tensor r = act({T, H});       // projection / MLP output
-  Tensor g = act({T, F});       // gate, then silu(gate) ⊙ up
+  const int64_t T = batch.numTokens(), D = l.headDim, Hq = l.numHeads, KV = l.numKvHeads;
+  require(x.rows() == T && x.cols() == l.hiddenSize, ErrorCode::Internal, "decoder: input rows do not match the batch");
   // Stacked weights (weights.h) run as one matmul each: one pass over the weights instead of
   // three (q/k/v) or two (gate/up), which is what a memory-bound decode step costs.
   const bool stackedQkv = !w_.layers.empty() && w_.layers[0].wqkv.defined();
   const bool stackedGateUp = !w_.layers.empty() && w_.layers[0].gateUp.defined();
-  Tensor qkv = stackedQkv ? act({T, (Hq + 2 * KV) * D}) : Tensor();
-  Tensor k = stackedQkv ? Tensor() : act({T, KV * D});
-  Tensor v = stackedQkv ? Tensor() : act({T, KV * D});
-  Tensor gu = stackedGateUp ? act({T, 2 * F}) : Tensor();  // [gate | up]
-  Tensor u = stackedGateUp ? Tensor() : act({T, F});       // up
   const double scale = 1.0 / std::sqrt(double(D));
-
-  // The residual add of each block is fused with the norm that follows it (addRmsNorm): the
-  // attention block's with the MLP norm, the MLP block's with the next layer's input norm.
   const size_t nLayers = w_.layers.size();
-  if (nLayers > 0) be_.rmsNorm(a, x, w_.layers[0].attnNorm, l.rmsEps);
-  for (size_t i = 0; i < nLayers; ++i) {
-    checkCancel(cancel);
-    const LlmLayerWeights& L = w_.layers[i];
-    const KvLayer& cache = kv_.layer(int64_t(i));
-    // x += Wo · attn(rope(q), rope(k), v),  a = rmsnorm(x) on entry
-    if (stackedQkv) {
-      be_.matmul(qkv, a, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
-      be_.qkvRopeKvWrite(q, cache, qkv, Hq, KV, cos, sin, batch);
-    } else {
-      be_.matmul(q, a, L.wq, L.bq ? &L.bq : nullptr);
-      be_.matmul(k, a, L.wk, L.bk ? &L.bk : nullptr);
-      be_.matmul(v, a, L.wv, L.bv ? &L.bv : nullptr);
-      be_.rope(q, Hq, cos, sin);
-      be_.rope(k, KV, cos, sin);
-      be_.kvWrite(cache, k, v, batch);
+
+  // Layers run in runs of consecutive layers on one device; x moves between runs. The
+  // residual add of each block is fused with the norm that follows it (addRmsNorm): the
+  // attention block's with the MLP norm, the MLP block's with the next layer's input norm
+  // when that layer is on the same device.
+  int at = map_.embed;
+  for (size_t i0 = 0; i0 < nLayers;) {
+    const int dev = map_.layer(i0);
+    size_t i1 = i0;
+    while (i1 < nLayers && map_.layer(i1) == dev) ++i1;
+    x = moveTo(std::move(x), at, dev);
+    at = dev;
+    Backend& be = device(dev);
+    Scratch s = scratch(be, T, cosHost, sinHost, stackedQkv, stackedGateUp);
+    be.rmsNorm(s.a, x, w_.layers[i0].attnNorm, l.rmsEps);
+    for (size_t i = i0; i < i1; ++i) {
+      checkCancel(cancel);
+      const LlmLayerWeights& L = w_.layers[i];
+      const KvLayer& cache = kv_.layer(int64_t(i));
+      // x += Wo · attn(rope(q), rope(k), v),  a = rmsnorm(x) on entry
+      if (stackedQkv) {
+        be.matmul(s.qkv, s.a, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
+        be.qkvRopeKvWrite(s.q, cache, s.qkv, Hq, KV, s.cos, s.sin, batch);
+      } else {
+        be.matmul(s.q, s.a, L.wq, L.bq ? &L.bq : nullptr);
+        be.matmul(s.k, s.a, L.wk, L.bk ? &L.bk : nullptr);
+        be.matmul(s.v, s.a, L.wv, L.bv ? &L.bv : nullptr);
+        be.rope(s.q, Hq, s.cos, s.sin);
+        be.rope(s.k, KV, s.cos, s.sin);
+        be.kvWrite(cache, s.k, s.v, batch);
+      }
+      be.pagedAttention(s.o, s.q, cache, batch, Hq, KV, scale);
+      be.matmul(s.r, s.o, L.wo, L.bo ? &L.bo : nullptr);
+      // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
+      be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
+      if (stackedGateUp) {
+        be.matmul(s.gu, s.a, L.gateUp, nullptr);
+        be.siluMulHalves(s.g, s.gu);
+      } else {
+        be.matmul(s.g, s.a, L.gate, nullptr);
+        be.matmul(s.u, s.a, L.up, nullptr);
+        be.siluMul(s.g, s.g, s.u);
+      }
+      be.matmul(s.r, s.g, L.down, nullptr);
+      if (i + 1 < i1) be.addRmsNorm(s.a, x, s.r, w_.layers[i + 1].attnNorm, l.rmsEps);
+      else be.add(x, x, s.r);
     }
-    be_.pagedAttention(o, q, cache, batch, Hq, KV, scale);
-    be_.matmul(r, o, L.wo, L.bo ? &L.bo : nullptr);
-    // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
-    be_.addRmsNorm(a, x, r, L.mlpNorm, l.rmsEps);
-    if (stackedGateUp) {
-      be_.matmul(gu, a, L.gateUp, nullptr);
-      be_.siluMulHalves(g, gu);
-    } else {
-      be_.matmul(g, a, L.gate, nullptr);
-      be_.matmul(u, a, L.up, nullptr);
-      be_.siluMul(g, g, u);
-    }
-    be_.matmul(r, g, L.down, nullptr);
-    if (i + 1 < nLayers) be_.addRmsNorm(a, x, r, w_.layers[i + 1].attnNorm, l.rmsEps);
-    else be_.add(x, x, r);
+    i0 = i1;
   }
   checkCancel(cancel);
 
   // Final norm and head on the rows whose logits are wanted only (both are per row).
+  x = moveTo(std::move(x), at, map_.head);
+  Backend& hb = device(map_.head);
   const int64_t R = int64_t(logitRows.size());
-  Tensor last = act({R, H});  // [R, H]
-  be_.gatherRows(last, x, logitRows);
-  be_.rmsNorm(last, last, w_.finalNorm, l.rmsEps);
-  Tensor logits = act({R, w_.vocab});  // [R, V]
-  be_.matmul(logits, last, w_.head, nullptr);
+  Tensor last = hb.alloc(hb.activationDType(), {R, l.hiddenSize});  // [R, H]
+  hb.gatherRows(last, x, logitRows);
+  hb.rmsNorm(last, last, w_.finalNorm, l.rmsEps);
+  Tensor logits = hb.alloc(hb.activationDType(), {R, w_.vocab});  // [R, V]
+  hb.matmul(logits, last, w_.head, nullptr);
   return logits;
 }
 

@@ -14,6 +14,7 @@
 #include <atomic>
 
 #include "runtime/backend.h"
+#include "runtime/device_map.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model_spec.h"
 #include "runtime/weights.h"
@@ -22,22 +23,29 @@ namespace ivl {
 
 class Decoder {
  public:
-  Decoder(Backend& backend, const ModelSpec& spec, const LlmWeights& weights, KvCache& kv)
-      : be_(backend), spec_(spec), w_(weights), kv_(kv) {}
+  // Layer i runs on backends[map.layer(i)], the embeddings on backends[map.embed], the final
+  // norm and head on backends[map.head]; x moves between devices where the map changes.
+  Decoder(const std::vector<Backend*>& backends, const DeviceMap& map, const ModelSpec& spec,
+          const LlmWeights& weights, KvCache& kv);
 
-  // Token embeddings: ids [T] -> [T, H].
+  // Token embeddings: ids [T] -> [T, H] (on the embedding device).
   Tensor embed(const std::vector<int32_t>& ids);
 
-  // Runs every layer over x [T, H] (consumed), writing K/V at batch.slots, and returns
-  // logits [rows.size(), V] for the listed rows of the step.
+  // Runs every layer over x [T, H] (consumed; on the embedding device), writing K/V at
+  // batch.slots, and returns logits [rows.size(), V] (on the head device) for the listed rows.
   // cos/sin: host [T, D/2] each. Checks `cancel` between layers.
   Tensor forward(Tensor x, const PagedBatch& batch, const std::vector<float>& cos, const std::vector<float>& sin,
                  const std::vector<int64_t>& logitRows, const std::atomic<bool>* cancel);
 
  private:
-  Tensor act(const Shape& s) { return be_.alloc(be_.activationDType(), s); }
+  struct Scratch;
+  Backend& device(int d) { return *backends_.at(size_t(d)); }
+  Tensor moveTo(Tensor x, int from, int to);
+  Scratch scratch(Backend& be, int64_t T, const std::vector<float>& cos, const std::vector<float>& sin,
+                  bool stackedQkv, bool stackedGateUp);
 
-  Backend& be_;
+  const std::vector<Backend*>& backends_;
+  const DeviceMap& map_;
   const ModelSpec& spec_;
   const LlmWeights& w_;
   KvCache& kv_;

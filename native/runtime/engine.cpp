@@ -16,17 +16,44 @@ namespace {
 std::string str(int64_t i) { return std::to_string(i); }
 }  // namespace
 
+namespace {
+std::vector<std::unique_ptr<Backend>> one(std::unique_ptr<Backend> b) {
+  std::vector<std::unique_ptr<Backend>> v;
+  v.push_back(std::move(b));
+  return v;
+}
+}  // namespace
+
 Engine::Engine(std::unique_ptr<Backend> backend, const std::string& dir, const ModelSpec& spec,
                const EngineOptions& options)
-    : spec_(spec), backend_(std::move(backend)) {
+    : Engine(one(std::move(backend)), dir, spec, options) {}
+
+Engine::Engine(std::vector<std::unique_ptr<Backend>> backends, const std::string& dir, const ModelSpec& spec,
+               const EngineOptions& options)
+    : spec_(spec), backends_(std::move(backends)), map_(options.deviceMap) {
   spec_.validate();
+  validateDeviceMap(map_, spec_.llm.numLayers);
+  require(int(backends_.size()) >= map_.numDevices(), ErrorCode::Internal,
+          "engine: " + std::to_string(backends_.size()) + " backends for " + std::to_string(map_.numDevices()) +
+              " devices");
+  for (auto& b : backends_) devices_.push_back(b.get());
   Checkpoint ckpt = options.dummyWeights ? dummyCheckpoint(spec_) : Checkpoint::open(dir);
-  weights_ = loadWeights(spec_, ckpt, *backend_, options.quantize, options.loadProgress);  // checks every expected tensor first
+  // checks every expected tensor first
+  weights_ = loadWeights(spec_, ckpt, devices_, map_, options.quantize, options.loadProgress);
   const int64_t tokens = options.kvCacheTokens > 0 ? options.kvCacheTokens : EngineOptions::kDefaultKvCacheTokens;
-  backend_->releaseCache();  // load-time scratch (bf16 rows being quantized) goes back before the KV cache
-  kv_ = std::make_unique<KvCache>(*backend_, spec_.llm.numLayers, spec_.llm.numKvHeads, spec_.llm.headDim,
-                                  options.kvBlockSize, tokens);
+  // load-time scratch (bf16 rows being quantized) goes back before the KV cache
+  for (Backend* b : devices_) b->releaseCache();
+  std::vector<Backend*> layerDevices;
+  for (int64_t i = 0; i < spec_.llm.numLayers; ++i) layerDevices.push_back(devices_[size_t(map_.layer(size_t(i)))]);
+  kv_ = std::make_unique<KvCache>(layerDevices, spec_.llm.numKvHeads, spec_.llm.headDim, options.kvBlockSize, tokens);
   scheduler_ = std::make_unique<Scheduler>(*this);  // starts the engine thread
+}
+
+std::string Engine::backendDetail() const {
+  if (backends_.size() == 1 && map_.trivial()) return backends_[0]->describe();
+  std::string s;
+  for (size_t d = 0; d < backends_.size(); ++d) s += "[" + std::to_string(d) + "] " + backends_[d]->describe() + "; ";
+  return s + "map: " + map_.describe();
 }
 
 Engine::~Engine() {
@@ -36,21 +63,22 @@ Engine::~Engine() {
 std::vector<float> Engine::encodeVit(const float* pixels, int64_t tiles) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t S = spec_.tileSize, G = spec_.patchGrid(), C = spec_.vision.hiddenSize, N = 1 + G * G;
-  VisionEncoder enc(*backend_, spec_, weights_.vision);
+  Backend& be = visionBackend();
+  VisionEncoder enc(be, spec_, weights_.vision);
   std::vector<float> out(size_t(tiles * N * C));  // [tiles, 1+G², C]
   for (int64_t t = 0; t < tiles; ++t) {
-    Tensor px = backend_->uploadF32(pixels + t * 3 * S * S, {1, 3, S, S});
-    backend_->downloadF32(enc.vit(px), out.data() + t * N * C);
+    Tensor px = be.uploadF32(pixels + t * 3 * S * S, {1, 3, S, S});
+    be.downloadF32(enc.vit(px), out.data() + t * N * C);
   }
   return out;
 }
 
 std::vector<float> Engine::encodeImages(const float* pixels, int64_t tiles) {
   std::lock_guard<std::mutex> lock(mutex_);
-  VisionEncoder enc(*backend_, spec_, weights_.vision);
+  VisionEncoder enc(visionBackend(), spec_, weights_.vision);
   Tensor emb = enc.encode(pixels, tiles);  // [tiles·n, H]
   std::vector<float> out(size_t(emb.numel()));
-  backend_->downloadF32(emb, out.data());
+  visionBackend().downloadF32(emb, out.data());
   return out;
 }
 
@@ -98,8 +126,10 @@ SchedulerStats Engine::stats() const { return scheduler_->stats(); }
 
 std::vector<DeviceMemory> Engine::deviceMemory() const {
   std::vector<DeviceMemory> out;
-  DeviceMemory m;
-  if (backend_->deviceMemory(m)) out.push_back(m);
+  for (const auto& b : backends_) {
+    DeviceMemory m;
+    if (b->deviceMemory(m)) out.push_back(m);
+  }
   return out;
 }
 
@@ -109,17 +139,18 @@ void Engine::prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>&
   const LlmSpec& l = spec_.llm;
   const int64_t half = l.headDim / 2, bs = kv_->blockSize(), L = int64_t(q.inputIds.size());
   const int32_t ctxId = int32_t(spec_.imageContextTokenId);
-  VisionEncoder vision(*backend_, spec_, weights_.vision);
-  Decoder decoder(*backend_, spec_, weights_.llm, *kv_);
+  VisionEncoder vision(visionBackend(), spec_, weights_.vision);
+  Decoder decoder(devices_, map_, spec_, weights_.llm, *kv_);
   checkCancel(cancel);
   Tensor x = decoder.embed(q.inputIds);  // [L, H]
   if (q.tiles > 0) {
     Tensor img = vision.encode(q.pixels.data(), q.tiles, cancel);  // [tiles·n, H]
+    if (map_.vision != map_.embed) img = embedBackend().copyFrom(img, visionBackend());
     std::vector<int64_t> rows;  // <IMG_CONTEXT> positions, in order
     for (int64_t i = 0; i < L; ++i) {
       if (q.inputIds[size_t(i)] == ctxId) rows.push_back(i);
     }
-    backend_->scatterRows(x, rows, img);
+    embedBackend().scatterRows(x, rows, img);
   }
   std::vector<int64_t> slots;
   std::vector<int32_t> positions;
@@ -130,7 +161,7 @@ void Engine::prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>&
   for (int64_t i = 0; i < L; ++i) ropeRow(rc, i, cos.data() + i * half, sin.data() + i * half);
   Tensor logits = decoder.forward(std::move(x), batch, cos, sin, {L - 1}, cancel);  // [1, V]
   scores.resize(size_t(vocabSize()));
-  backend_->downloadF32(logits, scores.data());
+  devices_[size_t(map_.head)]->downloadF32(logits, scores.data());
 }
 
 void Engine::decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs,
@@ -138,7 +169,7 @@ void Engine::decodeStep(const std::vector<int32_t>& ids, const std::vector<Seque
   std::lock_guard<std::mutex> lock(mutex_);
   const LlmSpec& l = spec_.llm;
   const int64_t A = int64_t(seqs.size()), half = l.headDim / 2, bs = kv_->blockSize();
-  Decoder decoder(*backend_, spec_, weights_.llm, *kv_);
+  Decoder decoder(devices_, map_, spec_, weights_.llm, *kv_);
   std::vector<int64_t> slots, newTokens(size_t(A), 1), rows;
   std::vector<int32_t> positions;
   std::vector<const SequenceKv*> cseqs;
@@ -153,7 +184,7 @@ void Engine::decodeStep(const std::vector<int32_t>& ids, const std::vector<Seque
   PagedBatch batch = buildBatch(bs, cseqs, newTokens, std::move(slots), std::move(positions));
   Tensor logits = decoder.forward(decoder.embed(ids), batch, cos, sin, rows, cancel);  // [A, V]
   logitsOut.resize(size_t(A * vocabSize()));
-  backend_->downloadF32(logits, logitsOut.data());
+  devices_[size_t(map_.head)]->downloadF32(logits, logitsOut.data());
 }
 
 }  // namespace ivl

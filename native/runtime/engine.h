@@ -50,6 +50,7 @@ struct EngineOptions {
   bool dummyWeights = false;  // random weights of the config's shapes instead of reading `dir`
   QuantizeOptions quantize;   // int8 (W8A16) weights quantized at load; none by default
   LoadProgressFn loadProgress;  // called on the loading thread as tensors load (optional)
+  DeviceMap deviceMap;          // which backend runs what (empty: everything on backend 0)
   static constexpr int64_t kDefaultKvCacheTokens = 8192;
 };
 
@@ -88,11 +89,15 @@ class Engine {
   // allocates the KV cache. Throws ivl::Error (Config / Checkpoint / OutOfMemory).
   Engine(std::unique_ptr<Backend> backend, const std::string& dir, const ModelSpec& spec,
          const EngineOptions& options);
+  // A model split across devices: backends[d] is logical device d of options.deviceMap.
+  Engine(std::vector<std::unique_ptr<Backend>> backends, const std::string& dir, const ModelSpec& spec,
+         const EngineOptions& options);
   ~Engine();
 
   const ModelSpec& spec() const { return spec_; }
-  const char* backendName() const { return backend_->name(); }
-  std::string backendDetail() const { return backend_->describe(); }
+  const char* backendName() const { return backends_[0]->name(); }
+  // The backend's description; with a device map, each device's and the map.
+  std::string backendDetail() const;
   int64_t vocabSize() const { return weights_.llm.vocab; }
   int64_t kvBlockSize() const { return kv_->blockSize(); }
   int64_t kvBlocks() const { return kv_->numBlocks(); }
@@ -133,8 +138,13 @@ class Engine {
                   const std::atomic<bool>* cancel);
   KvCache& kv() { return *kv_; }
 
+  Backend& visionBackend() { return *backends_.at(size_t(map_.vision)); }
+  Backend& embedBackend() { return *backends_.at(size_t(map_.embed)); }
+
   ModelSpec spec_;
-  std::unique_ptr<Backend> backend_;
+  std::vector<std::unique_ptr<Backend>> backends_;  // logical devices
+  std::vector<Backend*> devices_;                   // the same, as the graph code takes them
+  DeviceMap map_;
   ModelWeights weights_;
   std::unique_ptr<KvCache> kv_;
   std::mutex mutex_;  // one backend job at a time (prefill, decode step, encode)

@@ -47,12 +47,16 @@ int64_t checkedBlocks(int64_t capacityTokens, int64_t blockSize) {
 
 KvCache::KvCache(Backend& backend, int64_t numLayers, int64_t numKvHeads, int64_t headDim, int64_t blockSize,
                  int64_t capacityTokens)
+    : KvCache(std::vector<Backend*>(size_t(numLayers), &backend), numKvHeads, headDim, blockSize, capacityTokens) {}
+
+KvCache::KvCache(const std::vector<Backend*>& layerBackends, int64_t numKvHeads, int64_t headDim, int64_t blockSize,
+                 int64_t capacityTokens)
     : blockSize_(blockSize), allocator_(checkedBlocks(capacityTokens, blockSize)) {
-  const int64_t blocks = allocator_.numBlocks();
-  const DType dt = backend.activationDType();
+  const int64_t blocks = allocator_.numBlocks(), numLayers = int64_t(layerBackends.size());
+  const DType dt = layerBackends.empty() ? DType::F32 : layerBackends[0]->activationDType();
   const Shape shape{blocks, blockSize, numKvHeads, headDim};
   try {
-    for (int64_t i = 0; i < numLayers; ++i) layers_.push_back({backend.alloc(dt, shape), backend.alloc(dt, shape)});
+    for (Backend* b : layerBackends) layers_.push_back({b->alloc(dt, shape), b->alloc(dt, shape)});
   } catch (const std::bad_alloc&) {
     const double bytes = 2.0 * double(numLayers) * double(shapeNumel(shape)) * double(dtypeSize(dt));
     throw Error(ErrorCode::OutOfMemory, "cannot allocate the KV cache: " + std::to_string(blocks * blockSize) +

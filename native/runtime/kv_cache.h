@@ -39,6 +39,10 @@ class KvCache {
   // Room for capacityTokens tokens (rounded up to whole blocks) in every layer.
   KvCache(Backend& backend, int64_t numLayers, int64_t numKvHeads, int64_t headDim, int64_t blockSize,
           int64_t capacityTokens);
+  // Layer i's pages on layerBackends[i] (a model split across devices). Block ids are shared:
+  // a sequence's page table addresses the same blocks in every layer, wherever it lives.
+  KvCache(const std::vector<Backend*>& layerBackends, int64_t numKvHeads, int64_t headDim, int64_t blockSize,
+          int64_t capacityTokens);
 
   int64_t blockSize() const { return blockSize_; }
   int64_t numBlocks() const { return allocator_.numBlocks(); }

@@ -91,18 +91,21 @@ bool headIsTied(const ModelSpec& spec, const Checkpoint& ckpt) {
 
 class Loader {
  public:
-  Loader(const Checkpoint& ckpt, Backend& be, const LoadProgressFn& progress, LoadProgress totals)
-      : ckpt_(ckpt), be_(be), progress_(progress), at_(totals) {}
+  Loader(const Checkpoint& ckpt, const std::vector<Backend*>& backends, const LoadProgressFn& progress,
+         LoadProgress totals)
+      : ckpt_(ckpt), backends_(backends), be_(backends.at(0)), progress_(progress), at_(totals) {}
+  // The device the next tensors go to (DeviceMap's logical device).
+  void onDevice(int d) { be_ = backends_.at(size_t(d)); }
 
   Tensor matrix(const std::string& name, const Shape& shape, WeightUse use = WeightUse::Matrix) {
     const StoredTensor& st = ckpt_.require(name, shape);
-    Tensor t = be_.weight(st, use);
+    Tensor t = be_->weight(st, use);
     consumed(st);
     return shape.size() > 2 ? t.view({shape[0], t.numel() / shape[0]}) : t;
   }
   Tensor vector(const std::string& name, const Shape& shape) {
     const StoredTensor& st = ckpt_.require(name, shape);
-    Tensor t = be_.weight(st, WeightUse::Vector);
+    Tensor t = be_->weight(st, WeightUse::Vector);
     consumed(st);
     return t.view({t.numel()});
   }
@@ -111,7 +114,7 @@ class Loader {
     consumed(st);
     return st;
   }
-  Backend& backend() { return be_; }
+  Backend& backend() { return *be_; }
   // The end: everything expected has been consumed (reported once more as done == total).
   void finish() {
     at_.tensorsDone = at_.tensorsTotal;
@@ -129,7 +132,8 @@ class Loader {
   }
 
   const Checkpoint& ckpt_;
-  Backend& be_;
+  const std::vector<Backend*>& backends_;
+  Backend* be_;
   const LoadProgressFn& progress_;
   LoadProgress at_;
   std::unordered_set<const StoredTensor*> seen_;
@@ -138,7 +142,8 @@ class Loader {
 // The form of a matmul weight: the scheme when `on`, else as loaded.
 WeightUse matrixUse(const QuantizeOptions& q, bool on) { return q.enabled() && on ? q.scheme : WeightUse::Matrix; }
 
-VisionWeights loadVision(const ModelSpec& spec, Loader& ld, const QuantizeOptions& quant) {
+VisionWeights loadVision(const ModelSpec& spec, Loader& ld, const QuantizeOptions& quant, const DeviceMap& map) {
+  ld.onDevice(map.vision);
   const VisionSpec& v = spec.vision;
   const int64_t C = v.hiddenSize, I = v.intermediateSize, p = v.patchSize;
   const int64_t G0 = spec.checkpointGrid(), G = spec.patchGrid(), s = spec.shuffleScale(), H = spec.llm.hiddenSize;
@@ -222,7 +227,8 @@ Tensor stackedVector(Loader& ld, const std::vector<std::string>& names, const st
   return ld.backend().weightFromHost(host.data(), DType::F32, {int64_t(host.size())}, WeightUse::Vector);
 }
 
-LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld, const QuantizeOptions& quant) {
+LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld, const QuantizeOptions& quant,
+                   const DeviceMap& map) {
   const WeightUse mu = matrixUse(quant, true);  // decoder linears
   const LlmSpec& l = spec.llm;
   const int64_t H = l.hiddenSize, F = l.intermediateSize, D = l.headDim;
@@ -230,8 +236,10 @@ LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld, co
   const LlmNames names = llmNames(l.family);
   LlmWeights w;
   w.vocab = V;
+  ld.onDevice(map.embed);
   w.embed = ld.matrix(names.embed, {V, H});
   for (int64_t i = 0; i < l.numLayers; ++i) {
+    ld.onDevice(map.layer(size_t(i)));
     const std::string L = names.layer(i);
     LlmLayerWeights lw;
     switch (l.family) {
@@ -335,11 +343,12 @@ LlmWeights loadLlm(const ModelSpec& spec, const Checkpoint& ckpt, Loader& ld, co
     }
     w.layers.push_back(std::move(lw));
   }
+  ld.onDevice(map.head);
   w.finalNorm = ld.vector(names.finalNorm, {H});
   const WeightUse hu = matrixUse(quant, quant.head);
   if (!headIsTied(spec, ckpt)) {
     w.head = ld.matrix(names.head, {V, H}, hu);
-  } else if (isInt8Use(hu)) {  // tied: an int8 copy of the table for the head only
+  } else if (isInt8Use(hu) || map.head != map.embed) {  // tied: a copy for the head (int8, or on its own device)
     w.head = ld.matrix(names.embed, {V, H}, hu);
   } else {
     w.head = w.embed;
@@ -440,11 +449,15 @@ std::vector<ExpectedTensor> expectedTensors(const ModelSpec& spec, const Checkpo
   return out;
 }
 
-ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend,
-                         const QuantizeOptions& quant, const LoadProgressFn& progress) {
-  if (quant.enabled() && !backend.supportsInt8()) {
-    throw Error(ErrorCode::InvalidArg, std::string("int8 on the ") + backend.name() +
-                                           " backend is not available in this build yet (use dtype 'bf16')");
+ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, const std::vector<Backend*>& backends,
+                         const DeviceMap& map, const QuantizeOptions& quant, const LoadProgressFn& progress) {
+  validateDeviceMap(map, spec.llm.numLayers);
+  require(int(backends.size()) >= map.numDevices(), ErrorCode::Internal, "loadWeights: a backend per device");
+  for (Backend* b : backends) {
+    if (quant.enabled() && !b->supportsInt8()) {
+      throw Error(ErrorCode::InvalidArg, std::string("int8 on the ") + b->name() +
+                                             " backend is not available in this build yet (use dtype 'bf16')");
+    }
   }
   const std::vector<ExpectedTensor> expected = expectedTensors(spec, ckpt);
   ckpt.requireAll(expected);
@@ -453,13 +466,18 @@ ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend&
     totals.tensorsTotal += 1;
     totals.bytesTotal += int64_t(ckpt.require(e.name, e.shape).bytes);
   }
-  Loader ld(ckpt, backend, progress, totals);
+  Loader ld(ckpt, backends, progress, totals);
   if (progress) progress(totals);  // 0 of the totals: the caller can size its display
   ModelWeights w;
-  w.vision = loadVision(spec, ld, quant);
-  w.llm = loadLlm(spec, ckpt, ld, quant);
+  w.vision = loadVision(spec, ld, quant, map);
+  w.llm = loadLlm(spec, ckpt, ld, quant, map);
   ld.finish();
   return w;
+}
+
+ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend,
+                         const QuantizeOptions& quant, const LoadProgressFn& progress) {
+  return loadWeights(spec, ckpt, {&backend}, DeviceMap{}, quant, progress);
 }
 
 }  // namespace ivl

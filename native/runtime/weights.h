@@ -14,6 +14,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/checkpoint.h"
+#include "runtime/device_map.h"
 #include "runtime/model_spec.h"
 
 namespace ivl {
@@ -98,5 +99,10 @@ using LoadProgressFn = std::function<void(const LoadProgress&)>;
 // Throws InvalidArg when quantization is asked of a backend without int8 support.
 ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, Backend& backend,
                          const QuantizeOptions& quant = {}, const LoadProgressFn& progress = {});
+// Split across devices: each part on backends[its DeviceMap device] (a tied head is copied
+// when it sits on another device than the embeddings). Throws InvalidArg for a bad map.
+ModelWeights loadWeights(const ModelSpec& spec, const Checkpoint& ckpt, const std::vector<Backend*>& backends,
+                         const DeviceMap& map, const QuantizeOptions& quant = {},
+                         const LoadProgressFn& progress = {});
 
 }  // namespace ivl
