@@ -53,6 +53,15 @@ export interface ModelConfig {
 type Json = unknown;
 type JsonObject = Record<string, Json>;
 
+/**
+ * Upper bounds far above every released model (InternVL2-76B: hidden 8192, 80 layers,
+ * vocabulary 128k, context 32k; InternViT-6B: 45 layers, width 3200), low enough that
+ * every product of two of them fits a double exactly and an int64 in the engine.
+ */
+const MAX_SIZE = 1 << 24; // widths, vocabulary, positions
+const MAX_LAYERS = 1024;
+const MAX_IMAGE = 1 << 14; // image and patch sizes in pixels: (size / patch)² · width stays below 2^53
+
 class Reader {
   constructor(private readonly source: string) {}
 
@@ -68,14 +77,20 @@ class Reader {
     return v;
   }
 
-  /** A required positive (or non-negative) integer. */
-  int(o: JsonObject, key: string, path: string, opts: { min?: number; def?: number } = {}): number {
+  /**
+   * A required positive (or non-negative) integer, at most `max` (default MAX_SIZE): the
+   * engine sizes loops and tensors from these, so a config.json cannot ask for 10^15
+   * layers (a load that allocates until the process dies) or shapes that overflow.
+   */
+  int(o: JsonObject, key: string, path: string, opts: { min?: number; def?: number; max?: number } = {}): number {
     const min = opts.min ?? 1;
+    const max = opts.max ?? MAX_SIZE;
     const v = o[key] ?? opts.def;
     if (v === undefined || v === null) this.fail(path + key, 'is missing');
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
       this.fail(path + key, min === 1 ? 'must be a positive integer' : `must be an integer >= ${min}`, v);
     }
+    if (v > max) this.fail(path + key, `must be at most ${max}`, v);
     return v;
   }
 
@@ -141,9 +156,9 @@ function readVision(r: Reader, v: JsonObject): NativeVisionSpec {
     hiddenSize: r.int(v, 'hidden_size', p),
     intermediateSize: r.int(v, 'intermediate_size', p),
     numHeads: r.int(v, 'num_attention_heads', p),
-    numLayers: r.int(v, 'num_hidden_layers', p),
-    imageSize: r.int(v, 'image_size', p, { def: 224 }),
-    patchSize: r.int(v, 'patch_size', p, { def: 14 }),
+    numLayers: r.int(v, 'num_hidden_layers', p, { max: MAX_LAYERS }),
+    imageSize: r.int(v, 'image_size', p, { def: 224, max: MAX_IMAGE }),
+    patchSize: r.int(v, 'patch_size', p, { def: 14, max: MAX_IMAGE }),
     normType,
     eps: r.positive(v, 'layer_norm_eps', p, 1e-6),
     qkvBias: r.bool(v, 'qkv_bias', p, false),
@@ -239,7 +254,7 @@ function readLlm(r: Reader, l: JsonObject): { spec: NativeLlmSpec; architecture:
     family,
     hiddenSize,
     intermediateSize: r.int(l, 'intermediate_size', p),
-    numLayers: r.int(l, 'num_hidden_layers', p),
+    numLayers: r.int(l, 'num_hidden_layers', p, { max: MAX_LAYERS }),
     numHeads,
     numKvHeads,
     headDim,
@@ -269,7 +284,7 @@ export function parseModelConfig(json: Json, source = 'config.json'): ModelConfi
   const vision = readVision(r, r.object(json, 'vision_config', ''));
   const { spec: llm, architecture } = readLlm(r, r.object(json, 'llm_config', ''));
 
-  const forceImageSize = json.force_image_size == null ? vision.imageSize : r.int(json, 'force_image_size', '');
+  const forceImageSize = json.force_image_size == null ? vision.imageSize : r.int(json, 'force_image_size', '', { max: MAX_IMAGE });
   if (forceImageSize % vision.patchSize !== 0) {
     r.fail('force_image_size', `must be a multiple of vision_config.patch_size (${vision.patchSize})`, forceImageSize);
   }

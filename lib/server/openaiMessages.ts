@@ -4,7 +4,7 @@
  * question, and every image part (data: URL, or a local file when allowed) in
  * order, as the reference re-encodes a conversation's images each turn.
  */
-import { readFile, realpath } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChatRequest, HistoryTurn } from '../chatTypes.js';
@@ -55,7 +55,21 @@ async function loadImageUrl(url: string, policy: ServerImagePolicy, param: strin
     throw bad('image file not found', param);
   }
   if (!inside(real)) throw bad('image path is outside the allowed directory', param);
-  return readFile(real);
+  // A directory, a FIFO or a huge file inside the root is the client's mistake (400), not
+  // a server error, and is never read whole.
+  let info;
+  try {
+    info = await stat(real);
+  } catch {
+    throw bad('image file not found', param);
+  }
+  if (!info.isFile()) throw bad('image path is not a regular file', param);
+  if (info.size > policy.maxImageBytes) throw bad(`image is larger than ${policy.maxImageBytes} bytes`, param);
+  try {
+    return await readFile(real);
+  } catch {
+    throw bad('image file cannot be read', param);
+  }
 }
 
 async function flatten(m: Message, i: number, policy: ServerImagePolicy, images: Buffer[]): Promise<string> {

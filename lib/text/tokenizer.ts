@@ -87,6 +87,20 @@ function checkOptions<T extends object>(options: unknown, name: string, keys: re
   return options as T;
 }
 
+/**
+ * The backends signal text they cannot map to ids (a vocabulary without a byte-level
+ * symbol, a merge whose result is not in the vocabulary, no unk token) with RangeError;
+ * callers get ERR_TOKENIZER, as for any other defect of the tokenizer files.
+ */
+function typed<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof RangeError) throw new InternVLError('ERR_TOKENIZER', `cannot ${what} with this tokenizer: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
 class TokenizerImpl implements Tokenizer {
   constructor(
     private readonly backend: Backend,
@@ -109,18 +123,18 @@ class TokenizerImpl implements Tokenizer {
   encode(text: string, options?: EncodeOptions): number[] {
     checkText(text, 'text');
     const o = checkOptions<EncodeOptions>(options, 'options', ['addSpecialTokens']);
-    return this.backend.encode(text, o.addSpecialTokens ?? true);
+    return typed('encode this text', () => this.backend.encode(text, o.addSpecialTokens ?? true));
   }
 
   tokenize(text: string): string[] {
     checkText(text, 'text');
-    return this.backend.tokenize(text);
+    return typed('tokenize this text', () => this.backend.tokenize(text));
   }
 
   decode(ids: readonly number[], options?: DecodeOptions): string {
     this.checkIds(ids);
     const o = checkOptions<DecodeOptions>(options, 'options', ['skipSpecialTokens']);
-    return this.backend.decode(ids, o.skipSpecialTokens ?? false);
+    return typed('decode these ids', () => this.backend.decode(ids, o.skipSpecialTokens ?? false));
   }
 
   tokenToId(token: string): number | undefined {
@@ -150,9 +164,9 @@ class TokenizerImpl implements Tokenizer {
     return {
       push: (id: number): string => {
         this.checkId(id, 'id');
-        return stream.push(id);
+        return typed('decode these ids', () => stream.push(id));
       },
-      flush: () => stream.flush(),
+      flush: () => typed('decode these ids', () => stream.flush()),
     };
   }
 
@@ -202,7 +216,7 @@ function readVocabMerges(dir: string): ByteLevelBPE {
   if (!isObject(vocabJson)) throw tokenizerError(vocabFile, 'expected a JSON object of token -> id');
   const vocab = new Map<string, number>();
   for (const [t, id] of Object.entries(vocabJson)) {
-    if (typeof id !== 'number' || !Number.isInteger(id)) throw tokenizerError(vocabFile, `id of ${JSON.stringify(t)} is not an integer`);
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw tokenizerError(vocabFile, `id of ${JSON.stringify(t)} is not a non-negative integer`);
     vocab.set(t, id);
   }
   if (!existsSync(mergesFile)) throw tokenizerError(mergesFile, 'missing (vocab.json needs merges.txt)');
@@ -227,7 +241,7 @@ function bpeFromTokenizerJson(file: string, json: JsonObject): ByteLevelBPE {
   }
   const vocab = new Map<string, number>();
   for (const [t, id] of Object.entries(model.vocab)) {
-    if (typeof id !== 'number') throw tokenizerError(file, `vocab id of ${JSON.stringify(t)} is not a number`);
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw tokenizerError(file, `vocab id of ${JSON.stringify(t)} is not a non-negative integer`);
     vocab.set(t, id);
   }
   const merges = model.merges.map((m, i): [string, string] => {

@@ -45,7 +45,13 @@ function buildNormalizer(n: Json | undefined, file: string): Normalize {
 }
 
 function patternOf(p: Json | undefined, file: string): RegExp {
-  if (isObject(p) && typeof p.Regex === 'string') return compilePattern(p.Regex);
+  if (isObject(p) && typeof p.Regex === 'string') {
+    try {
+      return compilePattern(p.Regex);
+    } catch (e) {
+      throw tokenizerError(file, `Split pattern is not a regular expression JavaScript can run: ${(e as Error).message}`, e);
+    }
+  }
   if (isObject(p) && typeof p.String === 'string') {
     return new RegExp(p.String.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gu');
   }
@@ -147,7 +153,9 @@ export class FastTokenizer {
     }
     const vocab = new Map<string, number>();
     for (const [t, id] of Object.entries(model.vocab)) {
-      if (typeof id !== 'number') throw tokenizerError(file, `vocab id of ${JSON.stringify(t)} is not a number`);
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+        throw tokenizerError(file, `vocab id of ${JSON.stringify(t)} is not a non-negative integer`);
+      }
       vocab.set(t, id);
       this.idToTok.set(id, t);
     }
@@ -165,11 +173,11 @@ export class FastTokenizer {
 
     const addedList = Array.isArray(json.added_tokens) ? json.added_tokens : [];
     this.added = addedList.map((a, i) => {
-      if (!isObject(a) || typeof a.id !== 'number' || typeof a.content !== 'string') {
+      if (!isObject(a) || typeof a.id !== 'number' || !Number.isInteger(a.id) || a.id < 0 || typeof a.content !== 'string') {
         throw tokenizerError(file, `added_tokens[${i}] is malformed`);
       }
       return {
-        id: a.id,
+        id: a.id as number,
         content: a.content,
         lstrip: a.lstrip === true,
         rstrip: a.rstrip === true,
