@@ -28,6 +28,9 @@ const reps = Number((arg('--reps', ['3']))[0]);
 const decodeTokens = Number((arg('--decode-tokens', ['128']))[0]);
 const batches = (arg('--batches', ['8', '32', '128'])).map(Number);
 const dtypes = arg('--dtypes', ['bf16', 'int8']);
+// --device-map auto|card|JSON: split the model over the GPUs (issue #10)
+const deviceMapArg = (arg('--device-map', []))[0];
+const deviceMap = deviceMapArg === undefined ? undefined : deviceMapArg.startsWith('[') || deviceMapArg.startsWith('{') ? JSON.parse(deviceMapArg) : deviceMapArg;
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function timed(fn, n = reps, warmup = 1) {
@@ -80,12 +83,12 @@ async function benchModel(path, dtype) {
   const kvCacheTokens = Math.max(16384, maxBatch * (promptLen + decodeTokens + 32), 13 * T + 64);
   const free0 = runtimeInfo().cuda.devices[0]?.freeMemory ?? 0;
   const t0 = performance.now();
-  const engine = await EngineModel.load(dir, { backend, imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens, dtype });
+  const engine = await EngineModel.load(dir, { backend, imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens, dtype, ...(deviceMap ? { deviceMap } : {}) });
   const loadS = (performance.now() - t0) / 1000;
   const free1 = runtimeInfo().cuda.devices[0]?.freeMemory ?? 0;
   const mem0 = engine.stats().deviceMemory[0];
   const res = {
-    config: path, backend, dtype, load_dummy_s: loadS, device_bytes_after_load: free0 - free1, kv_cache_tokens: kvCacheTokens,
+    config: path, backend, dtype, device_map: engine.devicePlan?.map, devices: engine.stats().deviceMemory.length, load_dummy_s: loadS, device_bytes_after_load: free0 - free1, kv_cache_tokens: kvCacheTokens,
     weight_bytes: mem0?.weightBytes, load_peak_bytes: mem0?.peakBytes, decode_weight_bytes_per_token: decodeWeightBytes(cfg, dtype),
   };
   const pixels = (tiles) => Float32Array.from({ length: tiles * 3 * S * S }, () => rand() * 4 - 2);
@@ -125,6 +128,7 @@ async function benchModel(path, dtype) {
     }
   }
   res.peak_bytes = engine.stats().deviceMemory[0]?.peakBytes;
+  res.device_memory = engine.stats().deviceMemory;
   engine.dispose();
   return res;
 }
