@@ -118,6 +118,22 @@ if (int8Rows.length) {
   lines.push('');
 }
 
+// Device map (issue #10): the latest devicemap-*.json (several GPUs of one host).
+const dm = latest('bench/results', 'devicemap-');
+if (dm) {
+  const d = read(dm);
+  lines.push(`### Device map: models split across GPUs (${d.gpu}, ${d.date})`, '', '| run | layers per GPU | weights per GPU | decode b=1 | decode b=8 | TTFT 13 tiles | prefill 1850 tok |', '|---|---|---|---|---|---|---|');
+  for (const [name, r] of Object.entries(d.runs)) {
+    const layers = r.device_map ? [0, 1, 2, 3, 4, 5, 6, 7].map((g) => r.device_map.layers.filter((x) => x === g).length).filter((n) => n > 0).join(' / ') : 'all';
+    const w = (r.device_memory ?? []).map((m) => `${f(m.weightBytes / 2 ** 30, 1)}`).join(' / ');
+    lines.push(
+      `| ${name} | ${layers} | ${w} GiB | ${f(r.decode_batch1?.tokens_per_s)} tok/s | ${f(r.decode_batch8?.tokens_per_s, 0)} tok/s | ` +
+        `${f(r.ttft_13_tiles?.median_s * 1000, 0)} ms | ${f(r.prefill_1850?.median_s * 1000, 0)} ms |`,
+    );
+  }
+  lines.push('', `Source: \`${dm}\` (\`bench/run.mjs --device-map auto\`; the one-GPU row is the same session).`, '');
+}
+
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
 if (existsSync(join(root, att))) {
   const a = read(att);
