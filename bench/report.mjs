@@ -134,6 +134,35 @@ if (dm) {
   lines.push('', `Source: \`${dm}\` (\`bench/run.mjs --device-map auto\`; the one-GPU row is the same session).`, '');
 }
 
+// Memory per model size (weights as the engine loads them, lib/deviceMap.ts moduleBytes),
+// computed from the release configs in bench/configs: what fits on one 80 GB / 141 GB GPU.
+if (existsSync(join(root, 'dist/deviceMap.js'))) {
+  const { moduleBytes } = await import(join(root, 'dist/deviceMap.js'));
+  const { parseModelConfig } = await import(join(root, 'dist/config.js'));
+  const cfgs = readdirSync(join(root, 'bench/configs')).filter((x) => x.endsWith('.json'));
+  const size = (x) => Number(x.match(/(\d+)B/)?.[1] ?? 0);
+  cfgs.sort((a, b) => size(a) - size(b));
+  const GB = 1e9;
+  lines.push(
+    '### Memory per model size (weights as loaded + KV cache for 8192 tokens + ~1.5 GB workspace)',
+    '',
+    '| model | bf16 weights | int8 weights (decoder linears) | KV per 1k tokens | one 80 GB GPU | one 141 GB GPU (H200) |',
+    '|---|---|---|---|---|---|',
+  );
+  for (const c of cfgs) {
+    const { spec } = parseModelConfig(JSON.parse(readFileSync(join(root, 'bench/configs', c), 'utf8')), c);
+    const total = (dtype) => {
+      const m = moduleBytes(spec, { dtype });
+      return m.vision + m.embed + m.head + spec.llm.numLayers * m.layer;
+    };
+    const kv1k = moduleBytes(spec, { dtype: 'bf16' }).kvPerLayerPerToken * spec.llm.numLayers * 1000;
+    const need = (dtype) => total(dtype) + 8.192 * kv1k + 1.5 * GB;
+    const fits = (cap) => ['bf16', 'int8'].filter((d) => need(d) <= cap).join(', ') || 'split (device map)';
+    lines.push(`| ${c.replace('.json', '')} | ${f(total('bf16') / GB, 1)} GB | ${f(total('int8') / GB, 1)} GB | ${f(kv1k / 1e6, 0)} MB | ${fits(80 * GB)} | ${fits(141 * GB)} |`);
+  }
+  lines.push('', 'Computed by `bench/report.mjs` from `bench/configs/*.json` with the loader\'s rules (int8 = W8A16 per channel on the decoder linears, ViT/projector/embeddings/head bf16); the 40B row agrees with the allocator\'s measured weights above.', '');
+}
+
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
 if (existsSync(join(root, att))) {
   const a = read(att);
