@@ -230,15 +230,15 @@ export function planDeviceMap(spec: NativeModelSpec, given: DeviceMapSpec, optio
   return { map, devices };
 }
 
-const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+const gib = (b: number) => (b >= 2 ** 30 || b === 0 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
 
 /** The plan as lines for `internvl info --device-map`. */
 export function formatDevicePlan(plan: DevicePlan): string {
-  const out = ['device  gpu  layers  holds              weights    KV cache   workspace  free'];
+  const out = ['device  gpu  layers  holds                weights     KV cache    workspace   free'];
   for (const e of plan.devices) {
     out.push(
-      `${String(e.device).padEnd(8)}${String(e.gpu ?? '-').padEnd(5)}${String(e.layers).padEnd(8)}${(e.modules.join(', ') || '-').padEnd(19)}` +
-        `${gib(e.weightBytes).padEnd(11)}${gib(e.kvBytes).padEnd(11)}${gib(e.workspaceBytes).padEnd(11)}${e.freeBytes !== undefined ? gib(e.freeBytes) : '-'}`,
+      `${String(e.device).padEnd(8)}${String(e.gpu ?? '-').padEnd(5)}${String(e.layers).padEnd(8)}${(e.modules.join(', ') || '-').padEnd(21)}` +
+        `${gib(e.weightBytes).padEnd(12)}${gib(e.kvBytes).padEnd(12)}${gib(e.workspaceBytes).padEnd(12)}${e.freeBytes !== undefined ? gib(e.freeBytes) : '-'}`,
     );
   }
   return out.join('\n');

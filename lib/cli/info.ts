@@ -1,10 +1,13 @@
 /** `internvl info`: what this build can run on and, with -m, what a checkpoint is and needs. */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { type DeviceMapSpec, formatDevicePlan, planDeviceMap } from '../deviceMap.js';
+import { InternVLError } from '../errors.js';
 import { type ModelConfig, readModelConfig } from '../config.js';
 import { runtimeInfo } from '../native.js';
 import type { NativeInfo } from '../nativeTypes.js';
 import { loadTokenizer } from '../text/tokenizer.js';
 import { reportError } from './errors.js';
+import { deviceMapOption, intOption } from './options.js';
 import { type ModelSummary, formatCount, summarizeModel } from './modelSummary.js';
 import { colorEnabled, formatBytes, palette } from './progress.js';
 
@@ -50,9 +53,12 @@ export function infoCommand(): Command {
   return new Command('info')
     .description("show the addon build, backends and GPUs (and a checkpoint's sizes and memory needs with -m)")
     .option('-m, --model <dir>', 'checkpoint directory to describe (only config, tokenizer and safetensors headers are read)')
+    .option('--device-map <map>', 'with -m: print how auto, card or an explicit map splits the model over the GPUs, with memory per device', deviceMapOption)
+    .addOption(new Option('--dtype <type>', 'with --device-map: plan for these weights').choices(['bf16', 'int8']).default('bf16'))
+    .option('--kv-cache-tokens <n>', 'with --device-map: KV cache capacity to plan for', intOption('--kv-cache-tokens', 16, 2 ** 30), DEFAULT_KV_TOKENS)
     .option('--json', 'print JSON')
     .option('--verbose', 'print stacks on errors')
-    .action(async (flags: { model?: string; json?: boolean; verbose?: boolean }) => {
+    .action(async (flags: { model?: string; deviceMap?: DeviceMapSpec; dtype: 'bf16' | 'int8'; kvCacheTokens: number; json?: boolean; verbose?: boolean }) => {
       try {
         const info = runtimeInfo();
         let model: ModelReport | undefined;
@@ -61,8 +67,18 @@ export function infoCommand(): Command {
           const tok = await loadTokenizer(flags.model);
           model = { dir: flags.model, config, tokenizer: { kind: tok.kind, vocabSize: tok.vocabSize }, summary: await summarizeModel(flags.model, config) };
         }
+        if (flags.deviceMap !== undefined && !model) throw new InternVLError('ERR_INVALID_ARG', '--device-map needs -m <dir>');
+        // The plan, before anything loads: GPUs as found (none: CPU devices, no memory check).
+        const plan =
+          model && flags.deviceMap !== undefined
+            ? planDeviceMap(model.config.spec, flags.deviceMap, {
+                gpuFreeBytes: info.cuda.devices.map((d) => d.freeMemory),
+                dtype: flags.dtype,
+                kvCacheTokens: flags.kvCacheTokens,
+              })
+            : undefined;
         if (flags.json) {
-          process.stdout.write(`${JSON.stringify({ runtime: info, model }, null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify({ runtime: info, model, ...(plan ? { devicePlan: plan } : {}) }, null, 2)}\n`);
           return;
         }
         const c = palette(colorEnabled(process.stdout));
@@ -75,6 +91,7 @@ export function infoCommand(): Command {
           );
         }
         if (model) process.stdout.write(describeModel(model, info, c.bold));
+        if (plan) process.stdout.write(`${c.bold('device map')} (${flags.dtype}, ${flags.kvCacheTokens}-token KV cache)\n${formatDevicePlan(plan)}\n`);
       } catch (e) {
         reportError(e, flags.verbose ?? false);
       }

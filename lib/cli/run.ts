@@ -5,7 +5,8 @@ import type { GenerationOptions } from '../generation.js';
 import type { LoadOptions } from '../model.js';
 import { reportError } from './errors.js';
 import { loadModelWithProgress, loadVideoWithProgress, timingLine, videoQuestion } from './load.js';
-import { collect, floatOption, intOption, readStdin } from './options.js';
+import { collect, deviceMapOption, floatOption, intOption, readStdin } from './options.js';
+import type { DeviceMapSpec } from '../deviceMap.js';
 
 interface RunFlags {
   model: string;
@@ -43,10 +44,12 @@ export function loadOptionsFromFlags(f: {
   dtype?: 'bf16' | 'int8';
   int8Scheme?: 'per-channel' | 'per-group-128';
   kvCacheTokens?: number;
+  deviceMap?: DeviceMapSpec;
 }): LoadOptions {
   return {
     backend: f.backend,
     ...(f.kvCacheTokens !== undefined ? { kvCacheTokens: f.kvCacheTokens } : {}),
+    ...(f.deviceMap !== undefined ? { deviceMap: f.deviceMap } : {}),
     ...(f.dtype !== undefined ? { dtype: f.dtype } : {}),
     ...(f.int8Scheme !== undefined ? { int8Scheme: f.int8Scheme } : {}),
   };
@@ -69,6 +72,7 @@ export function addModelFlags(cmd: Command): Command {
       ]),
     )
     .option('--kv-cache-tokens <n>', 'KV cache capacity in tokens, shared by all requests (default 8192)', intOption('--kv-cache-tokens', 16, 2 ** 30))
+    .option('--device-map <map>', "split the model over GPUs: auto (by free memory), card (the model card's split_model), or devices per layer (0,0,1,1 or JSON)", deviceMapOption)
     .option('--verbose', 'print stacks on errors and timings per stage');
 }
 

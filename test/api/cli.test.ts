@@ -71,3 +71,25 @@ test.each([
   expect(r.stderr).toMatch(message);
   expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace without --verbose
 });
+
+test('run --device-map splits the model over two CPU devices and still equals the golden; info --device-map prints the plan', () => {
+  const golden = readModelGolden('tiny-yi');
+  const c = golden.cases.find((x) => x.name === 'image') as GoldenCase;
+  const dir = join(fixturesDir, golden.model_dir);
+  const image = join(fixturesDir, golden.images.wide.file);
+  const r = internvl(['run', '-m', dir, '-i', image, '--greedy', '--max-new-tokens', '24', '--backend', 'cpu', '--device-map', '0,1', '--json', c.question as string]);
+  expect(r.status).toBe(0);
+  const out = JSON.parse(r.stdout) as { tokenIds: number[] };
+  expect(out.tokenIds).toEqual(c.generated_ids);
+  const plan = internvl(['info', '-m', dir, '--device-map', '0,1', '--json']);
+  expect(plan.status).toBe(0);
+  const p = JSON.parse(plan.stdout) as { devicePlan: { map: { layers: number[] }; devices: { device: number; layers: number; modules: string[] }[] } };
+  expect(p.devicePlan.map.layers).toEqual([0, 1]);
+  expect(p.devicePlan.devices.map((d) => [d.device, d.layers, d.modules])).toEqual([
+    [0, 1, ['vision', 'embed', 'head']],
+    [1, 1, []],
+  ]);
+  const bad = internvl(['run', '-m', dir, '--backend', 'cpu', '--device-map', '0,0,1', 'hi']);
+  expect(bad.status).not.toBe(0);
+  expect(bad.stderr).toMatch(/ERR_INVALID_ARG.*layers lists 3 devices but the model has 2 decoder layers/);
+});
