@@ -242,6 +242,16 @@ export class InternVL implements AsyncDisposable {
     if (typeof request.question !== 'string') throw invalidArg('question', 'string', request.question);
     const history = normalizeHistory(request.history);
     request.signal?.throwIfAborted();
+    // Each image is at least one tile: refuse what cannot fit before decoding any of them
+    // (thousands of images would otherwise be decoded and tiled, gigabytes, to be refused).
+    const imageCount = Array.isArray(request.images) ? request.images.length : 0;
+    const minImageTokens = imageCount * this.info.numImageToken;
+    if (minImageTokens >= this.info.contextLength) {
+      throw new InternVLError(
+        'ERR_CONTEXT_OVERFLOW',
+        `${imageCount} images need at least ${minImageTokens} image tokens (${this.info.numImageToken} per tile, one tile each) but the context holds ${this.info.contextLength}`,
+      );
+    }
     const images = await this.prepareChatImages(request);
     const built = buildPrompt({
       template: this.template,
