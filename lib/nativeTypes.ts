@@ -94,6 +94,8 @@ export interface NativeLoadOptions {
   threads?: number;
   /** KV cache capacity in tokens, shared by all running sequences (default 8192). */
   kvCacheTokens?: number;
+  /** Prompt tokens per prefill step across admitted requests (default 2048); longer prompts are chunked. */
+  prefillChunkTokens?: number;
   imageContextTokenId: number;
   /** CPU kernels: 'auto' (AVX2/FMA when the CPU has them, default) or 'plain' (the reference loops). */
   cpuKernels?: 'auto' | 'plain';
@@ -220,6 +222,8 @@ export interface NativeModelStats {
   maxBatchSequences: number;
   maxBatchRequests: number;
   decodeSteps: number;
+  /** Forwards over prompt chunks (a prompt longer than prefillChunkTokens takes several). */
+  prefillSteps: number;
   completedRequests: number;
   /** Per device the model uses (empty on the CPU backend), as the CUDA allocator accounts it. */
   deviceMemory: NativeDeviceMemory[];

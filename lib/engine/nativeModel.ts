@@ -26,6 +26,8 @@ export interface EngineLoadOptions {
   threads?: number;
   /** KV cache capacity in tokens shared by running sequences (default 8192). */
   kvCacheTokens?: number;
+  /** Prompt tokens per prefill step (default 2048): longer prompts are prefilled in chunks between decode steps. */
+  prefillChunkTokens?: number;
   /** Token id of <IMG_CONTEXT> (from the tokenizer). */
   imageContextTokenId: number;
   /** CPU kernels: 'auto' (AVX2/FMA when available, default) or 'plain' (the reference loops). */
@@ -94,6 +96,7 @@ export class EngineModel implements Disposable {
     if (backend !== 'cpu' && backend !== 'cuda') throw invalidArg('options.backend', "'cpu' or 'cuda'", backend);
     if (options.threads !== undefined) checkInt('options.threads', options.threads, 1, 1024);
     if (options.kvCacheTokens !== undefined) checkInt('options.kvCacheTokens', options.kvCacheTokens, 1, 1 << 30);
+    if (options.prefillChunkTokens !== undefined) checkInt('options.prefillChunkTokens', options.prefillChunkTokens, 1, 1 << 30);
     checkInt('options.imageContextTokenId', options.imageContextTokenId, 0, 2 ** 31 - 1);
     if (options.cpuKernels !== undefined && options.cpuKernels !== 'auto' && options.cpuKernels !== 'plain') {
       throw invalidArg('options.cpuKernels', "'auto' or 'plain'", options.cpuKernels);
@@ -147,6 +150,7 @@ export class EngineModel implements Disposable {
         backend,
         threads: options.threads,
         kvCacheTokens: options.kvCacheTokens,
+        ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
         imageContextTokenId: options.imageContextTokenId,
         cpuKernels: options.cpuKernels,
         ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),

@@ -193,6 +193,7 @@ class LoadWorker : public PromiseWorker {
   void run() override {
     EngineOptions eo;
     eo.kvCacheTokens = options_.kvCacheTokens;
+    eo.prefillChunkTokens = options_.prefillChunkTokens;
     eo.dummyWeights = options_.dummyWeights;
     eo.quantize = options_.quantize;
     if (progress_) {
@@ -400,6 +401,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("maxBatchSequences", double(st.maxBatchSequences));
       o.Set("maxBatchRequests", double(st.maxBatchRequests));
       o.Set("decodeSteps", double(st.decodeSteps));
+      o.Set("prefillSteps", double(st.prefillSteps));
       o.Set("completedRequests", double(st.completedRequests));
       Napi::Array devices = Napi::Array::New(env);
       for (const DeviceMemory& m : engine()->deviceMemory()) {

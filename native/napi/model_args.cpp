@@ -201,6 +201,9 @@ LoadOptions readLoadOptions(const Napi::Value& value) {
 #endif
   if (!o.Get("threads").IsUndefined()) opt.threads = int(intAt(o, "threads", "options.threads", 0));
   if (!o.Get("kvCacheTokens").IsUndefined()) opt.kvCacheTokens = intAt(o, "kvCacheTokens", "options.kvCacheTokens", 1);
+  if (!o.Get("prefillChunkTokens").IsUndefined()) {
+    opt.prefillChunkTokens = intAt(o, "prefillChunkTokens", "options.prefillChunkTokens", 1);
+  }
   opt.imageContextTokenId = intAt(o, "imageContextTokenId", "options.imageContextTokenId", 0);
   if (!o.Get("dummyWeights").IsUndefined()) {
     if (!o.Get("dummyWeights").IsBoolean()) badArg("options.dummyWeights", "boolean", o.Get("dummyWeights"));

@@ -30,7 +30,8 @@ Engine::Engine(std::unique_ptr<Backend> backend, const std::string& dir, const M
 
 Engine::Engine(std::vector<std::unique_ptr<Backend>> backends, const std::string& dir, const ModelSpec& spec,
                const EngineOptions& options)
-    : spec_(spec), backends_(std::move(backends)), map_(options.deviceMap) {
+    : spec_(spec), backends_(std::move(backends)), map_(options.deviceMap),
+      prefillChunkTokens_(std::max<int64_t>(1, options.prefillChunkTokens)) {
   spec_.validate();
   validateDeviceMap(map_, spec_.llm.numLayers);
   require(int(backends_.size()) >= map_.numDevices(), ErrorCode::Internal,
@@ -162,6 +163,96 @@ void Engine::prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>&
   Tensor logits = decoder.forward(std::move(x), batch, cos, sin, {L - 1}, cancel);  // [1, V]
   scores.resize(size_t(vocabSize()));
   devices_[size_t(map_.head)]->downloadF32(logits, scores.data());
+}
+
+std::vector<Tensor> Engine::encodeTiles(const std::vector<const SequenceInput*>& seqs,
+                                        const std::atomic<bool>* cancel) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<Tensor> out(seqs.size());
+  std::vector<float> pixels;  // every sequence's tiles, one after another
+  int64_t tiles = 0;
+  for (const SequenceInput* q : seqs) {
+    pixels.insert(pixels.end(), q->pixels.begin(), q->pixels.end());
+    tiles += q->tiles;
+  }
+  if (tiles == 0) return out;
+  VisionEncoder vision(visionBackend(), spec_, weights_.vision);
+  Tensor img = vision.encode(pixels.data(), tiles, cancel);  // [Σtiles·n, H]
+  if (map_.vision != map_.embed) img = embedBackend().copyFrom(img, visionBackend());
+  const int64_t n = spec_.numImageToken();
+  int64_t row = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (seqs[i]->tiles == 0) continue;
+    out[i] = img.slice0(row, seqs[i]->tiles * n);
+    row += seqs[i]->tiles * n;
+  }
+  return out;
+}
+
+void Engine::prefillStep(const std::vector<PrefillPart>& parts, std::vector<std::vector<float>>& scores,
+                         const std::atomic<bool>* cancel) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const LlmSpec& l = spec_.llm;
+  const int64_t half = l.headDim / 2, bs = kv_->blockSize(), H = l.hiddenSize;
+  const int32_t ctxId = int32_t(spec_.imageContextTokenId);
+  Backend& eb = embedBackend();
+  Decoder decoder(devices_, map_, spec_, weights_.llm, *kv_);
+  checkCancel(cancel);
+  std::vector<int32_t> ids;
+  std::vector<int64_t> slots, counts, logitRows;
+  std::vector<int32_t> positions;
+  std::vector<const SequenceKv*> seqs;
+  std::vector<float> cos, sin;
+  for (const PrefillPart& p : parts) {
+    const std::vector<int32_t>& all = p.input->inputIds;
+    require(p.begin >= 0 && p.count > 0 && p.begin + p.count <= int64_t(all.size()) && p.kv->length() == p.begin,
+            ErrorCode::Internal, "prefillStep: a part does not continue its sequence");
+    ids.insert(ids.end(), all.begin() + p.begin, all.begin() + p.begin + p.count);
+    p.kv->append(p.count, slots, positions);
+    seqs.push_back(p.kv);
+    counts.push_back(p.count);
+    const RopeCall rc = ropeForCall(l, int64_t(all.size()));  // as the unchunked prompt
+    for (int64_t t = p.begin; t < p.begin + p.count; ++t) {
+      cos.resize(cos.size() + size_t(half));
+      sin.resize(sin.size() + size_t(half));
+      ropeRow(rc, t, cos.data() + cos.size() - half, sin.data() + sin.size() - half);
+    }
+    if (p.begin + p.count == int64_t(all.size())) logitRows.push_back(int64_t(ids.size()) - 1);
+  }
+  Tensor x = decoder.embed(ids);  // [T, H]
+  int64_t row0 = 0;
+  for (const PrefillPart& p : parts) {
+    if (p.image.defined()) {
+      // this chunk's <IMG_CONTEXT> rows take image rows from the count of those before it
+      const std::vector<int32_t>& all = p.input->inputIds;
+      int64_t imageRow = std::count(all.begin(), all.begin() + p.begin, ctxId);
+      std::vector<int64_t> from, to;
+      for (int64_t t = p.begin; t < p.begin + p.count; ++t) {
+        if (all[size_t(t)] != ctxId) continue;
+        from.push_back(imageRow++);
+        to.push_back(row0 + t - p.begin);
+      }
+      if (!from.empty()) {
+        Tensor rows = eb.alloc(eb.activationDType(), {int64_t(from.size()), H});
+        eb.gatherRows(rows, p.image, from);
+        eb.scatterRows(x, to, rows);
+      }
+    }
+    row0 += p.count;
+  }
+  PagedBatch batch = buildBatch(bs, seqs, counts, std::move(slots), std::move(positions));
+  Tensor logits = decoder.forward(std::move(x), batch, cos, sin, logitRows, cancel);  // [R, V]
+  std::vector<float> all(size_t(logits.numel()));
+  if (!all.empty()) devices_[size_t(map_.head)]->downloadF32(logits, all.data());
+  scores.assign(parts.size(), {});
+  const int64_t V = vocabSize();
+  size_t r = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const PrefillPart& p = parts[i];
+    if (p.begin + p.count != int64_t(p.input->inputIds.size())) continue;
+    scores[i].assign(all.begin() + int64_t(r) * V, all.begin() + int64_t(r + 1) * V);
+    ++r;
+  }
 }
 
 void Engine::decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs,

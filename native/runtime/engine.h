@@ -47,6 +47,10 @@ namespace ivl {
 struct EngineOptions {
   int64_t kvCacheTokens = 0;  // 0: kDefaultKvCacheTokens
   int64_t kvBlockSize = 16;   // tokens per page
+  // Prompt tokens one prefill step runs (over all requests being admitted): a long prompt is
+  // prefilled in chunks with decode steps of the running sequences between them.
+  int64_t prefillChunkTokens = kDefaultPrefillChunkTokens;
+  static constexpr int64_t kDefaultPrefillChunkTokens = 2048;
   bool dummyWeights = false;  // random weights of the config's shapes instead of reading `dir`
   QuantizeOptions quantize;   // int8 (W8A16) weights quantized at load; none by default
   LoadProgressFn loadProgress;  // called on the loading thread as tensors load (optional)
@@ -75,6 +79,16 @@ struct SequenceResult {
   FinishReason finish = FinishReason::Length;
   int64_t promptTokens = 0;
   std::vector<float> promptLogits;  // [V] last prompt position (when asked)
+};
+
+// A piece of one sequence's prompt in a prefill step: tokens [begin, begin + count).
+struct PrefillPart {
+  const SequenceInput* input = nullptr;
+  SequenceKv* kv = nullptr;  // has reserved room for the whole prompt
+  int64_t begin = 0, count = 0;
+  // The sequence's image embeddings [tiles·n, H] on the embedding device (Engine::encodeTiles),
+  // undefined without tiles; row r belongs to the sequence's r-th <IMG_CONTEXT> token.
+  Tensor image;
 };
 
 // Called after each chosen token, on the engine thread.
@@ -132,6 +146,15 @@ class Engine {
   // Engine thread (the scheduler): one sequence's prompt through ViT + decoder into kv
   // (already reserved); scores[V] <- logits of its last position.
   void prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>& scores, const std::atomic<bool>* cancel);
+  // ViT + projector over the tiles of several sequences in one batch; returns each
+  // sequence's rows [tiles·n, H] on the embedding device (undefined for sequences without tiles).
+  std::vector<Tensor> encodeTiles(const std::vector<const SequenceInput*>& seqs, const std::atomic<bool>* cancel);
+  // One forward over several prompt pieces (continuing where each sequence's KV ends). For
+  // each part that reaches the end of its prompt, scores[i] <- its last position's logits
+  // (left empty otherwise). RoPE uses the whole prompt's length, as one unchunked call does.
+  void prefillStep(const std::vector<PrefillPart>& parts, std::vector<std::vector<float>>& scores,
+                   const std::atomic<bool>* cancel);
+  int64_t prefillChunkTokens() const { return prefillChunkTokens_; }
   // One decode step: ids[i] appended to seqs[i] (one token each, at its own position);
   // logits[A·V] <- each sequence's next-token logits.
   void decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs, std::vector<float>& logits,
@@ -145,6 +168,7 @@ class Engine {
   std::vector<std::unique_ptr<Backend>> backends_;  // logical devices
   std::vector<Backend*> devices_;                   // the same, as the graph code takes them
   DeviceMap map_;
+  int64_t prefillChunkTokens_ = EngineOptions::kDefaultPrefillChunkTokens;
   ModelWeights weights_;
   std::unique_ptr<KvCache> kv_;
   std::mutex mutex_;  // one backend job at a time (prefill, decode step, encode)

@@ -36,6 +36,14 @@ struct Scheduler::Running {
   std::vector<SequenceResult> results; // [B] tokens so far (the repetition penalty's history)
   std::vector<char> done;              // [B]
   int64_t unfinished = 0;
+  // Prefill progress: prompt tokens already in the cache, and the image rows of sequences
+  // with tiles (encoded when their first chunk runs). A request decodes once every
+  // sequence's prompt is in.
+  std::vector<int64_t> prefilled;      // [B]
+  std::vector<Tensor> image;           // [B]
+  size_t prefillNext = 0;              // first sequence whose prompt is not all in
+
+  bool prefillDone() const { return prefillNext == kv.size(); }
 
   // A chosen token: to the callback, then the stop rules; an ended sequence frees its pages.
   void accept(int64_t b, int32_t token) {
@@ -120,10 +128,11 @@ SchedulerStats Scheduler::stats() const {
 void Scheduler::publishStats() {
   int64_t seqs = 0;
   for (const auto& r : running_) seqs += r->unfinished;
+  for (const auto& r : prefilling_) seqs += r->unfinished;
   std::lock_guard<std::mutex> lk(mu_);
   stats_.kvFreeBlocks = engine_.kv().allocator().numFree();
   stats_.queuedRequests = int64_t(queue_.size());
-  stats_.runningRequests = int64_t(running_.size());
+  stats_.runningRequests = int64_t(running_.size() + prefilling_.size());
   stats_.runningSequences = seqs;
 }
 
@@ -134,7 +143,7 @@ void Scheduler::loop() {
     std::vector<std::pair<std::shared_ptr<Submission>, std::string>> tooBig;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      wake_.wait(lk, [&] { return stopping_ || !queue_.empty() || !running_.empty(); });
+      wake_.wait(lk, [&] { return stopping_ || !queue_.empty() || !running_.empty() || !prefilling_.empty(); });
       if (stopping_) break;
       // Cancelled requests leave the queue, and so do the ones larger than the whole
       // cache (they could never run; they fail now, wherever they are in the queue).
@@ -174,21 +183,26 @@ void Scheduler::loop() {
     for (auto& s : cancelled) retire(s, abortedResults(s->request), nullptr);
     for (auto& [s, msg] : tooBig) retire(s, {}, std::make_exception_ptr(Error(ErrorCode::OutOfMemory, msg)));
     for (auto& s : admitted) admit(s);
-    for (size_t i = 0; i < running_.size();) {
-      if (running_[i]->sub->cancel) {
-        std::unique_ptr<Running> r = std::move(running_[i]);
-        running_.erase(running_.begin() + std::ptrdiff_t(i));
-        finish(*r, nullptr, true);
-      } else {
-        ++i;
+    for (auto* list : {&prefilling_, &running_}) {
+      for (size_t i = 0; i < list->size();) {
+        if ((*list)[i]->sub->cancel) {
+          std::unique_ptr<Running> r = std::move((*list)[i]);
+          list->erase(list->begin() + std::ptrdiff_t(i));
+          finish(*r, nullptr, true);
+        } else {
+          ++i;
+        }
       }
     }
+    if (!prefilling_.empty()) prefillStep();
     if (!running_.empty()) decodeStep();
     publishStats();
   }
   // Stopping: everything still here finishes Aborted.
   std::vector<std::unique_ptr<Running>> running = std::move(running_);
   running_.clear();
+  for (auto& r : prefilling_) running.push_back(std::move(r));
+  prefilling_.clear();
   for (auto& r : running) finish(*r, nullptr, true);
   std::deque<std::shared_ptr<Submission>> rest;
   {
@@ -208,6 +222,8 @@ void Scheduler::admit(const std::shared_ptr<Submission>& s) {
   r->done.assign(B, 0);
   r->rng.assign(B, Xoshiro256(req.sampling.seed));
   r->unfinished = int64_t(B);
+  r->prefilled.assign(B, 0);
+  r->image.resize(B);
   for (size_t b = 0; b < B; ++b) r->results[b].promptTokens = int64_t(req.sequences[b].inputIds.size());
   try {
     r->kv.reserve(B);
@@ -215,35 +231,114 @@ void Scheduler::admit(const std::shared_ptr<Submission>& s) {
       r->kv.emplace_back(engine_.kv());
       r->kv.back().reserve(r->results[b].promptTokens + std::max<int64_t>(0, req.maxNewTokens - 1));
     }
-    std::vector<float> scores;
-    for (size_t b = 0; b < B; ++b) {
-      engine_.prefill(req.sequences[b], r->kv[b], scores, &s->cancel);
-      if (req.returnPromptLogits) r->results[b].promptLogits = scores;
-      if (req.maxNewTokens == 0) {
-        r->results[b].finish = FinishReason::Length;
-        r->done[b] = 1;
-        --r->unfinished;
-        r->kv[b].release();
-        continue;
-      }
-      r->accept(int64_t(b), chooseToken(scores, req.sampling, r->results[b].tokens, r->rng[b]));
-    }
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::Aborted) {
-      finish(*r, nullptr, true);
-    } else {
-      finish(*r, std::current_exception(), false);
-    }
-    return;
   } catch (...) {
     finish(*r, std::current_exception(), false);
     return;
   }
-  if (r->unfinished == 0) {
-    finish(*r, nullptr, false);
+  prefilling_.push_back(std::move(r));
+}
+
+// One prefill step: up to the chunk budget of prompt tokens, taken in FIFO order from the
+// admitted requests (a long prompt continues in the next step, after a decode step of the
+// running sequences). The tiles of every sequence starting in this step go through the ViT
+// as one batch. A sequence whose prompt is complete samples its first token; a request
+// whose prompts are all in joins the decode batch.
+void Scheduler::prefillStep() {
+  int64_t budget = engine_.prefillChunkTokens();
+  std::vector<PrefillPart> parts;
+  std::vector<std::pair<Running*, size_t>> who;  // request and sequence of each part
+  std::vector<const SequenceInput*> starting;
+  std::vector<std::pair<Running*, size_t>> startingWho;
+  for (auto& up : prefilling_) {
+    Running& r = *up;
+    const GenerateRequest& req = r.sub->request;
+    for (size_t b = r.prefillNext; b < r.kv.size() && budget > 0; ++b) {
+      const SequenceInput& q = req.sequences[b];
+      const int64_t L = int64_t(q.inputIds.size()), begin = r.prefilled[b];
+      const int64_t n = std::min(budget, L - begin);
+      PrefillPart p;
+      p.input = &q;
+      p.kv = &r.kv[b];
+      p.begin = begin;
+      p.count = n;
+      parts.push_back(p);
+      who.emplace_back(&r, b);
+      if (begin == 0 && q.tiles > 0) {
+        starting.push_back(&q);
+        startingWho.emplace_back(&r, b);
+      }
+      budget -= n;
+    }
+    if (budget <= 0) break;
+  }
+  if (parts.empty()) return;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.prefillSteps;
+  }
+  std::vector<std::vector<float>> scores;
+  try {
+    if (!starting.empty()) {
+      // the ViT's cancel flag: the first starting request's (a batch serves several; each
+      // request's own cancel is honoured between steps)
+      std::vector<Tensor> img = engine_.encodeTiles(starting, &startingWho[0].first->sub->cancel);
+      for (size_t i = 0; i < starting.size(); ++i) startingWho[i].first->image[startingWho[i].second] = img[i];
+    }
+    for (size_t i = 0; i < parts.size(); ++i) parts[i].image = who[i].first->image[who[i].second];
+    engine_.prefillStep(parts, scores, &stop_);
+  } catch (...) {
+    // Every request with a part in this step ends (Aborted when stopping or cancelled).
+    bool aborted = false;
+    try {
+      throw;
+    } catch (const Error& e) {
+      aborted = e.code() == ErrorCode::Aborted;
+    } catch (...) {
+    }
+    std::exception_ptr error = aborted ? nullptr : std::current_exception();
+    std::set<Running*> hit;
+    for (auto& w : who) hit.insert(w.first);
+    for (size_t i = 0; i < prefilling_.size();) {
+      if (hit.count(prefilling_[i].get())) {
+        std::unique_ptr<Running> r = std::move(prefilling_[i]);
+        prefilling_.erase(prefilling_.begin() + std::ptrdiff_t(i));
+        finish(*r, error, aborted);
+      } else {
+        ++i;
+      }
+    }
     return;
   }
-  running_.push_back(std::move(r));
+  for (size_t i = 0; i < parts.size(); ++i) {
+    Running& r = *who[i].first;
+    const size_t b = who[i].second;
+    const GenerateRequest& req = r.sub->request;
+    r.prefilled[b] += parts[i].count;
+    if (r.prefilled[b] < int64_t(req.sequences[b].inputIds.size())) continue;
+    r.prefillNext = b + 1;
+    r.image[b] = Tensor();  // its rows are in the cache now
+    if (req.returnPromptLogits) r.results[b].promptLogits = scores[i];
+    if (req.maxNewTokens == 0) {
+      r.results[b].finish = FinishReason::Length;
+      r.done[b] = 1;
+      --r.unfinished;
+      r.kv[b].release();
+      continue;
+    }
+    if (r.sub->cancel) continue;  // finishes Aborted before the next step; no token after a cancel
+    r.accept(int64_t(b), chooseToken(scores[i], req.sampling, r.results[b].tokens, r.rng[b]));
+  }
+  for (size_t i = 0; i < prefilling_.size();) {
+    if (!prefilling_[i]->prefillDone()) {
+      ++i;
+      continue;
+    }
+    std::unique_ptr<Running> r = std::move(prefilling_[i]);
+    prefilling_.erase(prefilling_.begin() + std::ptrdiff_t(i));
+    if (r->sub->cancel) finish(*r, nullptr, true);  // cancelled during its prefill: no first token
+    else if (r->unfinished == 0) finish(*r, nullptr, false);
+    else running_.push_back(std::move(r));
+  }
 }
 
 void Scheduler::decodeStep() {
@@ -251,6 +346,7 @@ void Scheduler::decodeStep() {
   std::vector<SequenceKv*> seqs;
   std::vector<std::pair<Running*, int64_t>> who;  // [A] (request, sequence) of each row
   for (auto& r : running_) {
+    if (r->sub->cancel) continue;  // finishes Aborted before the next step
     for (size_t b = 0; b < r->done.size(); ++b) {
       if (r->done[b]) continue;
       ids.push_back(r->results[b].tokens.back());
@@ -321,6 +417,10 @@ void Scheduler::retire(const std::shared_ptr<Submission>& sub, std::vector<Seque
                        std::exception_ptr error) {
   std::shared_ptr<Submission> s = sub;  // keep it while live_ lets go
   publishStats();                       // its pages are back: visible before its promise settles
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.completedRequests;  // likewise counted before its promise can settle
+  }
   try {
     if (s->onDone) s->onDone(std::move(results), error);
   } catch (...) {
@@ -329,7 +429,6 @@ void Scheduler::retire(const std::shared_ptr<Submission>& sub, std::vector<Seque
     std::lock_guard<std::mutex> lk(mu_);
     s->retired = true;
     live_.erase(s);
-    ++stats_.completedRequests;
   }
   retired_.notify_all();
 }

@@ -10,9 +10,11 @@
 //        reserved all or nothing); a request larger than the whole cache fails at
 //        once with OutOfMemory and the numbers; otherwise the queue waits (nothing
 //        behind the head overtakes it) until running sequences give blocks back;
-//     3. each admitted request is prefilled (ViT + prompt, one sequence at a time;
-//        its own cancel flag is checked between layers) and samples its first tokens;
-//     4. cancelled running requests finish (Aborted) and free their pages;
+//     3. cancelled admitted / running requests finish (Aborted) and free their pages;
+//     4. one prefill step: up to prefillChunkTokens prompt tokens of the admitted requests
+//        (FIFO; the tiles of sequences starting now through the ViT as one batch; a long
+//        prompt continues in the next step), in one forward; a sequence whose prompt is in
+//        samples its first token, and a request whose prompts are all in starts decoding;
 //     5. one decode step over all unfinished sequences of all running requests
 //        (one token each, each at its own position); tokens go to each request's
 //        onToken in order; a sequence that ends (eos / maxNewTokens) frees its pages
@@ -57,6 +59,7 @@ struct SchedulerStats {
   int64_t maxBatchSequences = 0;  // the most sequences one decode step has carried (since load)
   int64_t maxBatchRequests = 0;   // the most distinct requests one decode step has carried
   int64_t decodeSteps = 0;
+  int64_t prefillSteps = 0;      // forwards over prompt chunks
   int64_t completedRequests = 0;
 };
 
@@ -78,6 +81,7 @@ class Scheduler {
 
   void loop();
   void admit(const std::shared_ptr<Submission>& s);
+  void prefillStep();
   void decodeStep();
   // Frees r's pages, marks unfinished sequences Aborted (when aborting), calls onDone.
   void finish(Running& r, std::exception_ptr error, bool aborted);
@@ -92,7 +96,8 @@ class Scheduler {
   std::set<std::shared_ptr<Submission>> live_;     // submitted, not retired
   bool stopping_ = false;
   std::atomic<bool> stop_{false};  // read by kernels between layers during a decode step
-  std::vector<std::unique_ptr<Running>> running_;  // engine thread only
+  std::vector<std::unique_ptr<Running>> prefilling_;  // admitted, prompts not all in (engine thread only)
+  std::vector<std::unique_ptr<Running>> running_;     // decoding (engine thread only)
   SchedulerStats stats_;                           // guarded by mu_
   std::thread thread_;
 };
