@@ -143,8 +143,10 @@ def bench_model(path, args):
             try:
                 t1 = sync_time(lambda: generate(ids, px, 1), 1, warmup=0)["median_s"]
                 tn = sync_time(lambda: generate(ids, px, 1 + args.decode_tokens), 1, warmup=0)["median_s"]
+                # static batching as a server would: everyone's first token at t1, all done at tn
                 res[f"decode_batch{batch}"] = {"tokens_per_s": batch * args.decode_tokens / (tn - t1),
-                                               "prompt_tokens": ids.shape[1]}
+                                               "prompt_tokens": ids.shape[1], "ttft_s": t1, "total_s": tn,
+                                               "end_to_end_tokens_per_s": batch * (1 + args.decode_tokens) / tn}
             except torch.OutOfMemoryError as e:
                 res[f"decode_batch{batch}"] = {"error": f"OOM: {e}"[:200]}
                 torch.cuda.empty_cache()

@@ -163,6 +163,35 @@ if (existsSync(join(root, 'dist/deviceMap.js'))) {
   lines.push('', 'Computed by `bench/report.mjs` from `bench/configs/*.json` with the loader\'s rules (int8 = W8A16 per channel on the decoder linears, ViT/projector/embeddings/head bf16); the 40B row agrees with the allocator\'s measured weights above.', '');
 }
 
+// Load test (issue #8): the latest loadtest-*.json; its static-batching comparison comes from
+// the transformers baseline file it names (same GPU session).
+const lt = latest('bench/results', 'loadtest-');
+if (lt) {
+  const d = read(lt);
+  const b = d.baseline && existsSync(join(root, d.baseline)) ? read(d.baseline) : undefined;
+  lines.push(
+    `### Serving load test: concurrent streaming clients on loopback (${d.gpu}, ${d.date})`,
+    '',
+    'Each client sends requests back to back: 1 tile (448²) + a ~30-token question, 128 output tokens, streamed over SSE from `internvl serve`\'s handler. ' +
+      'transformers: the same requests batched statically by `generate` (everyone\'s first token when the batch\'s prefill ends).',
+    '',
+    '| model | clients | output tok/s | × 1 client | TTFT p50 | TTFT p99 | p99 ÷ 1-client TTFT | transformers static: tok/s | TTFT |',
+    '|---|---|---|---|---|---|---|---|---|',
+  );
+  for (const [name, m] of Object.entries(d.models)) {
+    const t = b?.models?.[name];
+    for (const [n, r] of Object.entries(m.levels)) {
+      const st = t?.[`decode_batch${n}`];
+      const e2e = st?.end_to_end_tokens_per_s;
+      lines.push(
+        `| ${name} | ${n} | ${f(r.tokens_per_s, 0)} | ${f(r.throughput_vs_1, 1)}× | ${f(r.ttft_p50_ms, 0)} ms | ${f(r.ttft_p99_ms, 0)} ms | ${f(r.p99_ttft_vs_1, 1)}× | ` +
+          `${e2e ? f(e2e, 0) : '–'} | ${st?.ttft_s ? `${f(st.ttft_s * 1000, 0)} ms` : '–'} |`,
+      );
+    }
+  }
+  lines.push('', `Source: \`${lt}\` (\`bench/loadtest.mjs\`)${d.baseline ? ` with \`${d.baseline}\`` : ''}.`, '');
+}
+
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
 if (existsSync(join(root, att))) {
   const a = read(att);

@@ -59,6 +59,13 @@ export interface LoadOptions {
    * physical? } (see lib/deviceMap.ts). Default: one GPU.
    */
   deviceMap?: DeviceMapSpec;
+  /** Prompt tokens per prefill step (default 2048): longer prompts are prefilled in chunks between decode steps. */
+  prefillChunkTokens?: number;
+  /**
+   * Random weights of config.json's shapes instead of the safetensors (benchmarks and load
+   * tests at release shapes without downloading a checkpoint; the answers are noise).
+   */
+  dummyWeights?: boolean;
 }
 
 /** How far {@link InternVL.load} is: checkpoint tensors and their stored bytes placed on the device. */
@@ -186,6 +193,8 @@ export class InternVL implements AsyncDisposable {
       ...(options.kvCacheTokens !== undefined ? { kvCacheTokens: options.kvCacheTokens } : {}),
       ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
       ...(options.deviceMap !== undefined ? { deviceMap: options.deviceMap } : {}),
+      ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
+      ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),
       ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
       ...(options.quantize !== undefined ? { quantize: options.quantize } : {}),
       ...(options.onProgress !== undefined ? { onProgress: withDevice(options.onProgress, backend === 'cuda' ? 'cuda:0' : 'cpu') } : {}),

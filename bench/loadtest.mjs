@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// Load test of the OpenAI-compatible server (issue #8): N concurrent streaming clients on
+// loopback, each sending requests back to back (closed loop) — 1 image of 1 tile (448²) +
+// a ~30-token question, max_tokens 128 — against a model at release shapes with random
+// weights (the tokenizer comes from a fixture of the same family: ids only matter as ids).
+// Per concurrency level: output tokens/s over the level's wall time, time to first token
+// (first content chunk) p50/p99, and the ratios the issue asks for (throughput vs the
+// 1-client rate, p99 TTFT vs the 1-client TTFT).
+//   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-internlm2 \
+//     --concurrency 1 8 32 128 --requests 3 --out FILE
+import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import sharp from 'sharp';
+import { InternVL, runtimeInfo, serve } from '../dist/index.js';
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return dflt;
+  const vals = [];
+  for (let j = i + 1; j < process.argv.length && !process.argv[j].startsWith('--'); j++) vals.push(process.argv[j]);
+  return vals;
+}
+const config = arg('--config', [])[0];
+const tokenizerDir = arg('--tokenizer', [])[0];
+const levels = arg('--concurrency', ['1', '8', '32', '128']).map(Number);
+const perClient = Number(arg('--requests', ['3'])[0]);
+const maxTokens = Number(arg('--max-tokens', ['128'])[0]);
+const dtype = arg('--dtype', ['bf16'])[0];
+const backend = arg('--backend', ['cuda'])[0];
+const out = arg('--out', ['bench/results/loadtest.json'])[0];
+if (!config || !tokenizerDir) throw new Error('--config and --tokenizer are required');
+
+// A checkpoint directory with the release config and the fixture's tokenizer files.
+const dir = mkdtempSync(join(tmpdir(), 'ivl-load-'));
+copyFileSync(config, join(dir, 'config.json'));
+for (const f of readdirSync(tokenizerDir)) {
+  if (/^(tokenizer|special_tokens_map|added_tokens|vocab|merges)/.test(f)) copyFileSync(join(tokenizerDir, f), join(dir, f));
+}
+const maxLevel = Math.max(...levels);
+const kvCacheTokens = maxLevel * (256 + 64 + maxTokens) + 4096;
+const t0 = performance.now();
+const model = await InternVL.load(dir, { backend, dummyWeights: true, kvCacheTokens, dtype });
+const loadS = (performance.now() - t0) / 1000;
+const running = await serve(model, { host: '127.0.0.1', port: 0, maxQueue: 4 * maxLevel });
+
+// One 448×448 tile (noise) as a data URL, and a question of about 30 tokens.
+const px = Buffer.alloc(448 * 448 * 3);
+for (let i = 0; i < px.length; i++) px[i] = (i * 2654435761) >>> 24;
+const png = await sharp(px, { raw: { width: 448, height: 448, channels: 3 } }).png().toBuffer();
+const image = `data:image/png;base64,${png.toString('base64')}`;
+const question = 'Describe the picture in detail: the objects, their colours, where each one is, and what the scene as a whole suggests about the place and time.';
+
+async function one() {
+  const start = performance.now();
+  const res = await fetch(`${running.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'bench',
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: maxTokens,
+      temperature: 0,
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: image } }, { type: 'text', text: question }] }],
+    }),
+  });
+  if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+  let ttft;
+  let tokens = 0;
+  let buf = '';
+  const decoder = new TextDecoder();
+  for await (const chunk of res.body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl;
+    while ((nl = buf.indexOf('\n\n')) >= 0) {
+      const event = buf.slice(0, nl);
+      buf = buf.slice(nl + 2);
+      const data = event.replace(/^data: /, '');
+      if (data === '[DONE]') continue;
+      const j = JSON.parse(data);
+      if (ttft === undefined && j.choices?.[0]?.delta?.content) ttft = performance.now() - start;
+      if (j.usage) tokens = j.usage.completion_tokens;
+    }
+  }
+  return { ttftMs: ttft ?? performance.now() - start, tokens, totalMs: performance.now() - start };
+}
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+
+const info = runtimeInfo();
+const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, levels: {} };
+await one(); // warm-up (kernels, allocator)
+for (const n of levels) {
+  const results = [];
+  const begin = performance.now();
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      for (let i = 0; i < perClient; i++) results.push(await one());
+    }),
+  );
+  const wallS = (performance.now() - begin) / 1000;
+  const tokens = results.reduce((a, r) => a + r.tokens, 0);
+  const ttft = results.map((r) => r.ttftMs);
+  doc.levels[n] = { requests: results.length, wall_s: wallS, output_tokens: tokens, tokens_per_s: tokens / wallS, ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft), max_batch: model.stats?.()?.maxBatchSequences };
+  console.log(n, JSON.stringify(doc.levels[n]));
+}
+const base = doc.levels[levels[0]];
+for (const n of levels) {
+  doc.levels[n].throughput_vs_1 = doc.levels[n].tokens_per_s / base.tokens_per_s;
+  doc.levels[n].p99_ttft_vs_1 = doc.levels[n].ttft_p99_ms / base.ttft_p50_ms;
+}
+writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+await running.close(1000);
+model.dispose();
