@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One command for the serving load test on a GPU machine (issue #8): our server at 8B and 40B
+# shapes (dummy weights) under 1/8/32/128 concurrent streaming clients, then the transformers
+# baseline's static batches of the same requests in the same session; writes
+# bench/results/loadtest-<date>-<gpu>.json (+ the baseline file it pairs with).
+#   source .gpu/setup.sh && bench/run_loadtest.sh [ours|baseline|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+date=$(date +%Y-%m-%d)
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr 'A-Z' 'a-z')
+tmp=${OUT:-/tmp}
+if [[ $what == ours || $what == all ]]; then
+  node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-internlm2 \
+    --concurrency 1 8 32 128 --requests 3 --out "$tmp/loadtest-8b.json"
+  node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-yi \
+    --concurrency 1 8 32 128 --requests 2 --out "$tmp/loadtest-40b.json"
+  node -e '
+    const fs = require("fs");
+    const [a, b, out, base] = process.argv.slice(1);
+    const A = JSON.parse(fs.readFileSync(a)), B = JSON.parse(fs.readFileSync(b));
+    const doc = { engine: A.engine, what: "loadtest", gpu: A.gpu, date: A.date, baseline: base, max_tokens: A.max_tokens,
+      models: { "InternVL2-8B": A, "InternVL2-40B": B } };
+    fs.writeFileSync(out, JSON.stringify(doc, null, 2) + "\n");
+  ' "$tmp/loadtest-8b.json" "$tmp/loadtest-40b.json" "bench/results/loadtest-${date}-${gpu}.json" \
+    "bench/results/baseline-transformers-${date}-${gpu}-loadtest.json"
+fi
+if [[ $what == baseline || $what == all ]]; then
+  python3 bench/baseline_transformers.py --configs bench/configs/InternVL2-8B.json bench/configs/InternVL2-40B.json \
+    --reps 2 --batches 8 32 128 --out "bench/results/baseline-transformers-${date}-${gpu}-loadtest.json"
+fi
