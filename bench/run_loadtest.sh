@@ -11,9 +11,9 @@ date=$(date +%Y-%m-%d)
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr 'A-Z' 'a-z')
 tmp=${OUT:-/tmp}
 if [[ $what == ours || $what == all ]]; then
-  node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-internlm2 \
+  node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
     --concurrency 1 8 32 128 --requests 3 --out "$tmp/loadtest-8b.json"
-  node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-yi \
+  node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
     --concurrency 1 8 32 128 --requests 2 --out "$tmp/loadtest-40b.json"
   node -e '
     const fs = require("fs");

@@ -472,7 +472,9 @@ export class InternVL implements AsyncDisposable {
         onToken: (seq, tokenId) => {
           const s = streams[seq];
           s.ids.push(tokenId);
-          const piece = s.filter.push(s.decoder.push(tokenId));
+          // An id in the checkpoint's padded embedding rows has no text in the tokenizer (as
+          // HF fast tokenizers skip it); it stays in tokenIds but never fails the request.
+          const piece = s.filter.push(tokenId < this.tokenizer.vocabSize ? s.decoder.push(tokenId) : '');
           s.text += piece;
           if (piece.length > 0) onText?.(piece, tokenId);
           if (s.filter.hitStop && streams.every((x) => x.filter.hitStop)) generation?.cancel();
@@ -492,7 +494,8 @@ export class InternVL implements AsyncDisposable {
       const finishReason: FinishReason =
         s.filter.hitStop || r.finishReason === 'eos' ? 'stop' : r.finishReason === 'aborted' ? 'aborted' : 'length';
       // The reference decodes all ids (special tokens skipped), cuts at the separator and strips.
-      const full = cleanResponse(this.tokenizer.decode(tokenIds, { skipSpecialTokens: true }), this.template.sep);
+      const textIds = tokenIds.filter((id) => id < this.tokenizer.vocabSize);
+      const full = cleanResponse(this.tokenizer.decode(textIds, { skipSpecialTokens: true }), this.template.sep);
       const text = s.filter.hitStop ? s.text : full;
       return { tokenIds, text, finishReason, promptTokens: r.promptTokens };
     });
