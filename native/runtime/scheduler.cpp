@@ -276,16 +276,22 @@ void Scheduler::prefillStep() {
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.prefillSteps;
   }
+  // What interrupts the ViT and the forward between layers: the request's own cancel flag
+  // when the step serves one request (shutdown sets it too), else only shutdown — one
+  // request's cancel must not abort the others sharing the step; theirs are honoured after it.
+  Running* only = who[0].first;
+  for (const auto& w : who) {
+    if (w.first != only) only = nullptr;
+  }
+  const std::atomic<bool>* interrupt = only ? &only->sub->cancel : &stop_;
   std::vector<std::vector<float>> scores;
   try {
     if (!starting.empty()) {
-      // the ViT's cancel flag: the first starting request's (a batch serves several; each
-      // request's own cancel is honoured between steps)
-      std::vector<Tensor> img = engine_.encodeTiles(starting, &startingWho[0].first->sub->cancel);
+      std::vector<Tensor> img = engine_.encodeTiles(starting, interrupt);
       for (size_t i = 0; i < starting.size(); ++i) startingWho[i].first->image[startingWho[i].second] = img[i];
     }
     for (size_t i = 0; i < parts.size(); ++i) parts[i].image = who[i].first->image[who[i].second];
-    engine_.prefillStep(parts, scores, &stop_);
+    engine_.prefillStep(parts, scores, interrupt);
   } catch (...) {
     // Every request with a part in this step ends (Aborted when stopping or cancelled).
     bool aborted = false;

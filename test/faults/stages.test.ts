@@ -144,6 +144,30 @@ describe('engine stages (dummy weights, about a second per stage)', () => {
     expectAllFree(model.stats());
   });
 
+  test('two requests sharing one ViT pass: cancelling one mid-ViT leaves the other exactly as alone', async () => {
+    // A blocker keeps the engine busy so that A and B queue, are admitted together and
+    // their tiles go through the ViT as one batch.
+    let blockerFirst!: () => void;
+    const blockerStarted = new Promise<void>((r) => (blockerFirst = r));
+    const blocker = model.generate(req(textIds(600), 2, false), { onToken: () => blockerFirst() });
+    let aTokens = 0;
+    const a = model.generate(req(imageIds, 8, true), { onToken: () => aTokens++ });
+    const b = model.generate(req(imageIds, 8, true));
+    expect(model.stats().queuedRequests + model.stats().runningRequests).toBeGreaterThanOrEqual(2);
+    await blockerStarted; // the step with A and B starts now: ViT over 2 × 2 tiles
+    const steps = model.stats().prefillSteps;
+    await sleep(100);
+    expect(model.stats().prefillSteps).toBe(steps + 1); // A and B are in one prefill step
+    a.cancel();
+    const [[ra], [rb]] = await Promise.all([a.promise, b.promise]);
+    await blocker.promise;
+    expect(ra.finishReason).toBe('aborted');
+    expect(aTokens).toBe(0);
+    expect(rb.finishReason).toBe('length');
+    expect(Array.from(rb.tokenIds)).toEqual(reference);
+    expectAllFree(model.stats());
+  });
+
   test('while decoding: no token after the cancel, blocks back', async () => {
     let gen: ReturnType<EngineModel['generate']>;
     let n = 0;
