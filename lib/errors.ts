@@ -15,6 +15,14 @@ export const ERROR_CODES = [
   'ERR_TOKENIZER',
   'ERR_NATIVE_LOAD',
   'ERR_INTERNAL',
+  // Hub downloads (lib/hub): repo/revision/file missing, auth or gating, offline cache miss,
+  // network failure after retries, a download that fails its size/checksum, not enough disk.
+  'ERR_HUB_NOT_FOUND',
+  'ERR_HUB_AUTH',
+  'ERR_HUB_OFFLINE',
+  'ERR_HUB_NETWORK',
+  'ERR_DOWNLOAD_INTEGRITY',
+  'ERR_DISK_SPACE',
 ] as const;
 
 export type InternVLErrorCode = (typeof ERROR_CODES)[number];

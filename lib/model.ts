@@ -30,6 +30,8 @@ import { type ChatTemplate, DEFAULT_SYSTEM_MESSAGE, getTemplate } from './text/t
 import { TextStreamFilter } from './text/textStream.js';
 import { type Tokenizer, loadTokenizer } from './text/tokenizer.js';
 import { AsyncQueue } from './util/asyncQueue.js';
+import { type PullOptions, resolveModel } from './hub/pull.js';
+import { isHubModelRef, parseModelRef } from './hub/repoId.js';
 import { type PreparedImages, labelSeparateImages, prepareImages } from './imageInputs.js';
 
 export type Backend = 'cpu' | 'cuda' | 'auto';
@@ -66,7 +68,16 @@ export interface LoadOptions {
    * tests at release shapes without downloading a checkpoint; the answers are noise).
    */
   dummyWeights?: boolean;
+  /**
+   * For a Hub model id (`org/name` or `org/name@revision`, when no local path of that name
+   * exists): endpoint, cache, token, offline mode, download progress and abort. Defaults
+   * come from HF_ENDPOINT, HF_HUB_CACHE / HF_HOME, HF_TOKEN and HF_HUB_OFFLINE (lib/hub).
+   */
+  hub?: HubLoadOptions;
 }
+
+/** How {@link InternVL.load} fetches a Hub model (see lib/hub/pull.ts). */
+export type HubLoadOptions = Omit<PullOptions, 'files' | 'fallbackToCache' | 'freeBytes'>;
 
 /** How far {@link InternVL.load} is: checkpoint tensors and their stored bytes placed on the device. */
 export interface LoadProgress {
@@ -135,7 +146,10 @@ function abortReason(signal: AbortSignal): unknown {
 }
 
 export class InternVL implements AsyncDisposable {
+  /** The checkpoint directory read (for a Hub model, its snapshot in the cache). */
   readonly dir: string;
+  /** The Hub model id it came from (`org/name`), when loaded by one. */
+  readonly repo: string | undefined;
   readonly config: ModelConfig;
   readonly tokenizer: Tokenizer;
   readonly template: ChatTemplate;
@@ -146,8 +160,9 @@ export class InternVL implements AsyncDisposable {
   private readonly sepId: number;
   private disposed = false;
 
-  private constructor(dir: string, config: ModelConfig, tokenizer: Tokenizer, engine: EngineModel, options: LoadOptions) {
+  private constructor(dir: string, repo: string | undefined, config: ModelConfig, tokenizer: Tokenizer, engine: EngineModel, options: LoadOptions) {
     this.dir = dir;
+    this.repo = repo;
     this.config = config;
     this.tokenizer = tokenizer;
     this.template = getTemplate(config.template);
@@ -167,9 +182,13 @@ export class InternVL implements AsyncDisposable {
     this.sepId = sep;
   }
 
-  /** Loads a checkpoint directory (config.json, safetensors, tokenizer files) onto the chosen backend. */
-  static async load(dir: string, options: LoadOptions = {}): Promise<InternVL> {
-    if (typeof dir !== 'string' || dir.length === 0) throw invalidArg('dir', 'non-empty string (a checkpoint directory)', dir);
+  /**
+   * Loads a checkpoint directory (config.json, safetensors, tokenizer files), or a Hub
+   * model id such as `OpenGVLab/InternVL2-8B[@revision]` resolved through the local cache
+   * (downloading what is missing), onto the chosen backend.
+   */
+  static async load(model: string, options: LoadOptions = {}): Promise<InternVL> {
+    if (typeof model !== 'string' || model.length === 0) throw invalidArg('model', 'non-empty string (a checkpoint directory or Hub model id)', model);
     if (typeof options !== 'object' || options === null) throw invalidArg('options', 'object', options);
     const backend = resolveBackend(options.backend ?? 'auto');
     if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1 || options.threads > 1024)) {
@@ -178,6 +197,9 @@ export class InternVL implements AsyncDisposable {
     if (options.kvCacheTokens !== undefined && (!Number.isInteger(options.kvCacheTokens) || options.kvCacheTokens < 16)) {
       throw invalidArg('kvCacheTokens', 'integer of at least 16', options.kvCacheTokens);
     }
+    // Options are checked before a Hub model downloads (possibly gigabytes).
+    const repo = isHubModelRef(model) ? parseModelRef(model)?.repo : undefined;
+    const dir = repo !== undefined ? await resolveModel(model, options.hub ?? {}) : model;
     const config = await readModelConfig(dir);
     getTemplate(config.template); // unknown template fails before any weights load
     const tokenizer = await loadTokenizer(dir);
@@ -200,7 +222,7 @@ export class InternVL implements AsyncDisposable {
       ...(options.onProgress !== undefined ? { onProgress: withDevice(options.onProgress, backend === 'cuda' ? 'cuda:0' : 'cpu') } : {}),
     });
     try {
-      return new InternVL(dir, config, tokenizer, engine, options);
+      return new InternVL(dir, repo, config, tokenizer, engine, options);
     } catch (e) {
       engine.dispose();
       throw e;
