@@ -6,6 +6,7 @@
 import { InternVL, type LoadOptions, type LoadProgress } from '../model.js';
 import { type LoadedVideo, loadVideo } from '../vision/video.js';
 import { type Progress, createProgress } from './progress.js';
+import { downloadProgress } from './pull.js';
 
 /** Plain progress lines only for operations slower than this. */
 const QUIET_MS = 1000;
@@ -15,7 +16,10 @@ export interface CliOutput {
   json?: boolean;
 }
 
-/** InternVL.load with a bar per device (bytes, with tensors as the detail); returns the load time too. */
+/**
+ * InternVL.load with a bar per device (bytes, with tensors as the detail); returns the load
+ * time too. A Hub model id (org/name[@rev]) first gets a download bar for what is missing.
+ */
 export async function loadModelWithProgress(
   dir: string,
   options: LoadOptions,
@@ -23,7 +27,9 @@ export async function loadModelWithProgress(
 ): Promise<{ model: InternVL; loadMs: number }> {
   const bars = new Map<string, Progress>();
   let last: LoadProgress | undefined;
+  const download = downloadProgress(`downloading ${dir}`, { enabled: !out.json, quietMs: QUIET_MS });
   const onProgress = (p: LoadProgress) => {
+    download.done();
     let bar = bars.get(p.device);
     if (!bar) {
       for (const b of bars.values()) b.done();
@@ -35,9 +41,10 @@ export async function loadModelWithProgress(
   };
   const start = performance.now();
   try {
-    const model = await InternVL.load(dir, { ...options, onProgress });
+    const model = await InternVL.load(dir, { ...options, onProgress, hub: { ...options.hub, onProgress: download.onProgress } });
     return { model, loadMs: performance.now() - start };
   } finally {
+    download.done();
     // On success the last step is done == total; on failure the bar stops where it was.
     if (last) bars.get(last.device)?.done(`${last.tensorsDone} tensors`);
   }

@@ -57,7 +57,7 @@ export function loadOptionsFromFlags(f: {
 
 export function addModelFlags(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <dir>', 'InternVL2 checkpoint directory (config.json, safetensors, tokenizer files)')
+    .requiredOption('-m, --model <dir|id>', 'InternVL2 checkpoint directory, or a Hub model id (org/name[@revision], downloaded into the HF cache)')
     .addOption(new Option('--backend <name>', 'where to run').choices(['cpu', 'cuda', 'auto']).default('auto'))
     .addOption(
       new Option('--dtype <type>', "weights: as stored, or int8 quantized at load (W8A16, the LLM's linear layers)").choices([
@@ -98,6 +98,7 @@ export function runCommand(): Command {
     `
 Examples:
   $ internvl run -m ./InternVL2-8B -i photo.jpg "Describe this image."
+  $ internvl run -m OpenGVLab/InternVL2-1B -i photo.jpg "Describe this image."
   $ internvl run -m ./InternVL2-8B --video clip.mp4 "What happens in this video?"
   $ internvl run -m ./InternVL2-1B --json --greedy "Hello, who are you?"
   $ echo "What is 2+2?" | internvl run -m ./InternVL2-1B -`,

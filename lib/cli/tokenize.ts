@@ -1,5 +1,7 @@
 /** `internvl tokenize`: token ids and pieces of a text, to debug prompts. */
 import { Command } from 'commander';
+import { resolveModel } from '../hub/pull.js';
+import { isHubModelRef } from '../hub/repoId.js';
 import { loadTokenizer } from '../text/tokenizer.js';
 import { reportError } from './errors.js';
 import { readStdin } from './options.js';
@@ -7,7 +9,7 @@ import { readStdin } from './options.js';
 export function tokenizeCommand(): Command {
   return new Command('tokenize')
     .description('print the token ids (and pieces) of a text with the model\'s tokenizer')
-    .requiredOption('-m, --model <dir>', 'checkpoint directory (only the tokenizer files are read)')
+    .requiredOption('-m, --model <dir|id>', 'checkpoint directory or Hub model id (only the tokenizer files are read or downloaded)')
     .option('--no-special', 'do not add BOS/EOS special tokens')
     .option('--json', 'print {ids, tokens} as JSON')
     .option('--verbose', 'print stacks on errors')
@@ -16,7 +18,8 @@ export function tokenizeCommand(): Command {
     .action(async (textArg: string, flags: { model: string; special: boolean; json?: boolean; verbose?: boolean }) => {
       try {
         const text = textArg === '-' ? await readStdin() : textArg;
-        const tok = await loadTokenizer(flags.model);
+        const dir = isHubModelRef(flags.model) ? await resolveModel(flags.model, { files: 'tokenizer' }) : flags.model;
+        const tok = await loadTokenizer(dir);
         const ids = tok.encode(text, { addSpecialTokens: flags.special });
         const tokens = ids.map((id) => tok.idToToken(id) ?? `<${id}>`);
         if (flags.json) process.stdout.write(`${JSON.stringify({ ids, tokens })}\n`);

@@ -63,7 +63,7 @@ function sendJson(res: ServerResponse, status: number, body: string): void {
 
 export async function serve(model: InternVL, options: ServeOptions = {}): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
-  const modelId = options.modelId ?? basename(model.dir);
+  const modelId = options.modelId ?? model.repo ?? basename(model.dir);
   const maxQueue = options.maxQueue ?? 64;
   const maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
   const keyDigest = options.apiKey ? digest(options.apiKey) : undefined;
