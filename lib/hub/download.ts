@@ -130,8 +130,8 @@ export async function downloadBlob(task: BlobTask, dc: DownloadContext): Promise
       digest = newDigest(file);
       await hashPrefix(incomplete, have, digest.hash, signal);
       hashedUpTo = have;
-      if (have > 0) resumed = true;
     }
+    if (have > 0) resumed = true;
     dc.onProgress(have);
 
     let progressed = false;

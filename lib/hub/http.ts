@@ -70,7 +70,7 @@ function agentName(): string {
 export function abortedError(signal: AbortSignal | undefined): InternVLError {
   const reason = signal?.reason as unknown;
   if (reason instanceof InternVLError && reason.code === 'ERR_ABORTED') return reason;
-  return new InternVLError('ERR_ABORTED', 'The download was aborted', { cause: reason });
+  return new InternVLError('ERR_ABORTED', 'The download was aborted (partial files are kept: pulling again resumes them)', { cause: reason });
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {
