@@ -1,6 +1,6 @@
 /** internvl-node public API. */
 export { InternVL } from './model.js';
-export type { Backend, LoadOptions, LoadProgress, RenderedChat } from './model.js';
+export type { Backend, HubLoadOptions, LoadOptions, LoadProgress, RenderedChat } from './model.js';
 export type {
   BatchChatRequest,
   BatchChatResult,
@@ -18,6 +18,9 @@ export type { GenerationOptions } from './generation.js';
 export { GENERATION_DEFAULTS } from './generation.js';
 export { InternVLError, isInternVLError, ERROR_CODES } from './errors.js';
 export type { InternVLErrorCode } from './errors.js';
+export { pullModel, resolveModel } from './hub/pull.js';
+export type { PullOptions, PullProgress, PullResult, PulledFile } from './hub/pull.js';
+export type { HubOptions } from './hub/settings.js';
 export { readModelConfig } from './config.js';
 export type { ModelConfig } from './config.js';
 export { loadTokenizer, loadTokenizerSync } from './text/tokenizer.js';
