@@ -36,4 +36,4 @@ export type { ServeOptions, RunningServer } from './server/server.js';
 export { runtimeInfo } from './native.js';
 export { cardDeviceMap, formatDevicePlan, planDeviceMap } from './deviceMap.js';
 export type { DeviceMapObject, DeviceMapSpec, DevicePlan, DevicePlanEntry, PlanOptions } from './deviceMap.js';
-export type { NativeInfo as RuntimeInfo, NativeCudaDevice as CudaDevice } from './nativeTypes.js';
+export type { NativeInfo as RuntimeInfo, NativeCudaDevice as CudaDevice, NativeModelStats as ModelStats, NativeDeviceMemory as DeviceMemory } from './nativeTypes.js';

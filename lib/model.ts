@@ -24,7 +24,7 @@ import { type ResolvedGeneration, resolveGeneration } from './generation.js';
 import { EngineModel } from './engine/nativeModel.js';
 import type { DeviceMapSpec } from './deviceMap.js';
 import { runtimeInfo } from './native.js';
-import type { NativeLoadProgress, NativeModelInfo, NativeSequenceResult } from './nativeTypes.js';
+import type { NativeLoadProgress, NativeModelInfo, NativeModelStats, NativeSequenceResult } from './nativeTypes.js';
 import { IMG_CONTEXT, buildPrompt, cleanResponse } from './text/conversation.js';
 import { type ChatTemplate, DEFAULT_SYSTEM_MESSAGE, getTemplate } from './text/templates.js';
 import { TextStreamFilter } from './text/textStream.js';
@@ -63,6 +63,12 @@ export interface LoadOptions {
   deviceMap?: DeviceMapSpec;
   /** Prompt tokens per prefill step (default 2048): longer prompts are prefilled in chunks between decode steps. */
   prefillChunkTokens?: number;
+  /**
+   * Keep each finished chat's KV cache pages and reuse them when a later prompt starts the
+   * same way (same history, same images): turn 2 skips the ViT and the history's prefill.
+   * Pages are evicted (least recently used) when new requests need room. Default true.
+   */
+  prefixCache?: boolean;
   /**
    * Random weights of config.json's shapes instead of the safetensors (benchmarks and load
    * tests at release shapes without downloading a checkpoint; the answers are noise).
@@ -216,6 +222,7 @@ export class InternVL implements AsyncDisposable {
       ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
       ...(options.deviceMap !== undefined ? { deviceMap: options.deviceMap } : {}),
       ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
+      ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
       ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),
       ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
       ...(options.quantize !== undefined ? { quantize: options.quantize } : {}),
@@ -362,6 +369,16 @@ export class InternVL implements AsyncDisposable {
       })),
       timings: { preprocessMs: t1 - t0, generateMs: t2 - t1, totalMs: t2 - t0 },
     };
+  }
+
+  /**
+   * Live engine numbers: KV blocks (free includes pages cached for prefix reuse), queued and
+   * running requests, decode / prefill steps, prefix-cache hits, tiles encoded, and device
+   * memory per GPU.
+   */
+  stats(): NativeModelStats {
+    this.checkAlive();
+    return this.engine.stats();
   }
 
   /** Frees weights and caches. In-flight calls are cancelled; later calls reject with ERR_DISPOSED. */

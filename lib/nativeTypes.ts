@@ -96,6 +96,8 @@ export interface NativeLoadOptions {
   kvCacheTokens?: number;
   /** Prompt tokens per prefill step across admitted requests (default 2048); longer prompts are chunked. */
   prefillChunkTokens?: number;
+  /** Keep finished sequences' KV and reuse matching prefixes (multi-round chat). Default true. */
+  prefixCache?: boolean;
   imageContextTokenId: number;
   /** CPU kernels: 'auto' (AVX2/FMA when the CPU has them, default) or 'plain' (the reference loops). */
   cpuKernels?: 'auto' | 'plain';
@@ -224,6 +226,12 @@ export interface NativeModelStats {
   decodeSteps: number;
   /** Forwards over prompt chunks (a prompt longer than prefillChunkTokens takes several). */
   prefillSteps: number;
+  /** Pages kept by finished sequences for prefix reuse (included in kvFreeBlocks: admission evicts them). */
+  cachedBlocks: number;
+  /** Prompt tokens taken from cached prefixes instead of being prefilled. */
+  prefixHitTokens: number;
+  /** Tiles run through the ViT by generation requests. */
+  vitTiles: number;
   completedRequests: number;
   /** Per device the model uses (empty on the CPU backend), as the CUDA allocator accounts it. */
   deviceMemory: NativeDeviceMemory[];

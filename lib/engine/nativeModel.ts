@@ -28,6 +28,12 @@ export interface EngineLoadOptions {
   kvCacheTokens?: number;
   /** Prompt tokens per prefill step (default 2048): longer prompts are prefilled in chunks between decode steps. */
   prefillChunkTokens?: number;
+  /**
+   * Keep finished sequences' KV pages and reuse the longest matching prefix (same ids and
+   * image pixels) for later prompts: turn 2 of a chat does not re-run the ViT or re-prefill
+   * the history. Cached pages are evicted when admission needs room. Default true.
+   */
+  prefixCache?: boolean;
   /** Token id of <IMG_CONTEXT> (from the tokenizer). */
   imageContextTokenId: number;
   /** CPU kernels: 'auto' (AVX2/FMA when available, default) or 'plain' (the reference loops). */
@@ -151,6 +157,7 @@ export class EngineModel implements Disposable {
         threads: options.threads,
         kvCacheTokens: options.kvCacheTokens,
         ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
+        ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
         imageContextTokenId: options.imageContextTokenId,
         cpuKernels: options.cpuKernels,
         ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),

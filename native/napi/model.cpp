@@ -194,6 +194,7 @@ class LoadWorker : public PromiseWorker {
     EngineOptions eo;
     eo.kvCacheTokens = options_.kvCacheTokens;
     eo.prefillChunkTokens = options_.prefillChunkTokens;
+    eo.prefixCache = options_.prefixCache;
     eo.dummyWeights = options_.dummyWeights;
     eo.quantize = options_.quantize;
     if (progress_) {
@@ -402,6 +403,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("maxBatchRequests", double(st.maxBatchRequests));
       o.Set("decodeSteps", double(st.decodeSteps));
       o.Set("prefillSteps", double(st.prefillSteps));
+      o.Set("cachedBlocks", double(st.cachedBlocks));
+      o.Set("prefixHitTokens", double(st.prefixHitTokens));
+      o.Set("vitTiles", double(st.vitTiles));
       o.Set("completedRequests", double(st.completedRequests));
       Napi::Array devices = Napi::Array::New(env);
       for (const DeviceMemory& m : engine()->deviceMemory()) {

@@ -201,6 +201,10 @@ LoadOptions readLoadOptions(const Napi::Value& value) {
 #endif
   if (!o.Get("threads").IsUndefined()) opt.threads = int(intAt(o, "threads", "options.threads", 0));
   if (!o.Get("kvCacheTokens").IsUndefined()) opt.kvCacheTokens = intAt(o, "kvCacheTokens", "options.kvCacheTokens", 1);
+  if (!o.Get("prefixCache").IsUndefined()) {
+    if (!o.Get("prefixCache").IsBoolean()) badArg("options.prefixCache", "boolean", o.Get("prefixCache"));
+    opt.prefixCache = o.Get("prefixCache").As<Napi::Boolean>().Value();
+  }
   if (!o.Get("prefillChunkTokens").IsUndefined()) {
     opt.prefillChunkTokens = intAt(o, "prefillChunkTokens", "options.prefillChunkTokens", 1);
   }

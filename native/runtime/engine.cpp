@@ -31,7 +31,8 @@ Engine::Engine(std::unique_ptr<Backend> backend, const std::string& dir, const M
 Engine::Engine(std::vector<std::unique_ptr<Backend>> backends, const std::string& dir, const ModelSpec& spec,
                const EngineOptions& options)
     : spec_(spec), backends_(std::move(backends)), map_(options.deviceMap),
-      prefillChunkTokens_(std::max<int64_t>(1, options.prefillChunkTokens)) {
+      prefillChunkTokens_(std::max<int64_t>(1, options.prefillChunkTokens)),
+      prefixCache_(options.prefixCache) {
   spec_.validate();
   validateDeviceMap(map_, spec_.llm.numLayers);
   require(int(backends_.size()) >= map_.numDevices(), ErrorCode::Internal,
@@ -165,15 +166,16 @@ void Engine::prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>&
   devices_[size_t(map_.head)]->downloadF32(logits, scores.data());
 }
 
-std::vector<Tensor> Engine::encodeTiles(const std::vector<const SequenceInput*>& seqs,
-                                        const std::atomic<bool>* cancel) {
+std::vector<Tensor> Engine::encodeTiles(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel) {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<Tensor> out(seqs.size());
   std::vector<float> pixels;  // every sequence's tiles, one after another
   int64_t tiles = 0;
-  for (const SequenceInput* q : seqs) {
-    pixels.insert(pixels.end(), q->pixels.begin(), q->pixels.end());
-    tiles += q->tiles;
+  const size_t tileFloats = size_t(3 * spec_.tileSize * spec_.tileSize);
+  for (const TileRange& r : seqs) {
+    pixels.insert(pixels.end(), r.input->pixels.begin() + std::ptrdiff_t(size_t(r.firstTile) * tileFloats),
+                  r.input->pixels.end());
+    tiles += r.input->tiles - r.firstTile;
   }
   if (tiles == 0) return out;
   VisionEncoder vision(visionBackend(), spec_, weights_.vision);
@@ -182,9 +184,10 @@ std::vector<Tensor> Engine::encodeTiles(const std::vector<const SequenceInput*>&
   const int64_t n = spec_.numImageToken();
   int64_t row = 0;
   for (size_t i = 0; i < seqs.size(); ++i) {
-    if (seqs[i]->tiles == 0) continue;
-    out[i] = img.slice0(row, seqs[i]->tiles * n);
-    row += seqs[i]->tiles * n;
+    const int64_t t = seqs[i].input->tiles - seqs[i].firstTile;
+    if (t == 0) continue;
+    out[i] = img.slice0(row, t * n);
+    row += t * n;
   }
   return out;
 }
@@ -225,7 +228,7 @@ void Engine::prefillStep(const std::vector<PrefillPart>& parts, std::vector<std:
     if (p.image.defined()) {
       // this chunk's <IMG_CONTEXT> rows take image rows from the count of those before it
       const std::vector<int32_t>& all = p.input->inputIds;
-      int64_t imageRow = std::count(all.begin(), all.begin() + p.begin, ctxId);
+      int64_t imageRow = std::count(all.begin(), all.begin() + p.begin, ctxId) - p.imageRowBase;
       std::vector<int64_t> from, to;
       for (int64_t t = p.begin; t < p.begin + p.count; ++t) {
         if (all[size_t(t)] != ctxId) continue;

@@ -51,6 +51,10 @@ struct EngineOptions {
   // prefilled in chunks with decode steps of the running sequences between them.
   int64_t prefillChunkTokens = kDefaultPrefillChunkTokens;
   static constexpr int64_t kDefaultPrefillChunkTokens = 2048;
+  // Keep finished sequences' KV pages and reuse the longest matching prefix (same ids, same
+  // image pixels) for a later prompt: turn 2 of a chat skips the ViT and the history's prefill.
+  // Cached pages count as free: admission evicts them (least recently used) when it needs room.
+  bool prefixCache = true;
   bool dummyWeights = false;  // random weights of the config's shapes instead of reading `dir`
   QuantizeOptions quantize;   // int8 (W8A16) weights quantized at load; none by default
   LoadProgressFn loadProgress;  // called on the loading thread as tensors load (optional)
@@ -86,9 +90,17 @@ struct PrefillPart {
   const SequenceInput* input = nullptr;
   SequenceKv* kv = nullptr;  // has reserved room for the whole prompt
   int64_t begin = 0, count = 0;
-  // The sequence's image embeddings [tiles·n, H] on the embedding device (Engine::encodeTiles),
-  // undefined without tiles; row r belongs to the sequence's r-th <IMG_CONTEXT> token.
+  // The sequence's image embeddings on the embedding device (Engine::encodeTiles), undefined
+  // without tiles: row r belongs to the sequence's (imageRowBase + r)-th <IMG_CONTEXT> token
+  // (imageRowBase > 0 when a cached prefix already holds the first tiles).
   Tensor image;
+  int64_t imageRowBase = 0;
+};
+
+// Tiles [firstTile, tiles) of one sequence, for Engine::encodeTiles.
+struct TileRange {
+  const SequenceInput* input = nullptr;
+  int64_t firstTile = 0;
 };
 
 // Called after each chosen token, on the engine thread.
@@ -148,13 +160,14 @@ class Engine {
   void prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>& scores, const std::atomic<bool>* cancel);
   // ViT + projector over the tiles of several sequences in one batch; returns each
   // sequence's rows [tiles·n, H] on the embedding device (undefined for sequences without tiles).
-  std::vector<Tensor> encodeTiles(const std::vector<const SequenceInput*>& seqs, const std::atomic<bool>* cancel);
+  std::vector<Tensor> encodeTiles(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel);
   // One forward over several prompt pieces (continuing where each sequence's KV ends). For
   // each part that reaches the end of its prompt, scores[i] <- its last position's logits
   // (left empty otherwise). RoPE uses the whole prompt's length, as one unchunked call does.
   void prefillStep(const std::vector<PrefillPart>& parts, std::vector<std::vector<float>>& scores,
                    const std::atomic<bool>* cancel);
   int64_t prefillChunkTokens() const { return prefillChunkTokens_; }
+  bool prefixCacheEnabled() const { return prefixCache_; }
   // One decode step: ids[i] appended to seqs[i] (one token each, at its own position);
   // logits[A·V] <- each sequence's next-token logits.
   void decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs, std::vector<float>& logits,
@@ -169,6 +182,7 @@ class Engine {
   std::vector<Backend*> devices_;                   // the same, as the graph code takes them
   DeviceMap map_;
   int64_t prefillChunkTokens_ = EngineOptions::kDefaultPrefillChunkTokens;
+  bool prefixCache_ = true;
   ModelWeights weights_;
   std::unique_ptr<KvCache> kv_;
   std::mutex mutex_;  // one backend job at a time (prefill, decode step, encode)

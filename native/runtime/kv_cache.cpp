@@ -83,6 +83,16 @@ void SequenceKv::append(int64_t n, std::vector<int64_t>& slots, std::vector<int3
   length_ += n;
 }
 
+void SequenceKv::truncate(int64_t tokens) {
+  if (tokens >= length_) return;
+  const size_t keep = size_t(blocksFor(tokens, cache_->blockSize()));
+  if (keep < pages_.size()) {
+    cache_->allocator().release(std::vector<int32_t>(pages_.begin() + std::ptrdiff_t(keep), pages_.end()));
+    pages_.resize(keep);
+  }
+  length_ = tokens;
+}
+
 void SequenceKv::release() {
   if (!pages_.empty()) cache_->allocator().release(pages_);
   pages_.clear();

@@ -83,6 +83,9 @@ class SequenceKv {
   // Claims the next n token slots (reserving pages if needed): appends their slot
   // ids (page · blockSize + row) to slots and their positions to positions.
   void append(int64_t n, std::vector<int64_t>& slots, std::vector<int32_t>& positions);
+  // Keeps the first `tokens` tokens (their pages) and gives the rest back: a cached prefix
+  // taken over by a new sequence that matches only part of it.
+  void truncate(int64_t tokens);
   // Gives every page back.
   void release();
 

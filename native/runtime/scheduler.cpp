@@ -19,6 +19,23 @@ int64_t blocksNeeded(const GenerateRequest& req, int64_t bs) {
   return need;
 }
 
+// FNV-1a over each tile's pixel floats: cached image rows are reused only for the same pixels.
+std::vector<uint64_t> tileHashes(const SequenceInput& q) {
+  std::vector<uint64_t> out(size_t(q.tiles));
+  if (q.tiles == 0) return out;
+  const size_t per = q.pixels.size() / size_t(q.tiles) * sizeof(float);
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(q.pixels.data());
+  for (size_t t = 0; t < out.size(); ++t) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = t * per; i < (t + 1) * per; ++i) h = (h ^ p[i]) * 1099511628211ull;
+    out[t] = h;
+  }
+  return out;
+}
+
+// Below this many reusable tokens a cached prefix is not worth taking over.
+constexpr int64_t kMinPrefixTokens = 16;
+
 std::vector<SequenceResult> abortedResults(const GenerateRequest& req) {
   std::vector<SequenceResult> out(req.sequences.size());
   for (size_t b = 0; b < out.size(); ++b) {
@@ -30,6 +47,7 @@ std::vector<SequenceResult> abortedResults(const GenerateRequest& req) {
 }  // namespace
 
 struct Scheduler::Running {
+  Scheduler* owner = nullptr;
   std::shared_ptr<Submission> sub;
   std::vector<SequenceKv> kv;          // [B] pages, reserved on admission
   std::vector<Xoshiro256> rng;         // [B] one stream per sequence, seeded with the request's seed
@@ -41,6 +59,8 @@ struct Scheduler::Running {
   // sequence's prompt is in.
   std::vector<int64_t> prefilled;      // [B]
   std::vector<Tensor> image;           // [B]
+  std::vector<int64_t> imageRowBase;   // [B] <IMG_CONTEXT> rows a reused prefix already holds
+  std::vector<char> encoded;           // [B] its remaining tiles went through the ViT
   size_t prefillNext = 0;              // first sequence whose prompt is not all in
 
   bool prefillDone() const { return prefillNext == kv.size(); }
@@ -65,7 +85,7 @@ struct Scheduler::Running {
     }
     done[size_t(b)] = 1;
     --unfinished;
-    kv[size_t(b)].release();  // pages back to the pool now
+    owner->sequenceEnded(*this, size_t(b));  // pages to the prefix cache, or back to the pool
   }
 };
 
@@ -130,7 +150,9 @@ void Scheduler::publishStats() {
   for (const auto& r : running_) seqs += r->unfinished;
   for (const auto& r : prefilling_) seqs += r->unfinished;
   std::lock_guard<std::mutex> lk(mu_);
-  stats_.kvFreeBlocks = engine_.kv().allocator().numFree();
+  const int64_t cached = cachedBlocks();
+  stats_.kvFreeBlocks = engine_.kv().allocator().numFree() + cached;
+  stats_.cachedBlocks = cached;
   stats_.queuedRequests = int64_t(queue_.size());
   stats_.runningRequests = int64_t(running_.size() + prefilling_.size());
   stats_.runningSequences = seqs;
@@ -140,6 +162,7 @@ void Scheduler::loop() {
   const int64_t bs = engine_.kv().blockSize(), total = engine_.kv().numBlocks();
   for (;;) {
     std::vector<std::shared_ptr<Submission>> cancelled, admitted;
+    std::vector<std::vector<PrefixMatch>> admittedMatches;
     std::vector<std::pair<std::shared_ptr<Submission>, std::string>> tooBig;
     {
       std::unique_lock<std::mutex> lk(mu_);
@@ -147,7 +170,9 @@ void Scheduler::loop() {
       if (stopping_) break;
       // Cancelled requests leave the queue, and so do the ones larger than the whole
       // cache (they could never run; they fail now, wherever they are in the queue).
-      int64_t free = engine_.kv().allocator().numFree();  // engine thread: the allocator is only touched here
+      // engine thread: the allocator and the prefix cache are only touched here; cached
+      // prefixes count as free (admission evicts them when it needs their pages)
+      int64_t free = engine_.kv().allocator().numFree() + cachedBlocks();
       for (auto it = queue_.begin(); it != queue_.end();) {
         const std::shared_ptr<Submission>& s = *it;
         const GenerateRequest& req = s->request;
@@ -169,20 +194,42 @@ void Scheduler::loop() {
         }
         it = queue_.erase(it);
       }
-      // FIFO admission by free blocks: nothing overtakes a waiting head.
+      // FIFO admission by free blocks: nothing overtakes a waiting head. A sequence that can
+      // take over a cached prefix needs only the pages beyond the part it keeps.
       while (!queue_.empty()) {
         const std::shared_ptr<Submission>& s = queue_.front();
-        const int64_t need = blocksNeeded(s->request, bs);
-        if (need > free) break;  // waits for running sequences to give blocks back
+        const GenerateRequest& req = s->request;
+        std::vector<PrefixMatch> matches;
+        int64_t need = 0;
+        for (const SequenceInput& q : req.sequences) {
+          matches.push_back(findPrefix(q));
+          // claimed at once: two sequences of one request (a batch of equal prompts) must not
+          // both take the same cached prefix
+          if (matches.back().entry) matches.back().entry->claimed = true;
+          const int64_t total = int64_t(q.inputIds.size()) + std::max<int64_t>(0, req.maxNewTokens - 1);
+          need += blocksFor(total, bs) - blocksFor(matches.back().keep, bs);
+        }
+        if (need > free) {  // waits for running sequences to give blocks back
+          for (const PrefixMatch& m : matches) {
+            if (m.entry) m.entry->claimed = false;
+          }
+          break;
+        }
+        for (const PrefixMatch& m : matches) {
+          if (m.entry) free -= blocksFor(m.keep, bs);  // kept pages stop being evictable
+        }
         free -= need;
         admitted.push_back(s);
+        admittedMatches.push_back(std::move(matches));
         queue_.pop_front();
       }
+      // an admitted request counts as running from now on (never as neither)
       stats_.queuedRequests = int64_t(queue_.size());
+      stats_.runningRequests = int64_t(running_.size() + prefilling_.size() + admitted.size());
     }
     for (auto& s : cancelled) retire(s, abortedResults(s->request), nullptr);
     for (auto& [s, msg] : tooBig) retire(s, {}, std::make_exception_ptr(Error(ErrorCode::OutOfMemory, msg)));
-    for (auto& s : admitted) admit(s);
+    for (size_t i = 0; i < admitted.size(); ++i) admit(admitted[i], admittedMatches[i]);
     for (auto* list : {&prefilling_, &running_}) {
       for (size_t i = 0; i < list->size();) {
         if ((*list)[i]->sub->cancel) {
@@ -213,10 +260,11 @@ void Scheduler::loop() {
   publishStats();
 }
 
-void Scheduler::admit(const std::shared_ptr<Submission>& s) {
+void Scheduler::admit(const std::shared_ptr<Submission>& s, const std::vector<PrefixMatch>& matches) {
   const GenerateRequest& req = s->request;
   const size_t B = req.sequences.size();
   auto r = std::make_unique<Running>();
+  r->owner = this;
   r->sub = s;
   r->results.resize(B);
   r->done.assign(B, 0);
@@ -224,12 +272,36 @@ void Scheduler::admit(const std::shared_ptr<Submission>& s) {
   r->unfinished = int64_t(B);
   r->prefilled.assign(B, 0);
   r->image.resize(B);
+  r->imageRowBase.assign(B, 0);
+  r->encoded.assign(B, 0);
   for (size_t b = 0; b < B; ++b) r->results[b].promptTokens = int64_t(req.sequences[b].inputIds.size());
+  const int64_t bs = engine_.kv().blockSize(), n = engine_.spec().numImageToken();
   try {
     r->kv.reserve(B);
+    // Take over the matched prefixes first (their pages stay), then make room and reserve.
     for (size_t b = 0; b < B; ++b) {
-      r->kv.emplace_back(engine_.kv());
-      r->kv.back().reserve(r->results[b].promptTokens + std::max<int64_t>(0, req.maxNewTokens - 1));
+      const PrefixMatch& m = matches[b];
+      if (!m.entry) {
+        r->kv.emplace_back(engine_.kv());
+        continue;
+      }
+      r->kv.emplace_back(std::move(m.entry->kv));
+      r->kv.back().truncate(m.keep);
+      r->prefilled[b] = m.keep;
+      r->imageRowBase[b] = m.tilesKept * n;
+      for (size_t i = 0; i < cache_.size(); ++i) {
+        if (cache_[i].get() == m.entry) {
+          cache_.erase(cache_.begin() + std::ptrdiff_t(i));
+          break;
+        }
+      }
+      std::lock_guard<std::mutex> lk(mu_);
+      stats_.prefixHitTokens += m.keep;
+    }
+    for (size_t b = 0; b < B; ++b) {
+      const int64_t total = r->results[b].promptTokens + std::max<int64_t>(0, req.maxNewTokens - 1);
+      evictFor(blocksFor(total, bs) - int64_t(r->kv[b].pages().size()));
+      r->kv[b].reserve(total);
     }
   } catch (...) {
     finish(*r, std::current_exception(), false);
@@ -247,8 +319,9 @@ void Scheduler::prefillStep() {
   int64_t budget = engine_.prefillChunkTokens();
   std::vector<PrefillPart> parts;
   std::vector<std::pair<Running*, size_t>> who;  // request and sequence of each part
-  std::vector<const SequenceInput*> starting;
+  std::vector<TileRange> starting;
   std::vector<std::pair<Running*, size_t>> startingWho;
+  const int64_t tileTokens = engine_.spec().numImageToken();
   for (auto& up : prefilling_) {
     Running& r = *up;
     const GenerateRequest& req = r.sub->request;
@@ -263,8 +336,10 @@ void Scheduler::prefillStep() {
       p.count = n;
       parts.push_back(p);
       who.emplace_back(&r, b);
-      if (begin == 0 && q.tiles > 0) {
-        starting.push_back(&q);
+      const int64_t firstTile = r.imageRowBase[b] / tileTokens;  // tiles before it are in a reused prefix
+      if (q.tiles > firstTile && !r.encoded[b]) {
+        r.encoded[b] = 1;
+        starting.push_back({&q, firstTile});
         startingWho.emplace_back(&r, b);
       }
       budget -= n;
@@ -289,8 +364,15 @@ void Scheduler::prefillStep() {
     if (!starting.empty()) {
       std::vector<Tensor> img = engine_.encodeTiles(starting, interrupt);
       for (size_t i = 0; i < starting.size(); ++i) startingWho[i].first->image[startingWho[i].second] = img[i];
+      int64_t tiles = 0;
+      for (const TileRange& t : starting) tiles += t.input->tiles - t.firstTile;
+      std::lock_guard<std::mutex> lk(mu_);
+      stats_.vitTiles += tiles;
     }
-    for (size_t i = 0; i < parts.size(); ++i) parts[i].image = who[i].first->image[who[i].second];
+    for (size_t i = 0; i < parts.size(); ++i) {
+      parts[i].image = who[i].first->image[who[i].second];
+      parts[i].imageRowBase = who[i].first->imageRowBase[who[i].second];
+    }
     engine_.prefillStep(parts, scores, interrupt);
   } catch (...) {
     // Every request with a part in this step ends (Aborted when stopping or cancelled).
@@ -328,7 +410,7 @@ void Scheduler::prefillStep() {
       r.results[b].finish = FinishReason::Length;
       r.done[b] = 1;
       --r.unfinished;
-      r.kv[b].release();
+      sequenceEnded(r, b);
       continue;
     }
     if (r.sub->cancel) continue;  // finishes Aborted before the next step; no token after a cancel
@@ -402,6 +484,84 @@ void Scheduler::decodeStep() {
     } else {
       ++i;
     }
+  }
+}
+
+// The cached prefix sharing the most leading tokens with q's prompt, cut back so that (1) at
+// least one prompt token is left to prefill (its logits start generation), (2) it ends on a
+// tile boundary of the image rows, (3) every tile it covers has the same pixels.
+Scheduler::PrefixMatch Scheduler::findPrefix(const SequenceInput& q) {
+  PrefixMatch best;
+  if (!engine_.prefixCacheEnabled() || cache_.empty()) return best;
+  const int32_t ctx = int32_t(engine_.spec().imageContextTokenId);
+  const int64_t n = engine_.spec().numImageToken(), L = int64_t(q.inputIds.size());
+  std::vector<uint64_t> hashes;
+  bool hashed = false;
+  for (const auto& e : cache_) {
+    if (e->claimed) continue;
+    int64_t m = 0;
+    const int64_t limit = std::min<int64_t>(int64_t(e->ids.size()), L - 1);
+    while (m < limit && e->ids[size_t(m)] == q.inputIds[size_t(m)]) ++m;
+    if (m < kMinPrefixTokens || m <= best.keep) continue;
+    // image rows: whole tiles only, and only tiles with the same pixels
+    std::vector<int64_t> ctxPos;  // positions of the <IMG_CONTEXT> tokens before m
+    for (int64_t t = 0; t < m; ++t) {
+      if (q.inputIds[size_t(t)] == ctx) ctxPos.push_back(t);
+    }
+    int64_t tiles = int64_t(ctxPos.size()) / n;
+    if (int64_t(ctxPos.size()) % n != 0) m = ctxPos[size_t(tiles * n)];  // back to the partial tile's start
+    if (tiles > 0) {
+      if (!hashed) {
+        hashes = tileHashes(q);
+        hashed = true;
+      }
+      int64_t same = 0;
+      while (same < tiles && same < int64_t(e->tileHash.size()) && same < int64_t(hashes.size()) &&
+             e->tileHash[size_t(same)] == hashes[size_t(same)]) {
+        ++same;
+      }
+      if (same < tiles) {
+        m = ctxPos[size_t(same * n)];
+        tiles = same;
+      }
+    }
+    if (m < kMinPrefixTokens || m <= best.keep) continue;
+    best = {e.get(), m, tiles};
+  }
+  return best;
+}
+
+void Scheduler::sequenceEnded(Running& r, size_t b) {
+  SequenceKv& kv = r.kv[b];
+  const SequenceInput& q = r.sub->request.sequences[b];
+  const std::vector<int32_t>& gen = r.results[b].tokens;
+  // The pages hold the prompt and every generated token but the last (never fed back).
+  std::vector<int32_t> ids = q.inputIds;
+  if (!gen.empty()) ids.insert(ids.end(), gen.begin(), gen.end() - 1);
+  if (!engine_.prefixCacheEnabled() || kv.length() != int64_t(ids.size()) || kv.length() < kMinPrefixTokens) {
+    kv.release();
+    return;
+  }
+  auto e = std::make_unique<CachedPrefix>(CachedPrefix{std::move(kv), std::move(ids), tileHashes(q), ++useClock_, false});
+  cache_.push_back(std::move(e));
+}
+
+int64_t Scheduler::cachedBlocks() const {
+  int64_t n = 0;
+  for (const auto& e : cache_) n += int64_t(e->kv.pages().size());
+  return n;
+}
+
+void Scheduler::evictFor(int64_t blocks) {
+  BlockAllocator& a = engine_.kv().allocator();
+  while (a.numFree() < blocks) {
+    size_t victim = cache_.size();
+    for (size_t i = 0; i < cache_.size(); ++i) {
+      if (cache_[i]->claimed) continue;
+      if (victim == cache_.size() || cache_[i]->lastUse < cache_[victim]->lastUse) victim = i;
+    }
+    if (victim == cache_.size()) return;  // nothing left to evict: reserve() reports the shortage
+    cache_.erase(cache_.begin() + std::ptrdiff_t(victim));  // its pages go back to the pool
   }
 }
 

@@ -60,6 +60,9 @@ struct SchedulerStats {
   int64_t maxBatchRequests = 0;   // the most distinct requests one decode step has carried
   int64_t decodeSteps = 0;
   int64_t prefillSteps = 0;      // forwards over prompt chunks
+  int64_t cachedBlocks = 0;      // pages kept by finished sequences for prefix reuse (counted as free)
+  int64_t prefixHitTokens = 0;   // prompt tokens taken from cached prefixes instead of prefilled
+  int64_t vitTiles = 0;          // tiles run through the ViT by generation requests
   int64_t completedRequests = 0;
 };
 
@@ -78,9 +81,29 @@ class Scheduler {
 
  private:
   struct Running;  // an admitted request and its sequences' state (engine thread only)
+  // A finished sequence's KV kept for reuse (multi-round chat): the ids whose K/V its pages
+  // hold and a hash per tile of its images (image tokens are placeholders: equal ids with
+  // other pixels must not match).
+  struct CachedPrefix {
+    SequenceKv kv;
+    std::vector<int32_t> ids;
+    std::vector<uint64_t> tileHash;
+    uint64_t lastUse = 0;
+    bool claimed = false;  // taken by a request admitted in this loop iteration
+  };
+  struct PrefixMatch {
+    CachedPrefix* entry = nullptr;
+    int64_t keep = 0;       // tokens reused
+    int64_t tilesKept = 0;  // tiles whose rows are among them
+  };
+  PrefixMatch findPrefix(const SequenceInput& q);
+  void sequenceEnded(Running& r, size_t b);
+  int64_t cachedBlocks() const;
+  // Drops least recently used unclaimed prefixes until `blocks` pages are free.
+  void evictFor(int64_t blocks);
+  void admit(const std::shared_ptr<Submission>& s, const std::vector<PrefixMatch>& matches);
 
   void loop();
-  void admit(const std::shared_ptr<Submission>& s);
   void prefillStep();
   void decodeStep();
   // Frees r's pages, marks unfinished sequences Aborted (when aborting), calls onDone.
@@ -97,6 +120,8 @@ class Scheduler {
   bool stopping_ = false;
   std::atomic<bool> stop_{false};  // read by kernels between layers during a decode step
   std::vector<std::unique_ptr<Running>> prefilling_;  // admitted, prompts not all in (engine thread only)
+  std::vector<std::unique_ptr<CachedPrefix>> cache_;  // prefix cache, engine thread only
+  uint64_t useClock_ = 0;
   std::vector<std::unique_ptr<Running>> running_;     // decoding (engine thread only)
   SchedulerStats stats_;                           // guarded by mu_
   std::thread thread_;

@@ -105,7 +105,7 @@ describe('engine stages (dummy weights, about a second per stage)', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ivl-stages-'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify(slowConfig()));
-    model = await EngineModel.load(dir, { imageContextTokenId: IMG_CONTEXT, dummyWeights: true, threads: 2, kvCacheTokens: 4096 });
+    model = await EngineModel.load(dir, { imageContextTokenId: IMG_CONTEXT, dummyWeights: true, threads: 2, kvCacheTokens: 4096, prefixCache: false });
     numImageToken = model.info().numImageToken;
     pixels = new Float32Array(tiles * 3 * TILE * TILE).map((_, i) => Math.sin(i) * 0.5);
     imageIds = Int32Array.from([1, 2, ...Array(tiles * numImageToken).fill(IMG_CONTEXT), 3, 4]);
