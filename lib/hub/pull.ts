@@ -264,5 +264,13 @@ export async function pullModel(model: string, options: PullOptions = {}): Promi
  * cache only). When the Hub is unreachable a complete cached snapshot is used.
  */
 export async function resolveModel(model: string, options: PullOptions = {}): Promise<string> {
-  return (await pullModel(model, { fallbackToCache: true, ...options })).dir;
+  try {
+    return (await pullModel(model, { fallbackToCache: true, ...options })).dir;
+  } catch (e) {
+    // `org/name` may have been meant as a relative path: say that there is none either.
+    if (e instanceof InternVLError && e.code === 'ERR_HUB_NOT_FOUND' && e.message.startsWith('Model ')) {
+      throw new InternVLError(e.code, `${e.message}; there is no local directory ${JSON.stringify(model)} either`, { cause: e });
+    }
+    throw e;
+  }
 }

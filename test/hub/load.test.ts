@@ -123,6 +123,12 @@ test('internvl pull on a pipe: plain progress lines and a summary on stderr, the
   expect(again.status).toBe(0);
   expect(again.stderr).toMatch(/\(all already cached\)/);
   expect(again.stderr).not.toMatch(/downloading/);
+
+  // On a terminal (forced here): one line redrawn in place, ending at 100% with bytes, speed and time.
+  const tty = await internvl(['pull', REPO, '--cache-dir', join(home, 'other-cache')], { INTERNVL_PROGRESS: 'tty' });
+  expect(tty.status).toBe(0);
+  expect(tty.stderr).toMatch(new RegExp(`\\r\\x1b\\[2Kdownloading test-org/tiny-yi \\[█+\\] 100% ${size}/${size} [\\d.]+ [KMG]?i?B/s \\d+s 8/8 files\\n`));
+  expect(tty.stdout).toBe(`${join(home, 'other-cache', 'models--test-org--tiny-yi', 'snapshots', MAIN)}\n`);
 });
 
 test('internvl tokenize -m org/name downloads only the config and tokenizer files', async () => {
@@ -139,7 +145,7 @@ test.each([
   [['pull', 'test-org/missing'], {}, 1, /^internvl: error \[ERR_HUB_NOT_FOUND\]: Model test-org\/missing was not found on http:\/\/127\.0\.0\.1:\d+/],
   [['pull', 'not/a/model'], {}, 2, /^internvl: error \[ERR_INVALID_ARG\]: Expected a Hub model id like OpenGVLab\/InternVL2-8B/],
   [['pull', REPO], { HF_HUB_OFFLINE: '1' }, 1, /^internvl: error \[ERR_HUB_OFFLINE\]: test-org\/tiny-yi@main is not in the cache .* HF_HUB_OFFLINE is set: run "internvl pull test-org\/tiny-yi" with network access first/],
-  [['run', '-m', 'test-org/missing', '--backend', 'cpu', 'hi'], {}, 1, /^internvl: error \[ERR_HUB_NOT_FOUND\]: Model test-org\/missing was not found/],
+  [['run', '-m', 'test-org/missing', '--backend', 'cpu', 'hi'], {}, 1, /^internvl: error \[ERR_HUB_NOT_FOUND\]: Model test-org\/missing was not found on .*; there is no local directory "test-org\/missing" either$/m],
 ])('%j fails with one clear line', async (args, env, status, message) => {
   const r = await internvl(args, { HF_HUB_CACHE: cacheDir, ...env });
   expect(r.status).toBe(status);
