@@ -125,4 +125,11 @@ test('a client that disconnects mid-stream cancels its request', async () => {
     inflight = ((await (await fetch(`${running.url}/health`)).json()) as { inflight: number }).inflight;
   }
   expect(inflight).toBe(0);
+  // the engine stopped generating for it (max_tokens was 100000) and its pages are free again
+  const st = model.stats();
+  expect(st.runningRequests).toBe(0);
+  expect(st.kvFreeBlocks).toBe(st.kvBlocks);
+  const steps = st.decodeSteps;
+  await new Promise((r) => setTimeout(r, 200));
+  expect(model.stats().decodeSteps).toBe(steps);
 });
