@@ -33,6 +33,18 @@ std::vector<uint64_t> tileHashes(const SequenceInput& q) {
   return out;
 }
 
+// What a failed step means for the requests in it: null for an abort (stop / cancel: they
+// finish Aborted), else the error they fail with.
+std::exception_ptr failureOf(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    if (err.code() == ErrorCode::Aborted) return nullptr;
+  } catch (...) {
+  }
+  return e;
+}
+
 // Below this many reusable tokens a cached prefix is not worth taking over.
 constexpr int64_t kMinPrefixTokens = 16;
 
@@ -376,14 +388,8 @@ void Scheduler::prefillStep() {
     engine_.prefillStep(parts, scores, interrupt);
   } catch (...) {
     // Every request with a part in this step ends (Aborted when stopping or cancelled).
-    bool aborted = false;
-    try {
-      throw;
-    } catch (const Error& e) {
-      aborted = e.code() == ErrorCode::Aborted;
-    } catch (...) {
-    }
-    std::exception_ptr error = aborted ? nullptr : std::current_exception();
+    std::exception_ptr error = failureOf(std::current_exception());
+    const bool aborted = !error;
     std::set<Running*> hit;
     for (auto& w : who) hit.insert(w.first);
     for (size_t i = 0; i < prefilling_.size();) {
@@ -454,14 +460,8 @@ void Scheduler::decodeStep() {
     engine_.decodeStep(ids, seqs, logits, &stop_);
   } catch (...) {
     // The step failed: every request in it ends, Aborted when stopping, with the error otherwise.
-    bool aborted = false;
-    try {
-      throw;
-    } catch (const Error& e) {
-      aborted = e.code() == ErrorCode::Aborted;
-    } catch (...) {
-    }
-    std::exception_ptr error = aborted ? nullptr : std::current_exception();
+    std::exception_ptr error = failureOf(std::current_exception());
+    const bool aborted = !error;
     std::vector<std::unique_ptr<Running>> failed = std::move(running_);
     running_.clear();
     for (auto& r : failed) finish(*r, error, aborted);

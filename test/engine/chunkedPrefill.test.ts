@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import type { NativeSequenceInput } from '../../lib/nativeTypes.js';
-import { fixturesDir, goldenFamilies, goldenSequence, readModelGolden, relErr, type GoldenSample } from '../helpers/goldens.js';
+import { fixturesDir, goldenFamilies, goldenSequence, readModelGolden, relErr, goldenSamples } from '../helpers/goldens.js';
 
 const GREEDY = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
 
@@ -21,11 +21,7 @@ describe.each(goldenFamilies().filter((f) => f.startsWith('tiny-')))('%s', (fami
   const g = readModelGolden(family);
   const raw = g as unknown as { image_context_token_id: number };
   const dir = join(fixturesDir, g.model_dir);
-  const samples: GoldenSample[] = [];
-  for (const c of g.cases) {
-    if (c.samples) samples.push(...c.samples);
-    else if (c.input_ids && c.generated_ids) samples.push(c as GoldenSample);
-  }
+  const samples = goldenSamples(g);
 
   async function run(prefillChunkTokens?: number) {
     const model = await EngineModel.load(dir, {

@@ -19,7 +19,7 @@ import { readModelConfig } from '../../lib/config.js';
 import { autoDeviceMap, cardDeviceMap, formatDevicePlan, planDeviceMap, resolveDeviceMap } from '../../lib/deviceMap.js';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import type { NativeModelSpec } from '../../lib/nativeTypes.js';
-import { fixturesDir, goldenFamilies, goldenSequence, readModelGolden, relErr, type GoldenSample } from '../helpers/goldens.js';
+import { fixturesDir, goldenFamilies, goldenSequence, readModelGolden, relErr, goldenSamples } from '../helpers/goldens.js';
 
 const counts = (layers: number[], gpus: number) => Array.from({ length: gpus }, (_, g) => layers.filter((d) => d === g).length);
 
@@ -86,11 +86,7 @@ describe.each(goldenFamilies().filter((f) => f.startsWith('tiny-')))('%s split a
   const g = readModelGolden(family);
   const raw = g as unknown as { image_context_token_id: number };
   const dir = join(fixturesDir, g.model_dir);
-  const samples: GoldenSample[] = [];
-  for (const c of g.cases) {
-    if (c.samples) samples.push(...c.samples);
-    else if (c.input_ids && c.generated_ids) samples.push(c as GoldenSample);
-  }
+  const samples = goldenSamples(g);
   const run = async (deviceMap?: Parameters<typeof EngineModel.load>[1]['deviceMap']) => {
     const model = await EngineModel.load(dir, { imageContextTokenId: raw.image_context_token_id, threads: 1, ...(deviceMap ? { deviceMap } : {}) });
     try {

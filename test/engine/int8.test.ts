@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { EngineModel, type EngineLoadOptions } from '../../lib/engine/nativeModel.js';
 import { loadNative } from '../../lib/native.js';
 import type { NativeInt8Scheme, NativeSequenceInput } from '../../lib/nativeTypes.js';
-import { fixturesDir, goldenFamilies, goldenPixels, readModelGolden, type GoldenSample } from '../helpers/goldens.js';
+import { fixturesDir, goldenFamilies, goldenPixels, readModelGolden, goldenSamples, type GoldenSample } from '../helpers/goldens.js';
 import { compareLogits, type LogitFigures } from '../helpers/logitCompare.js';
 
 function mulberry32(seed: number): () => number {
@@ -203,11 +203,7 @@ describe.each(families)('%s int8 accuracy', (family) => {
 
   /** One sequence per teacher-forced prefix: prompt + continuation[0..j), predicting continuation[j]. */
   const sequences: NativeSequenceInput[] = [];
-  const samples: GoldenSample[] = [];
-  for (const c of g.cases) {
-    if (c.samples) samples.push(...c.samples);
-    else if (c.input_ids && c.generated_ids) samples.push(c as GoldenSample);
-  }
+  const samples = goldenSamples(g);
   for (const s of samples) {
     const tiles = s.num_patches_list.reduce((a, b) => a + b, 0);
     const pixelValues = tiles > 0 ? goldenPixels(s.images) : undefined;

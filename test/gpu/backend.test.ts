@@ -18,16 +18,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readModelConfig } from '../../lib/config.js';
 import { loadNative, runtimeInfo } from '../../lib/native.js';
+import { cudaSkipReason } from '../helpers/gpu.js';
 import type { NativeGenerateRequest, NativeLoadOptions, NativeModel, NativeSequenceInput } from '../../lib/nativeTypes.js';
 import { relErr, goldenSequence } from '../helpers/goldens.js';
 import { readSafetensorsFile, type StTensor } from '../helpers/safetensors.js';
 
 const info = runtimeInfo();
-const reason = !info.cuda.compiled
-  ? 'addon built without the CUDA backend'
-  : info.cuda.devices.length === 0
-    ? `no CUDA device (${info.cuda.problem ?? 'unknown'})`
-    : '';
+const reason = cudaSkipReason();
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 const goldens = join(fixtures, 'goldens');

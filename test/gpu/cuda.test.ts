@@ -1,13 +1,10 @@
 // GPU-only checks: run on the GPU machine (see ../shared/GPU.md). Elsewhere they are
 // skipped, and the suite's title says why.
 import { runtimeInfo } from '../../lib/native.js';
+import { cudaSkipReason } from '../helpers/gpu.js';
 
 const info = runtimeInfo();
-const reason = !info.cuda.compiled
-  ? 'addon built without the CUDA backend'
-  : info.cuda.devices.length === 0
-    ? `no CUDA device (${info.cuda.problem ?? 'unknown'})`
-    : '';
+const reason = cudaSkipReason();
 const describeGpu = reason ? describe.skip : describe;
 
 describeGpu(`CUDA backend${reason ? ` (skipped: ${reason})` : ''}`, () => {

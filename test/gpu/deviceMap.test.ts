@@ -10,14 +10,11 @@ import { join } from 'node:path';
 import { readModelConfigSync } from '../../lib/config.js';
 import { EngineModel, type EngineLoadOptions } from '../../lib/engine/nativeModel.js';
 import { runtimeInfo } from '../../lib/native.js';
-import { fixturesDir, goldenFamilies, goldenSequence, readModelGolden, relErr, type GoldenSample } from '../helpers/goldens.js';
+import { cudaSkipReason } from '../helpers/gpu.js';
+import { fixturesDir, goldenFamilies, goldenSequence, readModelGolden, relErr, goldenSamples } from '../helpers/goldens.js';
 
 const info = runtimeInfo();
-const reason = !info.cuda.compiled
-  ? 'addon built without the CUDA backend'
-  : info.cuda.devices.length === 0
-    ? `no CUDA device (${info.cuda.problem ?? 'unknown'})`
-    : '';
+const reason = cudaSkipReason();
 const gpus = info.cuda.devices.length;
 const report: string[] = [];
 afterAll(() => {
@@ -35,11 +32,7 @@ for (const family of families) describe(`CUDA device map: ${family}`, () => {
   const g = readModelGolden(family);
   const raw = g as unknown as { image_context_token_id: number };
   const dir = join(fixturesDir, g.model_dir);
-  const samples: GoldenSample[] = [];
-  for (const c of g.cases) {
-    if (c.samples) samples.push(...c.samples);
-    else if (c.input_ids && c.generated_ids) samples.push(c as GoldenSample);
-  }
+  const samples = goldenSamples(g);
   const run = async (options: Partial<EngineLoadOptions>) => {
     const model = await EngineModel.load(dir, { backend: 'cuda', imageContextTokenId: raw.image_context_token_id, ...options });
     try {

@@ -22,16 +22,13 @@ import { fileURLToPath } from 'node:url';
 import { readModelConfig } from '../../lib/config.js';
 import { EngineModel, type EngineLoadOptions } from '../../lib/engine/nativeModel.js';
 import { runtimeInfo } from '../../lib/native.js';
+import { cudaSkipReason } from '../helpers/gpu.js';
 import type { NativeInt8Scheme, NativeSequenceInput } from '../../lib/nativeTypes.js';
-import { fixturesDir, goldenFamilies, goldenPixels, readModelGolden, relErr, type GoldenSample } from '../helpers/goldens.js';
+import { fixturesDir, goldenFamilies, goldenPixels, readModelGolden, relErr, goldenSamples } from '../helpers/goldens.js';
 import { compareLogits, cosine } from '../helpers/logitCompare.js';
 
 const info = runtimeInfo();
-const reason = !info.cuda.compiled
-  ? 'addon built without the CUDA backend'
-  : info.cuda.devices.length === 0
-    ? `no CUDA device (${info.cuda.problem ?? 'unknown'})`
-    : '';
+const reason = cudaSkipReason();
 const describeGpu = reason ? describe.skip : describe;
 const BF16_TOL = 5e-2;
 const greedy = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
@@ -53,11 +50,7 @@ for (const family of families) describeGpu(`CUDA int8: ${family}`, () => {
   const g = readModelGolden(family);
   const raw = g as unknown as { image_context_token_id: number };
   const dir = join(fixturesDir, g.model_dir);
-  const samples: GoldenSample[] = [];
-  for (const c of g.cases) {
-    if (c.samples) samples.push(...c.samples);
-    else if (c.input_ids && c.generated_ids) samples.push(c as GoldenSample);
-  }
+  const samples = goldenSamples(g);
   const sequences: NativeSequenceInput[] = [];
   for (const s of samples) {
     const tiles = s.num_patches_list.reduce((a, b) => a + b, 0);

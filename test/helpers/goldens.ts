@@ -93,3 +93,13 @@ export function goldenSequence(s: { input_ids: number[]; images: string[]; num_p
     ? { inputIds: Int32Array.from(s.input_ids), pixelValues: goldenPixels(s.images), tiles }
     : { inputIds: Int32Array.from(s.input_ids) };
 }
+
+/** Every generated sample of a family's goldens: the single cases, then each batch's samples. */
+export function goldenSamples(g: ModelGolden): GoldenSample[] {
+  const out: GoldenSample[] = [];
+  for (const c of g.cases) {
+    if (c.samples) out.push(...c.samples);
+    else if (c.input_ids && c.generated_ids) out.push(c as GoldenSample);
+  }
+  return out;
+}
