@@ -29,6 +29,9 @@ const perClient = Number(arg('--requests', ['3'])[0]);
 const maxTokens = Number(arg('--max-tokens', ['128'])[0]);
 const dtype = arg('--dtype', ['bf16'])[0];
 const backend = arg('--backend', ['cuda'])[0];
+// --ramp-ms T: client i starts at i·T/N instead of all at once (steady-state TTFT rather than
+// the burst of N simultaneous first requests)
+const rampMs = Number(arg('--ramp-ms', ['0'])[0]);
 const out = arg('--out', ['bench/results/loadtest.json'])[0];
 if (!config || !tokenizerDir) throw new Error('--config and --tokenizer are required');
 
@@ -102,13 +105,14 @@ const pct = (xs, p) => {
 };
 
 const info = runtimeInfo();
-const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, levels: {} };
+const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, levels: {} };
 await one(); // warm-up (kernels, allocator)
 for (const n of levels) {
   const results = [];
   const begin = performance.now();
   await Promise.all(
-    Array.from({ length: n }, async () => {
+    Array.from({ length: n }, async (_, c) => {
+      if (rampMs > 0) await new Promise((r) => setTimeout(r, (c * rampMs) / n));
       for (let i = 0; i < perClient; i++) results.push(await one());
     }),
   );
