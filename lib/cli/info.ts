@@ -6,6 +6,8 @@ import { type ModelConfig, readModelConfig } from '../config.js';
 import { runtimeInfo } from '../native.js';
 import type { NativeInfo } from '../nativeTypes.js';
 import { loadTokenizer } from '../text/tokenizer.js';
+import { resolveModel } from '../hub/pull.js';
+import { isHubModelRef } from '../hub/repoId.js';
 import { reportError } from './errors.js';
 import { deviceMapOption, intOption } from './options.js';
 import { type ModelSummary, formatCount, summarizeModel } from './modelSummary.js';
@@ -52,7 +54,7 @@ function describeModel(r: ModelReport, info: NativeInfo, bold: (s: string) => st
 export function infoCommand(): Command {
   return new Command('info')
     .description("show the addon build, backends and GPUs (and a checkpoint's sizes and memory needs with -m)")
-    .option('-m, --model <dir>', 'checkpoint directory to describe (only config, tokenizer and safetensors headers are read)')
+    .option('-m, --model <dir>', 'checkpoint directory or Hub id to describe (only config, tokenizer and safetensors headers are read; a Hub id fetches config and tokenizer only)')
     .option('--device-map <map>', 'with -m: print how auto, card or an explicit map splits the model over the GPUs, with memory per device', deviceMapOption)
     .addOption(new Option('--dtype <type>', 'with --device-map: plan for these weights').choices(['bf16', 'int8']).default('bf16'))
     .option('--kv-cache-tokens <n>', 'with --device-map: KV cache capacity to plan for', intOption('--kv-cache-tokens', 16, 2 ** 30), DEFAULT_KV_TOKENS)
@@ -63,9 +65,11 @@ export function infoCommand(): Command {
         const info = runtimeInfo();
         let model: ModelReport | undefined;
         if (flags.model) {
-          const config = await readModelConfig(flags.model);
-          const tok = await loadTokenizer(flags.model);
-          model = { dir: flags.model, config, tokenizer: { kind: tok.kind, vocabSize: tok.vocabSize }, summary: await summarizeModel(flags.model, config) };
+          // a Hub id: only config and tokenizer files are fetched; sizes then come from config.json
+          const dir = isHubModelRef(flags.model) ? await resolveModel(flags.model, { files: 'tokenizer' }) : flags.model;
+          const config = await readModelConfig(dir);
+          const tok = await loadTokenizer(dir);
+          model = { dir: flags.model, config, tokenizer: { kind: tok.kind, vocabSize: tok.vocabSize }, summary: await summarizeModel(dir, config) };
         }
         if (flags.deviceMap !== undefined && !model) throw new InternVLError('ERR_INVALID_ARG', '--device-map needs -m <dir>');
         // The plan, before anything loads: GPUs as found (none: CPU devices, no memory check).

@@ -141,6 +141,17 @@ test('internvl tokenize -m org/name downloads only the config and tokenizer file
   expect(fetched.sort()).toEqual(['added_tokens.json', 'config.json', 'special_tokens_map.json', 'tokenizer.model', 'tokenizer_config.json']);
 });
 
+test('internvl info -m org/name --device-map 0,1 fetches config and tokenizer only and prints the sizes and the plan', async () => {
+  const r = await internvl(['info', '-m', REPO, '--device-map', '0,1', '--json'], { HF_HUB_CACHE: cacheDir });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const out = JSON.parse(r.stdout) as { model: { summary: { source: string } }; devicePlan: { map: { layers: number[] } } };
+  expect(out.model.summary.source).toBe('config');
+  expect(out.devicePlan.map.layers).toEqual([0, 1]);
+  const fetched = hub.requests.filter((q) => q.method === 'GET' && q.server === 'hub' && q.path !== '*').map((q) => q.path);
+  expect(fetched.every((f) => !f.endsWith('.safetensors'))).toBe(true);
+});
+
 test.each([
   [['pull', 'test-org/missing'], {}, 1, /^internvl: error \[ERR_HUB_NOT_FOUND\]: Model test-org\/missing was not found on http:\/\/127\.0\.0\.1:\d+/],
   [['pull', 'not/a/model'], {}, 2, /^internvl: error \[ERR_INVALID_ARG\]: Expected a Hub model id like OpenGVLab\/InternVL2-8B/],
