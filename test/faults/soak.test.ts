@@ -38,7 +38,13 @@ test('150 mixed requests, a third cancelled: typed outcomes, all blocks free, no
     const handlesBefore = handles();
     const counts = await runMix(model, { n: 150, seed: 5, concurrency: 4, images });
     const heapAfter = await heap();
-    const handlesAfter = handles();
+    // timers of the last cancellations (abort timeouts) may still be pending for a moment on a
+    // loaded machine: a leak stays, a pending timer goes
+    let handlesAfter = handles();
+    for (let i = 0; i < 40 && total(handlesAfter) > total(handlesBefore); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      handlesAfter = handles();
+    }
     // the mix reached every outcome
     expect(counts.ok).toBeGreaterThan(50);
     expect(counts.byCode['abort-reason'] + counts.aborted + counts.cancelledEarly).toBeGreaterThan(20);
