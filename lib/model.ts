@@ -307,7 +307,7 @@ export class InternVL implements AsyncDisposable {
    * Streams the response text as it is generated. Leaving the loop early (break,
    * return, throw) cancels generation. The final result is available as `.result`.
    */
-  stream(request: ChatRequest): AsyncIterableIterator<string> & { result: Promise<ChatResult> } {
+  stream(request: ChatRequest): AsyncIterableIterator<string, void, undefined> & { result: Promise<ChatResult> } {
     const controller = new AbortController();
     const signal = request.signal ? AbortSignal.any([request.signal, controller.signal]) : controller.signal;
     const queue = new AsyncQueue<string>(() => controller.abort(new InternVLError('ERR_ABORTED', 'stream closed by the consumer')));

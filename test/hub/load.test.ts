@@ -149,7 +149,7 @@ test('internvl info -m org/name --device-map 0,1 fetches config and tokenizer on
   expect(out.model.summary.source).toBe('config');
   expect(out.devicePlan.map.layers).toEqual([0, 1]);
   const fetched = hub.requests.filter((q) => q.method === 'GET' && q.server === 'hub' && q.path !== '*').map((q) => q.path);
-  expect(fetched.every((f) => !f.endsWith('.safetensors'))).toBe(true);
+  expect(fetched.every((f) => !f?.endsWith('.safetensors'))).toBe(true);
 });
 
 test.each([
