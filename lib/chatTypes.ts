@@ -9,8 +9,10 @@ export interface HistoryTurn {
   question: string;
   answer: string;
 }
+/** Earlier turns of a conversation: `{ question, answer }` objects or `[question, answer]` pairs (the reference's form). */
 export type HistoryInput = ReadonlyArray<HistoryTurn | readonly [string, string]>;
 
+/** How images are cut into 448² tiles (dynamic preprocessing): tile limits and the thumbnail. */
 export interface ImageOptions {
   /** Most tiles per image (config `max_dynamic_patch`, 12 for InternVL2). */
   maxTiles?: number;
@@ -22,6 +24,7 @@ export interface ImageOptions {
   autoOrient?: boolean;
 }
 
+/** One round of chat: the question, the history so far, its images and generation options. */
 export interface ChatRequest {
   question: string;
   /** Images for this turn. Several images go in separately (`Image-1: <image>` ...) unless combineImages. */
@@ -44,20 +47,24 @@ export interface ChatRequest {
   partialOnAbort?: boolean;
 }
 
+/** Token counts of a call (OpenAI's `usage`). */
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
 }
 
+/** Where a call's time went, in milliseconds. */
 export interface Timings {
   preprocessMs: number;
   generateMs: number;
   totalMs: number;
 }
 
+/** Why generation ended: a stop sequence or eos ('stop'), the token limit ('length'), or an abort ('aborted'). */
 export type FinishReason = 'stop' | 'length' | 'aborted';
 
+/** What {@link InternVL.chat} resolves with: the response, the new history, usage and timings. */
 export interface ChatResult {
   response: string;
   /** The history including this turn, to pass to the next call. */
@@ -71,6 +78,7 @@ export interface ChatResult {
   timings: Timings;
 }
 
+/** What {@link InternVL.batchChat} takes: several independent single-turn questions, each with its own images. */
 export interface BatchChatRequest {
   questions: string[];
   /** One image (or none: null) per question. */
@@ -84,6 +92,7 @@ export interface BatchChatRequest {
   signal?: AbortSignal;
 }
 
+/** What {@link InternVL.batchChat} resolves with: one response per question. */
 export interface BatchChatResult {
   responses: string[];
   results: Array<Omit<ChatResult, 'history' | 'timings'>>;

@@ -26,6 +26,7 @@ export const LLM_ARCHITECTURES = {
 export type LlmArchitecture = keyof typeof LLM_ARCHITECTURES;
 export type LlmFamily = (typeof LLM_ARCHITECTURES)[LlmArchitecture];
 
+/** What config.json says, validated and normalized ({@link readModelConfig}). */
 export interface ModelConfig {
   /** Chat template named by config.json `template` (see lib/text/templates.ts). */
   template: string;

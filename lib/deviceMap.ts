@@ -50,11 +50,13 @@ export interface DevicePlanEntry {
   freeBytes?: number;
 }
 
+/** A resolved device map with the memory each device needs ({@link planDeviceMap}). */
 export interface DevicePlan {
   map: Required<DeviceMapObject>;
   devices: DevicePlanEntry[];
 }
 
+/** What a device plan is made for: the GPUs' free memory, weight precision and KV cache size. */
 export interface PlanOptions {
   /** Number of GPUs to plan for, with their free memory in bytes (index = GPU). Empty: CPU backend. */
   gpuFreeBytes: number[];

@@ -25,9 +25,12 @@ export const ERROR_CODES = [
   'ERR_DISK_SPACE',
 ] as const;
 
+/** The stable error codes of {@link InternVLError} (docs/TROUBLESHOOTING.md explains each). */
 export type InternVLErrorCode = (typeof ERROR_CODES)[number];
 
+/** The one error type the runtime throws; branch on its stable `code`. */
 export class InternVLError extends Error {
+  /** Stable across releases; see docs/TROUBLESHOOTING.md. */
   readonly code: InternVLErrorCode;
 
   constructor(code: InternVLErrorCode, message: string, options?: { cause?: unknown }) {
@@ -37,6 +40,7 @@ export class InternVLError extends Error {
   }
 }
 
+/** Whether `e` is an {@link InternVLError} (also across realms, where instanceof fails). */
 export function isInternVLError(e: unknown): e is InternVLError {
   return e instanceof InternVLError;
 }

@@ -5,6 +5,7 @@
  */
 import { invalidArg } from './errors.js';
 
+/** Sampling and stopping options of a chat call (`generation`). */
 export interface GenerationOptions {
   /** Tokens to generate at most (the card uses 1024). */
   maxNewTokens?: number;
@@ -23,6 +24,7 @@ export interface GenerationOptions {
 
 export type ResolvedGeneration = Required<Omit<GenerationOptions, 'stop'>> & { stop: string[] };
 
+/** The generation settings used where a request leaves one out (greedy, as the model card's examples). */
 export const GENERATION_DEFAULTS: ResolvedGeneration = {
   maxNewTokens: 1024,
   doSample: false,

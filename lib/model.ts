@@ -34,8 +34,10 @@ import { type PullOptions, resolveModel } from './hub/pull.js';
 import { isHubModelRef, parseModelRef } from './hub/repoId.js';
 import { type PreparedImages, labelSeparateImages, prepareImages } from './imageInputs.js';
 
+/** Where a model runs: 'cpu', 'cuda', or 'auto' (CUDA when the addon has it and a GPU is usable). */
 export type Backend = 'cpu' | 'cuda' | 'auto';
 
+/** Options of {@link InternVL.load}: backend, precision, memory, device map, progress. */
 export interface LoadOptions {
   /** Where to run: 'auto' (default) picks CUDA when a device is usable, else the CPU. */
   backend?: Backend;
@@ -151,14 +153,19 @@ function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new InternVLError('ERR_ABORTED', 'The operation was aborted');
 }
 
+/** An InternVL2 model loaded in this process: chat, stream and batch chat over the native engine. */
 export class InternVL implements AsyncDisposable {
   /** The checkpoint directory read (for a Hub model, its snapshot in the cache). */
   readonly dir: string;
   /** The Hub model id it came from (`org/name`), when loaded by one. */
   readonly repo: string | undefined;
+  /** config.json, validated. */
   readonly config: ModelConfig;
+  /** The checkpoint's tokenizer (encode/decode, special tokens). */
   readonly tokenizer: Tokenizer;
+  /** The chat template config.json names. */
   readonly template: ChatTemplate;
+  /** What the engine loaded: backend (and its detail), sizes, KV cache blocks. */
   readonly info: NativeModelInfo;
   private readonly engine: EngineModel;
   private readonly systemMessage: string;
@@ -388,6 +395,7 @@ export class InternVL implements AsyncDisposable {
     this.engine.dispose();
   }
 
+  /** `await using model = await InternVL.load(...)` disposes it at the end of the scope. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }

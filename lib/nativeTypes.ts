@@ -22,6 +22,7 @@ export interface NativeCudaReport {
   problem?: string;
 }
 
+/** What this build of the addon can run on: version, backends, CUDA devices with free memory. */
 export interface NativeInfo {
   version: string;
   backends: Array<'cpu' | 'cuda'>;
@@ -237,6 +238,7 @@ export interface NativeModelStats {
   deviceMemory: NativeDeviceMemory[];
 }
 
+/** One device's memory as the CUDA allocator accounts it (`stats().deviceMemory`). */
 export interface NativeDeviceMemory {
   /** Live weights. */
   weightBytes: number;

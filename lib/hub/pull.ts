@@ -30,6 +30,7 @@ import { DEFAULT_RETRY, type RetryPolicy, abortedError, throwIfAborted } from '.
 import { type ModelRef, requireModelRef } from './repoId.js';
 import { type HubOptions, type HubSettings, hubSettings } from './settings.js';
 
+/** Options of {@link pullModel}: revision, which files, concurrency, progress, abort. */
 export interface PullOptions extends HubOptions {
   /** Overrides the `@revision` in the model id (default 'main'). */
   revision?: string;
@@ -48,6 +49,7 @@ export interface PullOptions extends HubOptions {
   fallbackToCache?: boolean;
 }
 
+/** Download progress reported while pulling (bytes and files). */
 export interface PullProgress {
   /** Bytes of the selected files on disk: cached, resumed and downloaded so far. */
   bytesDone: number;
@@ -58,6 +60,7 @@ export interface PullProgress {
   filesTotal: number;
 }
 
+/** One file of a pulled model: where it is and whether it was downloaded now. */
 export interface PulledFile {
   path: string;
   size: number;
@@ -67,6 +70,7 @@ export interface PulledFile {
   resumed: boolean;
 }
 
+/** What {@link pullModel} resolves with: the snapshot directory, commit and files. */
 export interface PullResult {
   repo: string;
   /** The revision asked for. */

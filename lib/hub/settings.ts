@@ -18,6 +18,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InternVLError } from '../errors.js';
 
+/** Where and how Hub models are fetched (defaults from the HF_* environment variables). */
 export interface HubOptions {
   /** Hub base URL (default $HF_ENDPOINT, else https://huggingface.co). */
   endpoint?: string;

@@ -14,6 +14,7 @@ import { HttpError, errorBody, toHttpError } from './httpErrors.js';
 import { mapChatCompletion } from './openaiMessages.js';
 import { sendSse, startSse } from './sse.js';
 
+/** Options of {@link serve}: address, API key, local files, limits. */
 export interface ServeOptions {
   host?: string;
   port?: number;
@@ -29,6 +30,7 @@ export interface ServeOptions {
   maxBodyBytes?: number;
 }
 
+/** A started OpenAI-compatible server ({@link serve}): its address and how to stop it. */
 export interface RunningServer {
   server: Server;
   url: string;
@@ -61,6 +63,7 @@ function sendJson(res: ServerResponse, status: number, body: string): void {
   res.end(body);
 }
 
+/** Serves a loaded model over an OpenAI-compatible HTTP API (/v1/chat/completions with SSE, /v1/models, /health). */
 export async function serve(model: InternVL, options: ServeOptions = {}): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
   const modelId = options.modelId ?? model.repo ?? basename(model.dir);

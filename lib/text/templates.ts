@@ -5,6 +5,7 @@
  */
 import { InternVLError } from '../errors.js';
 
+/** A conversation template (InternVL's `conv_template`): roles, separators and the system message. */
 export interface ChatTemplate {
   readonly name: string;
   readonly systemTemplate: string; // contains {system_message}
@@ -37,10 +38,12 @@ const TEMPLATES: Record<string, ChatTemplate> = {
   },
 };
 
+/** The names of the chat templates this runtime knows. */
 export function templateNames(): string[] {
   return Object.keys(TEMPLATES);
 }
 
+/** The chat template of that name (config.json `template`); ERR_CONFIG for an unknown one. */
 export function getTemplate(name: string): ChatTemplate {
   const t = TEMPLATES[name];
   if (!t) {

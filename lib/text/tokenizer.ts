@@ -25,15 +25,18 @@ import { isObject, readJsonFile, readSideFiles, tokenizerError, type JsonObject 
 import { FastTokenizer } from './tokenizerFast.js';
 import { InternLM2SlowTokenizer, LlamaSlowTokenizer, Qwen2SlowTokenizer, type SlowTokenizer } from './tokenizerSlow.js';
 
+/** Options of {@link Tokenizer.encode}. */
 export interface EncodeOptions {
   /** Add BOS/EOS as the reference tokenizer does (default true). */
   addSpecialTokens?: boolean;
 }
+/** Options of {@link Tokenizer.decode}. */
 export interface DecodeOptions {
   /** Drop special tokens (default false). */
   skipSpecialTokens?: boolean;
 }
 
+/** A tokenizer loaded from a checkpoint's files, exact to the reference implementation. */
 export interface Tokenizer {
   readonly kind: 'sentencepiece' | 'byte-level-bpe';
   /** Base vocabulary + added tokens (Python's len(tokenizer)). */

@@ -10,6 +10,7 @@ import { loadNative } from '../native.js';
 import { type DecodeOptions, checkDecodeOptions, decodeRgb, describeInput, readHeader, readImageBytes } from './decode.js';
 import { type Grid, type TilingOptions, checkTilingOptions, planTiles } from './tiling.js';
 
+/** Options of {@link loadImage}: tiling and decoding limits. */
 export interface LoadImageOptions extends DecodeOptions {
   /** Tile size in pixels (config `force_image_size`; 448 for InternVL2). */
   imageSize?: number;
@@ -22,6 +23,7 @@ export interface LoadImageOptions extends DecodeOptions {
   signal?: AbortSignal;
 }
 
+/** An image decoded and tiled as the model card's `load_image` does: normalized tiles and their count. */
 export interface LoadedImage {
   /** [tiles, 3, S, S] normalized with ImageNet mean/std. */
   pixelValues: Float32Array;

@@ -53,6 +53,7 @@ export function frameIndices(o: FrameSampling): number[] {
   return Array.from({ length: numSegments }, (_, k) => Math.trunc(startIdx + seg / 2 + roundHalfEven(seg * k)));
 }
 
+/** Options of {@link loadVideo}: frame count, tiles per frame, time bounds. */
 export interface LoadVideoOptions {
   /** Frames sampled, one per segment (the card's `num_segments`, 8). */
   numSegments?: number;
@@ -73,6 +74,7 @@ export interface LoadVideoOptions {
   onProgress?: (framesDone: number, framesTotal: number) => void;
 }
 
+/** Frames sampled and tiled as the model card's `load_video` does. */
 export interface LoadedVideo {
   /** [sum of tiles, 3, S, S] normalized, frames in order. */
   pixelValues: Float32Array;
