@@ -4,7 +4,7 @@
  */
 import type { ImageInput, ImageOptions } from './chatTypes.js';
 import { InternVLError, invalidArg } from './errors.js';
-import { loadImage } from './vision/image.js';
+import { countImageTiles, loadImage } from './vision/image.js';
 
 export interface PreparedImages {
   /** [tiles,3,S,S] normalized, images in placeholder order. */
@@ -24,6 +24,13 @@ export interface PrepareRequest {
   imageSize: number;
   options: ImageOptions;
   signal?: AbortSignal;
+  /**
+   * The most tiles the call can use (the context's room for image tokens). Images are counted
+   * from their headers first; more tiles than this is ERR_CONTEXT_OVERFLOW before any decoding.
+   */
+  tileBudget?: number;
+  /** For that message: image tokens per tile and the context length. */
+  budgetContext?: { numImageToken: number; contextLength: number };
 }
 
 const EMPTY: PreparedImages = { pixelValues: new Float32Array(0), tiles: 0, numPatchesList: [] };
@@ -62,9 +69,21 @@ export async function prepareImages(req: PrepareRequest): Promise<PreparedImages
     }
     return EMPTY;
   }
-  const loaded = await Promise.all(
-    images.map((img) => loadImage(img, { ...req.options, imageSize: req.imageSize, ...(req.signal ? { signal: req.signal } : {}) })),
-  );
+  const opts = { ...req.options, imageSize: req.imageSize, ...(req.signal ? { signal: req.signal } : {}) };
+  if (req.tileBudget !== undefined) {
+    const counts = await Promise.all(images.map((img) => countImageTiles(img, opts)));
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (total > req.tileBudget) {
+      const c = req.budgetContext;
+      throw new InternVLError(
+        'ERR_CONTEXT_OVERFLOW',
+        `${images.length} image(s) make ${total} tiles` +
+          (c ? ` = ${total * c.numImageToken} image tokens (${c.numImageToken} per tile) but the context holds ${c.contextLength}` : ` but at most ${req.tileBudget} fit`) +
+          ' (fewer images or a lower maxTiles)',
+      );
+    }
+  }
+  const loaded = await Promise.all(images.map((img) => loadImage(img, opts)));
   const tiles = loaded.reduce((a, l) => a + l.tiles, 0);
   const pixelValues = new Float32Array(tiles * tileSize);
   let offset = 0;

@@ -418,7 +418,14 @@ export class InternVL implements AsyncDisposable {
       imageSize: this.info.imageSize,
       options: this.imageOptions(request.imageOptions),
       signal: request.signal,
+      ...this.tileBudget(),
     });
+  }
+
+  /** Tiles that can fit the context at all (text needs at least one token): checked from image headers. */
+  private tileBudget(): { tileBudget: number; budgetContext: { numImageToken: number; contextLength: number } } {
+    const { numImageToken, contextLength } = this.info;
+    return { tileBudget: Math.floor((contextLength - 1) / numImageToken), budgetContext: { numImageToken, contextLength } };
   }
 
   private async prepareBatchImages(request: BatchChatRequest): Promise<PreparedImages[]> {
@@ -453,6 +460,7 @@ export class InternVL implements AsyncDisposable {
           imageSize: this.info.imageSize,
           options: this.imageOptions(request.imageOptions),
           signal: request.signal,
+          ...this.tileBudget(),
         }),
       ),
     );

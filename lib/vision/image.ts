@@ -153,6 +153,22 @@ export async function loadImage(input: string | Uint8Array, options: LoadImageOp
   }
 }
 
+/**
+ * How many tiles an image will make, from its header alone (nothing is decoded): lets a caller
+ * refuse a request whose images cannot fit before spending memory on decoding them.
+ * Errors as {@link loadImage}.
+ */
+export async function countImageTiles(input: string | Uint8Array, options: LoadImageOptions = {}): Promise<number> {
+  const callerStack = new Error().stack;
+  try {
+    checkInput(input);
+    const header = await readHeader(await readImageBytes(input), describeInput(input), checkDecodeOptions(options));
+    return planTiles(header.width, header.height, tilingFromOptions(options)).tiles;
+  } catch (e) {
+    throw withCallerStack(e, callerStack);
+  }
+}
+
 export interface CombinedImages {
   /** [sum of tiles, 3, S, S]: the images' tiles in order. */
   pixelValues: Float32Array;

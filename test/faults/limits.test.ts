@@ -144,14 +144,23 @@ describe('too many images or tiles → ERR_CONTEXT_OVERFLOW with the numbers', (
     expect(performance.now() - t0).toBeLessThan(500);
   });
 
-  test('images whose tiles overflow the context: refused with prompt and context sizes, before the engine', async () => {
+  test('images whose tiles overflow the context: refused with the tile and context sizes, before the engine', async () => {
     const engine = (model as unknown as { engine: EngineModel }).engine;
     const before = engine.stats().completedRequests;
     await expect(model.chat({ question: 'x', images: Array(100).fill(wide) })).rejects.toMatchObject({
       code: 'ERR_CONTEXT_OVERFLOW',
-      message: expect.stringMatching(/^The prompt has \d{4,} tokens but the context holds 4096$/),
+      message: expect.stringMatching(/^100 image\(s\) make \d+ tiles = \d+ image tokens \(16 per tile\) but the context holds 4096/),
     });
     expect(engine.stats().completedRequests).toBe(before);
+  });
+
+  test('the tiles are counted from the headers before anything is decoded', async () => {
+    // truncated JPEGs: valid headers, bodies that would fail to decode (ERR_IMAGE)
+    const cut = wide.subarray(0, Math.floor(wide.length / 2));
+    await expect(model.chat({ question: 'x', images: Array(100).fill(cut) })).rejects.toMatchObject({ code: 'ERR_CONTEXT_OVERFLOW' });
+    await expect(model.chat({ question: 'x', images: [cut] })).rejects.toMatchObject({ code: 'ERR_IMAGE' });
+    // batchChat counts per question too
+    await expect(model.batchChat({ questions: ['a'], images: [wide], imageOptions: { maxTiles: 12 } })).resolves.toBeDefined();
   });
 
   test('pixelValues with more tiles than the context holds', async () => {
