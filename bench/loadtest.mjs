@@ -14,14 +14,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { InternVL, runtimeInfo, serve } from '../dist/index.js';
+import { arg } from './args.mjs';
 
-function arg(name, dflt) {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return dflt;
-  const vals = [];
-  for (let j = i + 1; j < process.argv.length && !process.argv[j].startsWith('--'); j++) vals.push(process.argv[j]);
-  return vals;
-}
 const config = arg('--config', [])[0];
 const tokenizerDir = arg('--tokenizer', [])[0];
 const levels = arg('--concurrency', ['1', '8', '32', '128']).map(Number);

@@ -13,14 +13,8 @@ import { performance } from 'node:perf_hooks';
 import { readModelConfig } from '../dist/config.js';
 import { EngineModel } from '../dist/engine/nativeModel.js';
 import { runtimeInfo } from '../dist/native.js';
+import { arg } from './args.mjs';
 
-function arg(name, dflt) {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return dflt;
-  const vals = [];
-  for (let j = i + 1; j < process.argv.length && !process.argv[j].startsWith('--'); j++) vals.push(process.argv[j]);
-  return vals;
-}
 const configs = arg('--configs', []);
 const backend = (arg('--backend', ['cuda']))[0];
 const out = (arg('--out', [`bench/results/ours-${new Date().toISOString().slice(0, 10)}.json`]))[0];

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { EngineModel, type EngineLoadOptions } from '../../lib/engine/nativeModel.js';
 import { loadNative } from '../../lib/native.js';
 import type { NativeInt8Scheme, NativeSequenceInput } from '../../lib/nativeTypes.js';
-import { fixturesDir, goldenFamilies, goldenPixels, readModelGolden, goldenSamples, type GoldenSample } from '../helpers/goldens.js';
+import { fixturesDir, goldenFamilies, goldenPixels, readModelGolden, goldenSamples, teacherForcedSequences, type GoldenSample } from '../helpers/goldens.js';
 import { compareLogits, type LogitFigures } from '../helpers/logitCompare.js';
 
 function mulberry32(seed: number): () => number {
@@ -202,16 +202,8 @@ describe.each(families)('%s int8 accuracy', (family) => {
   const dir = join(fixturesDir, g.model_dir);
 
   /** One sequence per teacher-forced prefix: prompt + continuation[0..j), predicting continuation[j]. */
-  const sequences: NativeSequenceInput[] = [];
   const samples = goldenSamples(g);
-  for (const s of samples) {
-    const tiles = s.num_patches_list.reduce((a, b) => a + b, 0);
-    const pixelValues = tiles > 0 ? goldenPixels(s.images) : undefined;
-    for (let j = 0; j < s.generated_ids.length; j++) {
-      const inputIds = Int32Array.from([...s.input_ids, ...s.generated_ids.slice(0, j)]);
-      sequences.push(pixelValues ? { inputIds, pixelValues, tiles } : { inputIds });
-    }
-  }
+  const sequences: NativeSequenceInput[] = teacherForcedSequences(samples);
   const kvCacheTokens = sequences.reduce((a, s) => a + s.inputIds.length + 16, 0);
 
   async function promptLogits(options: Partial<EngineLoadOptions>): Promise<Float32Array[]> {

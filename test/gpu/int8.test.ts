@@ -24,7 +24,7 @@ import { EngineModel, type EngineLoadOptions } from '../../lib/engine/nativeMode
 import { runtimeInfo } from '../../lib/native.js';
 import { cudaSkipReason } from '../helpers/gpu.js';
 import type { NativeInt8Scheme, NativeSequenceInput } from '../../lib/nativeTypes.js';
-import { fixturesDir, goldenFamilies, goldenPixels, readModelGolden, relErr, goldenSamples } from '../helpers/goldens.js';
+import { fixturesDir, goldenFamilies, goldenPixels, readModelGolden, relErr, goldenSamples, teacherForcedSequences } from '../helpers/goldens.js';
 import { compareLogits, cosine } from '../helpers/logitCompare.js';
 
 const info = runtimeInfo();
@@ -51,15 +51,7 @@ for (const family of families) describeGpu(`CUDA int8: ${family}`, () => {
   const raw = g as unknown as { image_context_token_id: number };
   const dir = join(fixturesDir, g.model_dir);
   const samples = goldenSamples(g);
-  const sequences: NativeSequenceInput[] = [];
-  for (const s of samples) {
-    const tiles = s.num_patches_list.reduce((a, b) => a + b, 0);
-    const pixelValues = tiles > 0 ? goldenPixels(s.images) : undefined;
-    for (let j = 0; j < s.generated_ids.length; j++) {
-      const inputIds = Int32Array.from([...s.input_ids, ...s.generated_ids.slice(0, j)]);
-      sequences.push(pixelValues ? { inputIds, pixelValues, tiles } : { inputIds });
-    }
-  }
+  const sequences: NativeSequenceInput[] = teacherForcedSequences(samples);
   const kvCacheTokens = sequences.reduce((a, s) => a + s.inputIds.length + 16, 0);
 
   async function withModel<T>(options: Partial<EngineLoadOptions>, fn: (m: EngineModel) => Promise<T>): Promise<T> {

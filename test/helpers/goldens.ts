@@ -103,3 +103,20 @@ export function goldenSamples(g: ModelGolden): GoldenSample[] {
   }
   return out;
 }
+
+/**
+ * Teacher forcing over the goldens: one sequence per prefix prompt + continuation[0..j) of
+ * every sample (its prompt logits predict continuation[j]), with its images' golden pixels.
+ */
+export function teacherForcedSequences(samples: readonly GoldenSample[]): Array<{ inputIds: Int32Array; pixelValues?: Float32Array; tiles?: number }> {
+  const out: Array<{ inputIds: Int32Array; pixelValues?: Float32Array; tiles?: number }> = [];
+  for (const s of samples) {
+    const tiles = s.num_patches_list.reduce((a, b) => a + b, 0);
+    const pixelValues = tiles > 0 ? goldenPixels(s.images) : undefined;
+    for (let j = 0; j < s.generated_ids.length; j++) {
+      const inputIds = Int32Array.from([...s.input_ids, ...s.generated_ids.slice(0, j)]);
+      out.push(pixelValues ? { inputIds, pixelValues, tiles } : { inputIds });
+    }
+  }
+  return out;
+}
