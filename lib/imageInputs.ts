@@ -57,6 +57,12 @@ export async function prepareImages(req: PrepareRequest): Promise<PreparedImages
     if (Object.prototype.toString.call(pv) !== '[object Float32Array]' || pv.length === 0 || pv.length % tileSize !== 0) {
       throw invalidArg('pixelValues', `Float32Array of [tiles,3,${req.imageSize},${req.imageSize}] values`, pv);
     }
+    // NaN/Infinity would run through the ViT and come out as garbage text, not an error
+    for (let i = 0; i < pv.length; i++) {
+      if (!Number.isFinite(pv[i])) {
+        throw new InternVLError('ERR_INVALID_ARG', `pixelValues[${i}] is ${pv[i]}: pixel values must be finite numbers`);
+      }
+    }
     const tiles = pv.length / tileSize;
     const list = req.numPatchesList === undefined ? [tiles] : checkPatchList(req.numPatchesList, tiles);
     return { pixelValues: pv, tiles, numPatchesList: list };

@@ -163,6 +163,15 @@ describe('too many images or tiles → ERR_CONTEXT_OVERFLOW with the numbers', (
     await expect(model.batchChat({ questions: ['a'], images: [wide], imageOptions: { maxTiles: 12 } })).resolves.toBeDefined();
   });
 
+  test.each([NaN, Infinity, -Infinity])('pixelValues containing %s are ERR_INVALID_ARG naming the index', async (bad) => {
+    const pixelValues = new Float32Array(3 * 112 * 112);
+    pixelValues[1234] = bad;
+    await expect(model.chat({ question: 'x', pixelValues })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG',
+      message: `pixelValues[1234] is ${bad}: pixel values must be finite numbers`,
+    });
+  });
+
   test('pixelValues with more tiles than the context holds', async () => {
     const tiles = 300;
     const pixelValues = new Float32Array(tiles * 3 * 112 * 112);
