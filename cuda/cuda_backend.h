@@ -106,7 +106,7 @@ class CudaBackend final : public Backend {
   // ---- beyond the interface ------------------------------------------------------
   int device() const;
   // Waits for every queued op; throws ERR_CUDA if one failed.
-  void synchronize();
+  void synchronize() override;
   CudaMemoryStats memoryStats() const;
   // Gives the allocator's cached blocks back to the driver.
   void emptyCache();

@@ -258,6 +258,8 @@ export interface NativeModel {
   encodeImages(pixelValues: Float32Array, tiles: number): Promise<Float32Array>;
   /** [tiles, 1+patches, vitHidden] raw ViT output (tests). */
   encodeVit(pixelValues: Float32Array, tiles: number): Promise<Float32Array>;
+  /** Benchmarks: seconds per run of the encode path with the result left on the device, and of the pixel upload alone. */
+  timeEncode(pixelValues: Float32Array, tiles: number, reps: number): Promise<{ encodeSeconds: number[]; uploadSeconds: number[] }>;
   generate(req: NativeGenerateRequest, onToken?: (sequence: number, tokenId: number) => void): NativeGeneration;
   /** Frees weights and KV cache; cancels and waits for running generations. Later calls throw ERR_DISPOSED. */
   dispose(): void;

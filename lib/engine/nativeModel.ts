@@ -219,6 +219,19 @@ export class EngineModel implements Disposable {
   }
 
   /**
+   * Benchmarks: device time of `reps` image encodes (pixel upload + ViT + projector, the
+   * embeddings left on the device as a PyTorch caller has them) and of the upload alone.
+   */
+  async timeEncode(pixelValues: Float32Array, tiles: number, reps: number): Promise<{ encodeSeconds: number[]; uploadSeconds: number[] }> {
+    const callerStack = new Error().stack;
+    try {
+      return await this.model.timeEncode(pixelValues, tiles, reps);
+    } catch (e) {
+      throw fromNative(e, callerStack);
+    }
+  }
+
+  /**
    * Generates for every sequence of the request together. Returns at once: the request
    * joins the engine thread's continuous batch (concurrent calls run together). Never
    * throws for a cancellation: aborted sequences resolve with finishReason 'aborted'.

@@ -170,6 +170,34 @@ class EncodeWorker : public PromiseWorker {
   std::vector<float> out_;
 };
 
+// Benchmarks only (bench/run.mjs): device time of the encode path, see Engine::timeEncode.
+class TimeEncodeWorker : public PromiseWorker {
+ public:
+  TimeEncodeWorker(Napi::Env env, std::shared_ptr<Engine> engine, std::vector<float> pixels, int64_t tiles, int reps)
+      : PromiseWorker(env), engine_(std::move(engine)), pixels_(std::move(pixels)), tiles_(tiles), reps_(reps) {}
+
+ protected:
+  void run() override { times_ = engine_->timeEncode(pixels_.data(), tiles_, reps_); }
+  Napi::Value result(Napi::Env env) override {
+    auto arr = [&](const std::vector<double>& v) {
+      Napi::Array a = Napi::Array::New(env, v.size());
+      for (size_t i = 0; i < v.size(); ++i) a.Set(uint32_t(i), v[i]);
+      return a;
+    };
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("encodeSeconds", arr(times_.encodeS));
+    o.Set("uploadSeconds", arr(times_.uploadS));
+    return o;
+  }
+
+ private:
+  std::shared_ptr<Engine> engine_;
+  std::vector<float> pixels_;
+  int64_t tiles_;
+  int reps_;
+  Engine::EncodeTimes times_;
+};
+
 // options.onProgress({tensorsDone, tensorsTotal, bytesDone, bytesTotal}) while the
 // weights load: the loader (pool thread) posts each step through a ThreadSafeFunction
 // (non-blocking) and, once loaded, waits until JS has seen them all, so the promise
@@ -264,6 +292,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                        {InstanceMethod<&ModelWrap::Info>("info"),
                         InstanceMethod<&ModelWrap::EncodeImages>("encodeImages"),
                         InstanceMethod<&ModelWrap::EncodeVit>("encodeVit"),
+                        InstanceMethod<&ModelWrap::TimeEncode>("timeEncode"),
                         InstanceMethod<&ModelWrap::Generate>("generate"),
                         InstanceMethod<&ModelWrap::Stats>("stats"),
                         InstanceMethod<&ModelWrap::Dispose>("dispose")});
@@ -311,7 +340,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  Napi::Value encode(const Napi::CallbackInfo& info, bool vitOnly) {
+  Napi::Value encode(const Napi::CallbackInfo& info, bool vitOnly) { return encodeJob(info, vitOnly ? 1 : 0); }
+
+  // mode 0: embeddings, 1: raw ViT output, 2: timing (third argument: repetitions).
+  Napi::Value encodeJob(const Napi::CallbackInfo& info, int mode) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       std::shared_ptr<Engine> e = engine();
@@ -325,7 +357,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                                                std::to_string(S) + " need " + std::to_string(tiles * 3 * S * S));
       }
       std::vector<float> pixels(px.Data(), px.Data() + px.ElementLength());
-      auto* worker = new EncodeWorker(env, e, std::move(pixels), tiles, vitOnly);
+      PromiseWorker* worker;
+      if (mode == 2) {
+        const double reps = numberArg(info, 2, "reps");
+        if (reps < 1 || std::floor(reps) != reps || reps > 1000) badArg("reps", "integer in 1..1000", info[2]);
+        worker = new TimeEncodeWorker(env, e, std::move(pixels), tiles, int(reps));
+      } else {
+        worker = new EncodeWorker(env, e, std::move(pixels), tiles, mode == 1);
+      }
       Napi::Promise p = worker->promise();
       worker->Queue();
       return p;
@@ -334,6 +373,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value EncodeImages(const Napi::CallbackInfo& info) { return encode(info, false); }
   Napi::Value EncodeVit(const Napi::CallbackInfo& info) { return encode(info, true); }
+  Napi::Value TimeEncode(const Napi::CallbackInfo& info) { return encodeJob(info, 2); }
 
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -62,6 +62,9 @@ class Backend {
   }
   // Gives cached free blocks back (after load: the conversion scratch is not needed again).
   virtual void releaseCache() {}
+  // Waits until every op queued so far has finished (benchmarks time device work with it);
+  // a backend that runs ops synchronously has nothing to wait for.
+  virtual void synchronize() {}
   // A copy on this backend of src, an activation tensor of `from` (the next device of a model
   // split across devices). Default: through host memory as F32 (exact for BF16/F32); a
   // backend with a direct path (CUDA peer copy) overrides it.

@@ -84,6 +84,27 @@ std::vector<float> Engine::encodeImages(const float* pixels, int64_t tiles) {
   return out;
 }
 
+Engine::EncodeTimes Engine::timeEncode(const float* pixels, int64_t tiles, int reps) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t S = spec_.tileSize;
+  Backend& be = visionBackend();
+  VisionEncoder enc(be, spec_, weights_.vision);
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+  EncodeTimes out;
+  for (int r = 0; r < reps; ++r) {
+    be.synchronize();
+    const auto t0 = Clock::now();
+    { Tensor px = be.uploadF32(pixels, {tiles, 3, S, S}); be.synchronize(); }
+    const auto t1 = Clock::now();
+    { Tensor emb = enc.encode(pixels, tiles); be.synchronize(); }
+    const auto t2 = Clock::now();
+    out.uploadS.push_back(seconds(t0, t1));
+    out.encodeS.push_back(seconds(t1, t2));
+  }
+  return out;
+}
+
 void Engine::validate(const GenerateRequest& req) const {
   auto bad = [](const std::string& m) { return Error(ErrorCode::InvalidArg, m); };
   if (req.sequences.empty()) throw bad("a generate request needs at least one sequence");

@@ -132,6 +132,12 @@ class Engine {
   std::vector<float> encodeVit(const float* pixels, int64_t tiles);
   // pixels [tiles, 3, S, S] -> projected image embeddings [tiles, numImageToken, H].
   std::vector<float> encodeImages(const float* pixels, int64_t tiles);
+  // Benchmarks: seconds per run of encodeImages' device work (pixel upload + ViT + projector,
+  // result left on the device, as a PyTorch caller has it), and of the pixel upload alone.
+  struct EncodeTimes {
+    std::vector<double> encodeS, uploadS;
+  };
+  EncodeTimes timeEncode(const float* pixels, int64_t tiles, int reps);
 
   // Queues a request for the engine thread and returns at once (validate() first:
   // InvalidArg throws here; Disposed after shutdown()). onToken / onDone run on the
