@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 rev=${1:-HEAD}
 mkdir -p .gpu
-git archive --format=tar "$rev" > .gpu/src.tar
+# test/fixtures (9 MB) is left out: the run's working-tree copy has it (what travels is capped).
+git archive --format=tar "$rev" -- . ':(exclude)test/fixtures' > .gpu/src.tar
 echo "snapshot: $(git rev-parse --short "$rev") -> .gpu/src.tar ($(du -h .gpu/src.tar | cut -f1))"

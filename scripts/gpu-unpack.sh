@@ -3,4 +3,5 @@
 _root=$PWD
 rm -rf /tmp/src && mkdir -p /tmp/src && tar -xf "$_root/.gpu/src.tar" -C /tmp/src
 ln -s "$_root/node_modules" /tmp/src/node_modules
+ln -s "$_root/test/fixtures" /tmp/src/test/fixtures
 cd /tmp/src
