@@ -25,12 +25,16 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
+#include "check.h"
 #include "cpu/cpu_backend.h"
 #include "cuda_backend.h"
+#include "quantize_int8.h"
 #include "runtime/bf16.h"
 #include "runtime/f16.h"
+#include "runtime/quantize.h"
 
 using namespace ivl;
 using ivl::cuda::CudaBackend;
@@ -259,8 +263,8 @@ void testMatmulLooseBias(Harness& h) {
   Tensor bc = h.cpu.weightFromHost(bh.data(), DType::F32, {N}, WeightUse::Vector);
   Tensor bg = h.gpu.alloc(DType::F32, {N});
   h.gpu.synchronize();
-  cudaMemcpy(bg.raw(), bh.data(), size_t(N) * 4, cudaMemcpyHostToDevice);
-  cudaDeviceSynchronize();  // the backend's stream does not wait for the legacy stream
+  IVL_CUDA_CHECK(cudaMemcpy(bg.raw(), bh.data(), size_t(N) * 4, cudaMemcpyHostToDevice));
+  IVL_CUDA_CHECK(cudaDeviceSynchronize());  // the backend's stream does not wait for the legacy stream
   Pair y = h.empty({M, N});
   h.cpu.matmul(y.c, x.c, w.c, &bc);
   h.gpu.matmul(y.g, x.g, w.g, &bg);
@@ -389,27 +393,31 @@ struct Seq {
   int64_t ctx, add;
 };
 
-void testPaged(Harness& h, const char* label, int64_t nHeads, int64_t nKv, int64_t D, int64_t bs,
-               const std::vector<Seq>& seqs) {
-  const int64_t B = int64_t(seqs.size());
-  int64_t pagesTotal = 0, Tall = 0, Tq = 0;
+// A paged layout for `seqs` on shuffled pages (3 spare pages): `all` writes every token of
+// every sequence (context and new), `step` is the forward step over the new tokens only, and
+// `context` writes the context tokens only (what earlier steps would have cached).
+struct PagedLayout {
+  int64_t numBlocks = 0, Tall = 0, Tq = 0;
+  PagedBatch all, step, context;
+};
+
+PagedLayout buildLayout(Harness& h, int64_t bs, const std::vector<Seq>& seqs) {
+  PagedLayout L;
+  int64_t pagesTotal = 0;
   for (const Seq& s : seqs) {
     pagesTotal += (s.ctx + s.add + bs - 1) / bs;
-    Tall += s.ctx + s.add;
-    Tq += s.add;
+    L.Tall += s.ctx + s.add;
+    L.Tq += s.add;
   }
-  const int64_t numBlocks = pagesTotal + 3;
-  std::vector<int32_t> pageIds(static_cast<size_t>(numBlocks));
+  L.numBlocks = pagesTotal + 3;
+  std::vector<int32_t> pageIds(static_cast<size_t>(L.numBlocks));
   std::iota(pageIds.begin(), pageIds.end(), 0);
   std::shuffle(pageIds.begin(), pageIds.end(), h.rng);
-
-  // Cache write of every token of every sequence; the step's batch for the new tokens.
-  PagedBatch all, step;
-  all.blockSize = step.blockSize = bs;
+  PagedBatch &all = L.all, &step = L.step, &context = L.context;
+  all.blockSize = step.blockSize = context.blockSize = bs;
   step.qoIndptr = {0};
   step.kvIndptr = {0};
   size_t nextPage = 0;
-  std::vector<int64_t> stepRowsInAll;  // row of each query token within `all`
   for (const Seq& s : seqs) {
     const int64_t len = s.ctx + s.add, pages = (len + bs - 1) / bs;
     std::vector<int32_t> mine(pageIds.begin() + int64_t(nextPage), pageIds.begin() + int64_t(nextPage) + pages);
@@ -418,18 +426,23 @@ void testPaged(Harness& h, const char* label, int64_t nHeads, int64_t nKv, int64
       const int64_t slot = int64_t(mine[size_t(j / bs)]) * bs + j % bs;
       all.slots.push_back(slot);
       all.positions.push_back(int32_t(j));
-      if (j >= s.ctx) {
-        stepRowsInAll.push_back(int64_t(all.slots.size()) - 1);
-        step.slots.push_back(slot);
-        step.positions.push_back(int32_t(j));
-      }
+      PagedBatch& into = j >= s.ctx ? step : context;
+      into.slots.push_back(slot);
+      into.positions.push_back(int32_t(j));
     }
     step.kvIndices.insert(step.kvIndices.end(), mine.begin(), mine.end());
     step.kvIndptr.push_back(int32_t(step.kvIndices.size()));
     step.kvLastPageLen.push_back(int32_t(len - (pages - 1) * bs));
     step.qoIndptr.push_back(int32_t(step.positions.size()));
   }
-  (void)B;
+  return L;
+}
+
+void testPaged(Harness& h, const char* label, int64_t nHeads, int64_t nKv, int64_t D, int64_t bs,
+               const std::vector<Seq>& seqs) {
+  const PagedLayout L = buildLayout(h, bs, seqs);
+  const int64_t numBlocks = L.numBlocks, Tall = L.Tall, Tq = L.Tq;
+  const PagedBatch &all = L.all, &step = L.step;
   std::vector<float> kh = h.randn(Tall * nKv * D, 1.5f), vh = h.randn(Tall * nKv * D);
   std::vector<float> qh = h.randn(Tq * nHeads * D, 1.5f);
   const double scale = 1.0 / std::sqrt(double(D));
@@ -441,9 +454,9 @@ void testPaged(Harness& h, const char* label, int64_t nHeads, int64_t nKv, int64
     // Unwritten cache rows hold NaN on the GPU: a kernel that reads past a sequence's keys
     // without masking them shows up as NaN.
     g->synchronize();
-    cudaMemset(lg.k.raw(), 0xff, lg.k.nbytes());
-    cudaMemset(lg.v.raw(), 0xff, lg.v.nbytes());
-    cudaDeviceSynchronize();
+    IVL_CUDA_CHECK(cudaMemset(lg.k.raw(), 0xff, lg.k.nbytes()));
+    IVL_CUDA_CHECK(cudaMemset(lg.v.raw(), 0xff, lg.v.nbytes()));
+    IVL_CUDA_CHECK(cudaDeviceSynchronize());
     h.cpu.kvWrite(lc, k.c, v.c, all);
     g->kvWrite(lg, k.g, v.g, all);
     if (g == &h.gpu) {  // kvWrite itself: the written rows, exactly
@@ -515,6 +528,435 @@ void testSteadyState(Harness& h) {
   h.expect(after20 == after1, "steady state: no cudaMalloc after the first step (" + std::to_string(after1) + " -> " +
                                   std::to_string(after20) + " device mallocs, " + std::to_string(st.cacheHits) +
                                   " cache hits, " + std::to_string(st.cachedBytes) + " B cached)");
+}
+
+// ---- ops added after the first harness (issue #6) -------------------------------------------
+
+// A view of a fresh [M, C] activation starting `skew` elements into its buffer: with skew 4
+// (8 bytes) the rows are not 16-byte aligned even when C % 8 == 0, which sends the kernels
+// that vectorize by 16 bytes to their scalar path.
+Pair skewed(Harness& h, int64_t M, int64_t C, int64_t skew, float scale = 1.0f) {
+  const std::vector<float> v = h.randn(M * C + skew, scale);
+  Pair flat = h.act({M * C + skew}, v, h.gpu);
+  return {flat.c.slice0(skew, M * C).view({M, C}), flat.g.slice0(skew, M * C).view({M, C})};
+}
+
+// x += r, then y = rmsNorm(x). The CUDA kernel rounds x + r to bf16 (the residual is stored
+// in bf16) and normalizes that; the CPU keeps it in fp32: one more bf16 rounding, inside the
+// default tolerance. Both the norm output and the updated residual are compared.
+void testAddRmsNorm(Harness& h, int64_t M, int64_t C, double eps, int64_t skew = 0) {
+  Pair x = skew ? skewed(h, M, C, skew, 2.0f) : h.act({M, C}, 2.0f);
+  Pair r = skew ? skewed(h, M, C, skew) : h.act({M, C});
+  Pair w = h.vecW(C, 0.3f, 1.0f);
+  Pair y = skew ? skewed(h, M, C, skew) : h.empty({M, C});
+  h.cpu.addRmsNorm(y.c, x.c, r.c, w.c, eps);
+  h.gpu.addRmsNorm(y.g, x.g, r.g, w.g, eps);
+  const std::string shape = dims({M, C}) + (skew ? " unaligned" : "");
+  h.compare("addRmsNorm y", shape, y);
+  h.compare("addRmsNorm x+=r", shape, x);
+}
+
+void testAddRmsNormAlias(Harness& h) {
+  Pair x = h.act({3, 48}), r = h.act({3, 48});
+  Pair w = h.vecW(48, 0.3f, 1.0f);
+  try {
+    h.gpu.addRmsNorm(x.g, x.g, r.g, w.g, 1e-6);
+    h.expect(false, "addRmsNorm with y = x throws");
+  } catch (const Error& e) {
+    h.expect(e.code() == ErrorCode::Internal, std::string("addRmsNorm with y = x -> ERR_INTERNAL: ") + e.what());
+  }
+}
+
+// y[M, F] = silu(gu[:, :F]) ⊙ gu[:, F:]. Tolerance as siluMul (same bf16 silu rounding).
+void testSiluMulHalves(Harness& h, int64_t M, int64_t F, int64_t skew = 0) {
+  Pair gu = skew ? skewed(h, M, 2 * F, skew, 2.0f) : h.act({M, 2 * F}, 2.0f);
+  Pair y = h.empty({M, F});
+  h.cpu.siluMulHalves(y.c, gu.c);
+  h.gpu.siluMulHalves(y.g, gu.g);
+  h.compare("siluMulHalves", dims({M, F}) + (skew ? " unaligned" : ""), y);
+}
+
+// Rotary tables for the given positions, [T, D/2]: bf16 values (what the decoder uploads) or
+// full fp32 (an F32 tensor on both backends).
+std::pair<Pair, Pair> ropeTables(Harness& h, const std::vector<int32_t>& positions, int64_t D, bool f32) {
+  const int64_t T = int64_t(positions.size()), half = D / 2;
+  std::vector<float> cs(static_cast<size_t>(T * half)), sn(cs.size());
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double inv = 1.0 / std::pow(1000000.0, double(2 * i) / double(D));
+      const double a = double(positions[size_t(t)]) * inv;
+      cs[size_t(t * half + i)] = f32 ? float(std::cos(a)) : roundBf16(float(std::cos(a)));
+      sn[size_t(t * half + i)] = f32 ? float(std::sin(a)) : roundBf16(float(std::sin(a)));
+    }
+  }
+  if (!f32) return {h.act({T, half}, cs, h.gpu), h.act({T, half}, sn, h.gpu)};
+  auto table = [&](const std::vector<float>& v) {
+    Tensor g = h.gpu.weightFromHost(v.data(), DType::F32, {T * half}, WeightUse::Vector).view({T, half});
+    return Pair{h.cpu.uploadF32(v.data(), {T, half}), g};
+  };
+  return {table(cs), table(sn)};
+}
+
+// The rows of a [blocks, bs, KV, D] cache at `slots`, flattened.
+std::vector<float> cacheRows(const std::vector<float>& cache, const std::vector<int64_t>& slots, int64_t row) {
+  std::vector<float> out;
+  out.reserve(slots.size() * size_t(row));
+  for (int64_t s : slots) out.insert(out.end(), cache.begin() + s * row, cache.begin() + (s + 1) * row);
+  return out;
+}
+
+// qkvRopeKvWrite (one launch on CUDA; splitColumns + rope + rope + kvWrite on the CPU) for the
+// new tokens of `seqs` after their context was cached by kvWrite; then pagedAttention over the
+// result. q and the k rows: rope's tolerance; v rows: exact (a copy). Every cache row that is
+// not a slot of the batch must still hold the NaN the GPU cache was filled with.
+void testQkvRope(Harness& h, const char* label, int64_t nHeads, int64_t nKv, int64_t D, int64_t bs,
+                 const std::vector<Seq>& seqs, bool f32Tables = false) {
+  const PagedLayout L = buildLayout(h, bs, seqs);
+  const int64_t row = nKv * D, Tc = int64_t(L.context.slots.size()), Tq = L.Tq;
+  const std::string shape = std::string(label) + " " + dims({nHeads, nKv, D}) + " bs" + std::to_string(bs) +
+                            (f32Tables ? " f32cs" : "");
+  KvLayer lc{h.cpu.alloc(DType::F32, {L.numBlocks, bs, nKv, D}), h.cpu.alloc(DType::F32, {L.numBlocks, bs, nKv, D})};
+  KvLayer lg{h.gpu.alloc(DType::BF16, {L.numBlocks, bs, nKv, D}), h.gpu.alloc(DType::BF16, {L.numBlocks, bs, nKv, D})};
+  h.gpu.synchronize();
+  IVL_CUDA_CHECK(cudaMemset(lg.k.raw(), 0xff, lg.k.nbytes()));
+  IVL_CUDA_CHECK(cudaMemset(lg.v.raw(), 0xff, lg.v.nbytes()));
+  IVL_CUDA_CHECK(cudaDeviceSynchronize());
+  if (Tc > 0) {
+    Pair k = h.act({Tc, row}, 1.5f), v = h.act({Tc, row});
+    h.cpu.kvWrite(lc, k.c, v.c, L.context);
+    h.gpu.kvWrite(lg, k.g, v.g, L.context);
+  }
+  Pair qkv = h.act({Tq, (nHeads + 2 * nKv) * D}, 1.5f);
+  auto [cs, sn] = ropeTables(h, L.step.positions, D, f32Tables);
+  Pair q = h.empty({Tq, nHeads * D});
+  h.cpu.qkvRopeKvWrite(q.c, lc, qkv.c, nHeads, nKv, cs.c, sn.c, L.step);
+  h.gpu.qkvRopeKvWrite(q.g, lg, qkv.g, nHeads, nKv, cs.g, sn.g, L.step);
+  h.compare("qkvRopeKvWrite q", shape, q);
+  const std::vector<float> kc = h.down(h.cpu, lc.k), kg = h.down(h.gpu, lg.k);
+  const std::vector<float> vc = h.down(h.cpu, lc.v), vg = h.down(h.gpu, lg.v);
+  h.report("qkvRopeKvWrite k", shape, "", cacheRows(kg, L.step.slots, row), cacheRows(kc, L.step.slots, row));
+  h.report("qkvRopeKvWrite v", shape, "", cacheRows(vg, L.step.slots, row), cacheRows(vc, L.step.slots, row), 0, 0);
+  std::vector<char> written(static_cast<size_t>(L.numBlocks * bs), 0);
+  for (int64_t s : L.all.slots) written[size_t(s)] = 1;
+  int64_t strays = 0;
+  for (size_t s = 0; s < written.size(); ++s) {
+    if (written[s]) continue;
+    for (int64_t e = 0; e < row; ++e) {
+      const size_t i = s * size_t(row) + size_t(e);
+      if (!std::isnan(kg[i]) || !std::isnan(vg[i])) ++strays;
+    }
+  }
+  h.expect(strays == 0, "qkvRopeKvWrite " + shape + ": no write outside the batch's slots (" +
+                            std::to_string(strays) + " stray elements)");
+  Pair o = h.empty({Tq, nHeads * D});
+  const double scale = 1.0 / std::sqrt(double(D));
+  h.cpu.pagedAttention(o.c, q.c, lc, L.step, nHeads, nKv, scale);
+  h.gpu.pagedAttention(o.g, q.g, lg, L.step, nHeads, nKv, scale);
+  h.compare("qkvRope+pagedAttention", shape, o, 1.0 / 64, 1.0 / 64, cuda::attentionPathName(h.gpu.lastAttentionPath()));
+}
+
+// The per-step metadata uploads (UploadCache in PackedUpload): every layer of a step sends the
+// same slots and page tables, so the first layer uploads them and the others reuse the device
+// copy. Three steps over three layers (prefill, then two decode steps with the same token
+// count but new slots), with a kvWrite of other slots between two layers of the last step (it
+// shares the slots cache): a stale reuse writes K/V to the previous step's rows and shows up
+// in the attention output and the cache contents.
+void testUploadCache(Harness& h) {
+  const int64_t nHeads = 4, nKv = 2, D = 64, bs = 16, layers = 3, row = nKv * D;
+  const std::vector<std::vector<Seq>> steps{{{0, 20}, {0, 5}}, {{20, 1}, {5, 1}}, {{21, 1}, {6, 1}}};
+  // One layout for the longest step; earlier steps use its first pages (same page ids).
+  const PagedLayout full = buildLayout(h, bs, {{0, 22}, {0, 7}});
+  auto stepBatch = [&](const std::vector<Seq>& seqs) {
+    PagedBatch b;
+    b.blockSize = bs;
+    b.qoIndptr = {0};
+    b.kvIndptr = {0};
+    int64_t seqStart = 0;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const int64_t len = seqs[i].ctx + seqs[i].add, pages = (len + bs - 1) / bs;
+      const int64_t fullLen = i == 0 ? 22 : 7;
+      const int32_t* mine = full.step.kvIndices.data() + full.step.kvIndptr[i];
+      for (int64_t j = seqs[i].ctx; j < len; ++j) {
+        b.slots.push_back(full.all.slots[size_t(seqStart + j)]);
+        b.positions.push_back(int32_t(j));
+      }
+      b.kvIndices.insert(b.kvIndices.end(), mine, mine + pages);
+      b.kvIndptr.push_back(int32_t(b.kvIndices.size()));
+      b.kvLastPageLen.push_back(int32_t(len - (pages - 1) * bs));
+      b.qoIndptr.push_back(int32_t(b.positions.size()));
+      seqStart += fullLen;
+    }
+    return b;
+  };
+  std::vector<KvLayer> lc, lg;
+  for (int64_t l = 0; l < layers; ++l) {
+    lc.push_back({h.cpu.alloc(DType::F32, {full.numBlocks, bs, nKv, D}),
+                  h.cpu.alloc(DType::F32, {full.numBlocks, bs, nKv, D})});
+    lg.push_back({h.gpu.alloc(DType::BF16, {full.numBlocks, bs, nKv, D}),
+                  h.gpu.alloc(DType::BF16, {full.numBlocks, bs, nKv, D})});
+  }
+  KvLayer otherC{h.cpu.alloc(DType::F32, {4, bs, nKv, D}), h.cpu.alloc(DType::F32, {4, bs, nKv, D})};
+  KvLayer otherG{h.gpu.alloc(DType::BF16, {4, bs, nKv, D}), h.gpu.alloc(DType::BF16, {4, bs, nKv, D})};
+  h.gpu.synchronize();
+  for (const KvLayer* l : {&lg[0], &lg[1], &lg[2], &otherG}) {
+    IVL_CUDA_CHECK(cudaMemset(l->k.raw(), 0xff, l->k.nbytes()));
+    IVL_CUDA_CHECK(cudaMemset(l->v.raw(), 0xff, l->v.nbytes()));
+  }
+  IVL_CUDA_CHECK(cudaDeviceSynchronize());
+  const double scale = 1.0 / std::sqrt(double(D));
+  std::vector<int64_t> allSlots;
+  for (size_t si = 0; si < steps.size(); ++si) {
+    const PagedBatch b = stepBatch(steps[si]);
+    allSlots.insert(allSlots.end(), b.slots.begin(), b.slots.end());
+    const int64_t T = b.numTokens();
+    auto [cs, sn] = ropeTables(h, b.positions, D, false);
+    for (int64_t l = 0; l < layers; ++l) {
+      if (si == 2 && l == 1) {  // other slots through the shared slots cache
+        PagedBatch o;
+        o.blockSize = bs;
+        o.slots = {3, 17, 40};
+        o.positions = {0, 1, 2};
+        Pair k = h.act({3, row}), v = h.act({3, row});
+        h.cpu.kvWrite(otherC, k.c, v.c, o);
+        h.gpu.kvWrite(otherG, k.g, v.g, o);
+      }
+      Pair qkv = h.act({T, (nHeads + 2 * nKv) * D}, 1.5f);
+      Pair q = h.empty({T, nHeads * D}), out = h.empty({T, nHeads * D});
+      h.cpu.qkvRopeKvWrite(q.c, lc[size_t(l)], qkv.c, nHeads, nKv, cs.c, sn.c, b);
+      h.gpu.qkvRopeKvWrite(q.g, lg[size_t(l)], qkv.g, nHeads, nKv, cs.g, sn.g, b);
+      h.cpu.pagedAttention(out.c, q.c, lc[size_t(l)], b, nHeads, nKv, scale);
+      h.gpu.pagedAttention(out.g, q.g, lg[size_t(l)], b, nHeads, nKv, scale);
+      h.compare("uploadCache attention", "step " + std::to_string(si) + " layer " + std::to_string(l), out,
+                1.0 / 64, 1.0 / 64, cuda::attentionPathName(h.gpu.lastAttentionPath()));
+    }
+  }
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::vector<float> kc = h.down(h.cpu, lc[size_t(l)].k), kg = h.down(h.gpu, lg[size_t(l)].k);
+    const std::vector<float> vc = h.down(h.cpu, lc[size_t(l)].v), vg = h.down(h.gpu, lg[size_t(l)].v);
+    h.report("uploadCache k rows", "layer " + std::to_string(l), "", cacheRows(kg, allSlots, row),
+             cacheRows(kc, allSlots, row));
+    h.report("uploadCache v rows", "layer " + std::to_string(l), "", cacheRows(vg, allSlots, row),
+             cacheRows(vc, allSlots, row), 0, 0);
+  }
+  const std::vector<int64_t> otherSlots{3, 17, 40};
+  h.report("uploadCache kvWrite between layers", "3 rows", "", cacheRows(h.down(h.gpu, otherG.v), otherSlots, row),
+           cacheRows(h.down(h.cpu, otherC.v), otherSlots, row), 0, 0);
+}
+
+// copyFrom between two CudaBackend instances (same device here: a device-to-device copy on
+// the destination's stream after the producer's stream is drained), and through the host to
+// and from the CPU backend. A copy is exact, so the reference is the source tensor itself.
+void testCopyFrom(Harness& h, bool small) {
+  const int64_t M = small ? 33 : 1025, K = small ? 64 : 1024, N = small ? 96 : 896;
+  // The producer's queue is still busy when the copy is asked for: a copy that does not wait
+  // for it reads a half-written tensor.
+  std::vector<float> xh = h.randn(M * K), wh = h.randn(N * K, 1.0f / std::sqrt(float(K)));
+  std::vector<uint16_t> wb(wh.size());
+  for (size_t i = 0; i < wh.size(); ++i) wb[i] = f32ToBf16(wh[i]);
+  CudaBackend& src = h.gpuGeneric;
+  Tensor x = src.uploadF32(xh.data(), {M, K});
+  Tensor w = src.weightFromHost(wb.data(), DType::BF16, {N, K}, WeightUse::Matrix);
+  Tensor y = src.alloc(DType::BF16, {M, N});
+  src.matmul(y, x, w, nullptr);
+  src.gelu(y, y);
+  Tensor c = h.gpu.copyFrom(y, src);
+  h.expect(c.dtype() == DType::BF16 && c.shape() == y.shape() && c.raw() != y.raw(),
+           "copyFrom(other CudaBackend) gives a new tensor of the same dtype and shape");
+  h.report("copyFrom gpu->gpu", dims({M, N}) + " after matmul+gelu", "", h.down(h.gpu, c), h.down(src, y), 0, 0);
+
+  // A row slice at an odd element offset, an F32 vector weight, and an empty tensor.
+  Tensor big = src.uploadF32(xh.data(), {M, K});
+  Tensor sl = big.slice0(3, 17);
+  Tensor odd = src.uploadF32(xh.data(), {3 * 37 + 1}).slice0(1, 3 * 37).view({3, 37});
+  for (const auto& [name, t] : std::vector<std::pair<std::string, Tensor>>{{"row slice", sl}, {"odd offset 3x37", odd}}) {
+    Tensor cc = h.gpu.copyFrom(t, src);
+    h.report("copyFrom gpu->gpu", name, "", h.down(h.gpu, cc), h.down(src, t), 0, 0);
+  }
+  std::vector<float> vh = h.randn(1001);
+  Tensor vec = src.weightFromHost(vh.data(), DType::F32, {1001}, WeightUse::Vector);
+  Tensor vc = h.gpu.copyFrom(vec, src);
+  h.expect(vc.dtype() == DType::F32, "copyFrom keeps an F32 tensor F32");
+  h.report("copyFrom gpu->gpu", "F32 1001", "", h.down(h.gpu, vc), vh, 0, 0);
+  Tensor none = src.alloc(DType::BF16, {0, 64});
+  Tensor nc = h.gpu.copyFrom(none, src);
+  h.expect(nc.defined() && nc.rows() == 0 && nc.cols() == 64, "copyFrom of an empty tensor");
+  Tensor self = h.gpu.copyFrom(c, h.gpu);
+  h.expect(self.raw() == c.raw(), "copyFrom(itself) returns the tensor");
+
+  // Through the host: CPU -> CUDA (uploadF32: bf16 values stay exact) and CUDA -> CPU.
+  Tensor xc = h.cpu.uploadF32(xh.data(), {M, K});
+  Tensor toG = h.gpu.copyFrom(xc, h.cpu);
+  h.report("copyFrom cpu->gpu", dims({M, K}), "", h.down(h.gpu, toG), xh, 0, 0);
+  Tensor toC = h.cpu.copyFrom(y, src);
+  h.report("copyFrom gpu->cpu", dims({M, N}), "", h.down(h.cpu, toC), h.down(src, y), 0, 0);
+
+  // The source released right after the copy: the copy must not depend on it.
+  std::vector<float> ref = h.down(src, y);
+  Tensor late;
+  {
+    Tensor tmp = src.alloc(DType::BF16, {M, N});
+    src.gelu(tmp, y);
+    late = h.gpu.copyFrom(tmp, src);
+  }
+  Tensor scribble = src.alloc(DType::BF16, {M, N});  // likely the block tmp had
+  src.add(scribble, y, y);
+  src.synchronize();
+  Tensor ref2 = h.cpu.uploadF32(ref.data(), {M, N});
+  h.cpu.gelu(ref2, ref2);
+  h.compare("copyFrom src released", dims({M, N}), Pair{ref2, late});
+
+  // A second GPU, when there is one: both directions across devices.
+  int count = 0;
+  IVL_CUDA_CHECK(cudaGetDeviceCount(&count));
+  if (count >= 2) {
+    cuda::CudaBackendOptions o;
+    o.device = 1;
+    CudaBackend g1(o);
+    Tensor on1 = g1.copyFrom(y, src);
+    h.report("copyFrom device 0->1", dims({M, N}), "", h.down(g1, on1), h.down(src, y), 0, 0);
+    g1.gelu(on1, on1);
+    Tensor back = h.gpu.copyFrom(on1, g1);
+    h.report("copyFrom device 1->0", dims({M, N}), "", h.down(h.gpu, back), h.down(g1, on1), 0, 0);
+  } else {
+    printf("      (one GPU: copyFrom across devices not exercised)\n");
+  }
+}
+
+// ---- int8 (W8A16) -----------------------------------------------------------------------------
+
+// BF16 weight values [N, K] with structure the quantizer must handle: rows of very different
+// magnitude, one all-zero row (scale 1, q 0), one all-zero 128-column group, and a column block
+// 16x larger than the rest (per-group scales differ within a row).
+std::vector<uint16_t> int8Weights(Harness& h, int64_t N, int64_t K) {
+  std::vector<float> f = h.randn(N * K, 1.0f / std::sqrt(float(K)));
+  for (int64_t n = 0; n < N; ++n) {
+    const float rowScale = n % 7 == 3 ? 8.0f : (n % 5 == 1 ? 0.125f : 1.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      float& v = f[size_t(n * K + k)];
+      v *= rowScale * (k >= K / 3 && k < K / 3 + 40 ? 16.0f : 1.0f);
+      if (n == N / 2 || (n == N - 1 && k < std::min<int64_t>(K, 128))) v = 0.0f;
+    }
+  }
+  std::vector<uint16_t> b(f.size());
+  for (size_t i = 0; i < f.size(); ++i) b[i] = f32ToBf16(f[i]);
+  return b;
+}
+
+// The CUDA int8 weight (packed layout, quantize_int8.h) unpacked on the host and compared with
+// the CPU backend's plain q [N, K] and scales [N, G], exactly: the two backends must hold the
+// same quantized weights for the matmul comparison to mean anything. Also checks the padding
+// (rows up to the 16-row tile and columns up to the 128-column group: q = 0, scale 1).
+void checkInt8Same(Harness& h, const Tensor& wc, const Tensor& wg, const std::string& shape) {
+  const int N = int(wc.rows()), K = int(wc.cols());
+  const int G = cuda::w8a16Groups(K), Np = cuda::w8a16PaddedRows(N);
+  const bool grouped = wg.scaleGroup() == kInt8Group && K > kInt8Group;
+  std::vector<uint8_t> packed(cuda::w8a16PackedBytes(N, K));
+  std::vector<float> scales(grouped ? size_t(Np) * size_t(G) : size_t(Np));
+  h.gpu.synchronize();
+  IVL_CUDA_CHECK(cudaMemcpy(packed.data(), wg.raw(), packed.size(), cudaMemcpyDeviceToHost));
+  IVL_CUDA_CHECK(cudaMemcpy(scales.data(), wg.scales().raw(), scales.size() * 4, cudaMemcpyDeviceToHost));
+  const int8_t* Q = wc.ptr<int8_t>();
+  const float* S = wc.scales().ptr<float>();
+  const int64_t Gc = wc.scales().cols();
+  int64_t qDiff = 0, sDiff = 0, padBad = 0;
+  for (int n = 0; n < Np; ++n) {
+    for (int k = 0; k < G * cuda::kW8A16Group; ++k) {
+      const int q = int(packed[cuda::w8a16PackedOffset(n, k, G)]) - 128;
+      if (n < N && k < K) qDiff += q != Q[int64_t(n) * K + k];
+      else padBad += q != 0;
+    }
+    for (int g = 0; g < (grouped ? G : 1); ++g) {
+      const float s = scales[grouped ? cuda::w8a16GroupScaleOffset(n, g, G) : size_t(n)];
+      if (n < N) sDiff += std::memcmp(&s, S + int64_t(n) * Gc + (grouped ? g : 0), 4) != 0;
+      else padBad += s != 1.0f;
+    }
+  }
+  h.expect(qDiff == 0 && sDiff == 0 && padBad == 0,
+           "int8 weight " + shape + ": CUDA packed q/scales == CPU q/scales (" + std::to_string(qDiff) + " q, " +
+               std::to_string(sDiff) + " scales differ, " + std::to_string(padBad) + " bad padding)");
+}
+
+const char* int8Route(int64_t M) { return M <= 32 ? "w8a16 decode" : M <= 96 ? "w8a16 mma" : "dequant+cuBLASLt"; }
+
+// y = x · W'ᵀ (+ b) with W' = q · s: CUDA (routes by M, gemm_w8a16 / dequantize + cuBLASLt)
+// against the CPU's fp32 product with the same q and s. Tolerance: the default (rtol 2^-6,
+// atol 2^-7·rms): the kernels differ from the CPU by fp32 summation order (per-group scales
+// applied per 128-column block) and the bf16 output; the M > 96 route also rounds W' to bf16
+// once (≈ 2^-9 relative per weight, ≈ 2^-9·rms(y) after the sum), well inside it.
+void testMatmulInt8(Harness& h, int64_t M, int64_t N, int64_t K, WeightUse use, bool bias) {
+  const std::vector<uint16_t> wb = int8Weights(h, N, K);
+  Tensor wc = h.cpu.weightFromHost(wb.data(), DType::BF16, {N, K}, use);
+  Tensor wg = h.gpu.weightFromHost(wb.data(), DType::BF16, {N, K}, use);
+  const std::string scheme = use == WeightUse::Int8PerGroup128 ? " g128" : " ch";
+  checkInt8Same(h, wc, wg, dims({N, K}) + scheme);
+  Pair x = h.act({M, K});
+  Pair b = h.vecW(N, 0.5f);
+  Pair y = h.empty({M, N});
+  h.cpu.matmul(y.c, x.c, wc, bias ? &b.c : nullptr);
+  h.gpu.matmul(y.g, x.g, wg, bias ? &b.g : nullptr);
+  h.compare("matmul int8", dims({M, N, K}) + scheme + (bias ? "+b" : ""), y, 1.0 / 64, 1.0 / 128, int8Route(M));
+}
+
+StoredTensor storedBf16(const char* name, const std::vector<uint16_t>& data, int64_t rows, int64_t cols) {
+  StoredTensor s;
+  s.name = name;
+  s.dtypeName = dtypeName(DType::BF16);
+  s.floatDType = DType::BF16;
+  s.shape = {rows, cols};
+  s.data = reinterpret_cast<const uint8_t*>(data.data());
+  s.bytes = data.size() * 2;
+  return s;
+}
+
+// Stacked int8 q/k/v (CUDA stackedWeight): the whole stack and each part as a row slice (the
+// packed layout is found from the slice's offset) against the CPU's separate weights. A stack
+// whose second part would start inside a 16-row tile is refused (undefined tensor).
+void testStackedInt8(Harness& h, int64_t M, int64_t K, WeightUse use) {
+  const int64_t Nq = 128, Nk = 32, Nv = 32;
+  const std::vector<uint16_t> q = int8Weights(h, Nq, K), k = int8Weights(h, Nk, K), v = int8Weights(h, Nv, K);
+  std::vector<uint16_t> all(q);
+  all.insert(all.end(), k.begin(), k.end());
+  all.insert(all.end(), v.begin(), v.end());
+  const StoredTensor sq = storedBf16("q", q, Nq, K), sk = storedBf16("k", k, Nk, K), sv = storedBf16("v", v, Nv, K);
+  Tensor stack = h.gpu.stackedWeight({&sq, &sk, &sv}, use);
+  h.expect(stack.defined() && stack.dtype() == DType::I8 && stack.rows() == Nq + Nk + Nv,
+           "stackedWeight int8 q/k/v is one I8 weight");
+  if (!stack.defined()) return;
+  const std::string scheme = use == WeightUse::Int8PerGroup128 ? " g128" : " ch";
+  Tensor allC = h.cpu.weightFromHost(all.data(), DType::BF16, {Nq + Nk + Nv, K}, use);
+  checkInt8Same(h, allC, stack, dims({Nq + Nk + Nv, K}) + scheme + " stacked");
+  Pair x = h.act({M, K});
+  Pair b = h.vecW(Nq + Nk + Nv, 0.5f);
+  {
+    Pair y = h.empty({M, Nq + Nk + Nv});
+    h.cpu.matmul(y.c, x.c, allC, &b.c);
+    h.gpu.matmul(y.g, x.g, stack, &b.g);
+    h.compare("matmul int8", dims({M, Nq + Nk + Nv, K}) + scheme + " stacked+b", y, 1.0 / 64, 1.0 / 128, int8Route(M));
+  }
+  const int64_t begins[3] = {0, Nq, Nq + Nk}, counts[3] = {Nq, Nk, Nv};
+  for (int p = 0; p < 3; ++p) {
+    Pair y = h.empty({M, counts[p]});
+    Tensor bc = b.c.slice0(begins[p], counts[p]), bg = b.g.slice0(begins[p], counts[p]);
+    h.cpu.matmul(y.c, x.c, allC.slice0(begins[p], counts[p]), &bc);
+    h.gpu.matmul(y.g, x.g, stack.slice0(begins[p], counts[p]), &bg);
+    h.compare("matmul int8", dims({M, counts[p], K}) + scheme + " slice " + std::to_string(begins[p]), y, 1.0 / 64,
+              1.0 / 128, int8Route(M));
+  }
+  const std::vector<uint16_t> odd = int8Weights(h, 40, K);
+  const StoredTensor so = storedBf16("odd", odd, 40, K);
+  h.expect(!h.gpu.stackedWeight({&so, &sk}, use).defined(),
+           "stackedWeight int8 refuses a part that starts inside a 16-row tile (40 + 32 rows)");
+}
+
+void testInt8Errors(Harness& h) {
+  std::vector<uint16_t> w(size_t(16 * 100), f32ToBf16(0.5f));
+  try {
+    h.gpu.weightFromHost(w.data(), DType::BF16, {16, 100}, WeightUse::Int8PerChannel);
+    h.expect(false, "int8 weight with K = 100 (not a multiple of 8) throws");
+  } catch (const Error& e) {
+    h.expect(e.code() == ErrorCode::InvalidArg, std::string("int8 weight with K % 8 != 0 -> ERR_INVALID_ARG: ") + e.what());
+  }
+  h.expect(!h.gpu.poisoned(), "a refused int8 weight does not poison the backend");
 }
 
 int runPoison() {
@@ -646,6 +1088,82 @@ int main(int argc, char** argv) {
     if (!S) testVision(h, 2, 448, 14, 1024, 2);
 
     testSteadyState(h);
+
+    // Ops added after the first harness. Rows 1, 3, 17, 128, 1025; widths with and without the
+    // 8-element vector path, and 16-byte-misaligned views (the scalar path at C % 8 == 0).
+    for (int64_t M : {int64_t(1), int64_t(3), int64_t(17)}) {
+      testAddRmsNorm(h, M, 48, 1e-6);
+      testAddRmsNorm(h, M, 100, 1e-6);
+      testSiluMulHalves(h, M, 64);
+      testSiluMulHalves(h, M, 37);
+    }
+    testAddRmsNorm(h, 3, 1200, 1e-6);
+    testAddRmsNorm(h, 3, 1030, 1e-5);
+    testAddRmsNorm(h, 17, 64, 1e-6, 4);
+    testAddRmsNormAlias(h);
+    testSiluMulHalves(h, 17, 64, 4);
+    if (!S) {
+      for (int64_t M : {int64_t(128), int64_t(1025)}) {
+        testAddRmsNorm(h, M, 896, 1e-6);
+        testAddRmsNorm(h, M, 1203, 1e-6);
+        testSiluMulHalves(h, M, 4864);
+        testSiluMulHalves(h, M, 1001);
+      }
+      testAddRmsNorm(h, 17, 8192, 1e-5);
+      testAddRmsNorm(h, 5, 12800, 1e-6);
+      testAddRmsNorm(h, 7, 9001, 1e-6);  // 1024 threads per row, scalar
+      testAddRmsNorm(h, 128, 4096, 1e-6, 4);
+      testSiluMulHalves(h, 128, 8960, 4);
+    }
+
+    // qkvRopeKvWrite: GQA groups 1/4/8, head_dim 64/128, tokens at page rows block-1, block,
+    // block+1 (decode) and prefills that start, end and cross page boundaries.
+    const std::vector<Seq> qDecode{{15, 1}, {16, 1}, {17, 1}, {0, 1}, {40, 1}};
+    const std::vector<Seq> qPrefill{{0, 15}, {0, 16}, {0, 17}, {15, 2}, {16, 17}, {5, 1}};
+    testQkvRope(h, "decode", 4, 4, 64, 16, qDecode);
+    testQkvRope(h, "prefill", 8, 2, 64, 16, qPrefill);
+    testQkvRope(h, "decode", 8, 1, 128, 16, qDecode);
+    testQkvRope(h, "prefill", 8, 1, 128, 16, {{0, 3}, {16, 1}}, true);
+    testQkvRope(h, "prefill bs7", 4, 1, 64, 7, {{0, 6}, {0, 7}, {0, 8}, {6, 2}});
+    if (!S) {
+      testQkvRope(h, "decode", 14, 2, 64, 16, qDecode);       // InternVL2-1B (Qwen2-0.5B): group 7
+      testQkvRope(h, "prefill", 14, 2, 64, 16, qPrefill);
+      testQkvRope(h, "decode", 32, 32, 128, 16, qDecode);     // group 1
+      testQkvRope(h, "prefill", 32, 32, 128, 16, qPrefill);
+      testQkvRope(h, "decode", 32, 8, 128, 16, qDecode);      // group 4
+      testQkvRope(h, "prefill", 32, 8, 128, 16, qPrefill, true);
+      testQkvRope(h, "decode", 64, 8, 128, 16, qDecode);      // group 8 (InternVL2-40B)
+      testQkvRope(h, "prefill", 64, 8, 128, 16, {{0, 300}, {200, 129}, {15, 1025}});
+      testQkvRope(h, "decode", 16, 2, 64, 16, qDecode, true); // group 8, head_dim 64
+    }
+    testUploadCache(h);
+    testCopyFrom(h, S);
+
+    // int8 (W8A16): both schemes, m = 1, 16, 32 | 33, 96 | 97, 200 (the decode kernel, the
+    // tensor-core kernel, dequantize + cuBLASLt); K = 200 and 904 end in a partial 128-column
+    // group, K = 72 is one short group; N not a multiple of 16.
+    for (WeightUse use : {WeightUse::Int8PerChannel, WeightUse::Int8PerGroup128}) {
+      for (int64_t M : {int64_t(1), int64_t(16), int64_t(32), int64_t(33), int64_t(96), int64_t(97), int64_t(200)}) {
+        testMatmulInt8(h, M, 151, 200, use, M % 2 == 1);
+      }
+      testMatmulInt8(h, 3, 40, 72, use, true);
+      testMatmulInt8(h, 1, 128, 4096, use, false);  // N small, K long: the decode kernel's split-K
+      testMatmulInt8(h, 17, 128, 4096, use, true);
+      testStackedInt8(h, 5, 264, use);
+      if (!S) {
+        for (int64_t M : {int64_t(1), int64_t(16), int64_t(33), int64_t(97), int64_t(200)}) {
+          testMatmulInt8(h, M, 896, 904, use, true);    // q projection shape, K ends in an 8-column group
+          testMatmulInt8(h, M, 4864, 896, use, false);  // gate/up (InternVL2-1B)
+          testMatmulInt8(h, M, 896, 4864, use, false);  // down
+        }
+        testMatmulInt8(h, 80, 8960, 1536, use, true);   // m <= 96 on the 128x128 tile
+        testMatmulInt8(h, 32, 8960, 1536, use, false);
+        testMatmulInt8(h, 1025, 1024, 1024, use, true);
+        testStackedInt8(h, 33, 896, use);
+        testStackedInt8(h, 130, 1032, use);
+      }
+    }
+    testInt8Errors(h);
 
     const auto st = h.gpu.memoryStats();
     printf("memory: in use %zu B, cached %zu B, weights %zu B, peak %zu B, %llu cudaMalloc, %llu cache hits\n",

@@ -10,9 +10,9 @@ out=${PARITY_BUILD_DIR:-build/parity}
 mkdir -p "$out"
 arch=${PARITY_ARCH:--gencode=arch=compute_90a,code=sm_90a}
 nvflags=(-std=c++17 -O2 --expt-relaxed-constexpr -lineinfo "$arch" -I native -I cuda -I .)
-cu=(cuda/dev/backend_parity.cu cuda/cuda_backend.cu cuda/cuda_backend_attention.cu cuda/cuda_alloc.cu
-    cuda/gemm_bf16.cu cuda/elementwise.cu cuda/norm.cu cuda/vit_ops.cu
-    cuda/paged_attention_prefill.cu cuda/paged_attention_decode.cu)
+# Every CUDA source of the addon (CMakeLists.txt globs cuda/*.cu the same way): a hand-kept
+# list fell behind when qkv_rope_append.cu and the int8 files were added and no longer linked.
+cu=(cuda/dev/backend_parity.cu cuda/*.cu)
 cpp=(native/cpu/*.cpp)
 pids=()
 objs=()
