@@ -23,9 +23,13 @@ const perClient = Number(arg('--requests', ['3'])[0]);
 const maxTokens = Number(arg('--max-tokens', ['128'])[0]);
 const dtype = arg('--dtype', ['bf16'])[0];
 const backend = arg('--backend', ['cuda'])[0];
-// --ramp-ms T: client i starts at i·T/N instead of all at once (steady-state TTFT rather than
-// the burst of N simultaneous first requests)
-const rampMs = Number(arg('--ramp-ms', ['0'])[0]);
+// --ramp-ms T|auto: client i starts at i·T/N instead of all at once (steady-state TTFT rather
+// than the burst of N simultaneous first requests); auto = one request's time at 1 client.
+const rampArg = arg('--ramp-ms', ['0'])[0];
+// --same-image: every request sends the same picture and question, so after the first one
+// the prefix cache serves the whole prompt (the old behaviour); by default each request has
+// its own picture, as different users' requests do, and only the system prompt is shared.
+const sameImage = process.argv.includes('--same-image');
 const out = arg('--out', ['bench/results/loadtest.json'])[0];
 if (!config || !tokenizerDir) throw new Error('--config and --tokenizer are required');
 
@@ -50,15 +54,19 @@ const model = await InternVL.load(dir, { backend, dummyWeights: true, kvCacheTok
 const loadS = (performance.now() - t0) / 1000;
 const running = await serve(model, { host: '127.0.0.1', port: 0, maxQueue: 4 * maxLevel });
 
-// One 448×448 tile (noise) as a data URL, and a question of about 30 tokens.
-const px = Buffer.alloc(448 * 448 * 3);
-for (let i = 0; i < px.length; i++) px[i] = (i * 2654435761) >>> 24;
-const png = await sharp(px, { raw: { width: 448, height: 448, channels: 3 } }).png().toBuffer();
-const image = `data:image/png;base64,${png.toString('base64')}`;
+// 448×448 noise tiles as JPEG data URLs: picture k is distinct for every k (different users).
+async function picture(k) {
+  const px = Buffer.alloc(448 * 448 * 3);
+  for (let i = 0; i < px.length; i++) px[i] = (Math.imul(i + 1, 2654435761) ^ Math.imul(k + 1, 40503)) >>> 24;
+  const jpg = await sharp(px, { raw: { width: 448, height: 448, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  return `data:image/jpeg;base64,${jpg.toString('base64')}`;
+}
+let nextPicture = 0;
+const pictures = async (count) => Promise.all(Array.from({ length: count }, () => picture(sameImage ? 0 : nextPicture++)));
 // ~30 tokens: the padded tokenizer has no merges, so a token is a byte
 const question = 'Describe this picture briefly.';
 
-async function one() {
+async function one(image) {
   const start = performance.now();
   const res = await fetch(`${running.url}/v1/chat/completions`, {
     method: 'POST',
@@ -99,21 +107,24 @@ const pct = (xs, p) => {
 };
 
 const info = runtimeInfo();
-const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, levels: {} };
-await one(); // warm-up (kernels, allocator)
+const warm = await one((await pictures(1))[0]); // warm-up (kernels, allocator)
+const rampMs = rampArg === 'auto' ? Math.round(warm.totalMs) : Number(rampArg);
+const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, levels: {} };
 for (const n of levels) {
   const results = [];
+  const images = await pictures(n * perClient);
+  const hits0 = model.stats().prefixHitTokens;
   const begin = performance.now();
   await Promise.all(
     Array.from({ length: n }, async (_, c) => {
       if (rampMs > 0) await new Promise((r) => setTimeout(r, (c * rampMs) / n));
-      for (let i = 0; i < perClient; i++) results.push(await one());
+      for (let i = 0; i < perClient; i++) results.push(await one(images[c * perClient + i]));
     }),
   );
   const wallS = (performance.now() - begin) / 1000;
   const tokens = results.reduce((a, r) => a + r.tokens, 0);
   const ttft = results.map((r) => r.ttftMs);
-  doc.levels[n] = { requests: results.length, wall_s: wallS, output_tokens: tokens, tokens_per_s: tokens / wallS, ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft), max_batch: model.stats?.()?.maxBatchSequences };
+  doc.levels[n] = { requests: results.length, wall_s: wallS, output_tokens: tokens, tokens_per_s: tokens / wallS, ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft), max_batch: model.stats().maxBatchSequences, prefix_hit_tokens_per_request: (model.stats().prefixHitTokens - hits0) / results.length };
   console.log(n, JSON.stringify(doc.levels[n]));
 }
 const base = doc.levels[levels[0]];

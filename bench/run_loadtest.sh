@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for the serving load test on a GPU machine (issue #8): our server at 8B and 40B
-# shapes (dummy weights) under 1/8/32/128 concurrent streaming clients, then the transformers
+# shapes (dummy weights) under 1/8/32/128 concurrent streaming clients (each request its own
+# picture; clients start spread over one request time: steady state, not the opening burst), then the transformers
 # baseline's static batches of the same requests in the same session; writes
 # bench/results/loadtest-<date>-<gpu>.json (+ the baseline file it pairs with).
 #   source .gpu/setup.sh && bench/run_loadtest.sh [ours|baseline|all]
@@ -12,9 +13,9 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' |
 tmp=${OUT:-/tmp}
 if [[ $what == ours || $what == all ]]; then
   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
-    --concurrency 1 8 32 128 --requests 3 --out "$tmp/loadtest-8b.json"
+    --concurrency 1 8 32 128 --requests 4 --ramp-ms auto --out "$tmp/loadtest-8b.json"
   node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
-    --concurrency 1 8 32 128 --requests 2 --out "$tmp/loadtest-40b.json"
+    --concurrency 1 8 32 128 --requests 3 --ramp-ms auto --out "$tmp/loadtest-40b.json"
   node -e '
     const fs = require("fs");
     const [a, b, out, base] = process.argv.slice(1);
