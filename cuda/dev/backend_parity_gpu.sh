@@ -40,7 +40,7 @@ if [[ $built == 0 ]]; then
     stamp "memcheck rc=$?"
   fi
   if [[ $sanitizers == *" racecheck "* ]]; then
-    timeout 300 compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 9 \
+    timeout 300 compute-sanitizer --tool racecheck --error-exitcode 9 \
       build/parity/backend_parity --small >"$OUT/racecheck.txt" 2>&1
     stamp "racecheck rc=$?"
   fi
