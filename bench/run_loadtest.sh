@@ -11,6 +11,9 @@ what=${1:-all}
 date=$(date +%Y-%m-%d)
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr 'A-Z' 'a-z')
 tmp=${OUT:-/tmp}
+# The static-batching comparison: its own transformers run, or (BASELINE=file) the one
+# bench/run_all.sh made in the same session (it measures the same batches).
+baseline=${BASELINE:-bench/results/baseline-transformers-${date}-${gpu}-loadtest.json}
 if [[ $what == ours || $what == all ]]; then
   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
     --concurrency 1 8 32 128 --requests 4 --ramp-ms auto --out "$tmp/loadtest-8b.json"
@@ -24,9 +27,9 @@ if [[ $what == ours || $what == all ]]; then
       models: { "InternVL2-8B": A, "InternVL2-40B": B } };
     fs.writeFileSync(out, JSON.stringify(doc, null, 2) + "\n");
   ' "$tmp/loadtest-8b.json" "$tmp/loadtest-40b.json" "bench/results/loadtest-${date}-${gpu}.json" \
-    "bench/results/baseline-transformers-${date}-${gpu}-loadtest.json"
+    "$baseline"
 fi
 if [[ $what == baseline || $what == all ]]; then
   python3 bench/baseline_transformers.py --configs bench/configs/InternVL2-8B.json bench/configs/InternVL2-40B.json \
-    --reps 2 --batches 8 32 128 --out "bench/results/baseline-transformers-${date}-${gpu}-loadtest.json"
+    --reps 2 --batches 8 32 128 --out "$baseline"
 fi
