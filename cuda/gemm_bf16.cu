@@ -3,9 +3,12 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "check.h"
 
@@ -40,6 +43,9 @@ struct Plan {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
   bool bias = false;
+  // Decode-sized problems (M <= kTuneMaxM): the heuristic's other candidates, timed on the
+  // first call, which then keeps the fastest (algo) and drops the list.
+  std::vector<cublasLtMatmulAlgo_t> candidates;
 
   Plan() = default;
   Plan(const Plan&) = delete;
@@ -51,6 +57,20 @@ struct Plan {
     if (desc) cublasLtMatmulDescDestroy(desc);
   }
 };
+
+// The heuristic's first choice for a skinny product (a decode step's M = batch rows) is often
+// not its fastest: measured on the H200 in the 8B decode step, cuBLASLt picked split-K kernels
+// plus a separate reduction for half of the matrices. Up to kTuneCandidates are timed once per
+// shape; INTERNVL_CUDA_GEMM_AUTOTUNE=0 keeps the first choice (A/B in one benchmark run).
+constexpr int64_t kTuneMaxM = 32;
+constexpr int kTuneCandidates = 8;
+bool autotuneEnabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("INTERNVL_CUDA_GEMM_AUTOTUNE");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
 
 // M, N, K, bias, and alignments of y, x, w, bias.
 using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool, uint32_t, uint32_t, uint32_t, uint32_t>;
@@ -65,6 +85,9 @@ struct GemmBf16::Impl {
   std::map<PlanKey, std::unique_ptr<Plan>> plans;
 
   std::unique_ptr<Plan> makePlan(const PlanKey& key, const __nv_bfloat16* bias);
+  void matmul(Plan& plan, const cublasLtMatmulAlgo_t& algo, __nv_bfloat16* y, const __nv_bfloat16* x,
+              const __nv_bfloat16* w);
+  void tune(Plan& plan, __nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16* w);
 };
 
 GemmBf16::GemmBf16(cudaStream_t stream, void* workspace, size_t workspaceBytes) : impl_(new Impl) {
@@ -125,17 +148,73 @@ std::unique_ptr<Plan> GemmBf16::Impl::makePlan(const PlanKey& key, const __nv_bf
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alY, sizeof alY));
   (void)alBias;
 
-  cublasLtMatmulHeuristicResult_t result{};
+  const int wanted = M <= kTuneMaxM && autotuneEnabled() ? kTuneCandidates : 1;
+  cublasLtMatmulHeuristicResult_t results[kTuneCandidates]{};
   int returned = 0;
-  IVL_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c, plan->c, pref, 1,
-                                                  &result, &returned));
+  IVL_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c, plan->c, pref,
+                                                  wanted, results, &returned));
   if (returned == 0) {
     throw ivl::Error(ivl::ErrorCode::Cuda, "cuBLASLt has no bf16 algorithm for y[" + std::to_string(M) + ", " +
                                                std::to_string(N) + "] = x[" + std::to_string(M) + ", " +
                                                std::to_string(K) + "] · wᵀ" + (hasBias ? " + bias" : ""));
   }
-  plan->algo = result.algo;
+  plan->algo = results[0].algo;
+  if (returned > 1) {
+    for (int i = 0; i < returned; ++i) plan->candidates.push_back(results[i].algo);
+  }
   return plan;
+}
+
+void GemmBf16::Impl::matmul(Plan& plan, const cublasLtMatmulAlgo_t& algo, __nv_bfloat16* y, const __nv_bfloat16* x,
+                            const __nv_bfloat16* w) {
+  const float alpha = 1.0f, beta = 0.0f;
+  IVL_CUBLAS_CHECK(cublasLtMatmul(handle, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, y, plan.c, y, plan.c,
+                                  &algo, workspace, workspaceBytes, stream));
+}
+
+// Times each candidate on the call's own operands (y is rewritten with the same values: beta
+// is 0): one warm-up round, then three rounds taking turns, so every candidate finds the
+// weights as warm in L2 as the others did. A candidate that fails to run is skipped.
+void GemmBf16::Impl::tune(Plan& plan, __nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16* w) {
+  std::vector<cublasLtMatmulAlgo_t> cands = std::move(plan.candidates);
+  plan.candidates.clear();
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  IVL_CUDA_CHECK(cudaEventCreate(&e0));
+  struct EventGuard {
+    cudaEvent_t& a;
+    cudaEvent_t& b;
+    ~EventGuard() {
+      if (a) cudaEventDestroy(a);
+      if (b) cudaEventDestroy(b);
+    }
+  } guard{e0, e1};
+  IVL_CUDA_CHECK(cudaEventCreate(&e1));
+  std::vector<float> total(cands.size(), 0.f);
+  std::vector<bool> ok(cands.size(), true);
+  for (int round = 0; round < 4; ++round) {
+    for (size_t i = 0; i < cands.size(); ++i) {
+      if (!ok[i]) continue;
+      IVL_CUDA_CHECK(cudaEventRecord(e0, stream));
+      const float alpha = 1.0f, beta = 0.0f;
+      const cublasStatus_t st = cublasLtMatmul(handle, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, y, plan.c, y,
+                                               plan.c, &cands[i], workspace, workspaceBytes, stream);
+      IVL_CUDA_CHECK(cudaEventRecord(e1, stream));
+      IVL_CUDA_CHECK(cudaEventSynchronize(e1));
+      if (st != CUBLAS_STATUS_SUCCESS) {
+        if (i == 0) IVL_CUBLAS_CHECK(st);  // the heuristic's own choice must run
+        ok[i] = false;
+        continue;
+      }
+      float ms = 0.f;
+      IVL_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      if (round > 0) total[i] += ms;
+    }
+  }
+  size_t best = 0;
+  for (size_t i = 1; i < cands.size(); ++i) {
+    if (ok[i] && total[i] < total[best]) best = i;
+  }
+  plan.algo = cands[best];
 }
 
 void GemmBf16::run(__nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias,
@@ -150,9 +229,8 @@ void GemmBf16::run(__nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16
     IVL_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
   }
-  const float alpha = 1.0f, beta = 0.0f;
-  IVL_CUBLAS_CHECK(cublasLtMatmul(impl_->handle, plan.desc, &alpha, w, plan.a, x, plan.b, &beta, y, plan.c, y,
-                                  plan.c, &plan.algo, impl_->workspace, impl_->workspaceBytes, impl_->stream));
+  if (!plan.candidates.empty()) impl_->tune(plan, y, x, w);
+  impl_->matmul(plan, plan.algo, y, x, w);
 }
 
 }  // namespace ivl::cuda
