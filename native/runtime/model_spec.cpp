@@ -8,6 +8,16 @@ namespace {
 void need(bool ok, const std::string& what) {
   if (!ok) throw Error(ErrorCode::Config, "invalid model spec: " + what);
 }
+// The same bounds as lib/config.ts, for callers of the addon that skip it: every size product
+// the engine forms (rows × width, vocabulary × width, the tile grid) then fits in int64, and an
+// absurd config fails here instead of as an allocation of petabytes or an overflowed shape.
+constexpr int64_t kMaxSize = int64_t(1) << 24;   // widths, vocabulary, positions
+constexpr int64_t kMaxLayers = 1024;
+constexpr int64_t kMaxImage = int64_t(1) << 14;  // image and patch sizes in pixels
+constexpr int64_t kMaxHeadDim = 512;             // the attention kernels' widest head
+void bounded(int64_t v, int64_t max, const std::string& name) {
+  need(v <= max, name + " must be at most " + std::to_string(max) + " (got " + std::to_string(v) + ")");
+}
 }  // namespace
 
 void ModelSpec::validate() const {
@@ -44,6 +54,21 @@ void ModelSpec::validate() const {
     need(l.attentionFactor > 0, "llm.attentionFactor must be positive");
   }
   need(imageContextTokenId >= 0, "imageContextTokenId must be a token id");
+
+  bounded(v.hiddenSize, kMaxSize, "vision.hiddenSize");
+  bounded(v.intermediateSize, kMaxSize, "vision.intermediateSize");
+  bounded(v.numLayers, kMaxLayers, "vision.numLayers");
+  bounded(v.imageSize, kMaxImage, "vision.imageSize");
+  bounded(tileSize, kMaxImage, "tileSize");
+  bounded(v.hiddenSize / v.numHeads, kMaxHeadDim, "the vision head size (hiddenSize / numHeads)");
+  bounded(l.hiddenSize, kMaxSize, "llm.hiddenSize");
+  bounded(l.intermediateSize, kMaxSize, "llm.intermediateSize");
+  bounded(l.numLayers, kMaxLayers, "llm.numLayers");
+  bounded(l.headDim, kMaxHeadDim, "llm.headDim");
+  bounded(l.numHeads * l.headDim, kMaxSize, "llm.numHeads × headDim");
+  bounded(l.vocabSize, kMaxSize, "llm.vocabSize");
+  bounded(l.maxPositionEmbeddings, kMaxSize, "llm.maxPositionEmbeddings");
+  bounded(imageContextTokenId, kMaxSize, "imageContextTokenId");
 }
 
 }  // namespace ivl
