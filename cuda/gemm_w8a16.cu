@@ -15,9 +15,11 @@
 #include <algorithm>
 #include <atomic>
 #include <string>
+#include <type_traits>
 
 #include "check.h"
 #include "gemm_w8a16_tuning.h"
+#include "pdl.h"
 
 namespace ivl::cuda {
 namespace w8a16 {
@@ -48,11 +50,19 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 }
 
 // Streamed weight load: read once, so keep it out of L1 (which holds the reused activations).
+// PINNED: volatile, so the compiler keeps it ahead of a later pdlWait() (the prologue's loads
+// are meant to be in flight while the previous kernel finishes).
+template <bool PINNED = false>
 __device__ __forceinline__ uint4 ldgStream(const uint4* p) {
   uint4 r;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-      : "l"(p));
+  if constexpr (PINNED)
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+  else
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
   return r;
 }
 
@@ -130,11 +140,11 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
 
   uint4 wb[DEPTH][4];
   float sb[DEPTH][2];
-  auto load = [&](uint4 (&w)[4], float (&s)[2], int i) {
+  auto load = [&](uint4 (&w)[4], float (&s)[2], int i, auto pinned) {
     const int g = g0 + kw + i * kwCount;
     const uint4* src = wTile + static_cast<size_t>(g) * 128;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) w[j] = ldgStream(src + j * 32);
+    for (int j = 0; j < 4; ++j) w[j] = ldgStream<decltype(pinned)::value>(src + j * 32);
     if constexpr (GROUPED) {
       s[0] = __ldg(sTile + static_cast<size_t>(g) * 16);
       s[1] = __ldg(sTile + static_cast<size_t>(g) * 16 + 8);
@@ -182,15 +192,26 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
     }
   };
 
+  // Programmatic dependent launch (pdl.h): the next kernel on the stream may be scheduled once
+  // every block got here, and this block's first DEPTH weight units (weights and scales: never
+  // written by the step's kernels) stream in before the wait for the previous kernel. Nothing
+  // that kernel may write -- x, and the y / partial / counter writes below -- is touched before
+  // pdlWait(). Split-K state is shared by every call on the stream (one workspace): the wait
+  // returns only after the previous call has completed, its last blocks having re-armed their
+  // counters and finished reading the partials; and the next call, which may start during this
+  // one, does its own wait before its first counter or partial access, i.e. after this grid
+  // has completed. So calls never see each other's split-K state in flight.
+  pdlLaunchDependents();
 #pragma unroll
   for (int d = 0; d < DEPTH; ++d)
-    if (d < nMine) load(wb[d], sb[d], d);
+    if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
+  pdlWait();
   for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
     for (int d = 0; d < DEPTH; ++d) {
       if (i + d < nMine) {
         compute(wb[d], sb[d], i + d);
-        if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH);
+        if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
       }
     }
   }
@@ -487,9 +508,11 @@ void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& do
   if (bit != 0) doneMask.fetch_or(bit, std::memory_order_acq_rel);
 }
 
+// With PDL (pdl.h) when the device and the environment allow: decodeKernel waits before it
+// touches anything a previous kernel writes.
 template <int MT, bool GROUPED, int DEPTH>
 void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  decodeKernel<MT, GROUPED, DEPTH><<<grid, kDecodeThreads, 0, stream>>>(p);
+  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
 template <int MT, bool GROUPED>

@@ -4,10 +4,14 @@
 //   ./w8a16 info                   exits 0 when the binary runs and sees a GPU
 //   ./w8a16 validate [--small|--race]  quantization exact vs CPU; GEMM vs fp64 reference of the
 //                                  dequantized weights, every path and config, m = 1..16, 17..33,
-//                                  64, 118, 152, 1024 (--small: tiny shapes, for compute-sanitizer)
-//   ./w8a16 bench [--sweep] [--json FILE] [--reps N]
+//                                  64, 118, 152, 1024 (--small: tiny shapes, for compute-sanitizer);
+//                                  then a chain of GEMVs with PDL forced on (validateChain)
+//   ./w8a16 bench [--sweep] [--json FILE] [--reps N] [--layers N] [--no-shapes]
 //                                  launcher (and with --sweep every decode config / prefill tile)
-//                                  vs cuBLAS bf16, L2 flushed before every rep, median of reps
+//                                  vs cuBLAS bf16, L2 flushed before every rep, median of reps;
+//                                  then the 40B layer chain (4 GEMVs/layer over N distinct layers,
+//                                  default 60) without and with PDL (--layers 0 skips it,
+//                                  --no-shapes skips the per-shape part)
 //
 // Tolerance (validate): |y - ref| <= 2^-8 |ref| + 2e-5 * sum_k |W'[n,k] x[m,k]|, with ref the
 // fp64 product of x with W' = q * s. The first term is bf16 output rounding (half an ulp is
@@ -24,6 +28,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +37,7 @@
 #include "cublas_shim.h"
 #include "gemm_w8a16.h"
 #include "gemm_w8a16_tuning.h"
+#include "pdl.h"
 #include "quantize_int8.h"
 #include "runtime/error.h"
 
@@ -257,6 +264,129 @@ struct ValShape {
   bool bias;
 };
 
+// Stand-in for the decode step's small kernels (norm, silu, rope) between two GEMVs, written to
+// the PDL contract of pdl.h: it lets the next kernel launch at once, waits for its own
+// predecessor, then spins ~`spinNs` before copying src to dst, so a following GEMV launched
+// early sits through the whole spin and must not read dst before this grid completes.
+__global__ void slowCopyKernel(bf16* dst, const bf16* src, size_t n, long long spinNs) {
+  pdlLaunchDependents();
+  pdlWait();
+  long long t0;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  for (;;) {
+    long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    if (t - t0 >= spinNs) break;
+  }
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    dst[i] = src[i];
+}
+
+// Back-to-back GEMVs with PDL forced on, each reading the previous one's output (every other
+// one through slowCopyKernel), all split-K calls sharing one workspace as in the runtime, no
+// host sync inside the chain, every output NaN-poisoned first. Each stage is then checked
+// against the fp64 reference of its own input as downloaded after the chain: a GEMV that read
+// its input (or touched split-K state) before its predecessor finished fails here.
+static long validateChain(bool small, cudaStream_t stream, std::vector<Summary>& summary) {
+  const int a = small ? 272 : 2048, b = small ? 264 : 1024;  // stage shapes: [a x b], [b x a]
+  const int stages = 12;
+  const std::vector<int> ms = small ? std::vector<int>{1, 9} : std::vector<int>{1, 8, 24};
+  const int mMax = *std::max_element(ms.begin(), ms.end());
+  pdlSetOverride(1);
+  std::printf("chain: %d GEMVs [%dx%d] / [%dx%d] back to back, PDL %s\n", stages, a, b, b, a,
+              pdlEnabled() ? "on" : "off (device not sm_90: plain launches)");
+  long failures = 0;
+  Rng rng(4242);
+  struct Stage {
+    int n, k;
+    std::vector<uint16_t> w;
+    Dev<bf16>* dW;
+  };
+  Stage st[2] = {{a, b, {}, nullptr}, {b, a, {}, nullptr}};
+  Dev<bf16> dWa(static_cast<size_t>(a) * b), dWb(static_cast<size_t>(a) * b);
+  st[0].dW = &dWa;
+  st[1].dW = &dWb;
+  for (Stage& sg : st) {
+    sg.w.resize(static_cast<size_t>(sg.n) * sg.k);
+    for (auto& v : sg.w) v = f2bf(rng.normal() * 0.03f);
+    sg.dW->up(sg.w.data());
+  }
+  std::vector<uint16_t> bias(a);
+  for (auto& v : bias) v = f2bf(rng.uniform() * 0.1f);
+  Dev<bf16> dBias(a);
+  dBias.up(bias.data());
+  std::vector<uint16_t> x0(static_cast<size_t>(mMax) * b);
+  for (auto& v : x0) v = f2bf(rng.uniform());
+
+  for (Int8Scheme scheme : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128}) {
+    const char* sname = scheme == Int8Scheme::PerChannel ? "per-channel" : "per-group128";
+    std::vector<int8_t> q[2];
+    std::vector<float> sc[2];
+    Dev<uint8_t> dP0(w8a16PackedBytes(a, b)), dP1(w8a16PackedBytes(b, a));
+    Dev<float> dS0(w8a16ScaleCount(a, b, scheme)), dS1(w8a16ScaleCount(b, a, scheme));
+    W8A16Weight wq[2] = {{dP0.p, dS0.p, a, b, scheme}, {dP1.p, dS1.p, b, a, scheme}};
+    for (int i = 0; i < 2; ++i) {
+      cpuQuantize(st[i].w, st[i].n, st[i].k, scheme, q[i], sc[i]);
+      quantizeW8A16(st[i].dW->p, wq[i], stream);  // bit-exact vs cpuQuantize (checked above)
+    }
+    const size_t wsBytes = std::max(w8a16WorkspaceBytes(wq[0]), w8a16WorkspaceBytes(wq[1]));
+    Dev<uint8_t> ws(std::max<size_t>(wsBytes, 256));
+    CK(cudaMemset(ws.p, 0, ws.n));
+    CK(cudaStreamSynchronize(stream));
+    for (int m : ms) {
+      // in[s]: stage s's input; out[s]: its output; mid[s]: slowCopy's copy of out[s - 1].
+      std::vector<std::unique_ptr<Dev<bf16>>> out, mid;
+      Dev<bf16> dX0(static_cast<size_t>(m) * b);
+      dX0.up(x0.data());
+      for (int s = 0; s < stages; ++s) {
+        out.emplace_back(new Dev<bf16>(static_cast<size_t>(m) * st[s % 2].n));
+        mid.emplace_back(new Dev<bf16>(static_cast<size_t>(m) * st[s % 2].k));
+        CK(cudaMemsetAsync(out.back()->p, 0xFF, out.back()->n * sizeof(bf16), stream));
+        CK(cudaMemsetAsync(mid.back()->p, 0xFF, mid.back()->n * sizeof(bf16), stream));
+      }
+      std::vector<const bf16*> in(stages);
+      for (int s = 0; s < stages; ++s) {
+        const bf16* src = s == 0 ? dX0.p : out[s - 1]->p;
+        if (s % 2 == 1) {
+          const size_t cnt = static_cast<size_t>(m) * st[s % 2].k;
+          launchMaybePdl(pdlEnabled(), slowCopyKernel, dim3(8), dim3(256), 0, stream, mid[s]->p, src, cnt,
+                         20000LL);
+          src = mid[s]->p;
+        }
+        in[s] = src;
+        const bf16* biasP = s % 2 == 0 ? dBias.p : nullptr;
+        gemmW8A16(wq[s % 2], src, m, out[s]->p, biasP, stream, ws.p, ws.n);
+      }
+      CK(cudaStreamSynchronize(stream));
+      std::vector<uint16_t> prev(x0.begin(), x0.begin() + static_cast<size_t>(m) * b);
+      for (int s = 0; s < stages; ++s) {
+        const Stage& sg = st[s % 2];
+        std::vector<uint16_t> inH(static_cast<size_t>(m) * sg.k), y(static_cast<size_t>(m) * sg.n);
+        CK(cudaMemcpy(inH.data(), in[s], inH.size() * 2, cudaMemcpyDeviceToHost));
+        out[s]->down(y.data());
+        std::vector<double> ref, absSum;
+        cpuGemmRef(q[s % 2], sc[s % 2], scheme, sg.n, sg.k, inH, m, s % 2 == 0 ? &bias : nullptr, ref, absSum);
+        ErrStats e = compare(y, ref, absSum, m, sg.n);
+        // The input must be exactly what the previous stage wrote (through the copy or not).
+        long inMismatch = 0;
+        for (size_t i = 0; i < inH.size(); ++i) inMismatch += inH[i] != prev[i];
+        if (inMismatch) e.bad += inMismatch;
+        const bool ok = e.bad == 0;
+        failures += !ok;
+        addTo(summary, std::string(sname) + " chain (PDL) m=" + std::to_string(m), e);
+        if (!ok || small)
+          std::printf("  chain %s m=%d stage %2d [%dx%d]  max rel %.3e  max err/tol %.3f  input mismatches %ld  bad "
+                      "%ld  %s\n",
+                      sname, m, s, sg.n, sg.k, e.maxRel, e.maxRatio, inMismatch, e.bad, ok ? "OK" : "FAIL");
+        prev = y;
+      }
+    }
+  }
+  pdlSetOverride(-1);
+  return failures;
+}
+
 static int runValidate(bool small, bool race) {
   std::vector<ValShape> shapes;
   std::vector<int> ms;
@@ -415,6 +545,7 @@ static int runValidate(bool small, bool race) {
       }
     }
   }
+  failures += validateChain(small, stream, summary);
   // Argument errors must throw, not crash.
   {
     W8A16Weight bad{};
@@ -536,7 +667,185 @@ static std::string fmt(const char* format, ...) {
   return buf;
 }
 
-static int runBench(bool sweep, const char* jsonPath, int reps) {
+__global__ void fillBytesKernel(uint4* p, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint64_t z = (i + 1) * 0x9E3779B97F4A7C15ull + seed;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    const uint64_t z2 = (z ^ (z >> 31)) * 0xD6E8FEB86659FD93ull;
+    p[i] = make_uint4(static_cast<uint32_t>(z), static_cast<uint32_t>(z >> 32), static_cast<uint32_t>(z2),
+                      static_cast<uint32_t>(z2 >> 32));
+  }
+}
+
+__global__ void fillF32Kernel(float* p, size_t n, float v) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    p[i] = v;
+}
+
+// Stand-in for one of the decode step's small kernels (norm, rope/append, attention, silu):
+// an elementwise pass over an activation row block, written to the PDL contract (pdl.h).
+__global__ void standInKernel(bf16* dst, const bf16* src, size_t n) {
+  pdlLaunchDependents();
+  pdlWait();
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    dst[i] = __float2bfloat16_rn(__bfloat162float(src[i]) * 0.5f);
+}
+
+// The 40B decode step's four GEMVs per layer (qkv 9216x7168, o 7168x7168, gate/up 40960x7168,
+// down 7168x20480), each reading the previous one's output, over `layers` distinct layers of
+// weights (60 = the whole model, 33 GB, when it fits: no layer's weights are in L2 when it
+// runs), without and with PDL; also with a stand-in small kernel before each GEMV, as the
+// real step has (norm, rope/append + attention, norm, silu). Median of `reps` passes.
+static void runLayerChain(int wantLayers, int reps, const std::function<void(const std::string&)>& row) {
+  struct Shape {
+    const char* name;
+    int n, k;
+  };
+  const Shape shapes[4] = {{"qkv", 9216, 7168}, {"o", 7168, 7168}, {"gate_up", 40960, 7168}, {"down", 7168, 20480}};
+  size_t packedPerLayer = 0, pcPerLayer = 0, grPerLayer = 0;
+  for (const Shape& sh : shapes) {
+    packedPerLayer += w8a16PackedBytes(sh.n, sh.k);
+    pcPerLayer += 4 * w8a16ScaleCount(sh.n, sh.k, Int8Scheme::PerChannel);
+    grPerLayer += 4 * w8a16ScaleCount(sh.n, sh.k, Int8Scheme::PerGroup128);
+  }
+  const size_t perLayer = packedPerLayer + pcPerLayer + grPerLayer;
+  size_t freeB = 0, totalB = 0;
+  CK(cudaMemGetInfo(&freeB, &totalB));
+  const size_t budget = freeB > (4ull << 30) ? static_cast<size_t>((freeB - (4ull << 30)) * 0.9) : 0;
+  const int layers = static_cast<int>(std::min<size_t>(wantLayers, budget / perLayer));
+  if (layers < 1) {
+    std::printf("\nlayer chain: not enough device memory (%zu MB free)\n", freeB >> 20);
+    return;
+  }
+  std::printf("\n40B decode layer chain: 4 GEMVs/layer (qkv, o, gate/up, down), %d distinct layers "
+              "(%.1f GB int8), %.1f MB/layer int8 + %.2f (pc) / %.2f (grp) MB scales\n",
+              layers, layers * packedPerLayer / 1e9, packedPerLayer / 1e6, pcPerLayer / 1e6, grPerLayer / 1e6);
+
+  cudaStream_t stream;
+  CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::vector<void*> allocs;
+  auto alloc = [&](size_t bytes) {
+    void* p = nullptr;
+    CK(cudaMalloc(&p, bytes));
+    allocs.push_back(p);
+    return p;
+  };
+  struct LayerW {
+    uint8_t* q[4];
+    float* pc[4];
+    float* gr[4];
+  };
+  std::vector<LayerW> lw(layers);
+  for (int l = 0; l < layers; ++l)
+    for (int i = 0; i < 4; ++i) {
+      const Shape& sh = shapes[i];
+      const size_t qb = w8a16PackedBytes(sh.n, sh.k);
+      const size_t pcN = w8a16ScaleCount(sh.n, sh.k, Int8Scheme::PerChannel);
+      const size_t grN = w8a16ScaleCount(sh.n, sh.k, Int8Scheme::PerGroup128);
+      lw[l].q[i] = static_cast<uint8_t*>(alloc(qb));
+      lw[l].pc[i] = static_cast<float*>(alloc(pcN * 4));
+      lw[l].gr[i] = static_cast<float*>(alloc(grN * 4));
+      fillBytesKernel<<<2048, 256, 0, stream>>>(reinterpret_cast<uint4*>(lw[l].q[i]), qb / 16, 1000 + l * 4 + i);
+      // Scales keep the activations bounded through 4 x 60 random GEMVs (timing is value-blind).
+      fillF32Kernel<<<256, 256, 0, stream>>>(lw[l].pc[i], pcN, 1e-4f);
+      fillF32Kernel<<<256, 256, 0, stream>>>(lw[l].gr[i], grN, 1e-4f);
+      CK(cudaGetLastError());
+    }
+  const int mMaxRows = 8;
+  bf16* xa = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 7168 * 2));
+  bf16* qkvOut = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 9216 * 2));
+  bf16* attn = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 7168 * 2));
+  bf16* oOut = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 7168 * 2));
+  bf16* normOut = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 7168 * 2));
+  bf16* guOut = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 40960 * 2));
+  bf16* h = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 20480 * 2));
+  bf16* dOut = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 7168 * 2));
+  fillRandomBf16<<<64, 256, 0, stream>>>(xa, static_cast<size_t>(mMaxRows) * 7168, 7, 1.f);
+  fillRandomBf16<<<64, 256, 0, stream>>>(qkvOut, static_cast<size_t>(mMaxRows) * 9216, 8, 1.f);
+  fillRandomBf16<<<64, 256, 0, stream>>>(guOut, static_cast<size_t>(mMaxRows) * 40960, 9, 1.f);
+  CK(cudaGetLastError());
+  size_t wsBytes = 256;
+  for (const Shape& sh : shapes)
+    for (Int8Scheme sc : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128})
+      wsBytes = std::max(wsBytes, w8a16WorkspaceBytes(W8A16Weight{lw[0].q[0], lw[0].pc[0], sh.n, sh.k, sc}));
+  void* ws = alloc(wsBytes);
+  CK(cudaMemsetAsync(ws, 0, wsBytes, stream));
+  CK(cudaStreamSynchronize(stream));
+
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  const double roofline = 4.3e12;
+  std::printf("%-13s %2s %-12s %4s | %10s %8s %7s | %10s %8s %7s | %6s\n", "scheme", "m", "kernels", "", "off us/l",
+              "TB/s", "%4.3", "PDL us/l", "TB/s", "%4.3", "gain");
+  for (Int8Scheme sc : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128})
+    for (int m : {1, 8})
+      for (bool withSmall : {false, true}) {
+        const bool grp = sc == Int8Scheme::PerGroup128;
+        auto small = [&](bf16* dst, const bf16* src, size_t n) {
+          launchMaybePdl(pdlEnabled(), standInKernel, dim3(16), dim3(256), 0, stream, dst, src, n);
+        };
+        auto pass = [&] {
+          for (int l = 0; l < layers; ++l) {
+            auto W = [&](int i) {
+              return W8A16Weight{lw[l].q[i], grp ? lw[l].gr[i] : lw[l].pc[i], shapes[i].n, shapes[i].k, sc};
+            };
+            const size_t mm = static_cast<size_t>(m);
+            if (withSmall) small(normOut, xa, mm * 7168);  // input norm
+            gemmW8A16(W(0), withSmall ? normOut : xa, m, qkvOut, nullptr, stream, ws, wsBytes);
+            if (withSmall) small(attn, qkvOut, mm * 7168);  // rope/append + attention
+            gemmW8A16(W(1), withSmall ? attn : qkvOut, m, oOut, nullptr, stream, ws, wsBytes);
+            if (withSmall) small(normOut, oOut, mm * 7168);  // residual add + post-attention norm
+            gemmW8A16(W(2), withSmall ? normOut : oOut, m, guOut, nullptr, stream, ws, wsBytes);
+            if (withSmall) small(h, guOut, mm * 20480);  // silu(gate) * up
+            gemmW8A16(W(3), withSmall ? h : guOut, m, withSmall ? dOut : xa, nullptr, stream, ws, wsBytes);
+            if (withSmall) small(xa, dOut, mm * 7168);  // residual add
+          }
+        };
+        std::vector<float> t[2];
+        for (int r = -2; r < reps; ++r)
+          for (int pdl = 0; pdl < 2; ++pdl) {
+            pdlSetOverride(pdl);
+            CK(cudaEventRecord(e0, stream));
+            pass();
+            CK(cudaEventRecord(e1, stream));
+            CK(cudaEventSynchronize(e1));
+            float ms = 0;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            if (r >= 0) t[pdl].push_back(ms * 1000.f / layers);
+          }
+        pdlSetOverride(-1);
+        double us[2];
+        for (int pdl = 0; pdl < 2; ++pdl) {
+          std::sort(t[pdl].begin(), t[pdl].end());
+          us[pdl] = t[pdl][t[pdl].size() / 2];
+        }
+        const double bytes = static_cast<double>(packedPerLayer + (grp ? grPerLayer : pcPerLayer));
+        const char* kn = withSmall ? "4 GEMV+5 sm" : "4 GEMV";
+        std::printf("%-13s %2d %-12s %4s | %10.1f %8.2f %7.1f | %10.1f %8.2f %7.1f | %5.1f%%\n",
+                    grp ? "per-group128" : "per-channel", m, kn, "", us[0], bytes / (us[0] * 1e-6) / 1e12,
+                    100.0 * bytes / (us[0] * 1e-6) / roofline, us[1], bytes / (us[1] * 1e-6) / 1e12,
+                    100.0 * bytes / (us[1] * 1e-6) / roofline, 100.0 * (us[0] - us[1]) / us[0]);
+        for (int pdl = 0; pdl < 2; ++pdl)
+          row(fmt("{\"summary\": \"40B layer chain\", \"scheme\": \"%s\", \"m\": %d, \"kernels\": \"%s\", \"pdl\": %s, "
+                  "\"layers\": %d, \"us_per_layer\": %.2f, \"TBps\": %.3f, \"pct_4_3TBps\": %.1f, "
+                  "\"tok_per_s_60_layers\": %.1f}",
+                  grp ? "per-group128" : "per-channel", m, kn, pdl ? "true" : "false", layers, us[pdl],
+                  bytes / (us[pdl] * 1e-6) / 1e12, 100.0 * bytes / (us[pdl] * 1e-6) / roofline,
+                  1e6 / (60.0 * us[pdl])));
+      }
+  std::printf("(us/l: median pass time / layers; TB/s: weight bytes (int8 + scales) / time; gain: PDL vs off)\n");
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
+  for (void* p : allocs) CK(cudaFree(p));
+  CK(cudaStreamDestroy(stream));
+}
+
+static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, int layers) {
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   cudaDeviceProp prop{};
@@ -591,7 +900,8 @@ static int runBench(bool sweep, const char* jsonPath, int reps) {
 
   std::printf("\n%-4s %-14s %6s %6s %5s | %9s %7s %6s | %9s %7s %6s | %9s %7s | %7s %7s\n", "", "shape", "N", "K", "m",
               "pc us", "GB/s", "%roof", "grp us", "GB/s", "%roof", "cuBLAS us", "GB/s", "x pc", "x grp");
-  for (const BenchShape& sh : shapes) {
+  const std::vector<BenchShape> shapeRun = shapesToo ? shapes : std::vector<BenchShape>{};
+  for (const BenchShape& sh : shapeRun) {
     const int n = sh.n, k = sh.k;
     Dev<bf16> dW(static_cast<size_t>(n) * k), dX(static_cast<size_t>(mMax) * k), dY(static_cast<size_t>(mMax) * n),
         dBias(n);
@@ -719,15 +1029,18 @@ static int runBench(bool sweep, const char* jsonPath, int reps) {
       }
     }
   }
-  std::printf("\n40B decoder layer, 7 linears (q,k,v,o,gate,up,down), weights only, L2 cold each:\n");
-  const char* names[] = {"int8 per-channel", "int8 per-group128", "cuBLAS bf16"};
-  for (int i = 0; i < 3; ++i) {
-    std::printf("  %-18s m=1: %8.1f us/layer -> %6.1f tok/s (60 layers)   m=16: %8.1f us/layer -> %6.1f steps/s\n",
-                names[i], layer[i][0], 1e6 / (60.0 * layer[i][0]), layer[i][1], 1e6 / (60.0 * layer[i][1]));
-    row(fmt("{\"summary\": \"40B layer linears\", \"kernel\": \"%s\", \"m1_us\": %.2f, \"m1_tok_per_s_60_layers\": %.2f, "
-            "\"m16_us\": %.2f, \"m16_steps_per_s_60_layers\": %.2f}",
-            names[i], layer[i][0], 1e6 / (60.0 * layer[i][0]), layer[i][1], 1e6 / (60.0 * layer[i][1])));
+  if (shapesToo) {
+    std::printf("\n40B decoder layer, 7 linears (q,k,v,o,gate,up,down), weights only, L2 cold each:\n");
+    const char* names[] = {"int8 per-channel", "int8 per-group128", "cuBLAS bf16"};
+    for (int i = 0; i < 3; ++i) {
+      std::printf("  %-18s m=1: %8.1f us/layer -> %6.1f tok/s (60 layers)   m=16: %8.1f us/layer -> %6.1f steps/s\n",
+                  names[i], layer[i][0], 1e6 / (60.0 * layer[i][0]), layer[i][1], 1e6 / (60.0 * layer[i][1]));
+      row(fmt("{\"summary\": \"40B layer linears\", \"kernel\": \"%s\", \"m1_us\": %.2f, \"m1_tok_per_s_60_layers\": %.2f, "
+              "\"m16_us\": %.2f, \"m16_steps_per_s_60_layers\": %.2f}",
+              names[i], layer[i][0], 1e6 / (60.0 * layer[i][0]), layer[i][1], 1e6 / (60.0 * layer[i][1])));
+    }
   }
+  if (layers > 0) runLayerChain(layers, reps, row);
   js.raw("\n]\n}\n");
   js.close();
   CK(cudaStreamDestroy(stream));
@@ -738,13 +1051,16 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "validate";
   bool small = false, sweep = false, race = false;
   const char* json = "w8a16-bench.json";
-  int reps = 30;
+  int reps = 30, layers = 60;
+  bool shapesToo = true;
   for (int i = 2; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--small")) small = true;
     else if (!std::strcmp(argv[i], "--race")) race = small = true;
     else if (!std::strcmp(argv[i], "--sweep")) sweep = true;
     else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--layers") && i + 1 < argc) layers = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--no-shapes")) shapesToo = false;
   }
   try {
     if (mode == "info") {  // does this binary run here?
@@ -754,11 +1070,13 @@ int main(int argc, char** argv) {
       return count > 0 ? 0 : 1;
     }
     if (mode == "validate") return runValidate(small, race);
-    if (mode == "bench") return runBench(sweep, json, std::max(20, reps));
+    if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers);
   } catch (const ivl::Error& e) {
     std::fprintf(stderr, "ivl::Error %s: %s\n", e.codeName(), e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: w8a16 info | validate [--small|--race] | bench [--sweep] [--json FILE] [--reps N]\n");
+  std::fprintf(stderr,
+               "usage: w8a16 info | validate [--small|--race] | bench [--sweep] [--json FILE] [--reps N] "
+               "[--layers N] [--no-shapes]\n");
   return 1;
 }
