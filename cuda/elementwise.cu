@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "check.h"
+#include "pdl.h"
 
 namespace ivl::cuda {
 
@@ -112,6 +113,10 @@ __global__ void addScaledKernel(bf16* y, const bf16* __restrict__ x, const float
 template <int VEC>
 __global__ void siluMulHalvesKernel(bf16* __restrict__ y, const bf16* __restrict__ gu, int64_t items,
                                     int64_t colItems) {
+  // Launched with PDL (pdl.h): the down projection after it may start streaming its weights
+  // now; gu is read only once the gate/up GEMV before it has completed.
+  pdlLaunchDependents();
+  pdlWait();
   const SiluMulOp op;
   for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < items; it += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = it / colItems, c = it % colItems;
@@ -220,12 +225,12 @@ void siluMulBf16(bf16* y, const bf16* gate, const bf16* up, int64_t n, cudaStrea
 void siluMulHalvesBf16(bf16* y, const bf16* gu, int64_t rows, int64_t f, cudaStream_t stream) {
   const int64_t n = rows * f;
   if (n <= 0) return;
+  const bool pdl = pdlEnabled();
   if (f % 8 == 0 && aligned16(y) && aligned16(gu)) {
-    siluMulHalvesKernel<8><<<gridFor(n / 8), kThreads, 0, stream>>>(y, gu, n / 8, f / 8);
+    launchMaybePdl(pdl, siluMulHalvesKernel<8>, dim3(gridFor(n / 8)), dim3(kThreads), 0, stream, y, gu, n / 8, f / 8);
   } else {
-    siluMulHalvesKernel<1><<<gridFor(n), kThreads, 0, stream>>>(y, gu, n, f);
+    launchMaybePdl(pdl, siluMulHalvesKernel<1>, dim3(gridFor(n)), dim3(kThreads), 0, stream, y, gu, n, f);
   }
-  IVL_CUDA_CHECK(cudaGetLastError());
 }
 
 void addBf16(bf16* y, const bf16* a, const bf16* b, int64_t n, cudaStream_t stream) {

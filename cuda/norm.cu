@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "check.h"
+#include "pdl.h"
 
 namespace ivl::cuda {
 
@@ -71,6 +72,10 @@ template <int GROUP, int VEC, bool RMS, bool ADD = false>
 __global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, const float* __restrict__ b,
                            int64_t rows, int64_t cols, float eps, const bf16* __restrict__ r = nullptr) {
   static_assert(!ADD || RMS, "the fused residual add is for RMSNorm");
+  // Launched with PDL (pdl.h): the next kernel (a decode GEMV) may start streaming its weights
+  // now; every read of x / r and every write waits for the previous kernel to complete.
+  pdlLaunchDependents();
+  pdlWait();
   __shared__ float red[32];
   constexpr int kRowsPerBlock = GROUP == 32 ? 8 : 1;  // blockDim = 256 for warps, GROUP otherwise
   const int sub = GROUP == 32 ? threadIdx.x / 32 : 0;
@@ -142,18 +147,21 @@ void launchNorm(bf16* y, const bf16* x, const float* w, const float* b, int64_t 
   const bool vec = cols % 8 == 0 &&
                    (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y) | reinterpret_cast<uintptr_t>(r)) % 16 == 0;
   const int64_t perRow = vec ? cols / 8 : cols;  // accesses per row
+  const bool pdl = pdlEnabled();
+  auto go = [&](auto kernel, unsigned grid, unsigned threads) {
+    launchMaybePdl(pdl, kernel, dim3(grid), dim3(threads), 0, stream, y, x, w, b, rows, cols, eps, r);
+  };
   if (perRow <= 128) {
     const unsigned grid = unsigned((rows + 7) / 8);
-    if (vec) normKernel<32, 8, RMS, ADD><<<grid, 256, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
-    else normKernel<32, 1, RMS, ADD><<<grid, 256, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
+    if (vec) go(normKernel<32, 8, RMS, ADD>, grid, 256);
+    else go(normKernel<32, 1, RMS, ADD>, grid, 256);
   } else if (perRow <= 1024) {
-    if (vec) normKernel<256, 8, RMS, ADD><<<unsigned(rows), 256, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
-    else normKernel<256, 1, RMS, ADD><<<unsigned(rows), 256, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
+    if (vec) go(normKernel<256, 8, RMS, ADD>, unsigned(rows), 256);
+    else go(normKernel<256, 1, RMS, ADD>, unsigned(rows), 256);
   } else {
-    if (vec) normKernel<1024, 8, RMS, ADD><<<unsigned(rows), 1024, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
-    else normKernel<1024, 1, RMS, ADD><<<unsigned(rows), 1024, 0, stream>>>(y, x, w, b, rows, cols, eps, r);
+    if (vec) go(normKernel<1024, 8, RMS, ADD>, unsigned(rows), 1024);
+    else go(normKernel<1024, 1, RMS, ADD>, unsigned(rows), 1024);
   }
-  IVL_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "check.h"
+#include "pdl.h"
 
 namespace ivl::cuda {
 
@@ -23,6 +24,10 @@ __global__ void qkvRopeAppendKernel(bf16* __restrict__ q, bf16* __restrict__ kCa
                                     const bf16* __restrict__ qkv, const CS* __restrict__ cosT,
                                     const CS* __restrict__ sinT, const int64_t* __restrict__ slots, int64_t T,
                                     int64_t Hq, int64_t KV, int64_t half) {
+  // Launched with PDL (pdl.h): the qkv GEMV before it may still be running; nothing is read
+  // or written until it has completed.
+  pdlLaunchDependents();
+  pdlWait();
   const int64_t heads = Hq + 2 * KV, D = 2 * half;
   const int64_t total = T * heads * half;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
@@ -53,16 +58,16 @@ void qkvRopeAppendBf16(bf16* q, bf16* kCache, bf16* vCache, const bf16* qkv, con
   const int64_t total = T * (Hq + 2 * KV) * half;
   if (total <= 0) return;
   const unsigned grid = unsigned(std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20));
+  const bool pdl = pdlEnabled();
   if (csType == DType::BF16) {
-    qkvRopeAppendKernel<<<grid, kThreads, 0, stream>>>(q, kCache, vCache, qkv, static_cast<const bf16*>(cos),
-                                                       static_cast<const bf16*>(sin), slots, T, Hq, KV, half);
+    launchMaybePdl(pdl, qkvRopeAppendKernel<bf16>, dim3(grid), dim3(kThreads), 0, stream, q, kCache, vCache, qkv,
+                   static_cast<const bf16*>(cos), static_cast<const bf16*>(sin), slots, T, Hq, KV, half);
   } else if (csType == DType::F32) {
-    qkvRopeAppendKernel<<<grid, kThreads, 0, stream>>>(q, kCache, vCache, qkv, static_cast<const float*>(cos),
-                                                       static_cast<const float*>(sin), slots, T, Hq, KV, half);
+    launchMaybePdl(pdl, qkvRopeAppendKernel<float>, dim3(grid), dim3(kThreads), 0, stream, q, kCache, vCache, qkv,
+                   static_cast<const float*>(cos), static_cast<const float*>(sin), slots, T, Hq, KV, half);
   } else {
     throw Error(ErrorCode::Internal, "qkvRopeAppend: cos/sin must be BF16 or F32");
   }
-  IVL_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace ivl::cuda
