@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "check.h"
 
@@ -58,7 +59,10 @@ size_t CachingAllocator::sizeClass(size_t bytes) {
   return (bytes + step - 1) / step * step;
 }
 
-CachingAllocator::CachingAllocator(int device, cudaStream_t stream) : device_(device), stream_(stream) {}
+CachingAllocator::CachingAllocator(int device, cudaStream_t stream) : device_(device), stream_(stream) {
+  const char* plan = std::getenv("INTERNVL_CUDA_FAULT");
+  if (plan) faults_.arm(parseFaultPlan(plan, "INTERNVL_CUDA_FAULT"));
+}
 
 CachingAllocator::~CachingAllocator() { dropCache(); }
 
@@ -103,6 +107,9 @@ void* CachingAllocator::allocate(size_t bytes, bool persistent, size_t* reserved
   if (bytes == 0) return nullptr;
   const size_t size = persistent ? (bytes + 255) / 256 * 256 : sizeClass(bytes);
   std::lock_guard<std::mutex> lock(mu_);
+  if (faults_.shouldFail(FaultKind::OutOfMemory)) {
+    throw Error(ErrorCode::OutOfMemory, oomMessage(size) + " [injected by the fault hook]");
+  }
   if (!persistent) {
     auto it = free_.find(size);
     if (it != free_.end() && !it->second.empty()) {

@@ -17,6 +17,12 @@
 // Out of memory: the free lists are emptied (after a stream synchronize) and cudaMalloc
 // retried once; a second failure throws ivl::Error(ERR_OOM) naming the request, the
 // device's free/total memory and what this allocator holds.
+//
+// Fault injection (tests; runtime/fault_injection.h): each allocator reads the environment
+// variable INTERNVL_CUDA_FAULT once, when it is made ("oom-after=N": the allocation after the
+// first N fails as above, weights included, so a load can be failed part way; "error-after=N":
+// the backend op after the first N fails with ERR_CUDA), and faults() arms it later. Every
+// allocate() call counts, cache hits too, so a plan does not depend on what is cached.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -28,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/fault_injection.h"
 #include "runtime/tensor.h"
 
 namespace ivl::cuda {
@@ -63,6 +70,7 @@ class CachingAllocator {
   void dropCache() noexcept;
   AllocatorStats stats() const;
   int device() const { return device_; }
+  FaultInjector& faults() { return faults_; }
 
   static size_t sizeClass(size_t bytes);
 
@@ -75,6 +83,7 @@ class CachingAllocator {
   mutable std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;  // size class -> cached blocks
   AllocatorStats stats_;
+  FaultInjector faults_;
 };
 
 // What every buffer of a backend keeps alive: the allocator and the stream its blocks

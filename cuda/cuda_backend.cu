@@ -296,8 +296,16 @@ Tensor CudaBackend::copyFrom(const Tensor& src, Backend& from) {
 }
 
 void CudaBackend::emptyCache() {
-  impl_->op([&] { impl_->ctx->allocator.emptyCache(); });
+  impl_->op([&] {
+    impl_->decodeWorkspace.reset();
+    impl_->int8Workspace.reset();
+    impl_->slotsUpload = UploadCache{};
+    impl_->pagedMetaUpload = UploadCache{};
+    impl_->ctx->allocator.emptyCache();
+  });
 }
+
+FaultInjector* CudaBackend::faultInjector() { return &impl_->ctx->allocator.faults(); }
 
 void CudaBackend::injectFaultForTesting() {
   impl_->op([&] {

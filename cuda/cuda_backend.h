@@ -65,6 +65,10 @@ class CudaBackend final : public Backend {
   bool supportsInt8() const override { return true; }
   bool deviceMemory(DeviceMemory& out) const override;
   void releaseCache() override { emptyCache(); }
+  // The allocator's injector (cuda/cuda_alloc.h): "oom-after=N" fails an allocation with
+  // ERR_OOM; "error-after=N" fails an op with ERR_CUDA and poisons this backend as a sticky
+  // error would, leaving the real CUDA context (and other models) intact.
+  FaultInjector* faultInjector() override;
   // From another CudaBackend: a device-to-device (peer) copy; otherwise through the host.
   Tensor copyFrom(const Tensor& src, Backend& from) override;
 
@@ -108,7 +112,9 @@ class CudaBackend final : public Backend {
   // Waits for every queued op; throws ERR_CUDA if one failed.
   void synchronize() override;
   CudaMemoryStats memoryStats() const;
-  // Gives the allocator's cached blocks back to the driver.
+  // Gives the allocator's cached blocks back to the driver, and the workspaces that only grow
+  // (split-K partials, the last uploads) first: they are made again on demand, and in-use
+  // memory returns to what the load left.
   void emptyCache();
   bool poisoned() const;
   AttentionPath lastAttentionPath() const;

@@ -101,6 +101,13 @@ struct CudaBackend::Impl {
     }
     try {
       makeCurrent();
+      if (ctx->allocator.faults().shouldFail(FaultKind::DeviceError)) {
+        // as after a sticky error (noteCudaError below keeps it): the test of "a CUDA error
+        // poisons only that model" without breaking the process's real context
+        poisoned = true;
+        poisonReason = "cudaErrorLaunchFailure injected by the fault hook";
+        throwCuda(cudaErrorLaunchFailure, "kernel launch (injected by the fault hook)", __FILE__, __LINE__);
+      }
       return f();
     } catch (const Error& e) {
       if (e.code() == ErrorCode::Cuda) noteCudaError(e.what());

@@ -169,6 +169,10 @@ std::string CpuBackend::describe() const {
 Tensor CpuBackend::alloc(DType dtype, const Shape& shape) {
   for (int64_t d : shape) check(d >= 0, "negative dimension in alloc");
   size_t bytes = size_t(shapeNumel(shape)) * dtypeSize(dtype);
+  if (faults_.shouldFail(FaultKind::OutOfMemory)) {
+    throw Error(ErrorCode::OutOfMemory, "host allocation of " + std::to_string(bytes) + " bytes for a " +
+                                            shapeString(shape) + " tensor failed (injected by the fault hook)");
+  }
   return Tensor(std::make_shared<HostBuffer>(bytes), dtype, shape);
 }
 

@@ -7,6 +7,7 @@
 
 #include "cpu/thread_pool.h"
 #include "runtime/backend.h"
+#include "runtime/fault_injection.h"
 
 namespace ivl::cpu {
 
@@ -22,6 +23,9 @@ class CpuBackend final : public Backend {
   bool supportsInt8() const override { return true; }
   int threads() const { return pool_.size(); }
   bool simd() const { return simd_; }
+
+  // Test hook: its "oom-after=N" plans fail alloc() (activations, scratch) with ERR_OOM.
+  FaultInjector* faultInjector() override { return &faults_; }
 
   Tensor alloc(DType dtype, const Shape& shape) override;
   Tensor weight(const StoredTensor& src, WeightUse use) override;
@@ -60,6 +64,7 @@ class CpuBackend final : public Backend {
   void matmulI8(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias);
 
   ThreadPool pool_;
+  FaultInjector faults_;
   bool simd_;  // AVX2/FMA kernels (cpu/simd.h) instead of the plain loops
 };
 

@@ -33,6 +33,7 @@
 #include "napi/model_args.h"
 #include "napi/promise_worker.h"
 #include "runtime/engine.h"
+#include "runtime/fault_injection.h"
 #include "runtime/scheduler.h"
 
 namespace ivl::napi {
@@ -311,6 +312,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     // engine thread.
   }
 
+  // The engine of a NativeModel passed to a __testing function (ctor: the class).
+  static std::shared_ptr<Engine> engineOf(const Napi::Value& v, Napi::FunctionReference* ctor) {
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor->Value())) badArg("model", "NativeModel", v);
+    return Unwrap(v.As<Napi::Object>())->engine();
+  }
+
  private:
   std::shared_ptr<Engine> engine() const {
     if (!engine_) throw Error(ErrorCode::Disposed, "the model has been disposed");
@@ -521,11 +528,93 @@ Napi::Value SamplerProbe(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- __testing: fault injection and scheduling control for the fault tests ----------------
+// Not part of the typed surface (lib/nativeTypes.ts leaves it out); test/helpers/faultHooks.ts
+// types it.
+
+Napi::FunctionReference* modelClass(const Napi::CallbackInfo& info) {
+  return static_cast<Napi::FunctionReference*>(info.Data());
+}
+
+int deviceArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined()) return 0;
+  const double d = numberArg(info, i, "device");
+  if (d < 0 || d > 64 || std::floor(d) != d) badArg("device", "integer between 0 and 64", info[i]);
+  return int(d);
+}
+
+FaultInjector& injectorOf(Engine& e, int device) {
+  FaultInjector* f = e.faultInjector(device);
+  if (!f) throw Error(ErrorCode::InvalidArg, "device " + std::to_string(device) + " of this model has no fault injector");
+  return *f;
+}
+
+// armFault(model, plan, device = 0): plan as runtime/fault_injection.h ("oom-after=N", ...).
+Napi::Value ArmFault(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    std::shared_ptr<Engine> e = ModelWrap::engineOf(info[0], modelClass(info));
+    const FaultPlan plan = parseFaultPlan(stringArg(info, 1, "plan"), "plan");
+    const int device = deviceArg(info, 2);
+    if (plan.kind == FaultKind::DeviceError && std::string(e->backendName()) != "cuda") {
+      throw Error(ErrorCode::InvalidArg, std::string("the ") + e->backendName() +
+                                             " backend has no device errors to inject (error-after is CUDA only)");
+    }
+    injectorOf(*e, device).arm(plan);
+    return env.Undefined();
+  });
+}
+
+// faultsFired(model, device = 0): how many armed plans have fired on that device.
+Napi::Value FaultsFired(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    std::shared_ptr<Engine> e = ModelWrap::engineOf(info[0], modelClass(info));
+    return Napi::Number::New(env, double(injectorOf(*e, deviceArg(info, 1)).fired()));
+  });
+}
+
+// releaseCache(model): every device's cached blocks and idle workspaces back to the driver.
+Napi::Value ReleaseCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    ModelWrap::engineOf(info[0], modelClass(info))->releaseDeviceCaches();
+    return env.Undefined();
+  });
+}
+
+// hold(model, iterations): the engine thread runs at most that many more working loop
+// iterations, then waits (-1: no limit). held(model): it is waiting so, with work.
+Napi::Value Hold(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    std::shared_ptr<Engine> e = ModelWrap::engineOf(info[0], modelClass(info));
+    const double n = numberArg(info, 1, "iterations");
+    if (n < -1 || n > 1e9 || std::floor(n) != n) badArg("iterations", "integer between -1 and 1e9", info[1]);
+    e->holdForTesting(int64_t(n));
+    return env.Undefined();
+  });
+}
+
+Napi::Value Held(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    return Napi::Boolean::New(env, ModelWrap::engineOf(info[0], modelClass(info))->heldForTesting());
+  });
+}
+
 void init(Napi::Env env, Napi::Object exports) {
   auto* ctor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::define(env)));
   env.AddCleanupHook([ctor] { delete ctor; });
   exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel", ctor));
   exports.Set("samplerProbe", Napi::Function::New(env, SamplerProbe, "samplerProbe"));
+  Napi::Object testing = Napi::Object::New(env);
+  testing.Set("armFault", Napi::Function::New(env, ArmFault, "armFault", ctor));
+  testing.Set("faultsFired", Napi::Function::New(env, FaultsFired, "faultsFired", ctor));
+  testing.Set("releaseCache", Napi::Function::New(env, ReleaseCache, "releaseCache", ctor));
+  testing.Set("hold", Napi::Function::New(env, Hold, "hold", ctor));
+  testing.Set("held", Napi::Function::New(env, Held, "held", ctor));
+  exports.Set("__testing", testing);
 }
 
 }  // namespace

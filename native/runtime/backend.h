@@ -45,6 +45,8 @@ struct DeviceMemory {
   size_t cachedBytes = 0;  // freed blocks kept for reuse (reserved from the device, not in use)
 };
 
+class FaultInjector;  // runtime/fault_injection.h
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -62,6 +64,9 @@ class Backend {
   }
   // Gives cached free blocks back (after load: the conversion scratch is not needed again).
   virtual void releaseCache() {}
+  // Tests only: what makes this backend's allocations (and device ops) fail on demand
+  // (runtime/fault_injection.h); null for a backend without one.
+  virtual FaultInjector* faultInjector() { return nullptr; }
   // Waits until every op queued so far has finished (benchmarks time device work with it);
   // a backend that runs ops synchronously has nothing to wait for.
   virtual void synchronize() {}

@@ -147,6 +147,24 @@ void Engine::waitRetired(const std::shared_ptr<Submission>& s) { scheduler_->wai
 void Engine::shutdown() { scheduler_->shutdown(); }
 SchedulerStats Engine::stats() const { return scheduler_->stats(); }
 
+void Engine::releaseDeviceCaches() noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& b : backends_) {
+    try {
+      b->releaseCache();
+    } catch (...) {  // its own requests fail with the backend's error; nothing to add here
+    }
+  }
+}
+
+FaultInjector* Engine::faultInjector(int device) {
+  if (device < 0 || size_t(device) >= backends_.size()) return nullptr;
+  return backends_[size_t(device)]->faultInjector();
+}
+
+void Engine::holdForTesting(int64_t iterations) { scheduler_->holdForTesting(iterations); }
+bool Engine::heldForTesting() const { return scheduler_->heldForTesting(); }
+
 std::vector<DeviceMemory> Engine::deviceMemory() const {
   std::vector<DeviceMemory> out;
   for (const auto& b : backends_) {

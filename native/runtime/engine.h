@@ -155,6 +155,15 @@ class Engine {
   SchedulerStats stats() const;
   // Device memory per device the model uses (empty on the CPU backend). Thread-safe.
   std::vector<DeviceMemory> deviceMemory() const;
+  // Gives every device's cached free blocks (and idle workspaces) back; waits for the backend
+  // job in progress. Best effort: a backend that refuses (poisoned by a CUDA error) is skipped.
+  void releaseDeviceCaches() noexcept;
+  // Tests only (runtime/fault_injection.h): logical device d's injector, null when its
+  // backend has none or there is no device d.
+  FaultInjector* faultInjector(int device);
+  // Tests only: Scheduler::holdForTesting / heldForTesting.
+  void holdForTesting(int64_t iterations);
+  bool heldForTesting() const;
   // The request checks submit() starts with (ivl::Error(InvalidArg) naming the
   // sequence and field); cheap, so bindings call it up front for a synchronous error.
   void validate(const GenerateRequest& req) const;

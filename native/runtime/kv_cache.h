@@ -86,6 +86,11 @@ class SequenceKv {
   // Keeps the first `tokens` tokens (their pages) and gives the rest back: a cached prefix
   // taken over by a new sequence that matches only part of it.
   void truncate(int64_t tokens);
+  // Forgets the tokens after the first `tokens`, keeping every page (reserved room stays
+  // reserved): a failed step's claimed slots, written again when the step is retried.
+  void rewind(int64_t tokens) {
+    if (tokens >= 0 && tokens < length_) length_ = tokens;
+  }
   // Gives every page back.
   void release();
 

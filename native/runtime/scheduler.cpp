@@ -1,6 +1,7 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <new>
 
 #include "runtime/error.h"
 
@@ -43,6 +44,21 @@ std::exception_ptr failureOf(std::exception_ptr e) {
   } catch (...) {
   }
   return e;
+}
+
+// Whether a step failed for want of memory (device, or host on the CPU backend): the failure
+// that shedding a request from the step can cure.
+bool isOutOfMemory(std::exception_ptr e) {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return err.code() == ErrorCode::OutOfMemory;
+  } catch (const std::bad_alloc&) {
+    return true;
+  } catch (...) {
+  }
+  return false;
 }
 
 // Below this many reusable tokens a cached prefix is not worth taking over.
@@ -178,8 +194,14 @@ void Scheduler::loop() {
     std::vector<std::pair<std::shared_ptr<Submission>, std::string>> tooBig;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      wake_.wait(lk, [&] { return stopping_ || !queue_.empty() || !running_.empty() || !prefilling_.empty(); });
+      wake_.wait(lk, [&] {
+        const bool work = !queue_.empty() || !running_.empty() || !prefilling_.empty();
+        held_ = work && hold_ == 0;
+        return stopping_ || (work && hold_ != 0);
+      });
+      held_ = false;
       if (stopping_) break;
+      if (hold_ > 0) --hold_;
       // Cancelled requests leave the queue, and so do the ones larger than the whole
       // cache (they could never run; they fail now, wherever they are in the queue).
       // engine thread: the allocator and the prefix cache are only touched here; cached
@@ -392,6 +414,15 @@ void Scheduler::prefillStep() {
     const bool aborted = !error;
     std::set<Running*> hit;
     for (auto& w : who) hit.insert(w.first);
+    if (isOutOfMemory(error) && hit.size() > 1) {
+      // the survivors' tiles go through the ViT again with their next chunk (what this step
+      // made of them may be incomplete)
+      for (auto& w : startingWho) {
+        w.first->encoded[w.second] = 0;
+        w.first->image[w.second] = Tensor();
+      }
+      if (shedNewestForOom(error, prefilling_, hit)) return;
+    }
     for (size_t i = 0; i < prefilling_.size();) {
       if (hit.count(prefilling_[i].get())) {
         std::unique_ptr<Running> r = std::move(prefilling_[i]);
@@ -459,9 +490,13 @@ void Scheduler::decodeStep() {
   try {
     engine_.decodeStep(ids, seqs, logits, &stop_);
   } catch (...) {
-    // The step failed: every request in it ends, Aborted when stopping, with the error otherwise.
+    // The step failed: every request in it ends, Aborted when stopping, with the error otherwise
+    // (out of memory with several requests in it: only the newest).
     std::exception_ptr error = failureOf(std::current_exception());
     const bool aborted = !error;
+    std::set<Running*> inStep;
+    for (const auto& w : who) inStep.insert(w.first);
+    if (shedNewestForOom(error, running_, inStep)) return;
     std::vector<std::unique_ptr<Running>> failed = std::move(running_);
     running_.clear();
     for (auto& r : failed) finish(*r, error, aborted);
@@ -577,6 +612,50 @@ void Scheduler::finish(Running& r, std::exception_ptr error, bool aborted) {
   } else {
     retire(r.sub, std::move(r.results), nullptr);
   }
+}
+
+bool Scheduler::shedNewestForOom(std::exception_ptr error, std::vector<std::unique_ptr<Running>>& list,
+                                 const std::set<Running*>& inStep) {
+  if (!isOutOfMemory(error) || inStep.size() < 2) return false;
+  // Lists keep admission order: the newest request in the step is the last one found.
+  for (size_t i = list.size(); i-- > 0;) {
+    if (!inStep.count(list[i].get())) continue;
+    std::unique_ptr<Running> r = std::move(list[i]);
+    list.erase(list.begin() + std::ptrdiff_t(i));
+    finish(*r, error, false);
+    break;
+  }
+  // The failed step appended its tokens' slots before it threw: each surviving sequence goes
+  // back to what its pages held (the prompt so far, then every generated token but the last),
+  // keeping its reserved pages, so the retry writes the same positions again.
+  for (const auto& up : list) {
+    Running& r = *up;
+    if (!inStep.count(&r)) continue;
+    for (size_t b = 0; b < r.kv.size(); ++b) {
+      if (r.done[b]) continue;
+      const int64_t prompt = r.results[b].promptTokens;
+      const int64_t held = r.prefilled[b] < prompt
+                               ? r.prefilled[b]
+                               : prompt + std::max<int64_t>(0, int64_t(r.results[b].tokens.size()) - 1);
+      r.kv[b].rewind(held);
+    }
+  }
+  engine_.releaseDeviceCaches();
+  return true;
+}
+
+void Scheduler::holdForTesting(int64_t iterations) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    hold_ = iterations < 0 ? -1 : iterations;
+    if (hold_ != 0) held_ = false;  // until the engine thread holds again (its wait sets it)
+  }
+  wake_.notify_all();
+}
+
+bool Scheduler::heldForTesting() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return held_;
 }
 
 void Scheduler::retire(const std::shared_ptr<Submission>& sub, std::vector<SequenceResult>&& results,

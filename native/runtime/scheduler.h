@@ -78,6 +78,11 @@ class Scheduler {
   void waitRetired(const std::shared_ptr<Submission>& s);
   void shutdown();
   SchedulerStats stats() const;
+  // Tests only: the engine thread runs at most `iterations` more loop iterations that have
+  // work, then waits with it (-1, the default: no limit), so a test can arrange which
+  // requests share a step. heldForTesting(): it is waiting so now.
+  void holdForTesting(int64_t iterations);
+  bool heldForTesting() const;
 
  private:
   struct Running;  // an admitted request and its sequences' state (engine thread only)
@@ -106,6 +111,12 @@ class Scheduler {
   void loop();
   void prefillStep();
   void decodeStep();
+  // Out of memory in a step several requests share: the newest of them fails with the error,
+  // the others' KV goes back to where the step found it, the backends' caches are released,
+  // and the others run again in the next step. False (nothing done) for any other error or a
+  // step of one request, which then fails as every failed step does.
+  bool shedNewestForOom(std::exception_ptr error, std::vector<std::unique_ptr<Running>>& list,
+                        const std::set<Running*>& inStep);
   // Frees r's pages, marks unfinished sequences Aborted (when aborting), calls onDone.
   void finish(Running& r, std::exception_ptr error, bool aborted);
   void retire(const std::shared_ptr<Submission>& s, std::vector<SequenceResult>&& results, std::exception_ptr error);
@@ -118,6 +129,8 @@ class Scheduler {
   std::deque<std::shared_ptr<Submission>> queue_;  // FIFO, not yet admitted
   std::set<std::shared_ptr<Submission>> live_;     // submitted, not retired
   bool stopping_ = false;
+  int64_t hold_ = -1;    // holdForTesting (guarded by mu_)
+  bool held_ = false;    // heldForTesting (guarded by mu_)
   std::atomic<bool> stop_{false};  // read by kernels between layers during a decode step
   std::vector<std::unique_ptr<Running>> prefilling_;  // admitted, prompts not all in (engine thread only)
   std::vector<std::unique_ptr<CachedPrefix>> cache_;  // prefix cache, engine thread only

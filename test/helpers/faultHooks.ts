@@ -1,0 +1,57 @@
+/**
+ * The addon's test-only hooks (native/napi/model.cpp `__testing`), typed here and nowhere
+ * in lib/: they are not part of the package's surface.
+ *   armFault(model, plan, device = 0)   plan as native/runtime/fault_injection.h:
+ *                                       'oom-after=N' (the allocation after the next N fails
+ *                                       with ERR_OOM), 'error-after=N' (CUDA: the op after the
+ *                                       next N fails with ERR_CUDA and poisons the backend), 'none'
+ *   faultsFired(model, device = 0)      plans fired so far on that device
+ *   releaseCache(model)                 cached blocks and idle workspaces back to the driver
+ *   hold(model, n) / held(model)        the engine thread runs n more loop iterations that have
+ *                                       work, then waits (-1: no limit); held: it is waiting so
+ */
+import type { EngineModel } from '../../lib/engine/nativeModel.js';
+import { loadNative } from '../../lib/native.js';
+import type { NativeModel } from '../../lib/nativeTypes.js';
+
+export interface TestingHooks {
+  armFault(model: NativeModel, plan: string, device?: number): void;
+  faultsFired(model: NativeModel, device?: number): number;
+  releaseCache(model: NativeModel): void;
+  hold(model: NativeModel, iterations: number): void;
+  held(model: NativeModel): boolean;
+}
+
+export function testingHooks(): TestingHooks {
+  return (loadNative() as unknown as { __testing: TestingHooks }).__testing;
+}
+
+/** The native object under an EngineModel (its private field). */
+export function nativeOf(model: EngineModel): NativeModel {
+  const n = (model as unknown as { native: NativeModel | undefined }).native;
+  if (!n) throw new Error('the model has been disposed');
+  return n;
+}
+
+/**
+ * Resolves once cond() holds, polling. The bound only turns a hang into a clear failure;
+ * nothing depends on how soon the condition comes true.
+ */
+export async function waitUntil(cond: () => boolean, what: string, limitMs = 60_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > limitMs) throw new Error(`still waiting after ${limitMs} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/**
+ * Lets the engine of `model` run `iterations` loop iterations and waits until it sits
+ * holding again (with work left), so a test knows exactly which steps have run.
+ */
+export async function stepEngine(model: EngineModel, iterations: number): Promise<void> {
+  const t = testingHooks();
+  const n = nativeOf(model);
+  t.hold(n, iterations);
+  await waitUntil(() => t.held(n), `the engine to run ${iterations} iteration(s) and hold`);
+}
