@@ -78,6 +78,10 @@ class CudaBackend final : public Backend {
   Tensor stackedWeight(const std::vector<const StoredTensor*>& parts, WeightUse use) override;
   Tensor uploadF32(const float* data, const Shape& shape) override;
   void downloadF32(const Tensor& t, float* out) override;
+  // Page-locked (cuda/sampling.cu).
+  float* downloadStaging(size_t floats) override;
+  // One block per row over the BF16 logits; the penalized ids uploaded (cuda/sampling.cu).
+  void greedyTokens(const Tensor& logits, const std::vector<GreedyRow>& rows, int32_t* out) override;
 
   void matmul(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias) override;
   void layerNorm(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b, double eps) override;

@@ -85,6 +85,19 @@ class PackedUpload {
   std::vector<size_t> offsets_;
 };
 
+// Page-locked host memory, grown on demand and reused (downloadStaging): a device-to-host
+// copy into it runs at full link speed, one into pageable memory is staged by the driver.
+struct PinnedHost {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  PinnedHost() = default;
+  PinnedHost(const PinnedHost&) = delete;
+  PinnedHost& operator=(const PinnedHost&) = delete;
+  ~PinnedHost() {
+    if (ptr) cudaFreeHost(ptr);
+  }
+};
+
 struct CudaBackend::Impl {
   explicit Impl(const CudaBackendOptions& o);
   ~Impl();
@@ -154,6 +167,7 @@ struct CudaBackend::Impl {
   cudaStream_t stream = nullptr;
   std::shared_ptr<DeviceContext> ctx;
   HostStaging staging;
+  PinnedHost downloadHost;  // downloadStaging (cuda/sampling.cu)
   ScratchBlock gemmWorkspace;
   std::unique_ptr<GemmBf16> gemm;
   ScratchBlock decodeWorkspace;  // grow-only, for pagedDecode's split-K partials

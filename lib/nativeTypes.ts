@@ -234,6 +234,12 @@ export interface NativeModelStats {
   /** Tiles run through the ViT by generation requests. */
   vitTiles: number;
   completedRequests: number;
+  /** Host wall time in decode steps' engine call (forward, greedy argmax on the device, sampled rows' logits download), cumulative ms. */
+  decodeForwardMs: number;
+  /** Host wall time in the host sampler over decode steps' sampled rows (doSample), cumulative ms. */
+  decodeSampleMs: number;
+  /** Host wall time delivering decode steps' tokens (callbacks, stop rules, freeing pages), cumulative ms. */
+  decodeEmitMs: number;
   /** Per device the model uses (empty on the CPU backend), as the CUDA allocator accounts it. */
   deviceMemory: NativeDeviceMemory[];
 }

@@ -14,8 +14,14 @@ nvflags=(-std=c++17 -O2 --expt-relaxed-constexpr -lineinfo "$arch" -I native -I 
 # list fell behind when qkv_rope_append.cu and the int8 files were added and no longer linked.
 cu=(cuda/dev/backend_parity.cu cuda/*.cu)
 cpp=(native/cpu/*.cpp)
+# The runtime sources the backends lean on (fault injection, ...) go into an archive, so the
+# link takes only the objects something references (engine, checkpoint, ... stay out).
+rt=(native/runtime/*.cpp)
+mkdir -p "$out/runtime"
 pids=()
 objs=()
+rtobjs=()
+cxx=(g++ -std=c++17 -O3 -march=x86-64-v2 -I native -I .)
 for f in "${cu[@]}"; do
   o="$out/$(basename "${f%.*}").o"
   objs+=("$o")
@@ -24,9 +30,16 @@ done
 for f in "${cpp[@]}"; do
   o="$out/$(basename "${f%.*}").o"
   objs+=("$o")
-  g++ -std=c++17 -O3 -march=x86-64-v2 -I native -I . -c "$f" -o "$o" & pids+=($!)
+  "${cxx[@]}" -c "$f" -o "$o" & pids+=($!)
+done
+for f in "${rt[@]}"; do
+  o="$out/runtime/$(basename "${f%.*}").o"
+  rtobjs+=("$o")
+  "${cxx[@]}" -O1 -c "$f" -o "$o" & pids+=($!)  # linked for a few helpers: not worth -O3's time
 done
 for p in "${pids[@]}"; do wait "$p"; done
-nvcc "$arch" -o "$out/backend_parity" "${objs[@]}" -lcublasLt -lcublas -lpthread
+rm -f "$out/libivlruntime.a"
+ar rcs "$out/libivlruntime.a" "${rtobjs[@]}"
+nvcc "$arch" -o "$out/backend_parity" "${objs[@]}" "$out/libivlruntime.a" -lcublasLt -lcublas -lpthread
 if [[ "${BUILD_ONLY:-0}" == 1 ]]; then exit 0; fi
 exec "$out/backend_parity" "$@"

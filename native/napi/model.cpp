@@ -454,6 +454,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("prefixHitTokens", double(st.prefixHitTokens));
       o.Set("vitTiles", double(st.vitTiles));
       o.Set("completedRequests", double(st.completedRequests));
+      o.Set("decodeForwardMs", st.decodeForwardMs);
+      o.Set("decodeSampleMs", st.decodeSampleMs);
+      o.Set("decodeEmitMs", st.decodeEmitMs);
       Napi::Array devices = Napi::Array::New(env);
       for (const DeviceMemory& m : engine()->deviceMemory()) {
         Napi::Object d = Napi::Object::New(env);

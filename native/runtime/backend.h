@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/error.h"
+#include "runtime/greedy.h"
 #include "runtime/paged_kv.h"
 #include "runtime/safetensors.h"
 #include "runtime/tensor.h"
@@ -98,6 +100,54 @@ class Backend {
   virtual Tensor uploadF32(const float* data, const Shape& shape) = 0;
   // Activation tensor -> host f32 [t.numel()].
   virtual void downloadF32(const Tensor& t, float* out) = 0;
+
+  // Rows rows[i] of t[R, C] -> host f32 out[i·C, (i + 1)·C). Default: gatherRows + downloadF32.
+  virtual void downloadRowsF32(const Tensor& t, const std::vector<int64_t>& rows, float* out) {
+    const int64_t R = t.rows(), C = R > 0 ? t.numel() / R : 0, n = int64_t(rows.size());
+    bool all = n == R;  // every row in order: no gather
+    for (int64_t i = 0; i < n; ++i) {
+      require(rows[size_t(i)] >= 0 && rows[size_t(i)] < R, ErrorCode::Internal, "downloadRowsF32: row out of range");
+      all = all && rows[size_t(i)] == i;
+    }
+    if (n == 0 || C == 0) return;
+    if (all) return downloadF32(t, out);
+    Tensor picked = alloc(t.dtype(), {n, C});
+    gatherRows(picked, t, rows);
+    downloadF32(picked, out);
+  }
+  // Host memory for a download of `floats` floats that the backend copies into fastest (CUDA:
+  // page-locked), owned by the backend, grown as needed and reused: valid until the next call
+  // on this backend. nullptr (the default): download into ordinary memory.
+  virtual float* downloadStaging(size_t floats) {
+    (void)floats;
+    return nullptr;
+  }
+
+  // ---- sampling -------------------------------------------------------------
+  // A greedy row of a decode step's logits and the repetition penalty to apply first.
+  struct GreedyRow {
+    int64_t row = 0;
+    double penalty = 1.0;                           // SamplingParams::repetitionPenalty
+    const std::vector<int32_t>* history = nullptr;  // its generated ids (may repeat; may be null)
+  };
+  // out[i] = the greedy token of logits[R, V] row rows[i].row read as fp32: the repetition
+  // penalty (runtime/sampler.h applyRepetitionPenalty: each distinct history id in [0, V),
+  // s < 0 ? s·p : s / p with p as float), then the first index of the maximum as
+  // std::max_element gives it (argmaxFirst). Exactly what the host sampler picks from the
+  // downloaded row. Default: downloads the rows and does that here.
+  virtual void greedyTokens(const Tensor& logits, const std::vector<GreedyRow>& rows, int32_t* out) {
+    const int64_t R = logits.rows(), V = R > 0 ? logits.numel() / R : 0;
+    if (rows.empty()) return;
+    std::vector<int64_t> which;
+    for (const GreedyRow& g : rows) which.push_back(g.row);
+    std::vector<float> scores(rows.size() * size_t(V));  // [n, V]
+    downloadRowsF32(logits, which, scores.data());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      float* s = scores.data() + i * size_t(V);
+      if (rows[i].history) applyRepetitionPenalty(s, V, rows[i].penalty, *rows[i].history);
+      out[i] = argmaxFirst(s, V);
+    }
+  }
 
   // ---- dense math -----------------------------------------------------------
   // y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N]); w F32, BF16 or I8 (then w = q · scale, fp32 math)

@@ -298,7 +298,7 @@ void Engine::prefillStep(const std::vector<PrefillPart>& parts, std::vector<std:
 }
 
 void Engine::decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs,
-                        std::vector<float>& logitsOut, const std::atomic<bool>* cancel) {
+                        const std::vector<RowSampling>& rowSampling, StepOutput& out, const std::atomic<bool>* cancel) {
   std::lock_guard<std::mutex> lock(mutex_);
   const LlmSpec& l = spec_.llm;
   const int64_t A = int64_t(seqs.size()), half = l.headDim / 2, bs = kv_->blockSize();
@@ -316,8 +316,32 @@ void Engine::decodeStep(const std::vector<int32_t>& ids, const std::vector<Seque
   }
   PagedBatch batch = buildBatch(bs, cseqs, newTokens, std::move(slots), std::move(positions));
   Tensor logits = decoder.forward(decoder.embed(ids), batch, cos, sin, rows, cancel);  // [A, V]
-  logitsOut.resize(size_t(A * vocabSize()));
-  devices_[size_t(map_.head)]->downloadF32(logits, logitsOut.data());
+  require(int64_t(rowSampling.size()) == A, ErrorCode::Internal, "decodeStep: one RowSampling per row");
+  Backend& hb = *devices_[size_t(map_.head)];
+  std::vector<Backend::GreedyRow> greedy;
+  out.tokens.assign(size_t(A), -1);
+  out.sampledRows.clear();
+  out.scores = nullptr;
+  for (int64_t i = 0; i < A; ++i) {
+    const RowSampling& r = rowSampling[size_t(i)];
+    if (r.params->doSample) out.sampledRows.push_back(i);
+    else greedy.push_back({i, r.params->repetitionPenalty, r.generated});
+  }
+  if (!greedy.empty()) {
+    std::vector<int32_t> chosen(greedy.size());
+    hb.greedyTokens(logits, greedy, chosen.data());
+    for (size_t g = 0; g < greedy.size(); ++g) out.tokens[size_t(greedy[g].row)] = chosen[g];
+  }
+  if (!out.sampledRows.empty()) {
+    const size_t n = out.sampledRows.size() * size_t(vocabSize());
+    float* dst = hb.downloadStaging(n);
+    if (!dst) {
+      out.hostScores.resize(n);  // grow-only: the caller keeps `out` between steps
+      dst = out.hostScores.data();
+    }
+    hb.downloadRowsF32(logits, out.sampledRows, dst);
+    out.scores = dst;
+  }
 }
 
 }  // namespace ivl

@@ -103,6 +103,21 @@ struct TileRange {
   int64_t firstTile = 0;
 };
 
+// How one row of a decode step chooses its token (both point into the running request).
+struct RowSampling {
+  const SamplingParams* params = nullptr;
+  const std::vector<int32_t>* generated = nullptr;  // the repetition penalty's history
+};
+
+// What a decode step hands back: greedy rows their token, chosen by the backend where the
+// logits are (Backend::greedyTokens); sampled rows their fp32 logits for the host sampler.
+struct StepOutput {
+  std::vector<int32_t> tokens;       // [A] greedy rows: the token; sampled rows: −1
+  std::vector<int64_t> sampledRows;  // rows to sample on the host, ascending
+  const float* scores = nullptr;     // [sampledRows.size(), V] their logits; valid until the next step
+  std::vector<float> hostScores;     // their storage when the backend offers no staging memory
+};
+
 // Called after each chosen token, on the engine thread.
 using TokenCallback = std::function<void(int64_t sequence, int32_t token)>;
 // Called once per request on the engine thread: its results, or the error that ended it
@@ -183,10 +198,11 @@ class Engine {
                    const std::atomic<bool>* cancel);
   int64_t prefillChunkTokens() const { return prefillChunkTokens_; }
   bool prefixCacheEnabled() const { return prefixCache_; }
-  // One decode step: ids[i] appended to seqs[i] (one token each, at its own position);
-  // logits[A·V] <- each sequence's next-token logits.
-  void decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs, std::vector<float>& logits,
-                  const std::atomic<bool>* cancel);
+  // One decode step: ids[i] appended to seqs[i] (one token each, at its own position); then
+  // per row as rows[i] says: a greedy row's token (out.tokens), a sampled row's logits
+  // (out.scores). Only the sampled rows' logits leave the device.
+  void decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs,
+                  const std::vector<RowSampling>& rows, StepOutput& out, const std::atomic<bool>* cancel);
   KvCache& kv() { return *kv_; }
 
   Backend& visionBackend() { return *backends_.at(size_t(map_.vision)); }

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
+#include <cstring>
 
 namespace ivl {
 
@@ -14,6 +14,139 @@ uint64_t splitmix64(uint64_t& x) {
   return z ^ (z >> 31);
 }
 inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+// Buffers kept between calls: a decode step samples hundreds of rows of ~10⁵ scores, and
+// allocating them per row cost as much as the work. One set per thread (rows are sampled
+// on a pool).
+struct Scratch {
+  std::vector<float> tmp;       // [V] top-k selection
+  std::vector<float> e;         // [V] exp(s − max) by id; 0 for dropped tokens
+  std::vector<uint64_t> keys;   // orderKey(s) << 32 | id, then sorted
+  std::vector<uint64_t> keys2;  // radix sort's other half
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// A uint32 whose unsigned order is the float order (−0 mapped to +0: they compare equal,
+// and equal scores must stay in id order).
+inline uint32_t orderKey(float x) {
+  if (x == 0) x = 0;
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// Sorts keys (orderKey << 32 | id) by their upper 32 bits, equal keys in the order they
+// come (id order): LSD radix sort, 11 + 11 + 10 bits, each pass stable. The ids make every
+// key distinct, so this is also the order std::stable_sort by score over iota gives.
+void sortByScore(std::vector<uint64_t>& a, std::vector<uint64_t>& b) {
+  constexpr int kShift[3] = {32, 43, 54};
+  constexpr uint32_t kMask[3] = {0x7ff, 0x7ff, 0x3ff};
+  const size_t n = a.size();
+  if (n < 2) return;
+  static thread_local uint32_t count[3][2048];
+  std::memset(count, 0, sizeof(count));
+  for (uint64_t k : a) {
+    ++count[0][(k >> 32) & 0x7ff];
+    ++count[1][(k >> 43) & 0x7ff];
+    ++count[2][(k >> 54) & 0x3ff];
+  }
+  b.resize(n);
+  for (int d = 0; d < 3; ++d) {
+    uint32_t* c = count[d];
+    const uint32_t buckets = kMask[d] + 1;
+    // a digit every key shares: the pass would leave the order as it is
+    if (c[(a[0] >> kShift[d]) & kMask[d]] == n) continue;
+    uint32_t sum = 0;
+    for (uint32_t j = 0; j < buckets; ++j) {
+      const uint32_t t = c[j];
+      c[j] = sum;
+      sum += t;
+    }
+    for (uint64_t k : a) b[c[(k >> kShift[d]) & kMask[d]]++] = k;
+    a.swap(b);
+  }
+}
+
+inline int32_t idOf(uint64_t key) { return int32_t(uint32_t(key)); }
+
+// Steps 4-5 for scores that hold a NaN or have no finite maximum, literally as the header
+// describes them: every token takes part in the order and the sums. (With a NaN the order
+// is unspecified, as a comparison sort's was.)
+void topPSoftmaxLiteral(std::vector<float>& s, double topP, Scratch& w) {
+  const int64_t V = int64_t(s.size());
+  if (topP < 1.0) {
+    w.keys.resize(size_t(V));
+    for (int64_t i = 0; i < V; ++i) w.keys[size_t(i)] = uint64_t(orderKey(s[size_t(i)])) << 32 | uint32_t(i);
+    sortByScore(w.keys, w.keys2);
+    const float mx = s[size_t(idOf(w.keys.back()))];
+    w.e.resize(size_t(V));  // exps in sorted order
+    double sum = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      w.e[size_t(i)] = std::exp(s[size_t(idOf(w.keys[size_t(i)]))] - mx);
+      sum += w.e[size_t(i)];
+    }
+    const float inv = float(1.0 / sum), cut = float(1.0 - topP);
+    float cum = 0;
+    for (int64_t i = 0; i < V - 1; ++i) {
+      cum += w.e[size_t(i)] * inv;
+      if (cum <= cut) s[size_t(idOf(w.keys[size_t(i)]))] = -INFINITY;
+    }
+  }
+  float mx = -INFINITY;
+  for (float x : s) mx = std::max(mx, x);
+  double sum = 0;
+  for (float& x : s) {
+    x = std::exp(x - mx);
+    sum += x;
+  }
+  const float inv = float(1.0 / sum);
+  for (float& x : s) x *= inv;
+}
+
+// Steps 4-5 (top-p when topP < 1, then softmax) with the same arithmetic as the literal
+// version, but: every exp computed once (the softmax reuses the top-p exps: same
+// arguments), tokens whose exp is 0 (−inf, or underflow) left out of the sort (they add
+// nothing to either sum and sit at the bottom of the order, where top-p always drops
+// them), and a radix sort instead of a comparison sort.
+void topPSoftmax(std::vector<float>& s, double topP, Scratch& w) {
+  const size_t V = s.size();
+  float mx = -INFINITY;
+  bool nan = false;
+  for (float x : s) {
+    mx = std::max(mx, x);
+    nan |= x != x;
+  }
+  if (nan || !std::isfinite(mx)) return topPSoftmaxLiteral(s, topP, w);
+  std::vector<float>& e = w.e;
+  e.resize(V);
+  for (size_t i = 0; i < V; ++i) e[i] = s[i] == -INFINITY ? 0.f : std::exp(s[i] - mx);
+  if (topP < 1.0) {
+    w.keys.clear();
+    for (size_t i = 0; i < V; ++i) {
+      if (e[i] > 0) w.keys.push_back(uint64_t(orderKey(s[i])) << 32 | uint32_t(i));
+    }
+    sortByScore(w.keys, w.keys2);
+    // The maximum (e = 1) is in the list and last, as in the full order.
+    double sum = 0;
+    for (uint64_t k : w.keys) sum += e[size_t(idOf(k))];
+    const float inv = float(1.0 / sum), cut = float(1.0 - topP);
+    float cum = 0;
+    // cum only grows, so the dropped tokens are a prefix of the order: stop at the first kept
+    for (size_t i = 0; i + 1 < w.keys.size(); ++i) {
+      float& x = e[size_t(idOf(w.keys[i]))];
+      cum += x * inv;
+      if (!(cum <= cut)) break;
+      x = 0;  // dropped: its softmax term exp(−inf) is 0
+    }
+  }
+  double sum = 0;
+  for (float x : e) sum += x;
+  const float inv = float(1.0 / sum);
+  for (size_t i = 0; i < V; ++i) s[i] = e[i] * inv;
+}
 }  // namespace
 
 Xoshiro256::Xoshiro256(uint64_t seed) {
@@ -38,18 +171,9 @@ double Xoshiro256::uniform() { return double(next() >> 11) * 0x1.0p-53; }
 void processLogits(std::vector<float>& s, const SamplingParams& p, const std::vector<int32_t>& generated) {
   const int64_t V = int64_t(s.size());
   // 1. repetition penalty, once per distinct id
-  if (p.repetitionPenalty != 1.0) {
-    const float pen = float(p.repetitionPenalty);
-    std::vector<int32_t> ids(generated);
-    std::sort(ids.begin(), ids.end());
-    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-    for (int32_t id : ids) {
-      if (id < 0 || id >= V) continue;
-      float& x = s[size_t(id)];
-      x = x < 0 ? x * pen : x / pen;
-    }
-  }
+  applyRepetitionPenalty(s.data(), V, p.repetitionPenalty, generated);
   if (!p.doSample) return;
+  Scratch& w = scratch();
 
   // 2. temperature
   if (p.temperature != 1.0) {
@@ -58,50 +182,21 @@ void processLogits(std::vector<float>& s, const SamplingParams& p, const std::ve
   }
   // 3. top-k: threshold = k-th largest score; strictly smaller scores are dropped
   if (p.topK > 0 && p.topK < V) {
-    std::vector<float> tmp(s);
-    std::nth_element(tmp.begin(), tmp.begin() + (p.topK - 1), tmp.end(), std::greater<float>());
-    const float kth = tmp[size_t(p.topK - 1)];
+    w.tmp.assign(s.begin(), s.end());
+    std::nth_element(w.tmp.begin(), w.tmp.begin() + (p.topK - 1), w.tmp.end(), std::greater<float>());
+    const float kth = w.tmp[size_t(p.topK - 1)];
     for (float& x : s) {
       if (x < kth) x = -INFINITY;
     }
   }
-  // 4. top-p over the scores sorted ascending (ties in id order)
-  if (p.topP < 1.0) {
-    std::vector<int32_t> order(static_cast<size_t>(V));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return s[size_t(a)] < s[size_t(b)]; });
-    float mx = s[size_t(order.back())];
-    std::vector<float> e(static_cast<size_t>(V));  // exps in sorted order
-    double sum = 0;
-    for (int64_t i = 0; i < V; ++i) {
-      e[size_t(i)] = std::exp(s[size_t(order[size_t(i)])] - mx);
-      sum += e[size_t(i)];
-    }
-    const float inv = float(1.0 / sum), cut = float(1.0 - p.topP);
-    float cum = 0;
-    for (int64_t i = 0; i < V - 1; ++i) {  // the largest (last) is always kept
-      cum += e[size_t(i)] * inv;
-      if (cum <= cut) s[size_t(order[size_t(i)])] = -INFINITY;
-    }
-  }
-  // 5. softmax
-  float mx = -INFINITY;
-  for (float x : s) mx = std::max(mx, x);
-  double sum = 0;
-  for (float& x : s) {
-    x = std::exp(x - mx);
-    sum += x;
-  }
-  const float inv = float(1.0 / sum);
-  for (float& x : s) x *= inv;
+  // 4. top-p over the scores sorted ascending (ties in id order), 5. softmax
+  topPSoftmax(s, p.topP, w);
 }
 
 int32_t chooseToken(std::vector<float>& s, const SamplingParams& p, const std::vector<int32_t>& generated,
                     Xoshiro256& rng) {
   processLogits(s, p, generated);
-  if (!p.doSample) {
-    return int32_t(std::max_element(s.begin(), s.end()) - s.begin());  // first maximum
-  }
+  if (!p.doSample) return argmaxFirst(s.data(), int64_t(s.size()));
   // 6. inverse CDF in id order
   double total = 0;
   for (float x : s) total += x;

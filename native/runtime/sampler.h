@@ -13,12 +13,17 @@
 //   5. softmax over the kept tokens (max-subtracted, f32 exps, double sum)
 //   6. draw u ∈ [0, 1) from the sequence's PRNG; the token is the first id (in id
 //      order) whose cumulative probability exceeds u.
+// The implementation gives these results bit for bit without sorting the vocabulary by a
+// comparison sort: see sampler.cpp (test/engine/samplerExact.cpp checks it against the
+// literal algorithm). Buffers are kept per thread, so rows may be sampled on several threads.
 // PRNG: xoshiro256** (Blackman & Vigna) seeded by four outputs of splitmix64(seed);
 // u = (next() >> 11) · 2⁻⁵³. Each sequence has its own generator seeded with the
 // request's seed, so its tokens do not depend on the other sequences in the batch.
 #pragma once
 #include <cstdint>
 #include <vector>
+
+#include "runtime/greedy.h"
 
 namespace ivl {
 

@@ -1,6 +1,7 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <new>
 
 #include "runtime/error.h"
@@ -486,9 +487,14 @@ void Scheduler::decodeStep() {
     stats_.maxBatchRequests = std::max(stats_.maxBatchRequests, int64_t(running_.size()));
     ++stats_.decodeSteps;
   }
-  std::vector<float> logits;
+  std::vector<RowSampling> rowSampling;
+  rowSampling.reserve(who.size());
+  for (const auto& w : who) {
+    rowSampling.push_back({&w.first->sub->request.sampling, &w.first->results[size_t(w.second)].tokens});
+  }
+  const auto t0 = std::chrono::steady_clock::now();
   try {
-    engine_.decodeStep(ids, seqs, logits, &stop_);
+    engine_.decodeStep(ids, seqs, rowSampling, step_, &stop_);
   } catch (...) {
     // The step failed: every request in it ends, Aborted when stopping, with the error otherwise
     // (out of memory with several requests in it: only the newest).
@@ -502,14 +508,22 @@ void Scheduler::decodeStep() {
     for (auto& r : failed) finish(*r, error, aborted);
     return;
   }
-  const int64_t V = engine_.vocabSize();
-  std::vector<float> scores(static_cast<size_t>(V));
+  const auto t1 = std::chrono::steady_clock::now();
+  sampleRows(who);
+  const auto t2 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < who.size(); ++i) {
     Running& r = *who[i].first;
     const int64_t b = who[i].second;
     if (r.sub->cancel) continue;  // finishes Aborted before the next step; no token after a cancel
-    std::copy(logits.begin() + int64_t(i) * V, logits.begin() + int64_t(i + 1) * V, scores.begin());
-    r.accept(b, chooseToken(scores, r.sub->request.sampling, r.results[size_t(b)].tokens, r.rng[size_t(b)]));
+    r.accept(b, step_.tokens[i]);
+  }
+  {
+    const auto t3 = std::chrono::steady_clock::now();
+    using Ms = std::chrono::duration<double, std::milli>;
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.decodeForwardMs += Ms(t1 - t0).count();
+    stats_.decodeSampleMs += Ms(t2 - t1).count();
+    stats_.decodeEmitMs += Ms(t3 - t2).count();
   }
   for (size_t i = 0; i < running_.size();) {
     if (running_[i]->unfinished == 0) {
@@ -520,6 +534,33 @@ void Scheduler::decodeStep() {
       ++i;
     }
   }
+}
+
+// The host sampler over the step's sampled rows (greedy rows came back chosen): each row
+// draws from its own PRNG with its own history, so rows run in parallel when there are
+// enough of them to pay for the hand-off, with the same tokens as in order.
+void Scheduler::sampleRows(const std::vector<std::pair<Running*, int64_t>>& who) {
+  const std::vector<int64_t>& rows = step_.sampledRows;
+  if (rows.empty()) return;
+  const int64_t V = engine_.vocabSize();
+  auto run = [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;  // the sampler works in place; one copy per thread
+    for (int64_t j = begin; j < end; ++j) {
+      const int64_t i = rows[size_t(j)];
+      Running& r = *who[size_t(i)].first;
+      const size_t b = size_t(who[size_t(i)].second);
+      const float* src = step_.scores + j * V;
+      scores.assign(src, src + V);
+      step_.tokens[size_t(i)] = chooseToken(scores, r.sub->request.sampling, r.results[b].tokens, r.rng[b]);
+    }
+  };
+  constexpr int64_t kParallelRows = 4;  // below this a row (~1-3 ms at V ≈ 10⁵) is cheaper than a wake-up
+  if (int64_t(rows.size()) < kParallelRows) return run(0, int64_t(rows.size()));
+  if (!samplePool_) {
+    const int hw = int(std::thread::hardware_concurrency());
+    samplePool_ = std::make_unique<cpu::ThreadPool>(std::max(1, std::min(8, hw)));
+  }
+  samplePool_->parallelFor(int64_t(rows.size()), run, 1);
 }
 
 // The cached prefix sharing the most leading tokens with q's prompt, cut back so that (1) at

@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/thread_pool.h"
 #include "runtime/engine.h"
 
 namespace ivl {
@@ -64,6 +65,12 @@ struct SchedulerStats {
   int64_t prefixHitTokens = 0;   // prompt tokens taken from cached prefixes instead of prefilled
   int64_t vitTiles = 0;          // tiles run through the ViT by generation requests
   int64_t completedRequests = 0;
+  // Where decode steps spend host wall time, cumulative ms: the engine's step (forward, greedy
+  // argmax and logits download, waited for), the host sampler over sampled rows, and token
+  // delivery (callbacks, stop rules, freeing pages).
+  double decodeForwardMs = 0;
+  double decodeSampleMs = 0;
+  double decodeEmitMs = 0;
 };
 
 class Scheduler {
@@ -111,6 +118,7 @@ class Scheduler {
   void loop();
   void prefillStep();
   void decodeStep();
+  void sampleRows(const std::vector<std::pair<Running*, int64_t>>& who);  // step_'s sampled rows
   // Out of memory in a step several requests share: the newest of them fails with the error,
   // the others' KV goes back to where the step found it, the backends' caches are released,
   // and the others run again in the next step. False (nothing done) for any other error or a
@@ -136,6 +144,8 @@ class Scheduler {
   std::vector<std::unique_ptr<CachedPrefix>> cache_;  // prefix cache, engine thread only
   uint64_t useClock_ = 0;
   std::vector<std::unique_ptr<Running>> running_;     // decoding (engine thread only)
+  StepOutput step_;                                // the last decode step's choices (reused: no per-step allocation)
+  std::unique_ptr<cpu::ThreadPool> samplePool_;    // host sampling of many rows, made on first need
   SchedulerStats stats_;                           // guarded by mu_
   std::thread thread_;
 };
