@@ -66,6 +66,10 @@ __device__ __forceinline__ uint4 ldgStream(const uint4* p) {
   return r;
 }
 
+__device__ __forceinline__ void l2Prefetch(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
+}
+
 __device__ __forceinline__ uint32_t smemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -102,6 +106,7 @@ struct DecodeParams {
   int m, n, k, groups, tilesN;
   int tb;                // tiles (16 rows) per block; warps = tb tiles x (8 / tb) K lanes
   int splitK;            // blocks along K
+  int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
 };
 
 constexpr int kDecodeThreads = 256;
@@ -145,6 +150,12 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
     const uint4* src = wTile + static_cast<size_t>(g) * 128;
 #pragma unroll
     for (int j = 0; j < 4; ++j) w[j] = ldgStream<decltype(pinned)::value>(src + j * 32);
+    // Unit i + l2Ahead into L2 now: more bytes in flight than the register ring holds.
+    if (p.l2Ahead > 0 && i + p.l2Ahead < nMine) {
+      const uint4* ahead = src + static_cast<size_t>(p.l2Ahead) * kwCount * 128;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) l2Prefetch(ahead + j * 32);
+    }
     if constexpr (GROUPED) {
       s[0] = __ldg(sTile + static_cast<size_t>(g) * 16);
       s[1] = __ldg(sTile + static_cast<size_t>(g) * 16 + 8);
@@ -577,11 +588,15 @@ size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 // configuration, so one zeroed workspace can serve all the linears of a model), then the fp32
 // split-K partials [splitK][m][n]. A grid wider than kMaxCounters blocks runs without split-K.
 constexpr int kMaxCounters = 8192;
+
+std::atomic<int> l2AheadUnits{0};
 constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 
 }  // namespace w8a16
 
 using w8a16::bf16;
+
+void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
 
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
   if (cfg.splitK <= 1) return 0;
@@ -659,6 +674,7 @@ void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const 
   p.tilesN = (w.n + 15) / 16;
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
+  p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
   const int blocksN = (p.tilesN + p.tb - 1) / p.tb;
   if (cfg.splitK > 1) {
     const size_t need = w8a16DecodeWorkspaceBytes(w, m, cfg);

@@ -9,7 +9,13 @@
 //           flight), dequantizes in registers and runs m16n8k16 bf16 MMAs with the weights as
 //           the 16-row operand and up to 32 activation rows as the n side. Split-K across
 //           blocks (when N alone cannot fill the GPU) reduces through a caller workspace in a
-//           fixed order, so results are deterministic.
+//           fixed order, so results are deterministic. On sm_90 it is launched with programmatic
+//           dependent launch (cuda/pdl.h; INTERNVL_CUDA_PDL=0 turns it off): its first weight
+//           units stream in while the previous kernel on the stream finishes, and it touches x,
+//           bias, y and the workspace only after that kernel has completed. A chain of PDL
+//           launches can run ahead back to the latest plain launch, so the weights must be final
+//           before the latest plain kernel launch / copy / memset on the stream (true for weights
+//           quantized at load: a step starts with plain launches, e.g. the embedding).
 //   prefill (larger m): a tiled tensor-core GEMM (cp.async multi-stage pipeline, x and int8 W
 //           tiles in shared memory, int8 -> bf16 in registers, mma.sync m16n8k16, fp32 acc).
 // Both apply per-group scales per 128 columns in fp32 (the MMA sees exact integer weights),

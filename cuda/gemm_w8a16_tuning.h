@@ -24,6 +24,10 @@ constexpr int kW8A16PrefillTileCount = 4;
 W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes);
 W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount);
 
+// Decode kernel: weight units per warp to prefetch into L2 ahead of the register ring
+// (prefetch.global.L2), 0 = none. Process-wide, for the lab's sweep.
+void w8a16SetL2Ahead(int units);
+
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);
 

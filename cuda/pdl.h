@@ -10,6 +10,9 @@
 //     wait returns once the previous grid has completed and its memory is visible; that grid
 //     in turn waited for its own predecessor, so all earlier work is complete too.
 //   - Only data that no kernel of the step writes (weights, scales) is read before the wait.
+//     Since each PDL kernel may start once its predecessor's blocks have all run
+//     pdlLaunchDependents(), a chain of them can run ahead back to the latest plain launch
+//     (kernel, copy, memset): such data must be final before that.
 // pdlLaunchDependents() only lets the next kernel be scheduled early; it orders nothing, so it
 // may come first thing. In a kernel launched without the attribute both instructions are
 // no-ops, so adding them to a kernel is always safe; it is the attribute that needs the wait.

@@ -11,7 +11,8 @@
 //                                  vs cuBLAS bf16, L2 flushed before every rep, median of reps;
 //                                  then the 40B layer chain (4 GEMVs/layer over N distinct layers,
 //                                  default 60) without and with PDL (--layers 0 skips it,
-//                                  --no-shapes skips the per-shape part)
+//                                  --no-shapes skips the per-shape part, --l2-ahead 0,4 sweeps
+//                                  the decode kernel's L2 prefetch distance in it)
 //
 // Tolerance (validate): |y - ref| <= 2^-8 |ref| + 2e-5 * sum_k |W'[n,k] x[m,k]|, with ref the
 // fp64 product of x with W' = q * s. The first term is bf16 output rounding (half an ulp is
@@ -813,9 +814,11 @@ __global__ void standInKernel(bf16* dst, const bf16* src, size_t n) {
 // The 40B decode step's four GEMVs per layer (qkv 9216x7168, o 7168x7168, gate/up 40960x7168,
 // down 7168x20480), each reading the previous one's output, over `layers` distinct layers of
 // weights (60 = the whole model, 33 GB, when it fits: no layer's weights are in L2 when it
-// runs), without and with PDL; also with a stand-in small kernel before each GEMV, as the
-// real step has (norm, rope/append + attention, norm, silu). Median of `reps` passes.
-static void runLayerChain(int wantLayers, int reps, const std::function<void(const std::string&)>& row) {
+// runs), without and with PDL; also as the step runs them ("step": with the step's own
+// addRmsNorm, qkvRopeAppend and siluMulHalves between the GEMVs, and a stand-in kernel for the
+// attention). Median of `reps` passes.
+static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2List,
+                          const std::function<void(const std::string&)>& row) {
   struct Shape {
     const char* name;
     int n, k;
@@ -879,6 +882,21 @@ static void runLayerChain(int wantLayers, int reps, const std::function<void(con
   bf16* guOut = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 40960 * 2));
   bf16* h = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 20480 * 2));
   bf16* dOut = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 7168 * 2));
+  bf16* qh = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 7168 * 2));
+  bf16* kC = static_cast<bf16*>(alloc(64ull * 8 * 128 * 2));
+  bf16* vC = static_cast<bf16*>(alloc(64ull * 8 * 128 * 2));
+  float* normW = static_cast<float*>(alloc(7168 * 4));
+  float* cosT = static_cast<float*>(alloc(static_cast<size_t>(mMaxRows) * 64 * 4));
+  float* sinT = static_cast<float*>(alloc(static_cast<size_t>(mMaxRows) * 64 * 4));
+  int64_t* slots = static_cast<int64_t*>(alloc(mMaxRows * sizeof(int64_t)));
+  fillF32Kernel<<<28, 256, 0, stream>>>(normW, 7168, 1.f);
+  fillF32Kernel<<<2, 256, 0, stream>>>(cosT, static_cast<size_t>(mMaxRows) * 64, 0.6f);
+  fillF32Kernel<<<2, 256, 0, stream>>>(sinT, static_cast<size_t>(mMaxRows) * 64, 0.8f);
+  {
+    const int64_t sl[mMaxRows] = {5, 9, 13, 17, 21, 25, 29, 33};
+    CK(cudaMemcpy(slots, sl, sizeof sl, cudaMemcpyHostToDevice));
+  }
+  fillRandomBf16<<<64, 256, 0, stream>>>(dOut, static_cast<size_t>(mMaxRows) * 7168, 10, 1.f);
   fillRandomBf16<<<64, 256, 0, stream>>>(xa, static_cast<size_t>(mMaxRows) * 7168, 7, 1.f);
   fillRandomBf16<<<64, 256, 0, stream>>>(qkvOut, static_cast<size_t>(mMaxRows) * 9216, 8, 1.f);
   fillRandomBf16<<<64, 256, 0, stream>>>(guOut, static_cast<size_t>(mMaxRows) * 40960, 9, 1.f);
@@ -895,8 +913,9 @@ static void runLayerChain(int wantLayers, int reps, const std::function<void(con
   CK(cudaEventCreate(&e0));
   CK(cudaEventCreate(&e1));
   const double roofline = 4.3e12;
-  std::printf("%-13s %2s %-12s %4s | %10s %8s %7s | %10s %8s %7s | %6s\n", "scheme", "m", "kernels", "", "off us/l",
-              "TB/s", "%4.3", "PDL us/l", "TB/s", "%4.3", "gain");
+  std::printf("%-13s %2s %-12s %4s | %10s %8s %7s | %10s %8s %7s | %6s\n", "scheme", "m", "kernels", "l2ah",
+              "off us/l", "TB/s", "%4.3", "PDL us/l", "TB/s", "%4.3", "gain");
+  for (int l2 : l2List)
   for (Int8Scheme sc : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128})
     for (int m : {1, 8})
       for (bool withSmall : {false, true}) {
@@ -909,18 +928,26 @@ static void runLayerChain(int wantLayers, int reps, const std::function<void(con
             auto W = [&](int i) {
               return W8A16Weight{lw[l].q[i], grp ? lw[l].gr[i] : lw[l].pc[i], shapes[i].n, shapes[i].k, sc};
             };
-            const size_t mm = static_cast<size_t>(m);
-            if (withSmall) small(normOut, xa, mm * 7168);  // input norm
-            gemmW8A16(W(0), withSmall ? normOut : xa, m, qkvOut, nullptr, stream, ws, wsBytes);
-            if (withSmall) small(attn, qkvOut, mm * 7168);  // rope/append + attention
-            gemmW8A16(W(1), withSmall ? attn : qkvOut, m, oOut, nullptr, stream, ws, wsBytes);
-            if (withSmall) small(normOut, oOut, mm * 7168);  // residual add + post-attention norm
-            gemmW8A16(W(2), withSmall ? normOut : oOut, m, guOut, nullptr, stream, ws, wsBytes);
-            if (withSmall) small(h, guOut, mm * 20480);  // silu(gate) * up
-            gemmW8A16(W(3), withSmall ? h : guOut, m, withSmall ? dOut : xa, nullptr, stream, ws, wsBytes);
-            if (withSmall) small(xa, dOut, mm * 7168);  // residual add
+            if (!withSmall) {
+              gemmW8A16(W(0), xa, m, qkvOut, nullptr, stream, ws, wsBytes);
+              gemmW8A16(W(1), qkvOut, m, oOut, nullptr, stream, ws, wsBytes);
+              gemmW8A16(W(2), oOut, m, guOut, nullptr, stream, ws, wsBytes);
+              gemmW8A16(W(3), guOut, m, xa, nullptr, stream, ws, wsBytes);
+              continue;
+            }
+            // The step's own kernels (decoder.cpp order), attention as a stand-in (o reads it).
+            addRmsNormBf16(normOut, xa, dOut, normW, m, 7168, 1e-6f, stream);
+            gemmW8A16(W(0), normOut, m, qkvOut, nullptr, stream, ws, wsBytes);
+            qkvRopeAppendBf16(qh, kC, vC, qkvOut, cosT, sinT, ivl::DType::F32, slots, m, 56, 8, 64, stream);
+            small(attn, qh, static_cast<size_t>(m) * 7168);
+            gemmW8A16(W(1), attn, m, oOut, nullptr, stream, ws, wsBytes);
+            addRmsNormBf16(normOut, xa, oOut, normW, m, 7168, 1e-6f, stream);
+            gemmW8A16(W(2), normOut, m, guOut, nullptr, stream, ws, wsBytes);
+            siluMulHalvesBf16(h, guOut, m, 20480, stream);
+            gemmW8A16(W(3), h, m, dOut, nullptr, stream, ws, wsBytes);
           }
         };
+        w8a16SetL2Ahead(l2);
         std::vector<float> t[2];
         for (int r = -2; r < reps; ++r)
           for (int pdl = 0; pdl < 2; ++pdl) {
@@ -940,27 +967,30 @@ static void runLayerChain(int wantLayers, int reps, const std::function<void(con
           us[pdl] = t[pdl][t[pdl].size() / 2];
         }
         const double bytes = static_cast<double>(packedPerLayer + (grp ? grPerLayer : pcPerLayer));
-        const char* kn = withSmall ? "4 GEMV+5 sm" : "4 GEMV";
-        std::printf("%-13s %2d %-12s %4s | %10.1f %8.2f %7.1f | %10.1f %8.2f %7.1f | %5.1f%%\n",
-                    grp ? "per-group128" : "per-channel", m, kn, "", us[0], bytes / (us[0] * 1e-6) / 1e12,
+        const char* kn = withSmall ? "step" : "4 GEMV";
+        std::printf("%-13s %2d %-12s %4d | %10.1f %8.2f %7.1f | %10.1f %8.2f %7.1f | %5.1f%%\n",
+                    grp ? "per-group128" : "per-channel", m, kn, l2, us[0], bytes / (us[0] * 1e-6) / 1e12,
                     100.0 * bytes / (us[0] * 1e-6) / roofline, us[1], bytes / (us[1] * 1e-6) / 1e12,
                     100.0 * bytes / (us[1] * 1e-6) / roofline, 100.0 * (us[0] - us[1]) / us[0]);
         for (int pdl = 0; pdl < 2; ++pdl)
           row(fmt("{\"summary\": \"40B layer chain\", \"scheme\": \"%s\", \"m\": %d, \"kernels\": \"%s\", \"pdl\": %s, "
-                  "\"layers\": %d, \"us_per_layer\": %.2f, \"TBps\": %.3f, \"pct_4_3TBps\": %.1f, "
+                  "\"l2_ahead_units\": %d, \"layers\": %d, \"us_per_layer\": %.2f, \"TBps\": %.3f, \"pct_4_3TBps\": %.1f, "
                   "\"tok_per_s_60_layers\": %.1f}",
-                  grp ? "per-group128" : "per-channel", m, kn, pdl ? "true" : "false", layers, us[pdl],
+                  grp ? "per-group128" : "per-channel", m, kn, pdl ? "true" : "false", l2, layers, us[pdl],
                   bytes / (us[pdl] * 1e-6) / 1e12, 100.0 * bytes / (us[pdl] * 1e-6) / roofline,
                   1e6 / (60.0 * us[pdl])));
       }
-  std::printf("(us/l: median pass time / layers; TB/s: weight bytes (int8 + scales) / time; gain: PDL vs off)\n");
+  w8a16SetL2Ahead(0);
+  std::printf("(us/l: median pass time / layers; TB/s: weight bytes (int8 + scales) / time; gain: PDL vs off;\n"
+              " step: + addRmsNorm x2, qkvRopeAppend, siluMulHalves and an attention stand-in per layer)\n");
   CK(cudaEventDestroy(e0));
   CK(cudaEventDestroy(e1));
   for (void* p : allocs) CK(cudaFree(p));
   CK(cudaStreamDestroy(stream));
 }
 
-static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, int layers) {
+static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, int layers,
+                    const std::vector<int>& l2List) {
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   cudaDeviceProp prop{};
@@ -1155,7 +1185,7 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
               names[i], layer[i][0], 1e6 / (60.0 * layer[i][0]), layer[i][1], 1e6 / (60.0 * layer[i][1])));
     }
   }
-  if (layers > 0) runLayerChain(layers, reps, row);
+  if (layers > 0) runLayerChain(layers, reps, l2List, row);
   js.raw("\n]\n}\n");
   js.close();
   CK(cudaStreamDestroy(stream));
@@ -1168,6 +1198,7 @@ int main(int argc, char** argv) {
   const char* json = "w8a16-bench.json";
   int reps = 30, layers = 60;
   bool shapesToo = true;
+  std::vector<int> l2List = {0};
   for (int i = 2; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--small")) small = true;
     else if (!std::strcmp(argv[i], "--race")) race = small = true;
@@ -1176,6 +1207,14 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--layers") && i + 1 < argc) layers = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--no-shapes")) shapesToo = false;
+    else if (!std::strcmp(argv[i], "--l2-ahead") && i + 1 < argc) {  // comma list of units, layer chain
+      l2List.clear();
+      for (const char* c = argv[++i]; *c;) {
+        l2List.push_back(std::atoi(c));
+        while (*c && *c != ',') ++c;
+        if (*c == ',') ++c;
+      }
+    }
   }
   try {
     if (mode == "info") {  // does this binary run here?
@@ -1185,13 +1224,13 @@ int main(int argc, char** argv) {
       return count > 0 ? 0 : 1;
     }
     if (mode == "validate") return runValidate(small, race);
-    if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers);
+    if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List);
   } catch (const ivl::Error& e) {
     std::fprintf(stderr, "ivl::Error %s: %s\n", e.codeName(), e.what());
     return 2;
   }
   std::fprintf(stderr,
                "usage: w8a16 info | validate [--small|--race] | bench [--sweep] [--json FILE] [--reps N] "
-               "[--layers N] [--no-shapes]\n");
+               "[--layers N] [--no-shapes] [--l2-ahead U,U,..]\n");
   return 1;
 }
