@@ -612,20 +612,50 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
   // only until the grid has about two blocks per SM (the kv projections: 8 splits); 4 units in
   // flight per warp for m <= 8, 2 above, except per-channel at m 9..16, where depth 4 measured
   // 1.1-1.5x faster than depth 2 (per-group the other way round; run 2 sweep, not understood).
-  W8A16DecodeConfig cfg;
-  cfg.tilesPerBlock = 2;
-  cfg.depth = (m <= 8 || (m <= 16 && w.scheme == Int8Scheme::PerChannel)) ? 4 : 2;
+  //
+  // Wave fill (shape sweep of 2026-11-29, results/w8a16-2026-11-29-h200-shape-sweep.txt): the
+  // 2-tile grid of the fused qkv (9216 rows: 288 blocks on 264 resident slots, 2 per SM) runs
+  // a second wave of 24 blocks; 8 tiles per block split 3 ways (216 blocks, one wave) took
+  // 27.3-30.8 us against 31.3-34.3 at m = 1 and 8, both schemes. So at m <= 8, when the
+  // 2-tile grid needs a second wave and fills under 75 % of its last one, the tile count whose
+  // grid fills the slots best is used instead, if the workspace holds its full split (unsplit it
+  // is far slower). Single-wave grids keep 2 tiles (o / down: 224 blocks; tb2 measured best).
   const int tilesN = (w.n + 15) / 16;
   const int groups = w8a16Groups(w.k);
-  const int blocksN = (tilesN + cfg.tilesPerBlock - 1) / cfg.tilesPerBlock;
-  int split = std::max(1, std::min(std::max(1, groups / 2), 2 * smCount / blocksN));
-  while (split > 1) {
-    cfg.splitK = split;
-    if (w8a16DecodeWorkspaceBytes(w, m, cfg) <= workspaceBytes) break;
-    --split;
+  const int slots = 2 * smCount;  // 2 blocks of 256 threads per SM (the kernel's registers)
+  auto splitFor = [&](int tb) {
+    const int blocksN = (tilesN + tb - 1) / tb;
+    return std::max(1, std::min(std::max(1, groups / 2), slots / blocksN));
+  };
+  auto fill = [&](int tb) {
+    const long long blocks = static_cast<long long>((tilesN + tb - 1) / tb) * splitFor(tb);
+    const long long waves = (blocks + slots - 1) / slots;
+    return static_cast<double>(blocks) / static_cast<double>(waves * slots);
+  };
+  auto withSplit = [&](int tb, int want) {
+    W8A16DecodeConfig c;
+    c.tilesPerBlock = tb;
+    c.depth = (m <= 8 || (m <= 16 && w.scheme == Int8Scheme::PerChannel)) ? 4 : 2;
+    int split = want;
+    while (split > 1) {
+      c.splitK = split;
+      if (w8a16DecodeWorkspaceBytes(w, m, c) <= workspaceBytes) break;
+      --split;
+    }
+    c.splitK = split;
+    return c;
+  };
+  const long long blocks2 = static_cast<long long>((tilesN + 1) / 2) * splitFor(2);
+  if (m <= 8 && blocks2 > slots && fill(2) < 0.75) {
+    int best = 2;
+    for (int tb : {4, 8})
+      if (fill(tb) > fill(best) + 0.1) best = tb;
+    if (best != 2) {
+      const W8A16DecodeConfig c = withSplit(best, splitFor(best));
+      if (c.splitK == splitFor(best)) return c;
+    }
   }
-  cfg.splitK = split;
-  return cfg;
+  return withSplit(2, splitFor(2));
 }
 
 W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount) {

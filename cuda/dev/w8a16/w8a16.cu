@@ -404,7 +404,7 @@ static int runValidate(bool small, bool race) {
     ms = {1, 9, 17, 33, 70};
   } else {
     shapes = {{1000, 7232, 1024, true}, {1024, 7168, 152, false}, {7168, 7168, 32, false}, {77, 136, 160, true},
-              {1001, 2048, 64, false}};
+              {1001, 2048, 64, false}, {9216, 7168, 9, true}};  // 9216: the launcher's 8-tile rule
     for (int m = 1; m <= 16; ++m) ms.push_back(m);
     for (int m : {17, 24, 31, 32, 33, 64, 118, 152, 160, 1024}) ms.push_back(m);
   }
@@ -1192,6 +1192,53 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
   return 0;
 }
 
+// Every decode configuration (tiles per block x split-K x depth) on one shape, m = 1 and 8, both
+// schemes, L2 flushed: for shapes whose block count sits just above the resident slots (qkv
+// 9216 x 7168: 288 blocks of 2 tiles on 264 slots), which the launcher's split rule leaves at 1.
+static int runShapeSweep(int n, int k, int reps) {
+  cudaStream_t stream;
+  CK(cudaStreamCreate(&stream));
+  Timer timer(stream, reps);
+  Dev<bf16> dW(static_cast<size_t>(n) * k), dX(static_cast<size_t>(8) * k), dY(static_cast<size_t>(8) * n);
+  fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 17 + n + k, 0.02f);
+  fillRandomBf16<<<64, 256, 0, stream>>>(dX.p, dX.n, 99 + k, 1.0f);
+  Dev<uint8_t> dP(w8a16PackedBytes(n, k));
+  Dev<float> dSc(w8a16ScaleCount(n, k, Int8Scheme::PerChannel)), dSg(w8a16ScaleCount(n, k, Int8Scheme::PerGroup128));
+  Dev<uint8_t> dP2(w8a16PackedBytes(n, k));
+  W8A16Weight ws2[2] = {{dP.p, dSc.p, n, k, Int8Scheme::PerChannel}, {dP2.p, dSg.p, n, k, Int8Scheme::PerGroup128}};
+  for (auto& w : ws2) quantizeW8A16(dW.p, w, stream);
+  Dev<uint8_t> ws(256u << 20);
+  CK(cudaMemset(ws.p, 0, ws.n));
+  CK(cudaStreamSynchronize(stream));
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int groups = w8a16Groups(k);
+  std::printf("decode configs on N=%d K=%d (us, L2 flushed, median of %d)\n", n, k, reps);
+  for (const W8A16Weight& w : ws2)
+    for (int m : {1, 8}) {
+      const auto chosen = w8a16ChooseDecode(w, m, sms, ws.n);
+      const double tl = timer.median([&] { gemmW8A16(w, dX.p, m, dY.p, nullptr, stream, ws.p, ws.n); });
+      std::printf("%-12s m=%d launcher (tb%d split%d depth%d): %.2f us\n",
+                  w.scheme == Int8Scheme::PerChannel ? "per-channel" : "per-group128", m, chosen.tilesPerBlock,
+                  chosen.splitK, chosen.depth, tl);
+      for (int tb : {8, 4, 2})
+        for (int depth : {2, 4}) {
+          std::string line;
+          for (int split : {1, 2, 3, 4, 5, 6, 8}) {
+            if (split > groups) continue;
+            W8A16DecodeConfig c{tb, split, depth};
+            if (w8a16DecodeWorkspaceBytes(w, m, c) > ws.n) continue;
+            const double us = timer.median([&] { gemmW8A16Decode(w, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
+            line += fmt(" s%d %.1f", split, us);
+          }
+          const int blocksN = ((n + 15) / 16 + tb - 1) / tb;
+          std::printf("  tb%d depth%d (%d blocks x split):%s\n", tb, depth, blocksN, line.c_str());
+        }
+    }
+  CK(cudaStreamDestroy(stream));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "validate";
   bool small = false, sweep = false, race = false;
@@ -1224,6 +1271,7 @@ int main(int argc, char** argv) {
       return count > 0 ? 0 : 1;
     }
     if (mode == "validate") return runValidate(small, race);
+    if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List);
   } catch (const ivl::Error& e) {
     std::fprintf(stderr, "ivl::Error %s: %s\n", e.codeName(), e.what());
