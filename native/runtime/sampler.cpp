@@ -19,10 +19,12 @@ inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 // allocating them per row cost as much as the work. One set per thread (rows are sampled
 // on a pool).
 struct Scratch {
-  std::vector<float> tmp;       // [V] top-k selection
+  std::vector<float> tmp;       // top-k selection
   std::vector<float> e;         // [V] exp(s − max) by id; 0 for dropped tokens
   std::vector<uint64_t> keys;   // orderKey(s) << 32 | id, then sorted
   std::vector<uint64_t> keys2;  // radix sort's other half
+  std::vector<int32_t> kept;    // after processLogits: the ids that may have probability > 0, ascending
+  bool keptValid = false;       // kept is set (else every id may)
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -108,9 +110,10 @@ void topPSoftmaxLiteral(std::vector<float>& s, double topP, Scratch& w) {
 
 // Steps 4-5 (top-p when topP < 1, then softmax) with the same arithmetic as the literal
 // version, but: every exp computed once (the softmax reuses the top-p exps: same
-// arguments), tokens whose exp is 0 (−inf, or underflow) left out of the sort (they add
-// nothing to either sum and sit at the bottom of the order, where top-p always drops
-// them), and a radix sort instead of a comparison sort.
+// arguments); tokens whose exp is 0 (−inf, or underflow) left out of the sort and the sums
+// (adding +0 to a double changes nothing, they sit at the bottom of the order, where top-p
+// always drops them, and their probability is 0); a radix sort instead of a comparison sort.
+// Leaves w.kept = the ids whose probability may be nonzero, ascending, for the draw.
 void topPSoftmax(std::vector<float>& s, double topP, Scratch& w) {
   const size_t V = s.size();
   float mx = -INFINITY;
@@ -119,33 +122,90 @@ void topPSoftmax(std::vector<float>& s, double topP, Scratch& w) {
     mx = std::max(mx, x);
     nan |= x != x;
   }
-  if (nan || !std::isfinite(mx)) return topPSoftmaxLiteral(s, topP, w);
-  std::vector<float>& e = w.e;
-  e.resize(V);
-  for (size_t i = 0; i < V; ++i) e[i] = s[i] == -INFINITY ? 0.f : std::exp(s[i] - mx);
+  if (nan || !std::isfinite(mx)) {
+    w.keptValid = false;
+    return topPSoftmaxLiteral(s, topP, w);
+  }
+  w.e.resize(V);
+  w.kept.resize(V);
+  float* e = w.e.data();
+  int32_t* kept = w.kept.data();
+  size_t n = 0;
+  for (size_t i = 0; i < V; ++i) {
+    const float x = s[i] == -INFINITY ? 0.f : std::exp(s[i] - mx);
+    e[i] = x;
+    kept[n] = int32_t(i);
+    n += x > 0;
+  }
   if (topP < 1.0) {
-    w.keys.clear();
-    for (size_t i = 0; i < V; ++i) {
-      if (e[i] > 0) w.keys.push_back(uint64_t(orderKey(s[i])) << 32 | uint32_t(i));
-    }
+    w.keys.resize(n);
+    uint64_t* keys = w.keys.data();
+    for (size_t j = 0; j < n; ++j) keys[j] = uint64_t(orderKey(s[size_t(kept[j])])) << 32 | uint32_t(kept[j]);
     sortByScore(w.keys, w.keys2);
+    keys = w.keys.data();
     // The maximum (e = 1) is in the list and last, as in the full order.
     double sum = 0;
-    for (uint64_t k : w.keys) sum += e[size_t(idOf(k))];
+    for (size_t j = 0; j < n; ++j) sum += e[idOf(keys[j])];
     const float inv = float(1.0 / sum), cut = float(1.0 - topP);
     float cum = 0;
     // cum only grows, so the dropped tokens are a prefix of the order: stop at the first kept
-    for (size_t i = 0; i + 1 < w.keys.size(); ++i) {
-      float& x = e[size_t(idOf(w.keys[i]))];
-      cum += x * inv;
+    size_t dropped = 0;
+    for (; dropped + 1 < n; ++dropped) {
+      cum += e[idOf(keys[dropped])] * inv;
       if (!(cum <= cut)) break;
-      x = 0;  // dropped: its softmax term exp(−inf) is 0
+    }
+    if (dropped > 0) {
+      const size_t left = n - dropped;
+      if (left * 4 < V) {  // usually a handful: their ids, ascending
+        for (size_t j = 0; j < left; ++j) kept[j] = idOf(keys[dropped + j]);
+        std::sort(kept, kept + left);  // the softmax below reads only these (sparse)
+      } else {
+        for (size_t j = 0; j < dropped; ++j) e[idOf(keys[j])] = 0;  // dropped: exp(−inf) = 0
+        size_t m = 0;
+        for (size_t j = 0; j < n; ++j) {
+          kept[m] = kept[j];
+          m += e[size_t(kept[j])] > 0;
+        }
+      }
+      n = left;
     }
   }
+  w.kept.resize(n);
+  w.keptValid = true;
   double sum = 0;
-  for (float x : e) sum += x;
+  const bool sparse = n * 4 < V;
+  if (sparse) {
+    for (size_t j = 0; j < n; ++j) sum += e[size_t(kept[j])];
+  } else {
+    for (size_t i = 0; i < V; ++i) sum += e[i];  // the same terms in the same order, plus +0s
+  }
   const float inv = float(1.0 / sum);
-  for (size_t i = 0; i < V; ++i) s[i] = e[i] * inv;
+  if (sparse) {
+    std::fill(s.begin(), s.end(), 0.f);  // exp(−inf)·inv, and underflowed exps·inv: +0
+    for (size_t j = 0; j < n; ++j) s[size_t(kept[j])] = e[size_t(kept[j])] * inv;
+  } else {
+    for (size_t i = 0; i < V; ++i) s[i] = e[i] * inv;
+  }
+}
+
+// The k-th largest score (0 < k < V), counting repeats, as nth_element finds it; a min-heap
+// of the k largest so far when k is small (one comparison for most scores).
+float kthLargest(const std::vector<float>& s, int64_t k, Scratch& w) {
+  std::vector<float>& h = w.tmp;
+  if (k > 1024) {
+    h.assign(s.begin(), s.end());
+    std::nth_element(h.begin(), h.begin() + (k - 1), h.end(), std::greater<float>());
+    return h[size_t(k - 1)];
+  }
+  h.assign(s.begin(), s.begin() + k);
+  std::make_heap(h.begin(), h.end(), std::greater<float>());
+  for (size_t i = size_t(k); i < s.size(); ++i) {
+    if (!(s[i] > h.front())) continue;
+    std::pop_heap(h.begin(), h.end(), std::greater<float>());
+    h.back() = s[i];
+    std::push_heap(h.begin(), h.end(), std::greater<float>());
+  }
+  return h.front();
 }
 }  // namespace
 
@@ -172,8 +232,9 @@ void processLogits(std::vector<float>& s, const SamplingParams& p, const std::ve
   const int64_t V = int64_t(s.size());
   // 1. repetition penalty, once per distinct id
   applyRepetitionPenalty(s.data(), V, p.repetitionPenalty, generated);
-  if (!p.doSample) return;
   Scratch& w = scratch();
+  w.keptValid = false;
+  if (!p.doSample) return;
 
   // 2. temperature
   if (p.temperature != 1.0) {
@@ -182,9 +243,7 @@ void processLogits(std::vector<float>& s, const SamplingParams& p, const std::ve
   }
   // 3. top-k: threshold = k-th largest score; strictly smaller scores are dropped
   if (p.topK > 0 && p.topK < V) {
-    w.tmp.assign(s.begin(), s.end());
-    std::nth_element(w.tmp.begin(), w.tmp.begin() + (p.topK - 1), w.tmp.end(), std::greater<float>());
-    const float kth = w.tmp[size_t(p.topK - 1)];
+    const float kth = kthLargest(s, p.topK, w);
     for (float& x : s) {
       if (x < kth) x = -INFINITY;
     }
@@ -197,7 +256,22 @@ int32_t chooseToken(std::vector<float>& s, const SamplingParams& p, const std::v
                     Xoshiro256& rng) {
   processLogits(s, p, generated);
   if (!p.doSample) return argmaxFirst(s.data(), int64_t(s.size()));
-  // 6. inverse CDF in id order
+  // 6. inverse CDF in id order (over the ids that may be positive: the others add +0)
+  const Scratch& w = scratch();
+  if (w.keptValid) {
+    double total = 0;
+    for (int32_t i : w.kept) total += s[size_t(i)];
+    const double u = rng.uniform() * total;
+    double cum = 0;
+    int32_t last = 0;
+    for (int32_t i : w.kept) {
+      if (s[size_t(i)] <= 0) continue;
+      cum += s[size_t(i)];
+      last = i;
+      if (cum > u) return i;
+    }
+    return last;
+  }
   double total = 0;
   for (float x : s) total += x;
   const double u = rng.uniform() * total;

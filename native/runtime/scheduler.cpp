@@ -558,7 +558,7 @@ void Scheduler::sampleRows(const std::vector<std::pair<Running*, int64_t>>& who)
   if (int64_t(rows.size()) < kParallelRows) return run(0, int64_t(rows.size()));
   if (!samplePool_) {
     const int hw = int(std::thread::hardware_concurrency());
-    samplePool_ = std::make_unique<cpu::ThreadPool>(std::max(1, std::min(8, hw)));
+    samplePool_ = std::make_unique<cpu::ThreadPool>(std::max(1, std::min(16, hw)));
   }
   samplePool_->parallelFor(int64_t(rows.size()), run, 1);
 }

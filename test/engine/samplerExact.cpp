@@ -352,7 +352,7 @@ double usPerRow(bool newImpl, const std::vector<std::vector<float>>& rows, const
       sink += newImpl ? ivl::chooseToken(s, p, gen, rng) : ref::chooseToken(s, p, gen, rng);
       ++n;
     }
-  } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 0.5);
+  } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 0.3);
   const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / n;
   if (sink == -1) std::printf("!");
   return us;
