@@ -588,9 +588,11 @@ size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 // configuration, so one zeroed workspace can serve all the linears of a model), then the fp32
 // split-K partials [splitK][m][n]. A grid wider than kMaxCounters blocks runs without split-K.
 constexpr int kMaxCounters = 8192;
-
-std::atomic<int> l2AheadUnits{0};
 constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
+
+// DecodeParams::l2Ahead for every call (w8a16SetL2Ahead; 0: the lab measured every distance
+// slower, README).
+std::atomic<int> l2AheadUnits{0};
 
 }  // namespace w8a16
 
