@@ -273,10 +273,13 @@ if (reason) {
       // the healthy model is generating while the other one fails
       const running = healthy.generate(goldenRequest(older));
       T.hold(n, 0);
-      const victim = poisoned.generate(goldenRequest(newer));
+      // two requests in the step that fails: both end with the error
+      const victims = [poisoned.generate(goldenRequest(newer)), poisoned.generate(goldenRequest(older))];
       T.armFault(n, 'error-after=3');
       T.hold(n, -1);
-      await expect(victim.promise).rejects.toMatchObject({ code: 'ERR_CUDA', message: expect.stringContaining('injected by the fault hook') });
+      for (const v of victims) {
+        await expect(v.promise).rejects.toMatchObject({ code: 'ERR_CUDA', message: expect.stringContaining('injected by the fault hook') });
+      }
       expectAllFree(poisoned.stats());
       const unusable = { code: 'ERR_CUDA', message: expect.stringContaining('unusable after an earlier CUDA error') };
       await expect(poisoned.generate(goldenRequest(newer)).promise).rejects.toMatchObject(unusable);
