@@ -30,7 +30,10 @@ const vocab = cfg.llm_config.vocab_size;
 const imageToken = vocab - 1;
 const S = config.forceImageSize, T = config.numImageToken;
 const kvCacheTokens = Math.max(16384, batch * (T + 30 + steps + 32));
-const engine = await EngineModel.load(dir, { backend: 'cuda', imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens, dtype });
+// No prefix cache unless --prefix-cache: the timed run must prefill what the 1-token run did
+// (step_ms subtracts it); with it, the emit figure shows what finished sequences cost.
+const prefixCache = process.argv.includes('--prefix-cache');
+const engine = await EngineModel.load(dir, { backend: 'cuda', imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens, dtype, prefixCache });
 
 let seed = 7;
 const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
@@ -42,9 +45,12 @@ const ids = (tiles, text) => {
   return a;
 };
 const greedy = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
-const gen = (seqs, n) => engine.generate({ sequences: seqs, maxNewTokens: n, eosTokenIds: [], sampling: greedy }).promise;
+// --sample: every row sampled on the host (temperature + top-p + a repetition penalty)
+const sampled = { doSample: true, temperature: 0.8, topK: 0, topP: 0.9, repetitionPenalty: 1.05, seed: 1 };
+const sampling = process.argv.includes('--sample') ? sampled : greedy;
+const gen = (seqs, n) => engine.generate({ sequences: seqs, maxNewTokens: n, eosTokenIds: [], sampling }).promise;
 
-const out = { config: path, phase, dtype, batch };
+const out = { config: path, phase, dtype, batch, sampling: sampling.doSample ? 'top-p' : 'greedy' };
 if (phase === 'vit') {
   const t = await engine.timeEncode(pixels(13), 13, reps);
   out.encode_s = t.encodeSeconds;
@@ -61,6 +67,9 @@ if (phase === 'vit') {
     out.step_ms = (t2 - t1 - (t1 - t0)) / steps;
   }
   out.stats = engine.stats();
+  // host wall time per decode step: engine call (device work waited for), host sampler, token delivery
+  const st = out.stats;
+  out.per_step_ms = { forward: st.decodeForwardMs / st.decodeSteps, sample: st.decodeSampleMs / st.decodeSteps, emit: st.decodeEmitMs / st.decodeSteps };
 }
 console.log(JSON.stringify(out));
 engine.dispose();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <new>
 
 #include "runtime/error.h"
@@ -21,16 +22,31 @@ int64_t blocksNeeded(const GenerateRequest& req, int64_t bs) {
   return need;
 }
 
-// FNV-1a over each tile's pixel floats: cached image rows are reused only for the same pixels.
+// A hash of each tile's pixel floats: cached image rows are reused only for the same pixels.
+// Computed for every finished sequence on the engine thread (and for every prompt checked
+// against the cache), so it reads 8 bytes at a time in four independent FNV-1a-style lanes
+// (a byte-wise FNV-1a took ~2.5 ms per 448² tile: ~0.3 s in the step where 128 sequences end).
 std::vector<uint64_t> tileHashes(const SequenceInput& q) {
   std::vector<uint64_t> out(size_t(q.tiles));
   if (q.tiles == 0) return out;
   const size_t per = q.pixels.size() / size_t(q.tiles) * sizeof(float);
   const unsigned char* p = reinterpret_cast<const unsigned char*>(q.pixels.data());
+  constexpr uint64_t kPrime = 1099511628211ull;
   for (size_t t = 0; t < out.size(); ++t) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = t * per; i < (t + 1) * per; ++i) h = (h ^ p[i]) * 1099511628211ull;
-    out[t] = h;
+    const unsigned char* tile = p + t * per;
+    uint64_t h[4] = {1469598103934665603ull, 0x9e3779b97f4a7c15ull, 0xbf58476d1ce4e5b9ull, 0x94d049bb133111ebull};
+    size_t i = 0;
+    for (; i + 32 <= per; i += 32) {
+      for (int l = 0; l < 4; ++l) {
+        uint64_t w;
+        std::memcpy(&w, tile + i + 8 * size_t(l), 8);
+        h[l] = (h[l] ^ w) * kPrime;
+      }
+    }
+    for (; i < per; ++i) h[0] = (h[0] ^ tile[i]) * kPrime;
+    uint64_t r = uint64_t(per);
+    for (uint64_t x : h) r = (r ^ (x ^ (x >> 29))) * kPrime;
+    out[t] = r;
   }
   return out;
 }
