@@ -147,18 +147,22 @@ describe('engine stages (dummy weights, about a second per stage)', () => {
   test('two requests sharing one ViT pass: cancelling one mid-ViT leaves the other exactly as alone', async () => {
     // A blocker keeps the engine busy so that A and B queue, are admitted together and
     // their tiles go through the ViT as one batch.
-    let blockerFirst!: () => void;
-    const blockerStarted = new Promise<void>((r) => (blockerFirst = r));
-    const blocker = model.generate(req(textIds(600), 2, false), { onToken: () => blockerFirst() });
+    const steps = model.stats().prefillSteps; // before anything is submitted: no race with the engine
+    const started = async (n: number) => {
+      const until = Date.now() + 30_000; // the counter moves when a step starts
+      while (model.stats().prefillSteps < n && Date.now() < until) await new Promise((r) => setImmediate(r));
+    };
+    const blocker = model.generate(req(textIds(600), 64, false));
+    await started(steps + 1); // the engine is busy with the blocker: A and B queue behind it
     let aTokens = 0;
     const a = model.generate(req(imageIds, 8, true), { onToken: () => aTokens++ });
     const b = model.generate(req(imageIds, 8, true));
     expect(model.stats().queuedRequests + model.stats().runningRequests).toBeGreaterThanOrEqual(2);
-    await blockerStarted; // the step with A and B starts now: ViT over 2 × 2 tiles
-    const steps = model.stats().prefillSteps;
-    await sleep(100);
-    expect(model.stats().prefillSteps).toBe(steps + 1); // A and B are in one prefill step
+    // Cancel as soon as A and B's shared step has begun: a fixed sleep let the whole step
+    // finish first on a loaded machine, and A then had its first token.
+    await started(steps + 2);
     a.cancel();
+    expect(model.stats().prefillSteps).toBe(steps + 2); // A and B are in one prefill step
     const [[ra], [rb]] = await Promise.all([a.promise, b.promise]);
     await blocker.promise;
     expect(ra.finishReason).toBe('aborted');
