@@ -23,6 +23,7 @@ struct Scratch {
   std::vector<float> e;         // [V] exp(s − max) by id; 0 for dropped tokens
   std::vector<uint64_t> keys;   // orderKey(s) << 32 | id, then sorted
   std::vector<uint64_t> keys2;  // radix sort's other half
+  std::vector<float> es;        // exps in sorted order
   std::vector<int32_t> kept;    // after processLogits: the ids that may have probability > 0, ascending
   bool keptValid = false;       // kept is set (else every id may)
 };
@@ -108,12 +109,39 @@ void topPSoftmaxLiteral(std::vector<float>& s, double topP, Scratch& w) {
   for (float& x : s) x *= inv;
 }
 
+// The softmax of step 5 over e[i] = exp(s[i] − max) (0 for dropped tokens). sparse: w.kept
+// holds the ids whose e may be nonzero, ascending, and the sums run over them only: the same
+// doubles as summing every e in id order (the others add +0), the same products.
+void softmaxFromExps(std::vector<float>& s, const float* e, bool sparse, Scratch& w) {
+  const size_t V = s.size();
+  const int32_t* kept = w.kept.data();
+  const size_t n = w.kept.size();
+  double sum = 0;
+  if (sparse) {
+    for (size_t j = 0; j < n; ++j) sum += e[size_t(kept[j])];
+  } else {
+    for (size_t i = 0; i < V; ++i) sum += e[i];
+  }
+  const float inv = float(1.0 / sum);
+  if (sparse) {
+    std::fill(s.begin(), s.end(), 0.f);  // exp(−inf)·inv, and underflowed exps·inv: +0
+    for (size_t j = 0; j < n; ++j) s[size_t(kept[j])] = e[size_t(kept[j])] * inv;
+    w.keptValid = true;
+  } else {
+    for (size_t i = 0; i < V; ++i) s[i] = e[i] * inv;
+    w.keptValid = false;
+  }
+}
+
 // Steps 4-5 (top-p when topP < 1, then softmax) with the same arithmetic as the literal
-// version, but: every exp computed once (the softmax reuses the top-p exps: same
-// arguments); tokens whose exp is 0 (−inf, or underflow) left out of the sort and the sums
-// (adding +0 to a double changes nothing, they sit at the bottom of the order, where top-p
-// always drops them, and their probability is 0); a radix sort instead of a comparison sort.
-// Leaves w.kept = the ids whose probability may be nonzero, ascending, for the draw.
+// version, but:
+//   - a radix sort instead of a comparison sort, of the finite scores only (−inf ones have
+//     exp 0: they add nothing to either sum and top-p always drops them);
+//   - one exp per distinct score, taken in sorted order (equal keys are adjacent; bf16
+//     logits have a few thousand distinct values), reused by the softmax (same arguments);
+//   - after top-p, the softmax and the draw over the surviving ids only when they are few
+//     (the others' probabilities are +0, which add nothing to a double).
+// Leaves w.kept = the ids whose probability may be nonzero, ascending, when it is set.
 void topPSoftmax(std::vector<float>& s, double topP, Scratch& w) {
   const size_t V = s.size();
   float mx = -INFINITY;
@@ -122,70 +150,65 @@ void topPSoftmax(std::vector<float>& s, double topP, Scratch& w) {
     mx = std::max(mx, x);
     nan |= x != x;
   }
-  if (nan || !std::isfinite(mx)) {
-    w.keptValid = false;
-    return topPSoftmaxLiteral(s, topP, w);
-  }
+  w.keptValid = false;
+  if (nan || !std::isfinite(mx)) return topPSoftmaxLiteral(s, topP, w);
   w.e.resize(V);
-  w.kept.resize(V);
   float* e = w.e.data();
-  int32_t* kept = w.kept.data();
+  if (!(topP < 1.0)) {
+    w.kept.resize(V);
+    int32_t* kept = w.kept.data();
+    size_t n = 0;
+    for (size_t i = 0; i < V; ++i) {
+      const float x = s[i] == -INFINITY ? 0.f : std::exp(s[i] - mx);
+      e[i] = x;
+      kept[n] = int32_t(i);
+      n += x > 0;
+    }
+    w.kept.resize(n);
+    return softmaxFromExps(s, e, n * 4 < V, w);
+  }
+  w.keys.resize(V);
+  uint64_t* keys = w.keys.data();
   size_t n = 0;
   for (size_t i = 0; i < V; ++i) {
-    const float x = s[i] == -INFINITY ? 0.f : std::exp(s[i] - mx);
-    e[i] = x;
-    kept[n] = int32_t(i);
-    n += x > 0;
+    keys[n] = uint64_t(orderKey(s[i])) << 32 | uint32_t(i);
+    n += s[i] != -INFINITY;
   }
-  if (topP < 1.0) {
-    w.keys.resize(n);
-    uint64_t* keys = w.keys.data();
-    for (size_t j = 0; j < n; ++j) keys[j] = uint64_t(orderKey(s[size_t(kept[j])])) << 32 | uint32_t(kept[j]);
-    sortByScore(w.keys, w.keys2);
-    keys = w.keys.data();
-    // The maximum (e = 1) is in the list and last, as in the full order.
-    double sum = 0;
-    for (size_t j = 0; j < n; ++j) sum += e[idOf(keys[j])];
-    const float inv = float(1.0 / sum), cut = float(1.0 - topP);
-    float cum = 0;
-    // cum only grows, so the dropped tokens are a prefix of the order: stop at the first kept
-    size_t dropped = 0;
-    for (; dropped + 1 < n; ++dropped) {
-      cum += e[idOf(keys[dropped])] * inv;
-      if (!(cum <= cut)) break;
-    }
-    if (dropped > 0) {
-      const size_t left = n - dropped;
-      if (left * 4 < V) {  // usually a handful: their ids, ascending
-        for (size_t j = 0; j < left; ++j) kept[j] = idOf(keys[dropped + j]);
-        std::sort(kept, kept + left);  // the softmax below reads only these (sparse)
-      } else {
-        for (size_t j = 0; j < dropped; ++j) e[idOf(keys[j])] = 0;  // dropped: exp(−inf) = 0
-        size_t m = 0;
-        for (size_t j = 0; j < n; ++j) {
-          kept[m] = kept[j];
-          m += e[size_t(kept[j])] > 0;
-        }
-      }
-      n = left;
-    }
+  w.keys.resize(n);
+  sortByScore(w.keys, w.keys2);
+  keys = w.keys.data();
+  w.es.resize(n);
+  float* es = w.es.data();  // exps in sorted order
+  for (size_t j = 0; j < n;) {
+    const uint32_t k = uint32_t(keys[j] >> 32);
+    const float x = std::exp(s[size_t(idOf(keys[j]))] - mx);  // −0 and +0 share a key: both give exp(−mx)
+    for (; j < n && uint32_t(keys[j] >> 32) == k; ++j) es[j] = x;
   }
-  w.kept.resize(n);
-  w.keptValid = true;
+  // The maximum (e = 1) is last, as in the full order; leading zero exps add +0 and are dropped.
   double sum = 0;
-  const bool sparse = n * 4 < V;
-  if (sparse) {
-    for (size_t j = 0; j < n; ++j) sum += e[size_t(kept[j])];
-  } else {
-    for (size_t i = 0; i < V; ++i) sum += e[i];  // the same terms in the same order, plus +0s
+  for (size_t j = 0; j < n; ++j) sum += es[j];
+  const float inv = float(1.0 / sum), cut = float(1.0 - topP);
+  float cum = 0;
+  // cum only grows, so the dropped tokens are a prefix of the order: stop at the first kept
+  size_t dropped = 0;
+  for (; dropped + 1 < n; ++dropped) {
+    cum += es[dropped] * inv;
+    if (!(cum <= cut)) break;
   }
-  const float inv = float(1.0 / sum);
-  if (sparse) {
-    std::fill(s.begin(), s.end(), 0.f);  // exp(−inf)·inv, and underflowed exps·inv: +0
-    for (size_t j = 0; j < n; ++j) s[size_t(kept[j])] = e[size_t(kept[j])] * inv;
-  } else {
-    for (size_t i = 0; i < V; ++i) s[i] = e[i] * inv;
+  const size_t left = n - dropped;
+  if (left * 4 < V) {  // usually a handful: their ids, ascending, and their exps
+    w.kept.resize(left);
+    int32_t* kept = w.kept.data();
+    for (size_t j = 0; j < left; ++j) {
+      kept[j] = idOf(keys[dropped + j]);
+      e[size_t(kept[j])] = es[dropped + j];
+    }
+    std::sort(kept, kept + left);
+    return softmaxFromExps(s, e, true, w);
   }
+  std::fill(e, e + V, 0.f);  // −inf and dropped: exp(−inf) = 0
+  for (size_t j = dropped; j < n; ++j) e[size_t(idOf(keys[j]))] = es[j];
+  softmaxFromExps(s, e, false, w);
 }
 
 // The k-th largest score (0 < k < V), counting repeats, as nth_element finds it; a min-heap
