@@ -123,7 +123,13 @@ float* CudaBackend::downloadStaging(size_t floats) {
       if (h.ptr) IVL_CUDA_CHECK(cudaFreeHost(h.ptr));
       h.ptr = nullptr;
       h.bytes = 0;
-      IVL_CUDA_CHECK(cudaMallocHost(&h.ptr, cap));
+      const cudaError_t err = cudaMallocHost(&h.ptr, cap);
+      if (err == cudaErrorMemoryAllocation) {  // no page-locked memory to spare: pageable will do
+        cudaGetLastError();
+        h.ptr = nullptr;
+        return nullptr;
+      }
+      IVL_CUDA_CHECK(err);
       h.bytes = cap;
     }
     return static_cast<float*>(h.ptr);
