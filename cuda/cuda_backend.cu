@@ -464,6 +464,25 @@ void CudaBackend::addScaled(const Tensor& y, const Tensor& x, const Tensor& s) {
   });
 }
 
+void CudaBackend::addScaledNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& s, const Tensor& w,
+                                const Tensor& b, bool layerNorm, double eps) {
+  impl_->op([&] {
+    const int64_t M = x.rows(), C = x.cols();
+    needDType(x, DType::BF16, "addScaledNorm: x");
+    needDType(r, DType::BF16, "addScaledNorm: r");
+    needDType(y, DType::BF16, "addScaledNorm: y");
+    needDType(s, DType::F32, "addScaledNorm: s");
+    needDType(w, DType::F32, "addScaledNorm: w");
+    if (layerNorm) needDType(b, DType::F32, "addScaledNorm: b");
+    need(y.rows() == M && y.cols() == C && r.rows() == M && r.cols() == C && s.numel() == C && w.numel() == C &&
+             (!layerNorm || b.numel() == C),
+         "addScaledNorm: shape mismatch");
+    need(y.raw() != x.raw() && y.raw() != r.raw(), "addScaledNorm: y must not alias x or r");
+    addScaledNormBf16(y.ptr<bf16>(), x.ptr<bf16>(), r.ptr<bf16>(), s.ptr<float>(), w.ptr<float>(),
+                      layerNorm ? b.ptr<float>() : nullptr, M, C, float(eps), layerNorm, impl_->stream);
+  });
+}
+
 // ---- rows ------------------------------------------------------------------------------------------
 
 void CudaBackend::embedding(const Tensor& y, const Tensor& table, const std::vector<int32_t>& ids) {

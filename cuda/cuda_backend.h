@@ -92,6 +92,8 @@ class CudaBackend final : public Backend {
   void siluMulHalves(const Tensor& y, const Tensor& gu) override;
   void add(const Tensor& y, const Tensor& a, const Tensor& b) override;
   void addScaled(const Tensor& y, const Tensor& x, const Tensor& s) override;
+  void addScaledNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& s, const Tensor& w,
+                     const Tensor& b, bool layerNorm, double eps) override;
 
   void embedding(const Tensor& y, const Tensor& table, const std::vector<int32_t>& ids) override;
   void scatterRows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src) override;
@@ -101,6 +103,8 @@ class CudaBackend final : public Backend {
   void rope(const Tensor& x, int64_t nHeads, const Tensor& cos, const Tensor& sin) override;
   void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, int64_t groups, int64_t nHeads,
                  double scale) override;
+  void qkvAttention(const Tensor& out, const Tensor& qkv, const Tensor& qNorm, const Tensor& kNorm, double eps,
+                    int64_t groups, int64_t nHeads, double scale) override;
   void kvWrite(const KvLayer& layer, const Tensor& k, const Tensor& v, const PagedBatch& batch) override;
   void qkvRopeKvWrite(const Tensor& q, const KvLayer& layer, const Tensor& qkv, int64_t nHeads, int64_t nKvHeads,
                       const Tensor& cos, const Tensor& sin, const PagedBatch& batch) override;

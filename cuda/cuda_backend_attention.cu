@@ -21,6 +21,7 @@
 #include <cmath>
 
 #include "cuda_backend_impl.h"
+#include "norm.h"
 #include "paged_attention.h"
 
 namespace ivl::cuda {
@@ -202,6 +203,33 @@ void CudaBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k,
     p.seqLen = N;
     launchGeneric(false, p, rows, impl_->stream);
     impl_->lastAttention = AttentionPath::GenericDense;
+  });
+}
+
+// The ViT's attention straight from the stacked qkv rows: the qk normalization runs in place
+// (one launch for q and k), then the dense kernel reads q, k and v with the row stride 3C. Other
+// head sizes or alignments take the interface's default (split, then attention()).
+void CudaBackend::qkvAttention(const Tensor& out, const Tensor& qkv, const Tensor& qNorm, const Tensor& kNorm,
+                               double eps, int64_t groups, int64_t nHeads, double scale) {
+  const int64_t rows = qkv.rows(), C = qkv.cols() / 3;
+  const bool fused = !impl_->genericAttention && qkv.dtype() == DType::BF16 && out.dtype() == DType::BF16 &&
+                     qkv.cols() == 3 * C && nHeads > 0 && C % nHeads == 0 && tunedHeadDim(C / nHeads) && scale > 0 &&
+                     C % 8 == 0 && groups > 0 && rows % groups == 0 && groups <= 65535 && nHeads <= 65535 &&
+                     aligned16(qkv.raw()) && aligned16(out.raw()) && rows <= int64_t(INT32_MAX) &&
+                     out.rows() == rows && out.cols() == C;
+  if (!fused) return Backend::qkvAttention(out, qkv, qNorm, kNorm, eps, groups, nHeads, scale);
+  impl_->op([&] {
+    bf16* base = qkv.ptr<bf16>();
+    if (qNorm.defined()) {
+      needDType(qNorm, DType::F32, "qkvAttention: qNorm");
+      needDType(kNorm, DType::F32, "qkvAttention: kNorm");
+      need(qNorm.numel() == C && kNorm.numel() == C, "qkvAttention: norm weights must have C entries");
+      qkNormBf16(base, rows, C, qNorm.ptr<float>(), kNorm.ptr<float>(), float(eps), impl_->stream);
+    }
+    const int64_t D = C / nHeads, N = rows / groups;
+    denseAttention(base, 3 * C, base + C, 3 * C, base + 2 * C, 3 * C, out.ptr<bf16>(), int(groups), int(N),
+                   int(nHeads), int(nHeads), int(D), /*causal=*/false, float(scale), impl_->stream);
+    impl_->lastAttention = AttentionPath::Dense;
   });
 }
 

@@ -65,13 +65,27 @@ __device__ __forceinline__ void storeRow(bf16* x, int64_t c, const float (&v)[VE
   }
 }
 
-// GROUP threads per row, VEC elements per access. RMS: no mean, no bias. ADD (RMS only):
-// first x = bf16(x + r) in place (the residual add before the norm), then the norm of it;
-// each thread rereads only the columns it wrote itself.
+// What one norm launch does (see normKernel).
+struct NormArgs {
+  bf16* y;
+  const bf16* x;
+  const float* w;
+  const float* b;  // LayerNorm bias
+  int64_t rows, cols;
+  float eps;
+  const bf16* r = nullptr;   // ADD: residual rows [rows, cols], contiguous
+  const float* s = nullptr;  // ADD: layer scale [cols] (x += r ⊙ s), or null (x += r)
+  int64_t ld = 0;            // elements between rows of x and y (0: cols)
+  int64_t part = 0;          // blockIdx.y == 1: x, y shifted by `part` elements, weights w2
+  const float* w2 = nullptr;
+};
+
+// GROUP threads per row, VEC elements per access. RMS: no mean, no bias. ADD: first
+// x = bf16(x + r) (with a layer scale: bf16(x + bf16(r · s)), as addScaled) in place, then the
+// norm of the new x; each thread rereads only the columns it wrote itself. blockIdx.y picks
+// one of two column parts of the rows (the q and k of a stacked qkv row, each with its weight).
 template <int GROUP, int VEC, bool RMS, bool ADD = false>
-__global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, const float* __restrict__ b,
-                           int64_t rows, int64_t cols, float eps, const bf16* __restrict__ r = nullptr) {
-  static_assert(!ADD || RMS, "the fused residual add is for RMSNorm");
+__global__ void normKernel(const NormArgs a) {
   // Launched with PDL (pdl.h): the next kernel (a decode GEMV) may start streaming its weights
   // now; every read of x / r and every write waits for the previous kernel to complete.
   pdlLaunchDependents();
@@ -81,10 +95,22 @@ __global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, 
   const int sub = GROUP == 32 ? threadIdx.x / 32 : 0;
   const int lane = GROUP == 32 ? threadIdx.x % 32 : threadIdx.x;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + sub;
+  const int64_t cols = a.cols;
   // Rows past the end still take part in block-wide reductions (GROUP > 32) but do no I/O.
-  const bool active = row < rows;
-  const bf16* xr = x + (active ? row : 0) * cols;
-  bf16* yr = y + (active ? row : 0) * cols;
+  const bool active = row < a.rows;
+  const int64_t off = (active ? row : 0) * (a.ld ? a.ld : cols) + (blockIdx.y ? a.part : 0);
+  const bf16* xr = a.x + off;
+  bf16* yr = a.y + off;
+  const float* __restrict__ w = blockIdx.y ? a.w2 : a.w;
+  const float* __restrict__ b = a.b;
+  const bf16* rr = ADD ? a.r + (active ? row : 0) * cols : nullptr;
+  auto addResidual = [&](float (&v)[VEC], int64_t c) {
+    float rv[VEC];
+    loadRow<VEC>(rr, c, rv);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) v[j] = a.s ? rb(v[j] + rb(rv[j] * a.s[c + j])) : rb(v[j] + rv[j]);
+    storeRow<VEC>(const_cast<bf16*>(xr), c, v);
+  };
 
   float mean = 0.0f;
   if constexpr (!RMS) {
@@ -93,6 +119,7 @@ __global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, 
       for (int64_t c = int64_t(lane) * VEC; c < cols; c += int64_t(GROUP) * VEC) {
         float v[VEC];
         loadRow<VEC>(xr, c, v);
+        if constexpr (ADD) addResidual(v, c);
 #pragma unroll
         for (int j = 0; j < VEC; ++j) s += v[j];
       }
@@ -104,18 +131,12 @@ __global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, 
     for (int64_t c = int64_t(lane) * VEC; c < cols; c += int64_t(GROUP) * VEC) {
       float v[VEC];
       loadRow<VEC>(xr, c, v);
-      if constexpr (ADD) {
-        float rv[VEC];
-        loadRow<VEC>(r + row * cols, c, rv);
-#pragma unroll
-        for (int j = 0; j < VEC; ++j) v[j] = rb(v[j] + rv[j]);
-        storeRow<VEC>(const_cast<bf16*>(xr), c, v);
-      }
+      if constexpr (ADD && RMS) addResidual(v, c);
 #pragma unroll
       for (int j = 0; j < VEC; ++j) ss += (v[j] - mean) * (v[j] - mean);
     }
   }
-  const float rstd = rsqrtf(groupSum<GROUP>(ss, red) / float(cols) + eps);
+  const float rstd = rsqrtf(groupSum<GROUP>(ss, red) / float(cols) + a.eps);
   if (!active) return;
   for (int64_t c = int64_t(lane) * VEC; c < cols; c += int64_t(GROUP) * VEC) {
     float v[VEC];
@@ -141,26 +162,27 @@ __global__ void normKernel(bf16* y, const bf16* x, const float* __restrict__ w, 
 }
 
 template <bool RMS, bool ADD = false>
-void launchNorm(bf16* y, const bf16* x, const float* w, const float* b, int64_t rows, int64_t cols, float eps,
-                cudaStream_t stream, const bf16* r = nullptr) {
-  if (rows <= 0 || cols <= 0) return;
-  const bool vec = cols % 8 == 0 &&
-                   (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y) | reinterpret_cast<uintptr_t>(r)) % 16 == 0;
-  const int64_t perRow = vec ? cols / 8 : cols;  // accesses per row
+void launchNorm(const NormArgs& a, cudaStream_t stream, unsigned parts = 1) {
+  if (a.rows <= 0 || a.cols <= 0) return;
+  const int64_t ld = a.ld ? a.ld : a.cols;
+  const bool vec = a.cols % 8 == 0 && ld % 8 == 0 && a.part % 8 == 0 &&
+                   (reinterpret_cast<uintptr_t>(a.x) | reinterpret_cast<uintptr_t>(a.y) |
+                    reinterpret_cast<uintptr_t>(a.r)) % 16 == 0;
+  const int64_t perRow = vec ? a.cols / 8 : a.cols;  // accesses per row
   const bool pdl = pdlEnabled();
   auto go = [&](auto kernel, unsigned grid, unsigned threads) {
-    launchMaybePdl(pdl, kernel, dim3(grid), dim3(threads), 0, stream, y, x, w, b, rows, cols, eps, r);
+    launchMaybePdl(pdl, kernel, dim3(grid, parts), dim3(threads), 0, stream, a);
   };
   if (perRow <= 128) {
-    const unsigned grid = unsigned((rows + 7) / 8);
+    const unsigned grid = unsigned((a.rows + 7) / 8);
     if (vec) go(normKernel<32, 8, RMS, ADD>, grid, 256);
     else go(normKernel<32, 1, RMS, ADD>, grid, 256);
   } else if (perRow <= 1024) {
-    if (vec) go(normKernel<256, 8, RMS, ADD>, unsigned(rows), 256);
-    else go(normKernel<256, 1, RMS, ADD>, unsigned(rows), 256);
+    if (vec) go(normKernel<256, 8, RMS, ADD>, unsigned(a.rows), 256);
+    else go(normKernel<256, 1, RMS, ADD>, unsigned(a.rows), 256);
   } else {
-    if (vec) go(normKernel<1024, 8, RMS, ADD>, unsigned(rows), 1024);
-    else go(normKernel<1024, 1, RMS, ADD>, unsigned(rows), 1024);
+    if (vec) go(normKernel<1024, 8, RMS, ADD>, unsigned(a.rows), 1024);
+    else go(normKernel<1024, 1, RMS, ADD>, unsigned(a.rows), 1024);
   }
 }
 
@@ -168,16 +190,31 @@ void launchNorm(bf16* y, const bf16* x, const float* w, const float* b, int64_t 
 
 void layerNormBf16(bf16* y, const bf16* x, const float* w, const float* b, int64_t rows, int64_t cols, float eps,
                    cudaStream_t stream) {
-  launchNorm<false>(y, x, w, b, rows, cols, eps, stream);
+  launchNorm<false>(NormArgs{y, x, w, b, rows, cols, eps}, stream);
 }
 
 void rmsNormBf16(bf16* y, const bf16* x, const float* w, int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
-  launchNorm<true>(y, x, w, nullptr, rows, cols, eps, stream);
+  launchNorm<true>(NormArgs{y, x, w, nullptr, rows, cols, eps}, stream);
 }
 
 void addRmsNormBf16(bf16* y, bf16* x, const bf16* r, const float* w, int64_t rows, int64_t cols, float eps,
                     cudaStream_t stream) {
-  launchNorm<true, true>(y, x, w, nullptr, rows, cols, eps, stream, r);
+  launchNorm<true, true>(NormArgs{y, x, w, nullptr, rows, cols, eps, r}, stream);
+}
+
+void addScaledNormBf16(bf16* y, bf16* x, const bf16* r, const float* s, const float* w, const float* b, int64_t rows,
+                       int64_t cols, float eps, bool layerNorm, cudaStream_t stream) {
+  const NormArgs a{y, x, w, b, rows, cols, eps, r, s};
+  if (layerNorm) launchNorm<false, true>(a, stream);
+  else launchNorm<true, true>(a, stream);
+}
+
+void qkNormBf16(bf16* qkv, int64_t rows, int64_t C, const float* qW, const float* kW, float eps, cudaStream_t stream) {
+  NormArgs a{qkv, qkv, qW, nullptr, rows, C, eps};
+  a.ld = 3 * C;
+  a.part = C;
+  a.w2 = kW;
+  launchNorm<true>(a, stream, 2);
 }
 
 }  // namespace ivl::cuda

@@ -20,5 +20,13 @@ void rmsNormBf16(__nv_bfloat16* y, const __nv_bfloat16* x, const float* w, int64
 // norm in one pass (y must not alias x or r).
 void addRmsNormBf16(__nv_bfloat16* y, __nv_bfloat16* x, const __nv_bfloat16* r, const float* w, int64_t rows,
                     int64_t cols, float eps, cudaStream_t stream);
+// The ViT's residual: x = bf16(x + bf16(r · s)) in place (s: the layer scale, as addScaled),
+// then y = layerNorm(x; w, b) or rmsNorm(x; w) as above, in one pass (y must not alias x or r).
+void addScaledNormBf16(__nv_bfloat16* y, __nv_bfloat16* x, const __nv_bfloat16* r, const float* s, const float* w,
+                       const float* b, int64_t rows, int64_t cols, float eps, bool layerNorm, cudaStream_t stream);
+// InternViT-6B's qk normalization in place on stacked qkv rows [rows, 3C]: rmsNorm over the
+// full width C of the q part (weight qW) and of the k part (kW), one launch for both.
+void qkNormBf16(__nv_bfloat16* qkv, int64_t rows, int64_t C, const float* qW, const float* kW, float eps,
+                cudaStream_t stream);
 
 }  // namespace ivl::cuda

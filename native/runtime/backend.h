@@ -172,6 +172,15 @@ class Backend {
   virtual void add(const Tensor& y, const Tensor& a, const Tensor& b) = 0;
   // y[M, C] += x[M, C] ⊙ s[C]    (layer scale residual)
   virtual void addScaled(const Tensor& y, const Tensor& x, const Tensor& s) = 0;
+  // x += r ⊙ s as addScaled, then y = the next block's norm of x: layerNorm with bias b when
+  // `layerNorm`, else rmsNorm (b unused). The ViT's residual with layer scale and the norm that
+  // follows it; y must not alias x or r. A backend may fuse the two.
+  virtual void addScaledNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& s, const Tensor& w,
+                             const Tensor& b, bool layerNorm, double eps) {
+    addScaled(x, r, s);
+    if (layerNorm) this->layerNorm(y, x, w, b, eps);
+    else rmsNorm(y, x, w, eps);
+  }
 
   // ---- rows -----------------------------------------------------------------
   // y[T, H] = table[ids[t], :]   (table F32 or BF16)
@@ -191,6 +200,21 @@ class Backend {
   //   q, k, v, out : [B·N, nHeads·D];  out = softmax(q·kᵀ·scale)·v per group and head
   virtual void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, int64_t groups,
                          int64_t nHeads, double scale) = 0;
+  // The same from the stacked rows of one qkv matmul, qkv : [B·N, 3C] = [q | k | v], C = nHeads·D;
+  // when qNorm is defined (InternViT-6B's qk normalization), q and k are first RMSNormed over
+  // their full width C with qNorm / kNorm. qkv may be overwritten. A backend may read q, k and
+  // v in place and fuse the norms; the default splits them.
+  virtual void qkvAttention(const Tensor& out, const Tensor& qkv, const Tensor& qNorm, const Tensor& kNorm, double eps,
+                            int64_t groups, int64_t nHeads, double scale) {
+    const int64_t rows = qkv.rows(), C = qkv.cols() / 3;
+    Tensor q = alloc(qkv.dtype(), {rows, C}), k = alloc(qkv.dtype(), {rows, C}), v = alloc(qkv.dtype(), {rows, C});
+    splitColumns({q, k, v}, qkv);
+    if (qNorm.defined()) {
+      rmsNorm(q, q, qNorm, eps);
+      rmsNorm(k, k, kNorm, eps);
+    }
+    attention(out, q, k, v, groups, nHeads, scale);
+  }
   // Writes new K/V rows into their pages: k, v : [T, numKvHeads·D] -> layer.k/v at batch.slots[t].
   virtual void kvWrite(const KvLayer& layer, const Tensor& k, const Tensor& v, const PagedBatch& batch) = 0;
   // After a stacked q/k/v matmul: q[T, nHeads·D] = rope(qkv[:, :nHeads·D]), and

@@ -21,39 +21,41 @@ Tensor VisionEncoder::vit(const Tensor& pixels, const std::atomic<bool>* cancel)
   patches = Tensor();
   pe = Tensor();
 
-  Tensor a = act({T * N, C});  // normed input
-  Tensor q = act({T * N, C}), k = act({T * N, C}), vv = act({T * N, C});
-  Tensor o = act({T * N, C});  // attention output
-  Tensor pr = act({T * N, C});  // projection / MLP output
-  Tensor f = act({T * N, I});   // MLP hidden
+  Tensor a = act({T * N, C});        // normed input
+  Tensor qkv = act({T * N, 3 * C});  // [q | k | v] rows of one matmul
+  Tensor o = act({T * N, C});        // attention output
+  Tensor pr = act({T * N, C});       // projection / MLP output
+  Tensor f = act({T * N, I});        // MLP hidden
   const Tensor xr = x.view({T * N, C});
   const double scale = 1.0 / std::sqrt(double(C / v.numHeads));
+  const bool layerNorm = v.norm == VitNorm::LayerNorm;
 
-  auto norm = [&](const Tensor& out, const Tensor& in, const Tensor& w, const Tensor& b) {
-    if (v.norm == VitNorm::LayerNorm) be_.layerNorm(out, in, w, b, v.eps);
-    else be_.rmsNorm(out, in, w, v.eps);
-  };
-
-  for (const VitLayerWeights& L : w_.layers) {
+  // Each residual add (with its layer scale) runs fused with the norm that follows it: the
+  // attention block's with norm2, the MLP block's with the next layer's norm1. q, k and v come
+  // from one matmul over the stacked attn.qkv weight, and the attention reads them (with the
+  // qk normalization of the 6B ViT) from those rows.
+  if (w_.layers.empty()) return x;
+  const VitLayerWeights& first = w_.layers.front();
+  if (layerNorm) be_.layerNorm(a, xr, first.norm1W, first.norm1B, v.eps);
+  else be_.rmsNorm(a, xr, first.norm1W, v.eps);
+  for (size_t i = 0; i < w_.layers.size(); ++i) {
+    const VitLayerWeights& L = w_.layers[i];
     checkCancel(cancel);
-    // x += ls1 ⊙ proj(attn(norm1(x)))
-    norm(a, xr, L.norm1W, L.norm1B);
-    be_.matmul(q, a, L.wq, L.bq ? &L.bq : nullptr);
-    be_.matmul(k, a, L.wk, L.bk ? &L.bk : nullptr);
-    be_.matmul(vv, a, L.wv, L.bv ? &L.bv : nullptr);
-    if (v.qkNorm) {  // RMSNorm over the full C of q and of k, before the head split
-      be_.rmsNorm(q, q, L.qNormW, v.eps);
-      be_.rmsNorm(k, k, L.kNormW, v.eps);
-    }
-    be_.attention(o, q, k, vv, T, v.numHeads, scale);
+    // x += ls1 ⊙ proj(attn(q, k, v)),  a = norm2(x)
+    be_.matmul(qkv, a, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
+    be_.qkvAttention(o, qkv, L.qNormW, L.kNormW, v.eps, T, v.numHeads, scale);
     be_.matmul(pr, o, L.proj, &L.projB);
-    be_.addScaled(xr, pr, L.ls1);
-    // x += ls2 ⊙ fc2(gelu(fc1(norm2(x))))
-    norm(a, xr, L.norm2W, L.norm2B);
+    be_.addScaledNorm(a, xr, pr, L.ls1, L.norm2W, L.norm2B, layerNorm, v.eps);
+    // x += ls2 ⊙ fc2(gelu(fc1(a))),  a = the next layer's norm1(x)
     be_.matmul(f, a, L.fc1, &L.fc1B);
     be_.gelu(f, f);
     be_.matmul(pr, f, L.fc2, &L.fc2B);
-    be_.addScaled(xr, pr, L.ls2);
+    if (i + 1 < w_.layers.size()) {
+      const VitLayerWeights& next = w_.layers[i + 1];
+      be_.addScaledNorm(a, xr, pr, L.ls2, next.norm1W, next.norm1B, layerNorm, v.eps);
+    } else {
+      be_.addScaled(xr, pr, L.ls2);
+    }
   }
   return x;
 }

@@ -169,15 +169,15 @@ VisionWeights loadVision(const ModelSpec& spec, Loader& ld, const QuantizeOption
     const std::string L = vitLayer(i);
     VitLayerWeights lw;
     const WeightUse mu = matrixUse(quant, quant.vision);
-    Tensor qkv = ld.matrix(L + "attn.qkv.weight", {3 * C, C}, mu);  // rows [q | k | v]
-    lw.wq = qkv.slice0(0, C);
-    lw.wk = qkv.slice0(C, C);
-    lw.wv = qkv.slice0(2 * C, C);
+    lw.wqkv = ld.matrix(L + "attn.qkv.weight", {3 * C, C}, mu);  // rows [q | k | v]
+    lw.wq = lw.wqkv.slice0(0, C);
+    lw.wk = lw.wqkv.slice0(C, C);
+    lw.wv = lw.wqkv.slice0(2 * C, C);
     if (v.qkvBias) {
-      Tensor b = ld.vector(L + "attn.qkv.bias", {3 * C});
-      lw.bq = b.slice0(0, C);
-      lw.bk = b.slice0(C, C);
-      lw.bv = b.slice0(2 * C, C);
+      lw.bqkv = ld.vector(L + "attn.qkv.bias", {3 * C});
+      lw.bq = lw.bqkv.slice0(0, C);
+      lw.bk = lw.bqkv.slice0(C, C);
+      lw.bv = lw.bqkv.slice0(2 * C, C);
     }
     if (v.qkNorm) {
       lw.qNormW = ld.vector(L + "attn.q_norm.weight", {C});

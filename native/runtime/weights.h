@@ -21,7 +21,8 @@ namespace ivl {
 
 struct VitLayerWeights {
   Tensor norm1W, norm1B;      // [C] (B only for LayerNorm)
-  Tensor wq, wk, wv;          // [C, C] each: row slices of attn.qkv.weight [3C, C]
+  Tensor wqkv, bqkv;          // attn.qkv as stored: [3C, C] rows [q | k | v], [3C] (bias optional)
+  Tensor wq, wk, wv;          // [C, C] each: row slices of wqkv
   Tensor bq, bk, bv;          // [C] each (qkv bias)
   Tensor qNormW, kNormW;      // [C] (qk normalization)
   Tensor proj, projB;         // [C, C], [C]
