@@ -987,6 +987,79 @@ void testInt8Errors(Harness& h) {
   h.expect(!h.gpu.poisoned(), "a refused int8 weight does not poison the backend");
 }
 
+// ---- fused ViT ops (addScaledNorm, qkvAttention) ----------------------------------------------
+
+// x += r ⊙ s (addScaled), then y = layerNorm(x; w, b) or rmsNorm(x; w). The CUDA kernel stores
+// x as bf16(x + bf16(r·s)) and normalizes that; the CPU stays fp32: two bf16 roundings more on
+// x, inside the default tolerance (addScaled's own test has the same cancellation: atol covers
+// it). Both the norm output and the updated residual are compared.
+void testAddScaledNorm(Harness& h, int64_t M, int64_t C, bool layerNorm, double eps, int64_t skew = 0) {
+  Pair x = skew ? skewed(h, M, C, skew, 2.0f) : h.act({M, C}, 2.0f);
+  Pair r = skew ? skewed(h, M, C, skew) : h.act({M, C});
+  Pair s = h.vecW(C, 0.3f), w = h.vecW(C, 0.3f, 1.0f), b = h.vecW(C, 0.2f);
+  Pair y = skew ? skewed(h, M, C, skew) : h.empty({M, C});
+  h.cpu.addScaledNorm(y.c, x.c, r.c, s.c, w.c, b.c, layerNorm, eps);
+  h.gpu.addScaledNorm(y.g, x.g, r.g, s.g, w.g, b.g, layerNorm, eps);
+  const std::string shape = dims({M, C}) + (layerNorm ? " LN" : " RMS") + (skew ? " unaligned" : "");
+  h.compare("addScaledNorm y", shape, y);
+  h.compare("addScaledNorm x+=r*s", shape, x);
+}
+
+void testAddScaledNormAlias(Harness& h) {
+  Pair x = h.act({3, 64}), r = h.act({3, 64});
+  Pair s = h.vecW(64, 0.3f), w = h.vecW(64, 0.3f, 1.0f), b = h.vecW(64, 0.2f);
+  try {
+    h.gpu.addScaledNorm(x.g, x.g, r.g, s.g, w.g, b.g, true, 1e-6);
+    h.expect(false, "addScaledNorm with y = x throws");
+  } catch (const Error& e) {
+    h.expect(e.code() == ErrorCode::Internal, std::string("addScaledNorm with y = x -> ERR_INTERNAL: ") + e.what());
+  }
+}
+
+// Non-causal attention from stacked qkv rows [B·N, 3C], with InternViT-6B's qk RMSNorm (full
+// width C) when qkNorm. Reference: the CPU's split, rmsNorm of q and k, attention; with qkNorm
+// the normalized q and k are rounded to bf16 first (the CUDA kernel normalizes them in place in
+// the bf16 qkv), and since the two norms still differ by an ulp on some elements the tolerance
+// is kRopedAttnAtol; without it both sides see identical inputs: testVitAttention's tolerance.
+// Both CUDA backends: the fused path (head_dim 64/96/128, aligned) and the interface default
+// (gpuGeneric, or an unaligned qkv), which splits and calls attention().
+void testQkvAttention(Harness& h, int64_t groups, int64_t N, int64_t nHeads, int64_t D, bool qkNorm,
+                      int64_t skew = 0) {
+  const int64_t rows = groups * N, C = nHeads * D;
+  const double scale = 1.0 / std::sqrt(double(D)), eps = 1e-6;
+  const std::vector<float> qkvh = h.randn(rows * 3 * C + skew, 1.5f);
+  const std::vector<float> qnh = h.randn(C, 0.3f, 1.0f), knh = h.randn(C, 0.3f, 1.0f);
+  Tensor qkvC = h.cpu.uploadF32(qkvh.data() + skew, {rows, 3 * C});
+  Tensor qc = h.cpu.alloc(DType::F32, {rows, C}), kc = h.cpu.alloc(DType::F32, {rows, C}),
+         vc = h.cpu.alloc(DType::F32, {rows, C});
+  h.cpu.splitColumns({qc, kc, vc}, qkvC);
+  if (qkNorm) {
+    Tensor qn = h.cpu.weightFromHost(qnh.data(), DType::F32, {C}, WeightUse::Vector);
+    Tensor kn = h.cpu.weightFromHost(knh.data(), DType::F32, {C}, WeightUse::Vector);
+    h.cpu.rmsNorm(qc, qc, qn, eps);
+    h.cpu.rmsNorm(kc, kc, kn, eps);
+    roundCpuToBf16(qc);
+    roundCpuToBf16(kc);
+  }
+  Tensor oc = h.cpu.alloc(DType::F32, {rows, C});
+  h.cpu.attention(oc, qc, kc, vc, groups, nHeads, scale);
+  const std::vector<float> ref = h.down(h.cpu, oc);
+  const std::string shape = dims({groups, N, nHeads, D}) + (qkNorm ? " qknorm" : "") + (skew ? " unaligned" : "");
+  for (CudaBackend* g : {&h.gpu, &h.gpuGeneric}) {
+    Tensor flat = g->uploadF32(qkvh.data(), {rows * 3 * C + skew});
+    Tensor qkv = flat.slice0(skew, rows * 3 * C).view({rows, 3 * C});
+    Tensor qn, kn;
+    if (qkNorm) {
+      qn = g->weightFromHost(qnh.data(), DType::F32, {C}, WeightUse::Vector);
+      kn = g->weightFromHost(knh.data(), DType::F32, {C}, WeightUse::Vector);
+    }
+    Tensor out = g->alloc(DType::BF16, {rows, C});
+    g->qkvAttention(out, qkv, qn, kn, eps, groups, nHeads, scale);
+    h.report("qkvAttention", shape, cuda::attentionPathName(g->lastAttentionPath()), h.down(*g, out), ref, 1.0 / 64,
+             qkNorm ? kRopedAttnAtol : 1.0 / 64);
+  }
+}
+
 int runPoison() {
   int failures = 0;
   try {
@@ -1192,6 +1265,38 @@ int main(int argc, char** argv) {
       }
     }
     testInt8Errors(h);
+
+    // Fused ViT ops: InternViT-300M (LayerNorm, C 1024, N 1025, head_dim 64) and -6B (RMSNorm,
+    // C 3200, head_dim 128, qk norm), rows 1/3/17/128/1025, unaligned views, widths off the
+    // vector path; qkvAttention on the fused path and the default one (gpuGeneric, unaligned).
+    for (bool ln : {true, false}) {
+      for (int64_t M : {int64_t(1), int64_t(3), int64_t(17)}) {
+        testAddScaledNorm(h, M, 64, ln, 1e-6);
+        testAddScaledNorm(h, M, 100, ln, 1e-6);
+      }
+      testAddScaledNorm(h, 3, 1200, ln, 1e-6);
+      testAddScaledNorm(h, 3, 1030, ln, 1e-6);
+      testAddScaledNorm(h, 17, 64, ln, 1e-6, 4);
+      if (!S) {
+        for (int64_t M : {int64_t(128), int64_t(1025)}) testAddScaledNorm(h, M, ln ? 1024 : 3200, ln, 1e-6);
+        testAddScaledNorm(h, 1025, 1024, ln, 1e-6, 4);
+        testAddScaledNorm(h, 7, 12800, ln, 1e-6);
+        testAddScaledNorm(h, 5, 9001, ln, 1e-6);
+      }
+    }
+    testAddScaledNormAlias(h);
+    testQkvAttention(h, 2, 17, 4, 64, false);
+    testQkvAttention(h, 2, 17, 4, 64, true);
+    testQkvAttention(h, 1, 33, 2, 128, true);
+    testQkvAttention(h, 2, 9, 3, 96, false);
+    testQkvAttention(h, 2, 17, 4, 16, true);  // head_dim 16: the default path on both
+    testQkvAttention(h, 2, 17, 4, 64, true, 4);
+    if (!S) {
+      testQkvAttention(h, 2, 1025, 16, 64, false);  // InternViT-300M
+      testQkvAttention(h, 1, 1025, 25, 128, true);  // InternViT-6B
+      testQkvAttention(h, 3, 257, 8, 96, true);
+      testQkvAttention(h, 1, 1025, 25, 128, true, 4);
+    }
 
     const auto st = h.gpu.memoryStats();
     printf("memory: in use %zu B, cached %zu B, weights %zu B, peak %zu B, %llu cudaMalloc, %llu cache hits\n",
