@@ -12,6 +12,9 @@
 # The whole run can pass 10 minutes; to split it into shorter commands:
 #   PARITY_ONLY=1          steps 1-5 only (no addon build, no jest)
 #   SANITIZERS="memcheck"  which of memcheck / racecheck / initcheck run (default: all three)
+#   PARITY_FULL=0          skip step 1 (the full shapes)
+#   PARITY_REUSE=1         run the harness already built in $PARITY_BUILD_DIR (default
+#                          build/parity) instead of building it again
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/backend_parity_out}
@@ -27,29 +30,37 @@ fi
 sanitizers=" ${SANITIZERS:-memcheck racecheck initcheck} "
 { nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv; nvcc --version | tail -2; } \
   >"$OUT/build_parity.txt" 2>&1
-BUILD_ONLY=1 cuda/dev/backend_parity.sh >>"$OUT/build_parity.txt" 2>&1
-built=$?
-echo "rc=$built" >>"$OUT/build_parity.txt"
-stamp "harness built (rc=$built)"
+bin=${PARITY_BUILD_DIR:-build/parity}/backend_parity
+if [[ "${PARITY_REUSE:-0}" == 1 && -x $bin ]]; then
+  built=0
+  stamp "harness reused: $bin"
+else
+  BUILD_ONLY=1 cuda/dev/backend_parity.sh >>"$OUT/build_parity.txt" 2>&1
+  built=$?
+  echo "rc=$built" >>"$OUT/build_parity.txt"
+  stamp "harness built (rc=$built)"
+fi
 if [[ $built == 0 ]]; then
-  timeout 300 build/parity/backend_parity --json "$OUT/parity.jsonl" >"$OUT/parity.txt" 2>&1
-  stamp "parity rc=$?"
+  if [[ "${PARITY_FULL:-1}" != 0 ]]; then
+    timeout 300 "$bin" --json "$OUT/parity.jsonl" >"$OUT/parity.txt" 2>&1
+    stamp "parity rc=$?"
+  fi
   if [[ $sanitizers == *" memcheck "* ]]; then
     timeout 200 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
-      build/parity/backend_parity --small >"$OUT/memcheck.txt" 2>&1
+      "$bin" --small >"$OUT/memcheck.txt" 2>&1
     stamp "memcheck rc=$?"
   fi
   if [[ $sanitizers == *" racecheck "* ]]; then
     timeout 300 compute-sanitizer --tool racecheck --error-exitcode 9 \
-      build/parity/backend_parity --small >"$OUT/racecheck.txt" 2>&1
+      "$bin" --small >"$OUT/racecheck.txt" 2>&1
     stamp "racecheck rc=$?"
   fi
   if [[ $sanitizers == *" initcheck "* ]]; then
     timeout 200 compute-sanitizer --tool initcheck --error-exitcode 9 \
-      build/parity/backend_parity --small >"$OUT/initcheck.txt" 2>&1
+      "$bin" --small >"$OUT/initcheck.txt" 2>&1
     stamp "initcheck rc=$?"
   fi
-  timeout 60 build/parity/backend_parity --poison >"$OUT/poison.txt" 2>&1
+  timeout 60 "$bin" --poison >"$OUT/poison.txt" 2>&1
   stamp "poison rc=$?"
 fi
 if [[ -n $addon ]]; then
@@ -64,5 +75,8 @@ tail -3 "$OUT/parity.txt" 2>/dev/null
 grep -E "ERROR SUMMARY|LEAK SUMMARY" "$OUT/memcheck.txt" 2>/dev/null
 grep -E "RACECHECK SUMMARY|ERROR SUMMARY" "$OUT/racecheck.txt" 2>/dev/null
 grep -E "ERROR SUMMARY" "$OUT/initcheck.txt" 2>/dev/null
+for f in memcheck racecheck initcheck; do  # the --small cases' own verdict under each tool
+  [[ -f "$OUT/$f.txt" ]] && echo "$f: $(grep -hE "cases, [0-9]+ failures|^FATAL" "$OUT/$f.txt" | tail -1)"
+done
 tail -2 "$OUT/poison.txt" 2>/dev/null
 grep -E "^Tests:|^Test Suites:" "$OUT/jest.txt" 2>/dev/null
