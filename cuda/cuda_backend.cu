@@ -146,6 +146,8 @@ CudaBackend::Impl::Impl(const CudaBackendOptions& o) : options(o), device(o.devi
   }
   const char* env = std::getenv("INTERNVL_CUDA_GENERIC_ATTENTION");
   genericAttention = o.genericAttention || (env && env[0] == '1');
+  const char* fused = std::getenv("INTERNVL_CUDA_FUSED_VIT");
+  fusedVit = fused && fused[0] == '1';
   gemmWorkspace = ScratchBlock(ctx->allocator, o.gemmWorkspaceBytes);
   gemm = std::make_unique<GemmBf16>(stream, gemmWorkspace.get(), o.gemmWorkspaceBytes);
 }
@@ -466,6 +468,7 @@ void CudaBackend::addScaled(const Tensor& y, const Tensor& x, const Tensor& s) {
 
 void CudaBackend::addScaledNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& s, const Tensor& w,
                                 const Tensor& b, bool layerNorm, double eps) {
+  if (!impl_->fusedVit) return Backend::addScaledNorm(y, x, r, s, w, b, layerNorm, eps);
   impl_->op([&] {
     const int64_t M = x.rows(), C = x.cols();
     needDType(x, DType::BF16, "addScaledNorm: x");

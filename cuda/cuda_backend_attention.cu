@@ -212,7 +212,7 @@ void CudaBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k,
 void CudaBackend::qkvAttention(const Tensor& out, const Tensor& qkv, const Tensor& qNorm, const Tensor& kNorm,
                                double eps, int64_t groups, int64_t nHeads, double scale) {
   const int64_t rows = qkv.rows(), C = qkv.cols() / 3;
-  const bool fused = !impl_->genericAttention && qkv.dtype() == DType::BF16 && out.dtype() == DType::BF16 &&
+  const bool fused = impl_->fusedVit && !impl_->genericAttention && qkv.dtype() == DType::BF16 && out.dtype() == DType::BF16 &&
                      qkv.cols() == 3 * C && nHeads > 0 && C % nHeads == 0 && tunedHeadDim(C / nHeads) && scale > 0 &&
                      C % 8 == 0 && groups > 0 && rows % groups == 0 && groups <= 65535 && nHeads <= 65535 &&
                      aligned16(qkv.raw()) && aligned16(out.raw()) && rows <= int64_t(INT32_MAX) &&

@@ -175,6 +175,10 @@ struct CudaBackend::Impl {
   UploadCache slotsUpload;       // kvWrite / qkvRopeKvWrite slots
   UploadCache pagedMetaUpload;   // pagedAttention's CSR metadata
   bool genericAttention = false;
+  // The fused ViT kernels (addScaledNorm, qkvAttention in place): off unless
+  // INTERNVL_CUDA_FUSED_VIT=1 until their parity run on a GPU has passed (they were written in a
+  // session whose device time was spent); off, the ViT runs the interface's composed defaults.
+  bool fusedVit = false;
   bool poisoned = false;
   std::string poisonReason;
   AttentionPath lastAttention = AttentionPath::None;
