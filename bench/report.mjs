@@ -168,6 +168,26 @@ if (existsSync(join(root, 'dist/deviceMap.js'))) {
   lines.push('', 'Computed by `bench/report.mjs` from `bench/configs/*.json` with the loader\'s rules (int8 = W8A16 per channel on the decoder linears, ViT/projector/embeddings/head bf16); the 40B row agrees with the allocator\'s measured weights above.', '');
 }
 
+// Decode after the per-step host cost fixes (issue #8): the latest decode-host-*.json.
+const dh = latest('bench/results', 'decode-host-');
+if (dh) {
+  const d = read(dh);
+  const m = d.run, b = d.baseline_previous_session ?? {};
+  lines.push(
+    `### Decode batching at InternVL2-8B shapes after the per-step host fixes (${d.gpu}, ${d.date})`,
+    '',
+    'Greedy tokens picked on the GPU (one id per row comes back instead of the logits), sampled rows downloaded alone into page-locked memory, prefix cache off. No transformers run fitted in that session: its static batching is the previous session\'s on the same GPU type.',
+    '',
+    '| batch | internvl-node | transformers (previous session) | ratio |',
+    '|---|---|---|---|',
+  );
+  for (const k of [1, 8, 32, 128]) {
+    const o = m[`decode_batch${k}`]?.tokens_per_s, t = b[`decode_batch${k}`]?.tokens_per_s;
+    if (o) lines.push(`| ${k} | ${f(o, 0)} tok/s | ${t ? `${f(t, 0)} tok/s` : '–'} | ${t ? `${f(o / t, 1)}×` : ''} |`);
+  }
+  lines.push('', `Source: \`${dh}\` (also: on-device greedy pick vs logits download, per-step split, host sampler µs per row).`, '');
+}
+
 // Load test (issue #8): the latest loadtest-*.json; its static-batching comparison comes from
 // the transformers baseline file it names (same GPU session).
 const lt = latest('bench/results', 'loadtest-');
@@ -194,7 +214,11 @@ if (lt) {
       );
     }
   }
-  lines.push('', `Source: \`${lt}\` (\`bench/loadtest.mjs\`)${d.baseline ? ` with \`${d.baseline}\`` : ''}.`, '');
+  const m0 = Object.values(d.models)[0] ?? {};
+  const how = m0.distinct_images
+    ? `Each request sends its own picture; clients start spread over ${m0.ramp_ms} ms (one 1-client request), so TTFT is the steady state.`
+    : 'Measured before the load test gave each request its own picture (with one picture for all, the prefix cache can serve prompts after the first) and with all clients starting at once (p99 TTFT = the opening burst of N simultaneous prompts). Both of those changed since; the per-step host cost that capped batch 128 was also fixed after this run (see the decode batching table).';
+  lines.push('', how, '', `Source: \`${lt}\` (\`bench/loadtest.mjs\`)${d.baseline ? ` with \`${d.baseline}\`` : ''}.`, '');
 }
 
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
