@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { readModelConfig } from '../dist/config.js';
 import { EngineModel } from '../dist/engine/nativeModel.js';
 import { arg } from './args.mjs';
+import { GREEDY, randomInputs } from './inputs.mjs';
 
 const path = arg('--config', [])[0];
 const phase = arg('--phase', ['decode'])[0];
@@ -35,16 +36,8 @@ const kvCacheTokens = Math.max(16384, batch * (T + 30 + steps + 32));
 const prefixCache = process.argv.includes('--prefix-cache');
 const engine = await EngineModel.load(dir, { backend: 'cuda', imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens, dtype, prefixCache });
 
-let seed = 7;
-const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-const pixels = (tiles) => Float32Array.from({ length: tiles * 3 * S * S }, () => rand() * 4 - 2);
-const ids = (tiles, text) => {
-  const a = new Int32Array(text + tiles * T);
-  for (let i = 0; i < a.length; i++) a[i] = 10 + Math.floor(rand() * (vocab - 20));
-  for (let i = 0; i < tiles * T; i++) a[5 + i] = imageToken;
-  return a;
-};
-const greedy = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
+const { pixels, ids } = randomInputs({ S, T, vocab, imageToken, seed: 7 });
+const greedy = GREEDY;
 // --sample: every row sampled on the host (temperature + top-p + a repetition penalty)
 const sampled = { doSample: true, temperature: 0.8, topK: 0, topP: 0.9, repetitionPenalty: 1.05, seed: 1 };
 const sampling = process.argv.includes('--sample') ? sampled : greedy;

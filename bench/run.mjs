@@ -14,6 +14,7 @@ import { readModelConfig } from '../dist/config.js';
 import { EngineModel } from '../dist/engine/nativeModel.js';
 import { runtimeInfo } from '../dist/native.js';
 import { arg } from './args.mjs';
+import { GREEDY, randomInputs } from './inputs.mjs';
 
 const configs = arg('--configs', []);
 const backend = (arg('--backend', ['cuda']))[0];
@@ -56,8 +57,6 @@ function llmPrefillFlops(cfg, T) {
   return l.num_hidden_layers * (2 * T * linear + 2 * T * T * Hq * D) + 2 * l.vocab_size * H;
 }
 
-let seed = 1;
-const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
 
 // Bytes a batch-1 decode step reads: every decoder linear (int8: 1 byte + a fp32 scale per
 // output row), the LM head (bf16 unless quantized), the norms, and the KV of one token per
@@ -97,14 +96,8 @@ async function benchModel(path, dtype) {
     config: path, backend, dtype, device_map: engine.devicePlan?.map, devices: engine.stats().deviceMemory.length, load_dummy_s: loadS, device_bytes_after_load: free0 - free1, kv_cache_tokens: kvCacheTokens,
     weight_bytes: mem0?.weightBytes, load_peak_bytes: mem0?.peakBytes, decode_weight_bytes_per_token: decodeWeightBytes(cfg, dtype),
   };
-  const pixels = (tiles) => Float32Array.from({ length: tiles * 3 * S * S }, () => rand() * 4 - 2);
-  const ids = (tiles, text) => {
-    const a = new Int32Array(text + tiles * T);
-    for (let i = 0; i < a.length; i++) a[i] = 10 + Math.floor(rand() * (vocab - 20));
-    for (let i = 0; i < tiles * T; i++) a[5 + i] = imageToken;
-    return a;
-  };
-  const greedy = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
+  const { pixels, ids } = randomInputs({ S, T, vocab, imageToken, seed: 1 });
+  const greedy = GREEDY;
   const gen = (seqs, n) => engine.generate({ sequences: seqs, maxNewTokens: n, eosTokenIds: [], sampling: greedy }).promise;
 
   const px13 = pixels(13);

@@ -13,31 +13,17 @@
  */
 import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
-import type { NativeGenerateRequest, NativeModelStats, NativeSampling } from '../../lib/nativeTypes.js';
-import { nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
-import { type GoldenSample, fixturesDir, goldenSequence, readModelGolden } from '../helpers/goldens.js';
+import type { NativeModelStats } from '../../lib/nativeTypes.js';
+import { goldenRequest as goldenRequestFor, longRequest, nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
+import { type GoldenSample, fixturesDir, readModelGolden } from '../helpers/goldens.js';
 
-const GREEDY: NativeSampling = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
 const golden = readModelGolden('tiny-qwen2');
 const imageContextTokenId = (golden as unknown as { image_context_token_id: number }).image_context_token_id;
+const goldenRequest = (s: GoldenSample) => goldenRequestFor(s, golden.eos_token_id);
 const sample = (name: string) => golden.cases.find((c) => c.name === name) as GoldenSample;
 const older = sample('image'); // A: its tokens are checked against the goldens
 const newer = sample('text'); // B: admitted after A, the one that gives way
 
-/** A's request: greedy, as the goldens were made. */
-const goldenRequest = (s: GoldenSample): NativeGenerateRequest => ({
-  sequences: [goldenSequence(s)],
-  maxNewTokens: s.generated_ids.length,
-  eosTokenIds: [golden.eos_token_id],
-  sampling: GREEDY,
-});
-/** B's request: outlives A (no eos, more tokens), so every step A is in, B is in too. */
-const longRequest = (s: GoldenSample): NativeGenerateRequest => ({
-  sequences: [goldenSequence(s)],
-  maxNewTokens: 160,
-  eosTokenIds: [],
-  sampling: GREEDY,
-});
 
 function expectAllFree(st: NativeModelStats): void {
   expect(st.kvFreeBlocks).toBe(st.kvBlocks);

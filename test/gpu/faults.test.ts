@@ -27,34 +27,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import { runtimeInfo } from '../../lib/native.js';
-import type { NativeDeviceMemory, NativeGenerateRequest, NativeModelStats, NativeSampling } from '../../lib/nativeTypes.js';
-import { nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
+import type { NativeDeviceMemory, NativeModelStats, NativeSampling } from '../../lib/nativeTypes.js';
+import { GREEDY, goldenRequest as goldenRequestFor, longRequest, nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
 import { type GoldenSample, fixturesDir, goldenSamples, goldenSequence, readModelGolden } from '../helpers/goldens.js';
 import { cudaSkipReason } from '../helpers/gpu.js';
 
 const reason = cudaSkipReason();
-const GREEDY: NativeSampling = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
 const BF16_TOL = 5e-2;
 const golden = readModelGolden('tiny-qwen2');
 const tinyDir = join(fixturesDir, golden.model_dir);
 const imageContextTokenId = (golden as unknown as { image_context_token_id: number }).image_context_token_id;
+const goldenRequest = (s: GoldenSample) => goldenRequestFor(s, golden.eos_token_id);
 const sample = (name: string) => golden.cases.find((c) => c.name === name) as GoldenSample;
 const older = sample('image');
 const newer = sample('text');
 
-const goldenRequest = (s: GoldenSample): NativeGenerateRequest => ({
-  sequences: [goldenSequence(s)],
-  maxNewTokens: s.generated_ids.length,
-  eosTokenIds: [golden.eos_token_id],
-  sampling: GREEDY,
-});
-/** Outlives goldenRequest (no eos, more tokens): in every step the older request is in. */
-const longRequest = (s: GoldenSample): NativeGenerateRequest => ({
-  sequences: [goldenSequence(s)],
-  maxNewTokens: 160,
-  eosTokenIds: [],
-  sampling: GREEDY,
-});
 
 const MiB = 1 << 20;
 const freeMemory = () => runtimeInfo().cuda.devices[0].freeMemory;

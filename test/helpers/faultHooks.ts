@@ -12,7 +12,25 @@
  */
 import type { EngineModel } from '../../lib/engine/nativeModel.js';
 import { loadNative } from '../../lib/native.js';
-import type { NativeModel } from '../../lib/nativeTypes.js';
+import type { NativeGenerateRequest, NativeModel, NativeSampling } from '../../lib/nativeTypes.js';
+import { type GoldenSample, goldenSequence } from './goldens.js';
+
+export const GREEDY: NativeSampling = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
+
+/** A golden case's request: greedy, as the goldens were made, stopping at eos like them. */
+export const goldenRequest = (s: GoldenSample, eosTokenId: number): NativeGenerateRequest => ({
+  sequences: [goldenSequence(s)],
+  maxNewTokens: s.generated_ids.length,
+  eosTokenIds: [eosTokenId],
+  sampling: GREEDY,
+});
+/** Outlives goldenRequest (no eos, more tokens): every step the golden request is in, this one is too. */
+export const longRequest = (s: GoldenSample): NativeGenerateRequest => ({
+  sequences: [goldenSequence(s)],
+  maxNewTokens: 160,
+  eosTokenIds: [],
+  sampling: GREEDY,
+});
 
 export interface TestingHooks {
   armFault(model: NativeModel, plan: string, device?: number): void;
