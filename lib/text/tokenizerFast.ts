@@ -16,6 +16,7 @@ import {
   GPT2_PATTERN,
   splitIsolated,
 } from './byteLevel.js';
+import { assertNoCatastrophicBacktracking } from './regexProbe.js';
 import { cleanUpTokenization } from './tokenizerSlow.js';
 import { configBool, isObject, tokenizerError, type Json, type JsonObject } from './tokenizerConfig.js';
 
@@ -46,11 +47,18 @@ function buildNormalizer(n: Json | undefined, file: string): Normalize {
 
 function patternOf(p: Json | undefined, file: string): RegExp {
   if (isObject(p) && typeof p.Regex === 'string') {
+    let re: RegExp;
     try {
-      return compilePattern(p.Regex);
+      re = compilePattern(p.Regex);
     } catch (e) {
       throw tokenizerError(file, `Split pattern is not a regular expression JavaScript can run: ${(e as Error).message}`, e);
     }
+    try {
+      assertNoCatastrophicBacktracking(re);
+    } catch (e) {
+      throw tokenizerError(file, `Split pattern ${JSON.stringify(p.Regex)} is refused: ${(e as Error).message}`, e);
+    }
+    return re;
   }
   if (isObject(p) && typeof p.String === 'string') {
     return new RegExp(p.String.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gu');
