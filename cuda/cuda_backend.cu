@@ -289,6 +289,9 @@ Tensor CudaBackend::copyFrom(const Tensor& src, Backend& from) {
   // devices pays this once per device boundary per step.
   o.op([&] { IVL_CUDA_CHECK(cudaStreamSynchronize(o.stream)); });
   return impl_->op([&] {
+    // Activations only: a packed int8 weight's bytes are more than nbytes() and its scales
+    // live beside it, so a byte copy would silently truncate it.
+    need(src.dtype() != DType::I8, "copyFrom: int8 weights cannot be copied between devices");
     Tensor dst = impl_->newTensor(src.dtype(), src.shape(), false);
     if (src.nbytes() == 0) return dst;
     IVL_CUDA_CHECK(cudaMemcpyPeerAsync(dst.raw(), impl_->device, src.raw(), o.device, src.nbytes(), impl_->stream));

@@ -73,8 +73,9 @@ class Backend {
   // a backend that runs ops synchronously has nothing to wait for.
   virtual void synchronize() {}
   // A copy on this backend of src, an activation tensor of `from` (the next device of a model
-  // split across devices). Default: through host memory as F32 (exact for BF16/F32); a
-  // backend with a direct path (CUDA peer copy) overrides it.
+  // split across devices). Default: through host memory as F32, arriving in this backend's
+  // activation dtype (a CUDA destination rounds F32 data to BF16, as all its activations are);
+  // a backend with a direct path (CUDA peer copy) overrides it.
   virtual Tensor copyFrom(const Tensor& src, Backend& from) {
     std::vector<float> host(size_t(src.numel()));
     from.downloadF32(src, host.data());
