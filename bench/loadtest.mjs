@@ -113,7 +113,8 @@ const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend =
 for (const n of levels) {
   const results = [];
   const images = await pictures(n * perClient);
-  const hits0 = model.stats().prefixHitTokens;
+  const st0 = model.stats();
+  const hits0 = st0.prefixHitTokens;
   const begin = performance.now();
   await Promise.all(
     Array.from({ length: n }, async (_, c) => {
@@ -125,6 +126,16 @@ for (const n of levels) {
   const tokens = results.reduce((a, r) => a + r.tokens, 0);
   const ttft = results.map((r) => r.ttftMs);
   doc.levels[n] = { requests: results.length, wall_s: wallS, output_tokens: tokens, tokens_per_s: tokens / wallS, ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft), max_batch: model.stats().maxBatchSequences, prefix_hit_tokens_per_request: (model.stats().prefixHitTokens - hits0) / results.length };
+  // where the engine thread's time went over the level (cumulative counters of stats())
+  const st1 = model.stats();
+  const steps = st1.decodeSteps - st0.decodeSteps;
+  doc.levels[n].engine = {
+    decode_steps: steps,
+    prefill_steps: st1.prefillSteps - st0.prefillSteps,
+    decode_forward_ms_per_step: (st1.decodeForwardMs - st0.decodeForwardMs) / steps,
+    decode_sample_ms_per_step: (st1.decodeSampleMs - st0.decodeSampleMs) / steps,
+    decode_emit_ms_per_step: (st1.decodeEmitMs - st0.decodeEmitMs) / steps,
+  };
   console.log(n, JSON.stringify(doc.levels[n]));
 }
 const base = doc.levels[levels[0]];
