@@ -142,7 +142,11 @@ async function benchModel(path, dtype) {
 }
 
 const info = runtimeInfo();
-const doc = { engine: 'internvl-node', version: info.version, gpu: info.cuda.devices[0]?.name ?? 'cpu', date: new Date().toISOString().slice(0, 10), models: {} };
+// The CUDA switches this run had (docs/ENGINE.md), so A/B runs label themselves.
+const switches = Object.fromEntries(
+  ['INTERNVL_CUDA_FUSED_VIT', 'INTERNVL_CUDA_PDL', 'INTERNVL_CUDA_GEMM_AUTOTUNE', 'INTERNVL_CUDA_GENERIC_ATTENTION'].filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]),
+);
+const doc = { engine: 'internvl-node', version: info.version, gpu: info.cuda.devices[0]?.name ?? 'cpu', date: new Date().toISOString().slice(0, 10), switches, models: {} };
 for (const path of configs) {
   const name = path.split('/').pop().replace(/\.json$/, '');
   console.log(`== ${name}`);
