@@ -110,39 +110,55 @@ const info = runtimeInfo();
 const warm = await one((await pictures(1))[0]); // warm-up (kernels, allocator)
 const rampMs = rampArg === 'auto' ? Math.round(warm.totalMs) : Number(rampArg);
 const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, levels: {} };
-for (const n of levels) {
+// One level: n closed-loop clients, perClient requests each, starting spread over `ramp` ms.
+async function level(n, ramp) {
   const results = [];
   const images = await pictures(n * perClient);
   const st0 = model.stats();
-  const hits0 = st0.prefixHitTokens;
   const begin = performance.now();
   await Promise.all(
     Array.from({ length: n }, async (_, c) => {
-      if (rampMs > 0) await new Promise((r) => setTimeout(r, (c * rampMs) / n));
+      if (ramp > 0) await new Promise((r) => setTimeout(r, (c * ramp) / n));
       for (let i = 0; i < perClient; i++) results.push(await one(images[c * perClient + i]));
     }),
   );
   const wallS = (performance.now() - begin) / 1000;
   const tokens = results.reduce((a, r) => a + r.tokens, 0);
   const ttft = results.map((r) => r.ttftMs);
-  doc.levels[n] = { requests: results.length, wall_s: wallS, output_tokens: tokens, tokens_per_s: tokens / wallS, ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft), max_batch: model.stats().maxBatchSequences, prefix_hit_tokens_per_request: (model.stats().prefixHitTokens - hits0) / results.length };
-  // where the engine thread's time went over the level (cumulative counters of stats())
   const st1 = model.stats();
   const steps = st1.decodeSteps - st0.decodeSteps;
-  doc.levels[n].engine = {
-    decode_steps: steps,
-    prefill_steps: st1.prefillSteps - st0.prefillSteps,
-    decode_forward_ms_per_step: (st1.decodeForwardMs - st0.decodeForwardMs) / steps,
-    decode_sample_ms_per_step: (st1.decodeSampleMs - st0.decodeSampleMs) / steps,
-    decode_emit_ms_per_step: (st1.decodeEmitMs - st0.decodeEmitMs) / steps,
+  return {
+    requests: results.length, wall_s: wallS, output_tokens: tokens, tokens_per_s: tokens / wallS,
+    ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft), max_batch: st1.maxBatchSequences,
+    prefix_hit_tokens_per_request: (st1.prefixHitTokens - st0.prefixHitTokens) / results.length,
+    // where the engine thread's time went over the level (cumulative counters of stats())
+    engine: {
+      decode_steps: steps,
+      prefill_steps: st1.prefillSteps - st0.prefillSteps,
+      decode_forward_ms_per_step: (st1.decodeForwardMs - st0.decodeForwardMs) / steps,
+      decode_sample_ms_per_step: (st1.decodeSampleMs - st0.decodeSampleMs) / steps,
+      decode_emit_ms_per_step: (st1.decodeEmitMs - st0.decodeEmitMs) / steps,
+    },
   };
+}
+for (const n of levels) {
+  doc.levels[n] = await level(n, rampMs);
   console.log(n, JSON.stringify(doc.levels[n]));
+}
+// --burst-levels N ...: those levels again with every client starting at once (the opening
+// burst: its p99 TTFT is bounded below by prefilling all N prompts, see the README)
+const burstLevels = arg('--burst-levels', []).map(Number);
+if (burstLevels.length) doc.burst = {};
+for (const n of burstLevels) {
+  doc.burst[n] = await level(n, 0);
+  console.log('burst', n, JSON.stringify(doc.burst[n]));
 }
 const base = doc.levels[levels[0]];
 for (const n of levels) {
   doc.levels[n].throughput_vs_1 = doc.levels[n].tokens_per_s / base.tokens_per_s;
   doc.levels[n].p99_ttft_vs_1 = doc.levels[n].ttft_p99_ms / base.ttft_p50_ms;
 }
+for (const n of burstLevels) doc.burst[n].p99_ttft_vs_1 = doc.burst[n].ttft_p99_ms / base.ttft_p50_ms;
 writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
 await running.close(1000);
 model.dispose();

@@ -205,11 +205,12 @@ if (lt) {
   );
   for (const [name, m] of Object.entries(d.models)) {
     const t = b?.models?.[name];
-    for (const [n, r] of Object.entries(m.levels)) {
+    const rows = [...Object.entries(m.levels), ...Object.entries(m.burst ?? {}).map(([n, r]) => [n, r, ' (all at once)'])];
+    for (const [n, r, label = ''] of rows) {
       const st = t?.[`decode_batch${n}`];
       const e2e = st?.end_to_end_tokens_per_s;
       lines.push(
-        `| ${name} | ${n} | ${f(r.tokens_per_s, 0)} | ${f(r.throughput_vs_1, 1)}× | ${f(r.ttft_p50_ms, 0)} ms | ${f(r.ttft_p99_ms, 0)} ms | ${f(r.p99_ttft_vs_1, 1)}× | ` +
+        `| ${name} | ${n}${label} | ${f(r.tokens_per_s, 0)} | ${f(r.throughput_vs_1, 1)}× | ${f(r.ttft_p50_ms, 0)} ms | ${f(r.ttft_p99_ms, 0)} ms | ${f(r.p99_ttft_vs_1, 1)}× | ` +
           `${e2e ? f(e2e, 0) : '–'} | ${st?.ttft_s ? `${f(st.ttft_s * 1000, 0)} ms` : '–'} |`,
       );
     }

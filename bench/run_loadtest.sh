@@ -16,9 +16,9 @@ tmp=${OUT:-/tmp}
 baseline=${BASELINE:-bench/results/baseline-transformers-${date}-${gpu}-loadtest.json}
 if [[ $what == ours || $what == all ]]; then
   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
-    --concurrency 1 8 32 128 --requests 4 --ramp-ms auto --out "$tmp/loadtest-8b.json"
+    --concurrency 1 8 32 128 --requests 4 --ramp-ms auto --burst-levels 32 --out "$tmp/loadtest-8b.json"
   node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
-    --concurrency 1 8 32 128 --requests 3 --ramp-ms auto --out "$tmp/loadtest-40b.json"
+    --concurrency 1 8 32 128 --requests 3 --ramp-ms auto --burst-levels 32 --out "$tmp/loadtest-40b.json"
   node -e '
     const fs = require("fs");
     const [a, b, out, base] = process.argv.slice(1);
