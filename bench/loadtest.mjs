@@ -30,6 +30,8 @@ const rampArg = arg('--ramp-ms', ['0'])[0];
 // the prefix cache serves the whole prompt (the old behaviour); by default each request has
 // its own picture, as different users' requests do, and only the system prompt is shared.
 const sameImage = process.argv.includes('--same-image');
+// --mixed-steps: running requests decode inside each prefill step (LoadOptions.mixedSteps)
+const mixedSteps = process.argv.includes('--mixed-steps');
 const out = arg('--out', ['bench/results/loadtest.json'])[0];
 if (!config || !tokenizerDir) throw new Error('--config and --tokenizer are required');
 
@@ -50,7 +52,7 @@ for (const f of ['tokenizer_config.json', 'special_tokens_map.json']) copyFileSy
 const maxLevel = Math.max(...levels);
 const kvCacheTokens = maxLevel * (256 + 64 + maxTokens) + 4096;
 const t0 = performance.now();
-const model = await InternVL.load(dir, { backend, dummyWeights: true, kvCacheTokens, dtype });
+const model = await InternVL.load(dir, { backend, dummyWeights: true, kvCacheTokens, dtype, mixedSteps });
 const loadS = (performance.now() - t0) / 1000;
 const running = await serve(model, { host: '127.0.0.1', port: 0, maxQueue: 4 * maxLevel });
 
@@ -109,7 +111,7 @@ const pct = (xs, p) => {
 const info = runtimeInfo();
 const warm = await one((await pictures(1))[0]); // warm-up (kernels, allocator)
 const rampMs = rampArg === 'auto' ? Math.round(warm.totalMs) : Number(rampArg);
-const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, levels: {} };
+const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, levels: {} };
 // One level: n closed-loop clients, perClient requests each, starting spread over `ramp` ms.
 async function level(n, ramp) {
   const results = [];
@@ -135,6 +137,7 @@ async function level(n, ramp) {
     engine: {
       decode_steps: steps,
       prefill_steps: st1.prefillSteps - st0.prefillSteps,
+      mixed_steps: st1.mixedSteps - st0.mixedSteps,
       decode_forward_ms_per_step: (st1.decodeForwardMs - st0.decodeForwardMs) / steps,
       decode_sample_ms_per_step: (st1.decodeSampleMs - st0.decodeSampleMs) / steps,
       decode_emit_ms_per_step: (st1.decodeEmitMs - st0.decodeEmitMs) / steps,

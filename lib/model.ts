@@ -72,6 +72,12 @@ export interface LoadOptions {
    */
   prefixCache?: boolean;
   /**
+   * Experimental (default false): while new requests are being prefilled, the running ones take
+   * their next decode step inside the same forward instead of a second one after it, so an
+   * arrival costs one pass over the weights less. Same tokens either way.
+   */
+  mixedSteps?: boolean;
+  /**
    * Random weights of config.json's shapes instead of the safetensors (benchmarks and load
    * tests at release shapes without downloading a checkpoint; the answers are noise).
    */
@@ -230,6 +236,7 @@ export class InternVL implements AsyncDisposable {
       ...(options.deviceMap !== undefined ? { deviceMap: options.deviceMap } : {}),
       ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
       ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
+      ...(options.mixedSteps !== undefined ? { mixedSteps: options.mixedSteps } : {}),
       ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),
       ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
       ...(options.quantize !== undefined ? { quantize: options.quantize } : {}),

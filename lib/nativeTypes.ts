@@ -99,6 +99,8 @@ export interface NativeLoadOptions {
   prefillChunkTokens?: number;
   /** Keep finished sequences' KV and reuse matching prefixes (multi-round chat). Default true. */
   prefixCache?: boolean;
+  /** Run the running sequences' decode step inside each prefill step (one forward for both). Default false. */
+  mixedSteps?: boolean;
   imageContextTokenId: number;
   /** CPU kernels: 'auto' (AVX2/FMA when the CPU has them, default) or 'plain' (the reference loops). */
   cpuKernels?: 'auto' | 'plain';
@@ -227,6 +229,8 @@ export interface NativeModelStats {
   decodeSteps: number;
   /** Forwards over prompt chunks (a prompt longer than prefillChunkTokens takes several). */
   prefillSteps: number;
+  /** Of those, the ones that also carried the running sequences' decode step (mixedSteps). */
+  mixedSteps: number;
   /** Pages kept by finished sequences for prefix reuse (included in kvFreeBlocks: admission evicts them). */
   cachedBlocks: number;
   /** Prompt tokens taken from cached prefixes instead of being prefilled. */

@@ -34,6 +34,8 @@ export interface EngineLoadOptions {
    * the history. Cached pages are evicted when admission needs room. Default true.
    */
   prefixCache?: boolean;
+  /** Decode the running sequences inside each prefill step, one forward for both (experimental, default false). */
+  mixedSteps?: boolean;
   /** Token id of <IMG_CONTEXT> (from the tokenizer). */
   imageContextTokenId: number;
   /** CPU kernels: 'auto' (AVX2/FMA when available, default) or 'plain' (the reference loops). */
@@ -158,6 +160,7 @@ export class EngineModel implements Disposable {
         kvCacheTokens: options.kvCacheTokens,
         ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
         ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
+        ...(options.mixedSteps !== undefined ? { mixedSteps: options.mixedSteps } : {}),
         imageContextTokenId: options.imageContextTokenId,
         cpuKernels: options.cpuKernels,
         ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),

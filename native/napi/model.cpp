@@ -224,6 +224,7 @@ class LoadWorker : public PromiseWorker {
     eo.kvCacheTokens = options_.kvCacheTokens;
     eo.prefillChunkTokens = options_.prefillChunkTokens;
     eo.prefixCache = options_.prefixCache;
+    eo.mixedSteps = options_.mixedSteps;
     eo.dummyWeights = options_.dummyWeights;
     eo.quantize = options_.quantize;
     if (progress_) {
@@ -450,6 +451,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("maxBatchRequests", double(st.maxBatchRequests));
       o.Set("decodeSteps", double(st.decodeSteps));
       o.Set("prefillSteps", double(st.prefillSteps));
+      o.Set("mixedSteps", double(st.mixedSteps));
       o.Set("cachedBlocks", double(st.cachedBlocks));
       o.Set("prefixHitTokens", double(st.prefixHitTokens));
       o.Set("vitTiles", double(st.vitTiles));

@@ -205,6 +205,10 @@ LoadOptions readLoadOptions(const Napi::Value& value) {
     if (!o.Get("prefixCache").IsBoolean()) badArg("options.prefixCache", "boolean", o.Get("prefixCache"));
     opt.prefixCache = o.Get("prefixCache").As<Napi::Boolean>().Value();
   }
+  if (!o.Get("mixedSteps").IsUndefined()) {
+    if (!o.Get("mixedSteps").IsBoolean()) badArg("options.mixedSteps", "boolean", o.Get("mixedSteps"));
+    opt.mixedSteps = o.Get("mixedSteps").As<Napi::Boolean>().Value();
+  }
   if (!o.Get("prefillChunkTokens").IsUndefined()) {
     opt.prefillChunkTokens = intAt(o, "prefillChunkTokens", "options.prefillChunkTokens", 1);
   }

@@ -20,6 +20,7 @@ struct LoadOptions {
   int64_t kvCacheTokens = 0;
   int64_t prefillChunkTokens = EngineOptions::kDefaultPrefillChunkTokens;
   bool prefixCache = true;
+  bool mixedSteps = false;
   int64_t imageContextTokenId = -1;
   bool plainCpuKernels = false;  // cpuKernels: 'plain'
   bool dummyWeights = false;     // random weights of the config's shapes, no checkpoint files

@@ -32,7 +32,8 @@ Engine::Engine(std::vector<std::unique_ptr<Backend>> backends, const std::string
                const EngineOptions& options)
     : spec_(spec), backends_(std::move(backends)), map_(options.deviceMap),
       prefillChunkTokens_(std::max<int64_t>(1, options.prefillChunkTokens)),
-      prefixCache_(options.prefixCache) {
+      prefixCache_(options.prefixCache),
+      mixedSteps_(options.mixedSteps) {
   spec_.validate();
   validateDeviceMap(map_, spec_.llm.numLayers);
   require(int(backends_.size()) >= map_.numDevices(), ErrorCode::Internal,
@@ -232,7 +233,7 @@ std::vector<Tensor> Engine::encodeTiles(const std::vector<TileRange>& seqs, cons
 }
 
 void Engine::prefillStep(const std::vector<PrefillPart>& parts, std::vector<std::vector<float>>& scores,
-                         const std::atomic<bool>* cancel) {
+                         const std::atomic<bool>* cancel, const DecodeRows* decode, StepOutput* decodeOut) {
   std::lock_guard<std::mutex> lock(mutex_);
   const LlmSpec& l = spec_.llm;
   const int64_t half = l.headDim / 2, bs = kv_->blockSize(), H = l.hiddenSize;
@@ -261,6 +262,24 @@ void Engine::prefillStep(const std::vector<PrefillPart>& parts, std::vector<std:
     }
     if (p.begin + p.count == int64_t(all.size())) logitRows.push_back(int64_t(ids.size()) - 1);
   }
+  const int64_t prefillRows = int64_t(logitRows.size());
+  if (decode) {
+    // after every prompt row: one row per running sequence, at its own position, RoPE as in
+    // decodeStep; its logits row follows the prompts' ones
+    require(decodeOut && decode->ids.size() == decode->seqs.size() && decode->ids.size() == decode->sampling.size(),
+            ErrorCode::Internal, "prefillStep: decode rows do not match");
+    for (size_t i = 0; i < decode->ids.size(); ++i) {
+      ids.push_back(decode->ids[i]);
+      decode->seqs[i]->append(1, slots, positions);
+      seqs.push_back(decode->seqs[i]);
+      counts.push_back(1);
+      const int64_t pos = positions.back();
+      cos.resize(cos.size() + size_t(half));
+      sin.resize(sin.size() + size_t(half));
+      ropeRow(ropeForCall(l, pos + 1), pos, cos.data() + cos.size() - half, sin.data() + sin.size() - half);
+      logitRows.push_back(int64_t(ids.size()) - 1);
+    }
+  }
   Tensor x = decoder.embed(ids);  // [T, H]
   int64_t row0 = 0;
   for (const PrefillPart& p : parts) {
@@ -284,8 +303,13 @@ void Engine::prefillStep(const std::vector<PrefillPart>& parts, std::vector<std:
   }
   PagedBatch batch = buildBatch(bs, seqs, counts, std::move(slots), std::move(positions));
   Tensor logits = decoder.forward(std::move(x), batch, cos, sin, logitRows, cancel);  // [R, V]
-  std::vector<float> all(size_t(logits.numel()));
-  if (!all.empty()) devices_[size_t(map_.head)]->downloadF32(logits, all.data());
+  std::vector<float> all(size_t(prefillRows * vocabSize()));
+  if (!all.empty()) {
+    std::vector<int64_t> rows(static_cast<size_t>(prefillRows));
+    for (int64_t i = 0; i < prefillRows; ++i) rows[size_t(i)] = i;
+    devices_[size_t(map_.head)]->downloadRowsF32(logits, rows, all.data());
+  }
+  if (decode) pickDecodeTokens(logits, prefillRows, decode->sampling, *decodeOut);
   scores.assign(parts.size(), {});
   const int64_t V = vocabSize();
   size_t r = 0;
@@ -317,20 +341,31 @@ void Engine::decodeStep(const std::vector<int32_t>& ids, const std::vector<Seque
   PagedBatch batch = buildBatch(bs, cseqs, newTokens, std::move(slots), std::move(positions));
   Tensor logits = decoder.forward(decoder.embed(ids), batch, cos, sin, rows, cancel);  // [A, V]
   require(int64_t(rowSampling.size()) == A, ErrorCode::Internal, "decodeStep: one RowSampling per row");
+  pickDecodeTokens(logits, 0, rowSampling, out);
+}
+
+void Engine::pickDecodeTokens(const Tensor& logits, int64_t rowOffset, const std::vector<RowSampling>& rowSampling,
+                              StepOutput& out) {
+  const int64_t A = int64_t(rowSampling.size());
   Backend& hb = *devices_[size_t(map_.head)];
   std::vector<Backend::GreedyRow> greedy;
+  std::vector<int64_t> sampledLogitRows;
   out.tokens.assign(size_t(A), -1);
   out.sampledRows.clear();
   out.scores = nullptr;
   for (int64_t i = 0; i < A; ++i) {
     const RowSampling& r = rowSampling[size_t(i)];
-    if (r.params->doSample) out.sampledRows.push_back(i);
-    else greedy.push_back({i, r.params->repetitionPenalty, r.generated});
+    if (r.params->doSample) {
+      out.sampledRows.push_back(i);
+      sampledLogitRows.push_back(rowOffset + i);
+    } else {
+      greedy.push_back({rowOffset + i, r.params->repetitionPenalty, r.generated});
+    }
   }
   if (!greedy.empty()) {
     std::vector<int32_t> chosen(greedy.size());
     hb.greedyTokens(logits, greedy, chosen.data());
-    for (size_t g = 0; g < greedy.size(); ++g) out.tokens[size_t(greedy[g].row)] = chosen[g];
+    for (size_t g = 0; g < greedy.size(); ++g) out.tokens[size_t(greedy[g].row - rowOffset)] = chosen[g];
   }
   if (!out.sampledRows.empty()) {
     const size_t n = out.sampledRows.size() * size_t(vocabSize());
@@ -339,7 +374,7 @@ void Engine::decodeStep(const std::vector<int32_t>& ids, const std::vector<Seque
       out.hostScores.resize(n);  // grow-only: the caller keeps `out` between steps
       dst = out.hostScores.data();
     }
-    hb.downloadRowsF32(logits, out.sampledRows, dst);
+    hb.downloadRowsF32(logits, sampledLogitRows, dst);
     out.scores = dst;
   }
 }

@@ -55,6 +55,9 @@ struct EngineOptions {
   // image pixels) for a later prompt: turn 2 of a chat skips the ViT and the history's prefill.
   // Cached pages count as free: admission evicts them (least recently used) when it needs room.
   bool prefixCache = true;
+  // Run the running sequences' decode step inside each prefill step (one forward for both)
+  // instead of after it: an arrival's prefill then costs no extra pass over the weights.
+  bool mixedSteps = false;
   bool dummyWeights = false;  // random weights of the config's shapes instead of reading `dir`
   QuantizeOptions quantize;   // int8 (W8A16) weights quantized at load; none by default
   LoadProgressFn loadProgress;  // called on the loading thread as tensors load (optional)
@@ -116,6 +119,14 @@ struct StepOutput {
   std::vector<int64_t> sampledRows;  // rows to sample on the host, ascending
   const float* scores = nullptr;     // [sampledRows.size(), V] their logits; valid until the next step
   std::vector<float> hostScores;     // their storage when the backend offers no staging memory
+};
+
+// Running sequences that take their next decode step inside a prefill step (a mixed step:
+// one forward, one pass over the weights, for both): each adds its last token as one row.
+struct DecodeRows {
+  std::vector<int32_t> ids;
+  std::vector<SequenceKv*> seqs;
+  std::vector<RowSampling> sampling;
 };
 
 // Called after each chosen token, on the engine thread.
@@ -195,8 +206,10 @@ class Engine {
   // each part that reaches the end of its prompt, scores[i] <- its last position's logits
   // (left empty otherwise). RoPE uses the whole prompt's length, as one unchunked call does.
   void prefillStep(const std::vector<PrefillPart>& parts, std::vector<std::vector<float>>& scores,
-                   const std::atomic<bool>* cancel);
+                   const std::atomic<bool>* cancel, const DecodeRows* decode = nullptr,
+                   StepOutput* decodeOut = nullptr);
   int64_t prefillChunkTokens() const { return prefillChunkTokens_; }
+  bool mixedSteps() const { return mixedSteps_; }
   bool prefixCacheEnabled() const { return prefixCache_; }
   // One decode step: ids[i] appended to seqs[i] (one token each, at its own position); then
   // per row as rows[i] says: a greedy row's token (out.tokens), a sampled row's logits
@@ -204,6 +217,9 @@ class Engine {
   void decodeStep(const std::vector<int32_t>& ids, const std::vector<SequenceKv*>& seqs,
                   const std::vector<RowSampling>& rows, StepOutput& out, const std::atomic<bool>* cancel);
   KvCache& kv() { return *kv_; }
+  // The decode rows' choices from logits rows [rowOffset, rowOffset + rows.size()) (decodeStep
+  // and the mixed prefill step): greedy on the device, sampled rows' logits downloaded.
+  void pickDecodeTokens(const Tensor& logits, int64_t rowOffset, const std::vector<RowSampling>& rows, StepOutput& out);
 
   Backend& visionBackend() { return *backends_.at(size_t(map_.vision)); }
   Backend& embedBackend() { return *backends_.at(size_t(map_.embed)); }
@@ -214,6 +230,7 @@ class Engine {
   DeviceMap map_;
   int64_t prefillChunkTokens_ = EngineOptions::kDefaultPrefillChunkTokens;
   bool prefixCache_ = true;
+  bool mixedSteps_ = false;
   ModelWeights weights_;
   std::unique_ptr<KvCache> kv_;
   std::mutex mutex_;  // one backend job at a time (prefill, decode step, encode)

@@ -292,8 +292,13 @@ void Scheduler::loop() {
         }
       }
     }
-    if (!prefilling_.empty()) prefillStep();
-    if (!running_.empty()) decodeStep();
+    if (!prefilling_.empty() && !running_.empty() && engine_.mixedSteps() && !unmixNext_) {
+      mixedStep();
+    } else {
+      unmixNext_ = false;
+      if (!prefilling_.empty()) prefillStep();
+      if (!running_.empty()) decodeStep();
+    }
     publishStats();
   }
   // Stopping: everything still here finishes Aborted.
@@ -366,12 +371,13 @@ void Scheduler::admit(const std::shared_ptr<Submission>& s, const std::vector<Pr
 // running sequences). The tiles of every sequence starting in this step go through the ViT
 // as one batch. A sequence whose prompt is complete samples its first token; a request
 // whose prompts are all in joins the decode batch.
-void Scheduler::prefillStep() {
+Scheduler::PrefillPlan Scheduler::planPrefill() {
   int64_t budget = engine_.prefillChunkTokens();
-  std::vector<PrefillPart> parts;
-  std::vector<std::pair<Running*, size_t>> who;  // request and sequence of each part
-  std::vector<TileRange> starting;
-  std::vector<std::pair<Running*, size_t>> startingWho;
+  PrefillPlan plan;
+  std::vector<PrefillPart>& parts = plan.parts;
+  std::vector<std::pair<Running*, size_t>>& who = plan.who;
+  std::vector<TileRange>& starting = plan.starting;
+  std::vector<std::pair<Running*, size_t>>& startingWho = plan.startingWho;
   const int64_t tileTokens = engine_.spec().numImageToken();
   for (auto& up : prefilling_) {
     Running& r = *up;
@@ -397,6 +403,15 @@ void Scheduler::prefillStep() {
     }
     if (budget <= 0) break;
   }
+  return plan;
+}
+
+void Scheduler::prefillStep() {
+  PrefillPlan plan = planPrefill();
+  const std::vector<PrefillPart>& parts = plan.parts;
+  const std::vector<std::pair<Running*, size_t>>& who = plan.who;
+  const std::vector<TileRange>& starting = plan.starting;
+  const std::vector<std::pair<Running*, size_t>>& startingWho = plan.startingWho;
   if (parts.empty()) return;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -420,9 +435,9 @@ void Scheduler::prefillStep() {
       std::lock_guard<std::mutex> lk(mu_);
       stats_.vitTiles += tiles;
     }
-    for (size_t i = 0; i < parts.size(); ++i) {
-      parts[i].image = who[i].first->image[who[i].second];
-      parts[i].imageRowBase = who[i].first->imageRowBase[who[i].second];
+    for (size_t i = 0; i < plan.parts.size(); ++i) {
+      plan.parts[i].image = who[i].first->image[who[i].second];
+      plan.parts[i].imageRowBase = who[i].first->imageRowBase[who[i].second];
     }
     engine_.prefillStep(parts, scores, interrupt);
   } catch (...) {
@@ -451,6 +466,12 @@ void Scheduler::prefillStep() {
     }
     return;
   }
+  afterPrefill(plan, scores);
+}
+
+void Scheduler::afterPrefill(const PrefillPlan& plan, std::vector<std::vector<float>>& scores) {
+  const std::vector<PrefillPart>& parts = plan.parts;
+  const std::vector<std::pair<Running*, size_t>>& who = plan.who;
   for (size_t i = 0; i < parts.size(); ++i) {
     Running& r = *who[i].first;
     const size_t b = who[i].second;
@@ -483,34 +504,99 @@ void Scheduler::prefillStep() {
   }
 }
 
-void Scheduler::decodeStep() {
-  std::vector<int32_t> ids;
-  std::vector<SequenceKv*> seqs;
-  std::vector<std::pair<Running*, int64_t>> who;  // [A] (request, sequence) of each row
+void Scheduler::mixedStep() {
+  PrefillPlan plan = planPrefill();
+  DecodeRows rows;
+  std::vector<std::pair<Running*, int64_t>> who;  // [A] (request, sequence) of each decode row
+  if (plan.parts.empty()) return decodeStep();
+  collectDecode(rows, who);
+  if (rows.ids.empty()) {
+    unmixNext_ = true;  // nothing to ride along: a plain prefill step (the plan is rebuilt the same)
+    for (const auto& w : plan.startingWho) w.first->encoded[w.second] = 0;
+    return prefillStep();
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.prefillSteps;
+    ++stats_.mixedSteps;
+  }
+  std::vector<std::vector<float>> scores;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    // several requests share the step: only shutdown interrupts it (cancels are honoured after)
+    if (!plan.starting.empty()) {
+      std::vector<Tensor> img = engine_.encodeTiles(plan.starting, &stop_);
+      for (size_t i = 0; i < plan.starting.size(); ++i) plan.startingWho[i].first->image[plan.startingWho[i].second] = img[i];
+      int64_t tiles = 0;
+      for (const TileRange& t : plan.starting) tiles += t.input->tiles - t.firstTile;
+      std::lock_guard<std::mutex> lk(mu_);
+      stats_.vitTiles += tiles;
+    }
+    for (size_t i = 0; i < plan.parts.size(); ++i) {
+      plan.parts[i].image = plan.who[i].first->image[plan.who[i].second];
+      plan.parts[i].imageRowBase = plan.who[i].first->imageRowBase[plan.who[i].second];
+    }
+    engine_.prefillStep(plan.parts, scores, &stop_, &rows, &step_);
+  } catch (...) {
+    // Back to where the step found every sequence in it (tiles to be encoded again, KV cut back
+    // to what its pages held), then the steps run apart: their own failure handling decides.
+    for (const auto& w : plan.startingWho) {
+      w.first->encoded[w.second] = 0;
+      w.first->image[w.second] = Tensor();
+    }
+    std::set<Running*> inStep;
+    for (const auto& w : plan.who) inStep.insert(w.first);
+    for (const auto& w : who) inStep.insert(w.first);
+    for (auto* list : {&prefilling_, &running_}) {
+      for (const auto& up : *list) {
+        Running& r = *up;
+        if (!inStep.count(&r)) continue;
+        for (size_t b = 0; b < r.kv.size(); ++b) {
+          if (r.done[b]) continue;
+          const int64_t prompt = r.results[b].promptTokens;
+          r.kv[b].rewind(r.prefilled[b] < prompt ? r.prefilled[b]
+                                                 : prompt + std::max<int64_t>(0, int64_t(r.results[b].tokens.size()) - 1));
+        }
+      }
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    --stats_.prefillSteps;
+    --stats_.mixedSteps;
+    --stats_.decodeSteps;
+    unmixNext_ = true;
+    return;
+  }
+  // the running sequences first: the requests whose prompts completed join them after
+  afterDecode(who, t0, std::chrono::steady_clock::now());
+  afterPrefill(plan, scores);
+}
+
+void Scheduler::collectDecode(DecodeRows& rows, std::vector<std::pair<Running*, int64_t>>& who) {
   for (auto& r : running_) {
     if (r->sub->cancel) continue;  // finishes Aborted before the next step
     for (size_t b = 0; b < r->done.size(); ++b) {
       if (r->done[b]) continue;
-      ids.push_back(r->results[b].tokens.back());
-      seqs.push_back(&r->kv[b]);
+      rows.ids.push_back(r->results[b].tokens.back());
+      rows.seqs.push_back(&r->kv[b]);
+      rows.sampling.push_back({&r->sub->request.sampling, &r->results[b].tokens});
       who.emplace_back(r.get(), int64_t(b));
     }
   }
-  if (ids.empty()) return;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    stats_.maxBatchSequences = std::max(stats_.maxBatchSequences, int64_t(ids.size()));
-    stats_.maxBatchRequests = std::max(stats_.maxBatchRequests, int64_t(running_.size()));
-    ++stats_.decodeSteps;
-  }
-  std::vector<RowSampling> rowSampling;
-  rowSampling.reserve(who.size());
-  for (const auto& w : who) {
-    rowSampling.push_back({&w.first->sub->request.sampling, &w.first->results[size_t(w.second)].tokens});
-  }
+  if (rows.ids.empty()) return;
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.maxBatchSequences = std::max(stats_.maxBatchSequences, int64_t(rows.ids.size()));
+  stats_.maxBatchRequests = std::max(stats_.maxBatchRequests, int64_t(running_.size()));
+  ++stats_.decodeSteps;
+}
+
+void Scheduler::decodeStep() {
+  DecodeRows rows;
+  std::vector<std::pair<Running*, int64_t>> who;  // [A] (request, sequence) of each row
+  collectDecode(rows, who);
+  if (rows.ids.empty()) return;
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    engine_.decodeStep(ids, seqs, rowSampling, step_, &stop_);
+    engine_.decodeStep(rows.ids, rows.seqs, rows.sampling, step_, &stop_);
   } catch (...) {
     // The step failed: every request in it ends, Aborted when stopping, with the error otherwise
     // (out of memory with several requests in it: only the newest).
@@ -524,7 +610,11 @@ void Scheduler::decodeStep() {
     for (auto& r : failed) finish(*r, error, aborted);
     return;
   }
-  const auto t1 = std::chrono::steady_clock::now();
+  afterDecode(who, t0, std::chrono::steady_clock::now());
+}
+
+void Scheduler::afterDecode(const std::vector<std::pair<Running*, int64_t>>& who,
+                            std::chrono::steady_clock::time_point t0, std::chrono::steady_clock::time_point t1) {
   sampleRows(who);
   const auto t2 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < who.size(); ++i) {

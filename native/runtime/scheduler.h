@@ -28,6 +28,7 @@
 // request's tokens do not depend on what runs beside it.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -61,6 +62,7 @@ struct SchedulerStats {
   int64_t maxBatchRequests = 0;   // the most distinct requests one decode step has carried
   int64_t decodeSteps = 0;
   int64_t prefillSteps = 0;      // forwards over prompt chunks
+  int64_t mixedSteps = 0;        // of those, the ones that also carried a decode step
   int64_t cachedBlocks = 0;      // pages kept by finished sequences for prefix reuse (counted as free)
   int64_t prefixHitTokens = 0;   // prompt tokens taken from cached prefixes instead of prefilled
   int64_t vitTiles = 0;          // tiles run through the ViT by generation requests
@@ -116,8 +118,29 @@ class Scheduler {
   void admit(const std::shared_ptr<Submission>& s, const std::vector<PrefixMatch>& matches);
 
   void loop();
+  // What a prefill step runs: up to the chunk budget of prompt tokens in FIFO order, and the
+  // sequences whose tiles go through the ViT in it.
+  struct PrefillPlan {
+    std::vector<PrefillPart> parts;
+    std::vector<std::pair<Running*, size_t>> who;  // request and sequence of each part
+    std::vector<TileRange> starting;
+    std::vector<std::pair<Running*, size_t>> startingWho;
+  };
+  PrefillPlan planPrefill();
   void prefillStep();
+  // After a prefill forward: prompt progress, first tokens, requests joining the decode batch.
+  void afterPrefill(const PrefillPlan& plan, std::vector<std::vector<float>>& scores);
+  // The running sequences' next decode rows (cancelled requests sit out).
+  void collectDecode(DecodeRows& rows, std::vector<std::pair<Running*, int64_t>>& who);
   void decodeStep();
+  // After a decode forward (step_ holds its choices): sampling, tokens, finished requests.
+  void afterDecode(const std::vector<std::pair<Running*, int64_t>>& who, std::chrono::steady_clock::time_point t0,
+                   std::chrono::steady_clock::time_point t1);
+  // A prefill step with the running sequences' decode step inside it (EngineOptions::mixedSteps).
+  // When it fails, every sequence in it goes back to where the step found it and the next
+  // iteration runs the two steps apart, whose failure handling then applies.
+  void mixedStep();
+  bool unmixNext_ = false;
   void sampleRows(const std::vector<std::pair<Running*, int64_t>>& who);  // step_'s sampled rows
   // Out of memory in a step several requests share: the newest of them fails with the error,
   // the others' KV goes back to where the step found it, the backends' caches are released,

@@ -94,11 +94,11 @@ test('run --device-map splits the model over two CPU devices and still equals th
   expect(bad.stderr).toMatch(/ERR_INVALID_ARG.*layers lists 3 devices but the model has 2 decoder layers/);
 });
 
-test('run --prefill-chunk-tokens 5 --no-prefix-cache still equals the golden (the prompt prefilled in chunks)', () => {
+test('run --prefill-chunk-tokens 5 --no-prefix-cache --mixed-steps still equals the golden (the prompt prefilled in chunks)', () => {
   const golden = readModelGolden('tiny-phi3');
   const c = golden.cases.find((x) => x.name === 'image') as GoldenCase;
   const image = join(fixturesDir, golden.images.wide.file);
-  const r = internvl(['run', '-m', join(fixturesDir, golden.model_dir), '-i', image, '--greedy', '--max-new-tokens', '24', '--backend', 'cpu', '--prefill-chunk-tokens', '5', '--no-prefix-cache', '--json', c.question as string]);
+  const r = internvl(['run', '-m', join(fixturesDir, golden.model_dir), '-i', image, '--greedy', '--max-new-tokens', '24', '--backend', 'cpu', '--prefill-chunk-tokens', '5', '--no-prefix-cache', '--mixed-steps', '--json', c.question as string]);
   expect(r.status).toBe(0);
   expect((JSON.parse(r.stdout) as { tokenIds: number[] }).tokenIds).toEqual(c.generated_ids);
   const bad = internvl(['run', '-m', join(fixturesDir, golden.model_dir), '--prefill-chunk-tokens', '0', 'hi']);
