@@ -510,8 +510,7 @@ void Scheduler::mixedStep() {
   std::vector<std::pair<Running*, int64_t>> who;  // [A] (request, sequence) of each decode row
   if (plan.parts.empty()) return decodeStep();
   collectDecode(rows, who);
-  if (rows.ids.empty()) {
-    unmixNext_ = true;  // nothing to ride along: a plain prefill step (the plan is rebuilt the same)
+  if (rows.ids.empty()) {  // nothing to ride along: a plain prefill step (it plans the same again)
     for (const auto& w : plan.startingWho) w.first->encoded[w.second] = 0;
     return prefillStep();
   }
