@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include "runtime/decoder.h"
 #include "runtime/dummy_weights.h"
@@ -206,17 +207,32 @@ void Engine::prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>&
   devices_[size_t(map_.head)]->downloadF32(logits, scores.data());
 }
 
-std::vector<Tensor> Engine::encodeTiles(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel) {
+std::vector<Tensor> Engine::encodeTiles(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel,
+                                        int64_t* encoded) {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<Tensor> out(seqs.size());
-  std::vector<float> pixels;  // every sequence's tiles, one after another
-  int64_t tiles = 0;
   const size_t tileFloats = size_t(3 * spec_.tileSize * spec_.tileSize);
-  for (const TileRange& r : seqs) {
-    pixels.insert(pixels.end(), r.input->pixels.begin() + std::ptrdiff_t(size_t(r.firstTile) * tileFloats),
-                  r.input->pixels.end());
-    tiles += r.input->tiles - r.firstTile;
+  auto count = [&](size_t i) { return seqs[i].input->tiles - seqs[i].firstTile; };
+  auto first = [&](size_t i) { return seqs[i].input->pixels.data() + size_t(seqs[i].firstTile) * tileFloats; };
+  // same[i]: an earlier sequence with exactly the same tiles (bytes compared), or i itself
+  std::vector<size_t> same(seqs.size());
+  std::vector<float> pixels;  // the distinct sequences' tiles, one after another
+  int64_t tiles = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    same[i] = i;
+    const int64_t t = count(i);
+    if (t == 0) continue;
+    for (size_t j = 0; j < i; ++j) {
+      if (same[j] == j && count(j) == t && std::memcmp(first(j), first(i), size_t(t) * tileFloats * sizeof(float)) == 0) {
+        same[i] = j;
+        break;
+      }
+    }
+    if (same[i] != i) continue;
+    pixels.insert(pixels.end(), first(i), first(i) + size_t(t) * tileFloats);
+    tiles += t;
   }
+  if (encoded) *encoded = tiles;
   if (tiles == 0) return out;
   VisionEncoder vision(visionBackend(), spec_, weights_.vision);
   Tensor img = vision.encode(pixels.data(), tiles, cancel);  // [Σtiles·n, H]
@@ -224,8 +240,12 @@ std::vector<Tensor> Engine::encodeTiles(const std::vector<TileRange>& seqs, cons
   const int64_t n = spec_.numImageToken();
   int64_t row = 0;
   for (size_t i = 0; i < seqs.size(); ++i) {
-    const int64_t t = seqs[i].input->tiles - seqs[i].firstTile;
+    const int64_t t = count(i);
     if (t == 0) continue;
+    if (same[i] != i) {
+      out[i] = out[same[i]];
+      continue;
+    }
     out[i] = img.slice0(row, t * n);
     row += t * n;
   }

@@ -201,7 +201,10 @@ class Engine {
   void prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>& scores, const std::atomic<bool>* cancel);
   // ViT + projector over the tiles of several sequences in one batch; returns each
   // sequence's rows [tiles·n, H] on the embedding device (undefined for sequences without tiles).
-  std::vector<Tensor> encodeTiles(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel);
+  // A sequence whose tiles have the same pixels as an earlier one's in the batch (several
+  // questions about one image) shares its rows: *encoded (optional) gets the tiles run.
+  std::vector<Tensor> encodeTiles(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel,
+                                  int64_t* encoded = nullptr);
   // One forward over several prompt pieces (continuing where each sequence's KV ends). For
   // each part that reaches the end of its prompt, scores[i] <- its last position's logits
   // (left empty otherwise). RoPE uses the whole prompt's length, as one unchunked call does.

@@ -406,6 +406,20 @@ Scheduler::PrefillPlan Scheduler::planPrefill() {
   return plan;
 }
 
+void Scheduler::encodeStarting(PrefillPlan& plan, const std::atomic<bool>* interrupt) {
+  if (!plan.starting.empty()) {
+    int64_t tiles = 0;
+    std::vector<Tensor> img = engine_.encodeTiles(plan.starting, interrupt, &tiles);
+    for (size_t i = 0; i < plan.starting.size(); ++i) plan.startingWho[i].first->image[plan.startingWho[i].second] = img[i];
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.vitTiles += tiles;
+  }
+  for (size_t i = 0; i < plan.parts.size(); ++i) {
+    plan.parts[i].image = plan.who[i].first->image[plan.who[i].second];
+    plan.parts[i].imageRowBase = plan.who[i].first->imageRowBase[plan.who[i].second];
+  }
+}
+
 void Scheduler::prefillStep() {
   PrefillPlan plan = planPrefill();
   const std::vector<PrefillPart>& parts = plan.parts;
@@ -427,18 +441,7 @@ void Scheduler::prefillStep() {
   const std::atomic<bool>* interrupt = only ? &only->sub->cancel : &stop_;
   std::vector<std::vector<float>> scores;
   try {
-    if (!starting.empty()) {
-      std::vector<Tensor> img = engine_.encodeTiles(starting, interrupt);
-      for (size_t i = 0; i < starting.size(); ++i) startingWho[i].first->image[startingWho[i].second] = img[i];
-      int64_t tiles = 0;
-      for (const TileRange& t : starting) tiles += t.input->tiles - t.firstTile;
-      std::lock_guard<std::mutex> lk(mu_);
-      stats_.vitTiles += tiles;
-    }
-    for (size_t i = 0; i < plan.parts.size(); ++i) {
-      plan.parts[i].image = who[i].first->image[who[i].second];
-      plan.parts[i].imageRowBase = who[i].first->imageRowBase[who[i].second];
-    }
+    encodeStarting(plan, interrupt);
     engine_.prefillStep(parts, scores, interrupt);
   } catch (...) {
     // Every request with a part in this step ends (Aborted when stopping or cancelled).
@@ -523,18 +526,7 @@ void Scheduler::mixedStep() {
   const auto t0 = std::chrono::steady_clock::now();
   try {
     // several requests share the step: only shutdown interrupts it (cancels are honoured after)
-    if (!plan.starting.empty()) {
-      std::vector<Tensor> img = engine_.encodeTiles(plan.starting, &stop_);
-      for (size_t i = 0; i < plan.starting.size(); ++i) plan.startingWho[i].first->image[plan.startingWho[i].second] = img[i];
-      int64_t tiles = 0;
-      for (const TileRange& t : plan.starting) tiles += t.input->tiles - t.firstTile;
-      std::lock_guard<std::mutex> lk(mu_);
-      stats_.vitTiles += tiles;
-    }
-    for (size_t i = 0; i < plan.parts.size(); ++i) {
-      plan.parts[i].image = plan.who[i].first->image[plan.who[i].second];
-      plan.parts[i].imageRowBase = plan.who[i].first->imageRowBase[plan.who[i].second];
-    }
+    encodeStarting(plan, &stop_);
     engine_.prefillStep(plan.parts, scores, &stop_, &rows, &step_);
   } catch (...) {
     // Back to where the step found every sequence in it (tiles to be encoded again, KV cut back

@@ -127,6 +127,9 @@ class Scheduler {
     std::vector<std::pair<Running*, size_t>> startingWho;
   };
   PrefillPlan planPrefill();
+  // The step's new tiles through the ViT (tiles repeated within the step once), and every
+  // part's image rows.
+  void encodeStarting(PrefillPlan& plan, const std::atomic<bool>* interrupt);
   void prefillStep();
   // After a prefill forward: prompt progress, first tokens, requests joining the decode batch.
   void afterPrefill(const PrefillPlan& plan, std::vector<std::vector<float>>& scores);
