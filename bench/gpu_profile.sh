@@ -39,4 +39,5 @@ for phase in ${PHASES:-wall ncu}; do
     prof --config $B40 --phase decode --batch 1 --steps 4 --dtype int8
   fi
 done
+python3 bench/ncu_summary.py "$OUT/ncu.txt" 25 > "$OUT/ncu_summary.txt" 2>&1 || true
 stamp "done"
