@@ -540,14 +540,7 @@ void Scheduler::mixedStep() {
     for (const auto& w : who) inStep.insert(w.first);
     for (auto* list : {&prefilling_, &running_}) {
       for (const auto& up : *list) {
-        Running& r = *up;
-        if (!inStep.count(&r)) continue;
-        for (size_t b = 0; b < r.kv.size(); ++b) {
-          if (r.done[b]) continue;
-          const int64_t prompt = r.results[b].promptTokens;
-          r.kv[b].rewind(r.prefilled[b] < prompt ? r.prefilled[b]
-                                                 : prompt + std::max<int64_t>(0, int64_t(r.results[b].tokens.size()) - 1));
-        }
+        if (inStep.count(up.get())) rewindToPages(*up);
       }
     }
     std::lock_guard<std::mutex> lk(mu_);
@@ -763,23 +756,25 @@ bool Scheduler::shedNewestForOom(std::exception_ptr error, std::vector<std::uniq
     finish(*r, error, false);
     break;
   }
-  // The failed step appended its tokens' slots before it threw: each surviving sequence goes
-  // back to what its pages held (the prompt so far, then every generated token but the last),
-  // keeping its reserved pages, so the retry writes the same positions again.
   for (const auto& up : list) {
-    Running& r = *up;
-    if (!inStep.count(&r)) continue;
-    for (size_t b = 0; b < r.kv.size(); ++b) {
-      if (r.done[b]) continue;
-      const int64_t prompt = r.results[b].promptTokens;
-      const int64_t held = r.prefilled[b] < prompt
-                               ? r.prefilled[b]
-                               : prompt + std::max<int64_t>(0, int64_t(r.results[b].tokens.size()) - 1);
-      r.kv[b].rewind(held);
-    }
+    if (inStep.count(up.get())) rewindToPages(*up);
   }
   engine_.releaseDeviceCaches();
   return true;
+}
+
+// A failed step appended its tokens' slots before it threw: each unfinished sequence goes back
+// to what its pages held (the prompt so far, then every generated token but the last), keeping
+// its reserved pages, so the retry writes the same positions again.
+void Scheduler::rewindToPages(Running& r) {
+  for (size_t b = 0; b < r.kv.size(); ++b) {
+    if (r.done[b]) continue;
+    const int64_t prompt = r.results[b].promptTokens;
+    const int64_t held = r.prefilled[b] < prompt
+                             ? r.prefilled[b]
+                             : prompt + std::max<int64_t>(0, int64_t(r.results[b].tokens.size()) - 1);
+    r.kv[b].rewind(held);
+  }
 }
 
 void Scheduler::holdForTesting(int64_t iterations) {

@@ -151,6 +151,8 @@ class Scheduler {
   // step of one request, which then fails as every failed step does.
   bool shedNewestForOom(std::exception_ptr error, std::vector<std::unique_ptr<Running>>& list,
                         const std::set<Running*>& inStep);
+  // After a failed step: r's KV lengths back to what its pages held before the step.
+  void rewindToPages(Running& r);
   // Frees r's pages, marks unfinished sequences Aborted (when aborting), calls onDone.
   void finish(Running& r, std::exception_ptr error, bool aborted);
   void retire(const std::shared_ptr<Submission>& s, std::vector<SequenceResult>&& results, std::exception_ptr error);
