@@ -424,7 +424,6 @@ void Scheduler::prefillStep() {
   PrefillPlan plan = planPrefill();
   const std::vector<PrefillPart>& parts = plan.parts;
   const std::vector<std::pair<Running*, size_t>>& who = plan.who;
-  const std::vector<TileRange>& starting = plan.starting;
   const std::vector<std::pair<Running*, size_t>>& startingWho = plan.startingWho;
   if (parts.empty()) return;
   {
