@@ -60,8 +60,13 @@ size_t CachingAllocator::sizeClass(size_t bytes) {
 }
 
 CachingAllocator::CachingAllocator(int device, cudaStream_t stream) : device_(device), stream_(stream) {
+  const FaultPlan pending = takePendingFaultPlan();
   const char* plan = std::getenv("INTERNVL_CUDA_FAULT");
-  if (plan) faults_.arm(parseFaultPlan(plan, "INTERNVL_CUDA_FAULT"));
+  if (pending.kind != FaultKind::None) {
+    faults_.arm(pending);
+  } else if (plan) {
+    faults_.arm(parseFaultPlan(plan, "INTERNVL_CUDA_FAULT"));
+  }
 }
 
 CachingAllocator::~CachingAllocator() { dropCache(); }

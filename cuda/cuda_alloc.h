@@ -21,7 +21,8 @@
 // Fault injection (tests; runtime/fault_injection.h): each allocator reads the environment
 // variable INTERNVL_CUDA_FAULT once, when it is made ("oom-after=N": the allocation after the
 // first N fails as above, weights included, so a load can be failed part way; "error-after=N":
-// the backend op after the first N fails with ERR_CUDA), and faults() arms it later. Every
+// the backend op after the first N fails with ERR_CUDA), unless a pending plan
+// (setPendingFaultPlan) comes first, and faults() arms it later. Every
 // allocate() call counts, cache hits too, so a plan does not depend on what is cached.
 #pragma once
 #include <cuda_runtime.h>

@@ -44,7 +44,9 @@ for dt in ${DECODE_DTYPES:-int8 bf16}; do
   say "40B decode $dt rc=$? $(tail -1 "$OUT/decode.txt" | grep -oE '"step_ms":[0-9.]+')"
 done
 if [[ $built == 1 ]]; then
-  timeout "$(left 600)" compute-sanitizer --tool memcheck --error-exitcode 9 build/parity/backend_parity --small \
+  # API errors not reported: the harness asks for 128 TiB on purpose (ERR_OOM), and every CUDA
+  # call's status is checked by the backend itself.
+  timeout "$(left 600)" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 build/parity/backend_parity --small \
     >"$OUT/memcheck.txt" 2>&1
   say "memcheck rc=$? (124: cut by the deadline) $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.txt" | tail -1)"
   grep -cE '^(ok|PASS)' "$OUT/memcheck.txt" | sed 's/^/memcheck cases passed before the end: /' | tee -a "$OUT/summary.txt"

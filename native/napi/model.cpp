@@ -570,6 +570,16 @@ Napi::Value ArmFault(const Napi::CallbackInfo& info) {
   });
 }
 
+// armNextLoad(plan): the next CUDA allocator made (the next load's first device) starts armed
+// with the plan; 'none' clears a plan no load has taken yet.
+Napi::Value ArmNextLoad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    setPendingFaultPlan(parseFaultPlan(stringArg(info, 0, "plan"), "plan"));
+    return env.Undefined();
+  });
+}
+
 // faultsFired(model, device = 0): how many armed plans have fired on that device.
 Napi::Value FaultsFired(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -615,6 +625,7 @@ void init(Napi::Env env, Napi::Object exports) {
   exports.Set("samplerProbe", Napi::Function::New(env, SamplerProbe, "samplerProbe"));
   Napi::Object testing = Napi::Object::New(env);
   testing.Set("armFault", Napi::Function::New(env, ArmFault, "armFault", ctor));
+  testing.Set("armNextLoad", Napi::Function::New(env, ArmNextLoad, "armNextLoad"));
   testing.Set("faultsFired", Napi::Function::New(env, FaultsFired, "faultsFired", ctor));
   testing.Set("releaseCache", Napi::Function::New(env, ReleaseCache, "releaseCache", ctor));
   testing.Set("hold", Napi::Function::New(env, Hold, "hold", ctor));

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <utility>
 
 #include "runtime/error.h"
 
@@ -37,6 +38,21 @@ std::string describeFaultPlan(const FaultPlan& plan) {
     case FaultKind::DeviceError: return "error-after=" + std::to_string(plan.after);
   }
   return "none";
+}
+
+namespace {
+std::mutex pendingMu;
+FaultPlan pendingPlan;  // guarded by pendingMu
+}  // namespace
+
+void setPendingFaultPlan(const FaultPlan& plan) {
+  std::lock_guard<std::mutex> lock(pendingMu);
+  pendingPlan = plan;
+}
+
+FaultPlan takePendingFaultPlan() {
+  std::lock_guard<std::mutex> lock(pendingMu);
+  return std::exchange(pendingPlan, FaultPlan{});
 }
 
 void FaultInjector::arm(const FaultPlan& plan) {

@@ -33,6 +33,13 @@ struct FaultPlan {
 FaultPlan parseFaultPlan(const std::string& text, const std::string& source);
 std::string describeFaultPlan(const FaultPlan& plan);
 
+// A plan the next CUDA allocator takes when it is made, ahead of INTERNVL_CUDA_FAULT (the
+// addon's __testing.armNextLoad): how a test fails a load part way through its weights. The
+// environment variable cannot do it from a jest test, whose process.env is a sandbox copy
+// that never reaches getenv. Taking it disarms it, so only the next load is affected.
+void setPendingFaultPlan(const FaultPlan& plan);
+FaultPlan takePendingFaultPlan();
+
 class FaultInjector {
  public:
   void arm(const FaultPlan& plan);

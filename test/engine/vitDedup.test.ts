@@ -17,7 +17,7 @@ describe.each(goldenFamilies())('%s', (family) => {
   const byName = (n: string) => golden.cases.find((c) => c.name === n) as GoldenCase & { generated_ids: number[] };
   const image = byName('image'); // one picture
   const two = byName('two_images'); // that picture and another
-  const tilesOf = (c: { num_patches_list: number[] }) => c.num_patches_list.reduce((a, b) => a + b, 0);
+  const tilesOf = (c: { num_patches_list?: number[] }) => (c.num_patches_list ?? []).reduce((a, b) => a + b, 0);
   let model: EngineModel;
   beforeAll(async () => {
     model = await EngineModel.load(join(fixturesDir, golden.model_dir), {

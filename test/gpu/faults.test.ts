@@ -3,7 +3,7 @@
  *   (a) out of memory at load: a KV cache larger than the GPU fails the load with ERR_OOM
  *       naming the sizes, the process goes on, the device's free memory returns to what it
  *       was before the load, and the next load works; likewise a load failed part way
- *       through its weights by INTERNVL_CUDA_FAULT='oom-after=N';
+ *       through its weights (the hooks' armNextLoad('oom-after=N'));
  *   (b) out of memory during a batch (the allocator's fault hook, armed per model): the
  *       request that needed the memory fails with ERR_OOM, the others finish with correct
  *       tokens, and in-use device memory returns to the post-load figure;
@@ -174,15 +174,15 @@ if (reason) {
       await expectGreedyUnderOracle(newer, Array.from(r.tokenIds));
     });
 
-    test('(a) a load failed part way through its weights (INTERNVL_CUDA_FAULT=oom-after=N): ERR_OOM, memory back, the next load works', async () => {
+    test('(a) a load failed part way through its weights (armNextLoad oom-after=N): ERR_OOM, memory back, the next load works', async () => {
       const before = freeMemory();
       for (const after of [0, 7, 20]) {
-        process.env.INTERNVL_CUDA_FAULT = `oom-after=${after}`;
+        // not process.env.INTERNVL_CUDA_FAULT: jest's process.env is a copy getenv never sees
+        T.armNextLoad(`oom-after=${after}`);
         try {
-          // read by the allocator the load makes, on the loader thread: unset only once it has settled
           await expect(loadTiny()).rejects.toMatchObject({ code: 'ERR_OOM', message: expect.stringContaining('injected by the fault hook') });
         } finally {
-          delete process.env.INTERNVL_CUDA_FAULT;
+          T.armNextLoad('none');
         }
         expect(Math.abs(before - freeMemory())).toBeLessThan(32 * MiB);
       }

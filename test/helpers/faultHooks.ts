@@ -5,6 +5,8 @@
  *                                       'oom-after=N' (the allocation after the next N fails
  *                                       with ERR_OOM), 'error-after=N' (CUDA: the op after the
  *                                       next N fails with ERR_CUDA and poisons the backend), 'none'
+ *   armNextLoad(plan)                   the next CUDA allocator made (the next load's first
+ *                                       device) starts armed with plan; 'none' clears it
  *   faultsFired(model, device = 0)      plans fired so far on that device
  *   releaseCache(model)                 cached blocks and idle workspaces back to the driver
  *   hold(model, n) / held(model)        the engine thread runs n more loop iterations that have
@@ -34,6 +36,7 @@ export const longRequest = (s: GoldenSample): NativeGenerateRequest => ({
 
 export interface TestingHooks {
   armFault(model: NativeModel, plan: string, device?: number): void;
+  armNextLoad(plan: string): void;
   faultsFired(model: NativeModel, device?: number): number;
   releaseCache(model: NativeModel): void;
   hold(model: NativeModel, iterations: number): void;
