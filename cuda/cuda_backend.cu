@@ -147,7 +147,7 @@ CudaBackend::Impl::Impl(const CudaBackendOptions& o) : options(o), device(o.devi
   const char* env = std::getenv("INTERNVL_CUDA_GENERIC_ATTENTION");
   genericAttention = o.genericAttention || (env && env[0] == '1');
   const char* fused = std::getenv("INTERNVL_CUDA_FUSED_VIT");
-  fusedVit = fused && fused[0] == '1';
+  fusedVit = !(fused && fused[0] == '0');
   gemmWorkspace = ScratchBlock(ctx->allocator, o.gemmWorkspaceBytes);
   gemm = std::make_unique<GemmBf16>(stream, gemmWorkspace.get(), o.gemmWorkspaceBytes);
 }

@@ -175,10 +175,9 @@ struct CudaBackend::Impl {
   UploadCache slotsUpload;       // kvWrite / qkvRopeKvWrite slots
   UploadCache pagedMetaUpload;   // pagedAttention's CSR metadata
   bool genericAttention = false;
-  // The fused ViT kernels (addScaledNorm, qkvAttention in place): off unless
-  // INTERNVL_CUDA_FUSED_VIT=1 until their parity run on a GPU has passed (they were written in a
-  // session whose device time was spent); off, the ViT runs the interface's composed defaults.
-  bool fusedVit = false;
+  // The fused ViT kernels (addScaledNorm, qkvAttention in place); INTERNVL_CUDA_FUSED_VIT=0
+  // runs the interface's composed defaults instead (the fused kernels' oracle on the GPU).
+  bool fusedVit = true;
   bool poisoned = false;
   std::string poisonReason;
   AttentionPath lastAttention = AttentionPath::None;

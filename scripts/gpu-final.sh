@@ -10,9 +10,6 @@
 # Logs go to $OUT (summary.txt first).
 #   source .gpu/setup.sh && . scripts/gpu-unpack.sh && OUT=dir DEADLINE=300 scripts/gpu-final.sh
 set -uo pipefail
-# The fused ViT kernels are off by default until this check has passed on a GPU (see
-# cuda/cuda_backend_impl.h fusedVit): checked here with them on.
-export INTERNVL_CUDA_FUSED_VIT=${INTERNVL_CUDA_FUSED_VIT:-1}
 OUT=${OUT:-/tmp/gpu-final}
 DEADLINE=${DEADLINE:-540}
 mkdir -p "$OUT"
