@@ -12,6 +12,7 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import sharp from 'sharp';
 import { InternVL, runtimeInfo, serve } from '../dist/index.js';
 import { arg } from './args.mjs';
@@ -68,62 +69,62 @@ const pictures = async (count) => Promise.all(Array.from({ length: count }, () =
 // ~30 tokens: the padded tokenizer has no merges, so a token is a byte
 const question = 'Describe this picture briefly.';
 
-async function one(image) {
-  const start = performance.now();
-  const res = await fetch(`${running.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: 'bench',
-      stream: true,
-      stream_options: { include_usage: true },
-      max_tokens: maxTokens,
-      temperature: 0,
-      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: image } }, { type: 'text', text: question }] }],
-    }),
-  });
-  if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-  let ttft;
-  let tokens = 0;
-  let buf = '';
-  const decoder = new TextDecoder();
-  for await (const chunk of res.body) {
-    buf += decoder.decode(chunk, { stream: true });
-    let nl;
-    while ((nl = buf.indexOf('\n\n')) >= 0) {
-      const event = buf.slice(0, nl);
-      buf = buf.slice(nl + 2);
-      const data = event.replace(/^data: /, '');
-      if (data === '[DONE]') continue;
-      const j = JSON.parse(data);
-      if (ttft === undefined && j.choices?.[0]?.delta?.content) ttft = performance.now() - start;
-      if (j.usage) tokens = j.usage.completion_tokens;
-    }
-  }
-  return { ttftMs: ttft ?? performance.now() - start, tokens, totalMs: performance.now() - start };
-}
-
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
+// n closed-loop clients (images[c]: client c's requests, sent back to back), each starting
+// ramp·c/n ms in, in a worker thread (bench/loadtest_clients.mjs says why).
+function clients(images, ramp) {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL('./loadtest_clients.mjs', import.meta.url), {
+      workerData: { url: running.url, images, ramp, maxTokens, question },
+    });
+    w.once('message', resolve);
+    w.once('error', reject);
+    w.once('exit', (code) => code !== 0 && reject(new Error(`load test clients exited with ${code}`)));
+  });
+}
+
+// The server side of each request, from the result chat() resolves with (the server's only
+// call into the model): JS preprocessing, and the engine's queue wait and first token
+// (Timings.queueMs / firstTokenMs, from submission to the engine), so a TTFT can be split
+// into client/HTTP + preprocessing + engine.
+const served = [];
+{
+  const chat = model.chat.bind(model);
+  model.chat = async (opts) => {
+    const r = await chat(opts);
+    served.push(r.timings);
+    return r;
+  };
+}
+const splitOf = (ts) => {
+  const have = ts.filter((t) => t.firstTokenMs !== undefined);
+  if (!have.length) return undefined;
+  return {
+    preprocess_p50_ms: pct(ts.map((t) => t.preprocessMs), 50),
+    preprocess_p99_ms: pct(ts.map((t) => t.preprocessMs), 99),
+    engine_queue_p50_ms: pct(have.map((t) => t.queueMs ?? 0), 50),
+    engine_queue_p99_ms: pct(have.map((t) => t.queueMs ?? 0), 99),
+    engine_first_token_p50_ms: pct(have.map((t) => t.firstTokenMs), 50),
+    engine_first_token_p99_ms: pct(have.map((t) => t.firstTokenMs), 99),
+  };
+};
+
 const info = runtimeInfo();
-const warm = await one((await pictures(1))[0]); // warm-up (kernels, allocator)
+const [warm] = await clients([[(await pictures(1))[0]]], 0); // warm-up (kernels, allocator)
 const rampMs = rampArg === 'auto' ? Math.round(warm.totalMs) : Number(rampArg);
-const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, levels: {} };
+const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, clients_in_worker: true, levels: {} };
 // One level: n closed-loop clients, perClient requests each, starting spread over `ramp` ms.
 async function level(n, ramp) {
-  const results = [];
   const images = await pictures(n * perClient);
+  const perClientImages = Array.from({ length: n }, (_, c) => images.slice(c * perClient, (c + 1) * perClient));
   const st0 = model.stats();
+  const servedFrom = served.length;
   const begin = performance.now();
-  await Promise.all(
-    Array.from({ length: n }, async (_, c) => {
-      if (ramp > 0) await new Promise((r) => setTimeout(r, (c * ramp) / n));
-      for (let i = 0; i < perClient; i++) results.push(await one(images[c * perClient + i]));
-    }),
-  );
+  const results = await clients(perClientImages, ramp);
   const wallS = (performance.now() - begin) / 1000;
   const tokens = results.reduce((a, r) => a + r.tokens, 0);
   const ttft = results.map((r) => r.ttftMs);
@@ -133,6 +134,8 @@ async function level(n, ramp) {
     requests: results.length, wall_s: wallS, output_tokens: tokens, tokens_per_s: tokens / wallS,
     ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft), max_batch: st1.maxBatchSequences,
     prefix_hit_tokens_per_request: (st1.prefixHitTokens - st0.prefixHitTokens) / results.length,
+    // server side (absent before the engine reported first-token times)
+    ttft_split: splitOf(served.slice(servedFrom)),
     // where the engine thread's time went over the level (cumulative counters of stats())
     engine: {
       decode_steps: steps,
