@@ -60,7 +60,11 @@ const running = await serve(model, { host: '127.0.0.1', port: 0, maxQueue: 4 * m
 // 448×448 noise tiles as JPEG data URLs: picture k is distinct for every k (different users).
 async function picture(k) {
   const px = Buffer.alloc(448 * 448 * 3);
-  for (let i = 0; i < px.length; i++) px[i] = (Math.imul(i + 1, 2654435761) ^ Math.imul(k + 1, 40503)) >>> 24;
+  // k is mixed in before the multiply: XORed in after it (as before 2026-11-29) it only touched
+  // the bits >>> 24 drops, so every "distinct" picture was the same and the prefix cache served
+  // its tiles (no ViT pass after the first request)
+  const seed = Math.imul(k + 1, 0x9e3779b1);
+  for (let i = 0; i < px.length; i++) px[i] = Math.imul((i + 1) ^ seed, 2654435761) >>> 24;
   const jpg = await sharp(px, { raw: { width: 448, height: 448, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
   return `data:image/jpeg;base64,${jpg.toString('base64')}`;
 }
