@@ -216,10 +216,28 @@ if (lt) {
     }
   }
   const m0 = Object.values(d.models)[0] ?? {};
-  const how = m0.distinct_images
-    ? `Each request sends its own picture; clients start spread over ${m0.ramp_ms} ms (one 1-client request), so TTFT is the steady state.`
-    : 'Measured before the load test gave each request its own picture (with one picture for all, the prefix cache can serve prompts after the first) and with all clients starting at once (p99 TTFT = the opening burst of N simultaneous prompts). Both of those changed since; the per-step host cost that capped batch 128 was also fixed after this run (see the decode batching table).';
-  lines.push('', how, '', `Source: \`${lt}\` (\`bench/loadtest.mjs\`)${d.baseline ? ` with \`${d.baseline}\`` : ''}.`, '');
+  const how = m0.clients_in_worker
+    ? `Each request sends its own picture (its tiles go through the ViT); clients start spread over ${m0.ramp_ms} ms (one 1-client request), so TTFT is the steady state; ` +
+      'the clients run in a worker thread, apart from the server\'s event loop, as separate client processes would.'
+    : 'Measured before the load test sent truly distinct pictures (its pictures were identical until 2026-11-29, so the prefix cache served every prompt\'s tiles after the first) and with the clients parsing their streams on the server\'s event loop.';
+  lines.push('', how, '');
+  // where a request's TTFT goes on the server (chat()'s timings): JS preprocessing, and the
+  // engine's time from submission to the first token, of which the wait for admission
+  const split = Object.entries(d.models).flatMap(([name, m]) =>
+    Object.entries(m.levels).filter(([, r]) => r.ttft_split).map(([n, r]) => [name, n, r.ttft_split]),
+  );
+  if (split.length) {
+    lines.push(
+      '| model | clients | preprocess p50 / p99 | engine: submit → first token p50 / p99 | of which waiting for admission p99 |',
+      '|---|---|---|---|---|',
+      ...split.map(
+        ([name, n, x]) =>
+          `| ${name} | ${n} | ${f(x.preprocess_p50_ms, 1)} / ${f(x.preprocess_p99_ms, 1)} ms | ${f(x.engine_first_token_p50_ms, 0)} / ${f(x.engine_first_token_p99_ms, 0)} ms | ${f(x.engine_queue_p99_ms, 1)} ms |`,
+      ),
+      '',
+    );
+  }
+  lines.push(`Source: \`${lt}\` (\`bench/loadtest.mjs\`)${d.baseline ? ` with \`${d.baseline}\`` : ''}.`, '');
 }
 
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
