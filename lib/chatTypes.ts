@@ -59,6 +59,10 @@ export interface Timings {
   preprocessMs: number;
   generateMs: number;
   totalMs: number;
+  /** Engine side: from the request's submission to the engine (after preprocessing) until it was admitted (KV blocks reserved). Absent if it never was (an abort). */
+  queueMs?: number;
+  /** Engine side: from the submission until the first generated token (of the slowest sequence in a batch). Absent if none was generated. */
+  firstTokenMs?: number;
 }
 
 /** Why generation ended: a stop sequence or eos ('stop'), the token limit ('length'), or an abort ('aborted'). */

@@ -126,6 +126,17 @@ interface SequenceOutcome {
   text: string;
   finishReason: FinishReason;
   promptTokens: number;
+  queueMs?: number;
+  firstTokenMs?: number;
+}
+
+/** A request's engine-side timings: its slowest sequence's (they share the submission). */
+function engineTimings(outcomes: SequenceOutcome[]): { queueMs?: number; firstTokenMs?: number } {
+  const pick = (k: 'queueMs' | 'firstTokenMs') => {
+    const xs = outcomes.map((o) => o[k]).filter((x): x is number => x !== undefined);
+    return xs.length === outcomes.length && xs.length > 0 ? { [k]: Math.max(...xs) } : {};
+  };
+  return { ...pick('queueMs'), ...pick('firstTokenMs') };
 }
 
 function resolveBackend(backend: Backend): 'cpu' | 'cuda' {
@@ -285,7 +296,7 @@ export class InternVL implements AsyncDisposable {
       finishReason: outcome.finishReason,
       tokenIds: outcome.tokenIds,
       imageTiles: images.numPatchesList,
-      timings: { preprocessMs: t1 - t0, generateMs: t2 - t1, totalMs: t2 - t0 },
+      timings: { preprocessMs: t1 - t0, generateMs: t2 - t1, totalMs: t2 - t0, ...engineTimings([outcome]) },
     };
   }
 
@@ -381,7 +392,7 @@ export class InternVL implements AsyncDisposable {
         tokenIds: o.tokenIds,
         imageTiles: perQuestion[i].tiles > 0 ? [perQuestion[i].tiles] : [],
       })),
-      timings: { preprocessMs: t1 - t0, generateMs: t2 - t1, totalMs: t2 - t0 },
+      timings: { preprocessMs: t1 - t0, generateMs: t2 - t1, totalMs: t2 - t0, ...engineTimings(outcomes) },
     };
   }
 
@@ -559,7 +570,14 @@ export class InternVL implements AsyncDisposable {
       const textIds = tokenIds.filter((id) => id < this.tokenizer.vocabSize);
       const full = cleanResponse(this.tokenizer.decode(textIds, { skipSpecialTokens: true }), this.template.sep);
       const text = s.filter.hitStop ? s.text : full;
-      return { tokenIds, text, finishReason, promptTokens: r.promptTokens };
+      return {
+        tokenIds,
+        text,
+        finishReason,
+        promptTokens: r.promptTokens,
+        ...(r.queueMs !== undefined ? { queueMs: r.queueMs } : {}),
+        ...(r.firstTokenMs !== undefined ? { firstTokenMs: r.firstTokenMs } : {}),
+      };
     });
   }
 }

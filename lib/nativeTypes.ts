@@ -189,6 +189,10 @@ export interface NativeSequenceResult {
   finishReason: 'eos' | 'length' | 'aborted';
   promptTokens: number;
   promptLogits?: Float32Array;
+  /** Engine side, from the request's submission to the engine: until it was admitted (KV reserved), ms. Absent if it never was. */
+  queueMs?: number;
+  /** Engine side, from the request's submission to the engine until this sequence's first token was chosen, ms. Absent if none was. */
+  firstTokenMs?: number;
 }
 
 export interface NativeGeneration {
@@ -244,6 +248,12 @@ export interface NativeModelStats {
   decodeSampleMs: number;
   /** Host wall time delivering decode steps' tokens (callbacks, stop rules, freeing pages), cumulative ms. */
   decodeEmitMs: number;
+  /** Sum over admitted requests of the time from submission to admission (KV reserved), ms. */
+  queueWaitMs: number;
+  /** Sum over sequences that produced a first token of the time from their request's submission to it, ms. */
+  firstTokenWaitMs: number;
+  /** Sequences that produced a first token (divide the sum above by it for the mean). */
+  firstTokens: number;
   /** Per device the model uses (empty on the CPU backend), as the CUDA allocator accounts it. */
   deviceMemory: NativeDeviceMemory[];
 }

@@ -78,12 +78,17 @@ export function videoQuestion(frames: number, question: string): string {
 }
 
 /** The --verbose line: time per stage and token counts. */
-export function timingLine(t: { loadMs?: number; videoMs?: number; preprocessMs: number; generateMs: number }, promptTokens: number, completionTokens: number): string {
+export function timingLine(
+  t: { loadMs?: number; videoMs?: number; preprocessMs: number; generateMs: number; firstTokenMs?: number },
+  promptTokens: number,
+  completionTokens: number,
+): string {
   const parts = [
     ...(t.loadMs !== undefined ? [`load ${t.loadMs.toFixed(0)} ms`] : []),
     ...(t.videoMs !== undefined ? [`video ${t.videoMs.toFixed(0)} ms`] : []),
     `preprocess ${t.preprocessMs.toFixed(0)} ms`,
     `generate ${t.generateMs.toFixed(0)} ms`,
+    ...(t.firstTokenMs !== undefined ? [`first token ${t.firstTokenMs.toFixed(0)} ms into it`] : []),
   ];
   return `${parts.join(', ')}, ${promptTokens} prompt + ${completionTokens} generated tokens\n`;
 }

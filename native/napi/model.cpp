@@ -68,6 +68,8 @@ Napi::Value resultsToJs(Napi::Env env, const std::vector<SequenceResult>& result
     o.Set("tokenIds", toInt32Array(env, r.tokens));
     o.Set("finishReason", finishName(r.finish));
     o.Set("promptTokens", double(r.promptTokens));
+    if (r.queueMs >= 0) o.Set("queueMs", r.queueMs);
+    if (r.firstTokenMs >= 0) o.Set("firstTokenMs", r.firstTokenMs);
     if (!r.promptLogits.empty()) o.Set("promptLogits", toFloat32Array(env, r.promptLogits));
     out[uint32_t(i)] = o;
   }
@@ -459,6 +461,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("decodeForwardMs", st.decodeForwardMs);
       o.Set("decodeSampleMs", st.decodeSampleMs);
       o.Set("decodeEmitMs", st.decodeEmitMs);
+      o.Set("queueWaitMs", st.queueWaitMs);
+      o.Set("firstTokenWaitMs", st.firstTokenWaitMs);
+      o.Set("firstTokens", double(st.firstTokens));
       Napi::Array devices = Napi::Array::New(env);
       for (const DeviceMemory& m : engine()->deviceMemory()) {
         Napi::Object d = Napi::Object::New(env);

@@ -86,6 +86,10 @@ struct SequenceResult {
   FinishReason finish = FinishReason::Length;
   int64_t promptTokens = 0;
   std::vector<float> promptLogits;  // [V] last prompt position (when asked)
+  // Engine-side timing from the request's submission to the scheduler (ms; -1: not reached):
+  // until it was admitted (its KV reserved), and until this sequence's first token was chosen.
+  double queueMs = -1;
+  double firstTokenMs = -1;
 };
 
 // A piece of one sequence's prompt in a prefill step: tokens [begin, begin + count).

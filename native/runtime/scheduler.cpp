@@ -78,6 +78,10 @@ bool isOutOfMemory(std::exception_ptr e) {
   return false;
 }
 
+double msSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
 // Below this many reusable tokens a cached prefix is not worth taking over.
 constexpr int64_t kMinPrefixTokens = 16;
 
@@ -114,6 +118,10 @@ struct Scheduler::Running {
   void accept(int64_t b, int32_t token) {
     const GenerateRequest& req = sub->request;
     SequenceResult& r = results[size_t(b)];
+    if (r.tokens.empty()) {
+      r.firstTokenMs = msSince(sub->submitted);
+      owner->firstToken(r.firstTokenMs);
+    }
     r.tokens.push_back(token);
     if (sub->onToken) {
       try {
@@ -190,6 +198,12 @@ SchedulerStats Scheduler::stats() const {
 }
 
 // Engine thread: the numbers other threads read.
+void Scheduler::firstToken(double ms) {
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.firstTokenWaitMs += ms;
+  ++stats_.firstTokens;
+}
+
 void Scheduler::publishStats() {
   int64_t seqs = 0;
   for (const auto& r : running_) seqs += r->unfinished;
@@ -330,7 +344,15 @@ void Scheduler::admit(const std::shared_ptr<Submission>& s, const std::vector<Pr
   r->image.resize(B);
   r->imageRowBase.assign(B, 0);
   r->encoded.assign(B, 0);
-  for (size_t b = 0; b < B; ++b) r->results[b].promptTokens = int64_t(req.sequences[b].inputIds.size());
+  const double queued = msSince(s->submitted);
+  for (size_t b = 0; b < B; ++b) {
+    r->results[b].promptTokens = int64_t(req.sequences[b].inputIds.size());
+    r->results[b].queueMs = queued;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.queueWaitMs += queued;
+  }
   const int64_t bs = engine_.kv().blockSize(), n = engine_.spec().numImageToken();
   try {
     r->kv.reserve(B);

@@ -50,6 +50,7 @@ struct Submission {
   DoneCallback onDone;
   std::atomic<bool> cancel{false};
   bool retired = false;  // onDone has returned (guarded by the scheduler's mutex)
+  std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
 };
 
 struct SchedulerStats {
@@ -67,6 +68,11 @@ struct SchedulerStats {
   int64_t prefixHitTokens = 0;   // prompt tokens taken from cached prefixes instead of prefilled
   int64_t vitTiles = 0;          // tiles run through the ViT by generation requests
   int64_t completedRequests = 0;
+  // Sums over requests admitted (queue wait) and over sequences that produced a first token
+  // (submission to first token), in ms; firstTokens counts the latter.
+  double queueWaitMs = 0;
+  double firstTokenWaitMs = 0;
+  int64_t firstTokens = 0;
   // Where decode steps spend host wall time, cumulative ms: the engine's step (forward, greedy
   // argmax and logits download, waited for), the host sampler over sampled rows, and token
   // delivery (callbacks, stop rules, freeing pages).
@@ -157,6 +163,7 @@ class Scheduler {
   void finish(Running& r, std::exception_ptr error, bool aborted);
   void retire(const std::shared_ptr<Submission>& s, std::vector<SequenceResult>&& results, std::exception_ptr error);
   void publishStats();
+  void firstToken(double ms);  // a sequence's first token, ms after its request's submission
 
   Engine& engine_;
   mutable std::mutex mu_;
