@@ -58,6 +58,39 @@ describe(`request timings (${family})`, () => {
     }
   });
 
+  test('two sequences in one request: one shared admission, a first token each, both counted', async () => {
+    const T = testingHooks();
+    const n = nativeOf(model);
+    const text = goldenSamples(golden).find((s) => s.images.length === 0) as GoldenSample;
+    const one = goldenRequest(sample, golden.eos_token_id);
+    const req = { ...one, sequences: [...one.sequences, ...goldenRequest(text, golden.eos_token_id).sequences] };
+    const st0 = model.stats();
+    try {
+      T.hold(n, 0);
+      await waitUntil(() => T.held(n) || model.stats().runningRequests === 0, 'the engine to hold');
+      const t0 = performance.now();
+      const g = model.generate(req);
+      await new Promise((r) => setTimeout(r, 60));
+      T.hold(n, -1);
+      const rs = await g.promise;
+      const wall = performance.now() - t0;
+      expect(rs).toHaveLength(2);
+      // one admission for the request: every sequence reports the same queue time, counted once
+      expect(rs[1].queueMs).toBe(rs[0].queueMs);
+      expect(rs[0].queueMs).toBeGreaterThanOrEqual(50);
+      const st1 = model.stats();
+      expect(st1.queueWaitMs - st0.queueWaitMs).toBeCloseTo(rs[0].queueMs as number, 6);
+      for (const r of rs) {
+        expect(r.firstTokenMs).toBeGreaterThan(r.queueMs as number);
+        expect(r.firstTokenMs).toBeLessThanOrEqual(wall);
+      }
+      expect(st1.firstTokens - st0.firstTokens).toBe(2);
+      expect(st1.firstTokenWaitMs - st0.firstTokenWaitMs).toBeCloseTo((rs[0].firstTokenMs as number) + (rs[1].firstTokenMs as number), 6);
+    } finally {
+      T.hold(n, -1);
+    }
+  });
+
   test('cancelled while queued: no queue or first-token time', async () => {
     const T = testingHooks();
     const n = nativeOf(model);
