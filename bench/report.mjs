@@ -238,6 +238,32 @@ if (lt) {
     );
   }
   lines.push(`Source: \`${lt}\` (\`bench/loadtest.mjs\`)${d.baseline ? ` with \`${d.baseline}\`` : ''}.`, '');
+  // mixed prefill+decode steps (LoadOptions.mixedSteps, off by default): the same load test
+  // with them on, run in the same GPU session as the file above
+  const mx = latest('bench/results', 'mixedsteps-loadtest-');
+  const m = mx ? read(mx) : undefined;
+  if (m && m.against === lt) {
+    lines.push(
+      '**Mixed steps** (`mixedSteps: true` / `--mixed-steps`: the running sequences decode inside each prefill step instead of in a step of their own), same session:',
+      '',
+      '| model | clients | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT on |',
+      '|---|---|---|---|---|---|',
+    );
+    for (const [name, on] of Object.entries(m.models)) {
+      const off = d.models[name];
+      if (!off) continue;
+      const one = on.levels[Object.keys(on.levels)[0]];
+      for (const [n, r] of Object.entries(on.levels)) {
+        const o = off.levels[n];
+        if (!o || n === Object.keys(on.levels)[0]) continue;
+        lines.push(
+          `| ${name} | ${n} | ${f(o.tokens_per_s, 0)} → ${f(r.tokens_per_s, 0)} | ${f(o.ttft_p50_ms, 0)} → ${f(r.ttft_p50_ms, 0)} ms | ` +
+            `${f(o.ttft_p99_ms, 0)} → ${f(r.ttft_p99_ms, 0)} ms | ${f(r.ttft_p99_ms / one.ttft_p50_ms, 1)}× |`,
+        );
+      }
+    }
+    lines.push('', `Source: \`${mx}\`.`, '');
+  }
 }
 
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
