@@ -26,6 +26,10 @@ test.each(['tiny-yi', 'tiny-phi3'])('%s: run --greedy --json on the fixture imag
   expect(out.promptTokens).toBe(c.input_ids?.length);
   expect(out.imageTiles).toEqual([golden.images.wide.tiles]);
   expect(out.timings.totalMs).toBeGreaterThan(0);
+  // the engine's figures come through the spread of chat()'s timings
+  expect(out.timings.queueMs).toBeGreaterThanOrEqual(0);
+  expect(out.timings.firstTokenMs).toBeGreaterThan(out.timings.queueMs);
+  expect(out.timings.firstTokenMs).toBeLessThanOrEqual(out.timings.generateMs);
 });
 
 test('run streams text and reads the prompt from stdin with -', () => {

@@ -82,14 +82,14 @@ test('run: --video with --image is refused; --verbose prints the stage timings',
   expect(both.stderr).toMatch(/^internvl: error \[ERR_INVALID_ARG\]: Give either --video or --image, not both/);
   const v = internvl([...runArgs, '--verbose', 'Hello']);
   expect({ status: v.status, stderr: v.stderr }).toMatchObject({ status: 0 });
-  expect(v.stderr).toMatch(/^load \d+ ms, preprocess \d+ ms, generate \d+ ms, \d+ prompt \+ 4 generated tokens$/m);
+  expect(v.stderr).toMatch(/^load \d+ ms, preprocess \d+ ms, generate \d+ ms, first token \d+ ms into it, \d+ prompt \+ 4 generated tokens$/m);
 });
 
 test('chat --verbose: the load time, then the timings of every turn', () => {
   const r = internvl(['chat', '-m', tiny, '--backend', 'cpu', '--max-new-tokens', '3', '--verbose'], {}, 'Hello\nAgain\n/exit\n');
   expect({ status: r.status, stderr: r.stderr }).toMatchObject({ status: 0 });
   expect(r.stderr).toMatch(/^load \d+ ms$/m);
-  expect(r.stderr.match(/^preprocess \d+ ms, generate \d+ ms, \d+ prompt \+ \d+ generated tokens$/gm)).toHaveLength(2);
+  expect(r.stderr.match(/^preprocess \d+ ms, generate \d+ ms, first token \d+ ms into it, \d+ prompt \+ \d+ generated tokens$/gm)).toHaveLength(2);
 });
 
 test('--kv-cache-tokens sizes the cache: a prompt larger than it is ERR_OOM', () => {
