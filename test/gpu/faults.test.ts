@@ -31,9 +31,9 @@ import type { NativeDeviceMemory, NativeModelStats, NativeSampling } from '../..
 import { GREEDY, goldenRequest as goldenRequestFor, longRequest, nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
 import { type GoldenSample, fixturesDir, goldenSamples, goldenSequence, readModelGolden } from '../helpers/goldens.js';
 import { cudaSkipReason } from '../helpers/gpu.js';
+import { BF16_GREEDY_TOL, greedyGapUnderOracle } from '../helpers/oracle.js';
 
 const reason = cudaSkipReason();
-const BF16_TOL = 5e-2;
 const golden = readModelGolden('tiny-qwen2');
 const tinyDir = join(fixturesDir, golden.model_dir);
 const imageContextTokenId = (golden as unknown as { image_context_token_id: number }).image_context_token_id;
@@ -121,21 +121,7 @@ if (reason) {
     /** Every token of `tokens` is the greedy choice after its prefix, by the fp32 CPU engine, up to bf16 near-ties. */
     async function expectGreedyUnderOracle(s: GoldenSample, tokens: number[]): Promise<void> {
       expect(tokens.length).toBeGreaterThan(0);
-      const seq = goldenSequence(s);
-      const sequences = tokens.map((_, j) => ({ ...seq, inputIds: Int32Array.from([...s.input_ids, ...tokens.slice(0, j)]) }));
-      const r = await cpu.generate({ sequences, maxNewTokens: 0, eosTokenIds: [], sampling: GREEDY, returnPromptLogits: true }).promise;
-      let worst = 0;
-      r.forEach((res, j) => {
-        const l = res.promptLogits as Float32Array;
-        let top = -Infinity;
-        let scale = 0;
-        for (const v of l) {
-          top = Math.max(top, v);
-          scale = Math.max(scale, Math.abs(v));
-        }
-        worst = Math.max(worst, (top - l[tokens[j]]) / scale);
-      });
-      expect(worst).toBeLessThan(BF16_TOL);
+      expect(await greedyGapUnderOracle(cpu, s, tokens)).toBeLessThan(BF16_GREEDY_TOL);
     }
 
     const loadTiny = () => EngineModel.load(tinyDir, { backend: 'cuda', imageContextTokenId, prefixCache: false, kvCacheTokens: 8192 });
