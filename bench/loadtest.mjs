@@ -121,10 +121,14 @@ const info = runtimeInfo();
 const [warm] = await clients([[(await pictures(1))[0]]], 0); // warm-up (kernels, allocator)
 const rampMs = rampArg === 'auto' ? Math.round(warm.totalMs) : Number(rampArg);
 const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, clients_in_worker: true, levels: {} };
-// One level: n closed-loop clients, perClient requests each, starting spread over `ramp` ms.
+// The 1-client level is every ratio's base: at least 8 requests there, so its TTFT is not one
+// of 3 samples (a 3-request base moved 37 → 46 ms between two runs of 2026-11-29).
+const requestsAt = (n) => (n === 1 ? Math.max(perClient, 8) : perClient);
+// One level: n closed-loop clients, requestsAt(n) requests each, starting spread over `ramp` ms.
 async function level(n, ramp) {
-  const images = await pictures(n * perClient);
-  const perClientImages = Array.from({ length: n }, (_, c) => images.slice(c * perClient, (c + 1) * perClient));
+  const k = requestsAt(n);
+  const images = await pictures(n * k);
+  const perClientImages = Array.from({ length: n }, (_, c) => images.slice(c * k, (c + 1) * k));
   const st0 = model.stats();
   const servedFrom = served.length;
   const begin = performance.now();
