@@ -136,11 +136,15 @@ async function level(n, ramp) {
   const wallS = (performance.now() - begin) / 1000;
   const tokens = results.reduce((a, r) => a + r.tokens, 0);
   const ttft = results.map((r) => r.ttftMs);
+  const gaps = results.flatMap((r) => r.gaps);
   const st1 = model.stats();
   const steps = st1.decodeSteps - st0.decodeSteps;
   return {
     requests: results.length, wall_s: wallS, output_tokens: tokens, tokens_per_s: tokens / wallS,
-    ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft), max_batch: st1.maxBatchSequences,
+    ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft),
+    // inter-token latency over every gap between a stream's content chunks (what a prefill
+    // step, or a mixed one, costs the running streams)
+    itl_p50_ms: gaps.length ? pct(gaps, 50) : undefined, itl_p99_ms: gaps.length ? pct(gaps, 99) : undefined, max_batch: st1.maxBatchSequences,
     prefix_hit_tokens_per_request: (st1.prefixHitTokens - st0.prefixHitTokens) / results.length,
     // server side (absent before the engine reported first-token times)
     ttft_split: splitOf(served.slice(servedFrom)),

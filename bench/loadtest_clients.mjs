@@ -3,7 +3,7 @@
 // (in one thread, 32 clients' parsing of ~1,400 events/s delayed every new request's arrival
 // and so inflated the TTFT the server was charged with).
 //   workerData: { url, images: string[][] (per client, its requests' data URLs), ramp, maxTokens, question }
-//   posts: [{ client, ttftMs, tokens, totalMs }]
+//   posts: [{ client, ttftMs, tokens, totalMs, gaps (ms between content chunks) }]
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 
@@ -25,6 +25,8 @@ async function one(image) {
   });
   if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
   let ttft;
+  let last;
+  const gaps = []; // between content chunks: inter-token latency as a client sees it
   let tokens = 0;
   let buf = '';
   const decoder = new TextDecoder();
@@ -37,11 +39,16 @@ async function one(image) {
       const data = event.replace(/^data: /, '');
       if (data === '[DONE]') continue;
       const j = JSON.parse(data);
-      if (ttft === undefined && j.choices?.[0]?.delta?.content) ttft = performance.now() - start;
+      if (j.choices?.[0]?.delta?.content) {
+        const now = performance.now();
+        if (ttft === undefined) ttft = now - start;
+        else gaps.push(now - last);
+        last = now;
+      }
       if (j.usage) tokens = j.usage.completion_tokens;
     }
   }
-  return { ttftMs: ttft ?? performance.now() - start, tokens, totalMs: performance.now() - start };
+  return { ttftMs: ttft ?? performance.now() - start, tokens, totalMs: performance.now() - start, gaps };
 }
 
 const n = images.length;

@@ -224,15 +224,17 @@ if (lt) {
   // where a request's TTFT goes on the server (chat()'s timings): JS preprocessing, and the
   // engine's time from submission to the first token, of which the wait for admission
   const split = Object.entries(d.models).flatMap(([name, m]) =>
-    Object.entries(m.levels).filter(([, r]) => r.ttft_split).map(([n, r]) => [name, n, r.ttft_split]),
+    Object.entries(m.levels).filter(([, r]) => r.ttft_split).map(([n, r]) => [name, n, r.ttft_split, r]),
   );
   if (split.length) {
+    const itl = split.some(([, , , r]) => r.itl_p99_ms !== undefined);
     lines.push(
-      '| model | clients | preprocess p50 / p99 | engine: submit → first token p50 / p99 | of which waiting for admission p99 |',
-      '|---|---|---|---|---|',
+      `| model | clients | preprocess p50 / p99 | engine: submit → first token p50 / p99 | of which waiting for admission p99 |${itl ? ' inter-token p50 / p99 |' : ''}`,
+      `|---|---|---|---|---|${itl ? '---|' : ''}`,
       ...split.map(
-        ([name, n, x]) =>
-          `| ${name} | ${n} | ${f(x.preprocess_p50_ms, 1)} / ${f(x.preprocess_p99_ms, 1)} ms | ${f(x.engine_first_token_p50_ms, 0)} / ${f(x.engine_first_token_p99_ms, 0)} ms | ${f(x.engine_queue_p99_ms, 1)} ms |`,
+        ([name, n, x, r]) =>
+          `| ${name} | ${n} | ${f(x.preprocess_p50_ms, 1)} / ${f(x.preprocess_p99_ms, 1)} ms | ${f(x.engine_first_token_p50_ms, 0)} / ${f(x.engine_first_token_p99_ms, 0)} ms | ${f(x.engine_queue_p99_ms, 1)} ms |` +
+          (itl ? ` ${f(r.itl_p50_ms, 1)} / ${f(r.itl_p99_ms, 1)} ms |` : ''),
       ),
       '',
     );
@@ -246,8 +248,8 @@ if (lt) {
     lines.push(
       '**Mixed steps** (`mixedSteps: true` / `--mixed-steps`: the running sequences decode inside each prefill step instead of in a step of their own), same session:',
       '',
-      '| model | clients | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT on |',
-      '|---|---|---|---|---|---|',
+      `| model | clients | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT on |${m.models && Object.values(m.models).some((x) => Object.values(x.levels).some((r) => r.itl_p99_ms !== undefined)) ? ' inter-token p50 / p99 on |' : ''}`,
+      `|---|---|---|---|---|---|${Object.values(m.models).some((x) => Object.values(x.levels).some((r) => r.itl_p99_ms !== undefined)) ? '---|' : ''}`,
     );
     for (const [name, on] of Object.entries(m.models)) {
       const off = d.models[name];
@@ -258,7 +260,8 @@ if (lt) {
         if (!o || n === Object.keys(on.levels)[0]) continue;
         lines.push(
           `| ${name} | ${n} | ${f(o.tokens_per_s, 0)} → ${f(r.tokens_per_s, 0)} | ${f(o.ttft_p50_ms, 0)} → ${f(r.ttft_p50_ms, 0)} ms | ` +
-            `${f(o.ttft_p99_ms, 0)} → ${f(r.ttft_p99_ms, 0)} ms | ${f(r.ttft_p99_ms / one.ttft_p50_ms, 1)}× |`,
+            `${f(o.ttft_p99_ms, 0)} → ${f(r.ttft_p99_ms, 0)} ms | ${f(r.ttft_p99_ms / one.ttft_p50_ms, 1)}× |` +
+            (r.itl_p99_ms !== undefined ? ` ${f(r.itl_p50_ms, 1)} / ${f(r.itl_p99_ms, 1)} ms |` : ''),
         );
       }
     }
