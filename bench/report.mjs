@@ -245,11 +245,12 @@ if (lt) {
   const mx = latest('bench/results', 'mixedsteps-loadtest-');
   const m = mx ? read(mx) : undefined;
   if (m && m.against === lt) {
+    const mxItl = Object.values(m.models).some((x) => Object.values(x.levels).some((r) => r.itl_p99_ms !== undefined));
     lines.push(
       '**Mixed steps** (`mixedSteps: true` / `--mixed-steps`: the running sequences decode inside each prefill step instead of in a step of their own), same session:',
       '',
-      `| model | clients | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT on |${m.models && Object.values(m.models).some((x) => Object.values(x.levels).some((r) => r.itl_p99_ms !== undefined)) ? ' inter-token p50 / p99 on |' : ''}`,
-      `|---|---|---|---|---|---|${Object.values(m.models).some((x) => Object.values(x.levels).some((r) => r.itl_p99_ms !== undefined)) ? '---|' : ''}`,
+      `| model | clients | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT on |${mxItl ? ' inter-token p50 / p99 on |' : ''}`,
+      `|---|---|---|---|---|---|${mxItl ? '---|' : ''}`,
     );
     for (const [name, on] of Object.entries(m.models)) {
       const off = d.models[name];
