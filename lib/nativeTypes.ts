@@ -250,6 +250,8 @@ export interface NativeModelStats {
   decodeEmitMs: number;
   /** Sum over admitted requests of the time from submission to admission (KV reserved), ms. */
   queueWaitMs: number;
+  /** Requests admitted since load (the count behind queueWaitMs). */
+  admittedRequests: number;
   /** Sum over sequences that produced a first token of the time from their request's submission to it, ms. */
   firstTokenWaitMs: number;
   /** Sequences that produced a first token (divide the sum above by it for the mean). */

@@ -21,7 +21,7 @@ interface ServeFlags {
 
 export function serveCommand(): Command {
   const cmd = new Command('serve')
-    .description('serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models, /health)')
+    .description('serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models, /health) and Prometheus /metrics')
     .option('--host <host>', 'address to bind (loopback unless you mean otherwise)', '127.0.0.1')
     .option('--port <n>', 'port', intOption('--port', 0, 65535), 8000)
     .option('--api-key <key>', 'require "Authorization: Bearer <key>" (default: $INTERNVL_API_KEY if set)')

@@ -1,6 +1,6 @@
 /**
  * An OpenAI-compatible HTTP server over one loaded model: POST /v1/chat/completions
- * (JSON or SSE streaming), GET /v1/models, GET /health. Binds to 127.0.0.1 unless
+ * (JSON or SSE streaming), GET /v1/models, GET /health, GET /metrics (Prometheus). Binds to 127.0.0.1 unless
  * told otherwise; a client that disconnects cancels its request; a bounded queue
  * answers 429 when full; close() finishes or cancels what is in flight.
  */
@@ -11,6 +11,7 @@ import { basename } from 'node:path';
 import type { ChatResult } from '../chatTypes.js';
 import type { InternVL } from '../model.js';
 import { HttpError, errorBody, toHttpError } from './httpErrors.js';
+import { ServerCounters, renderMetrics } from './metrics.js';
 import { mapChatCompletion } from './openaiMessages.js';
 import { sendSse, startSse } from './sse.js';
 
@@ -63,7 +64,11 @@ function sendJson(res: ServerResponse, status: number, body: string): void {
   res.end(body);
 }
 
-/** Serves a loaded model over an OpenAI-compatible HTTP API (/v1/chat/completions with SSE, /v1/models, /health). */
+/**
+ * Serves a loaded model over an OpenAI-compatible HTTP API (/v1/chat/completions with SSE,
+ * /v1/models, /health) and GET /metrics in the Prometheus text format (behind the API key
+ * when one is set).
+ */
 export async function serve(model: InternVL, options: ServeOptions = {}): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
   const modelId = options.modelId ?? model.repo ?? basename(model.dir);
@@ -71,6 +76,7 @@ export async function serve(model: InternVL, options: ServeOptions = {}): Promis
   const maxBody = options.maxBodyBytes ?? 32 * 1024 * 1024;
   const keyDigest = options.apiKey ? digest(options.apiKey) : undefined;
   const inflight = new Set<AbortController>();
+  const counters = new ServerCounters();
   let closing = false;
 
   function authorized(req: IncomingMessage): boolean {
@@ -111,6 +117,10 @@ export async function serve(model: InternVL, options: ServeOptions = {}): Promis
         total_tokens: r.usage.totalTokens,
       });
       const finish = (r: ChatResult) => (r.finishReason === 'length' ? 'length' : 'stop');
+      const count = (r: ChatResult) => {
+        counters.promptTokens += r.usage.promptTokens;
+        counters.completionTokens += r.usage.completionTokens;
+      };
       if (mapped.stream) {
         let started = false;
         const start = () => {
@@ -127,6 +137,7 @@ export async function serve(model: InternVL, options: ServeOptions = {}): Promis
             sendSse(res, chunk({ content: text }, null));
           },
         });
+        count(r);
         start();
         sendSse(res, chunk({}, finish(r)));
         if (mapped.includeUsage) sendSse(res, { id, object: 'chat.completion.chunk', created, model: modelId, choices: [], usage: usage(r) });
@@ -134,6 +145,7 @@ export async function serve(model: InternVL, options: ServeOptions = {}): Promis
         res.end();
       } else {
         const r = await model.chat({ ...mapped.chat, signal: ac.signal });
+        count(r);
         sendJson(
           res,
           200,
@@ -162,6 +174,16 @@ export async function serve(model: InternVL, options: ServeOptions = {}): Promis
     if (url.pathname.startsWith('/v1/') && !authorized(req)) {
       throw new HttpError(401, 'invalid or missing API key', 'invalid_request_error', null, 'invalid_api_key');
     }
+    if (url.pathname === '/metrics' && !authorized(req)) {
+      throw new HttpError(401, 'invalid or missing API key', 'invalid_request_error', null, 'invalid_api_key');
+    }
+    if (req.method === 'GET' && url.pathname === '/metrics') {
+      if (!res.headersSent) {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+        res.end(renderMetrics(model.stats(), counters, inflight.size));
+      }
+      return;
+    }
     if (req.method === 'GET' && url.pathname === '/v1/models') {
       sendJson(res, 200, JSON.stringify({ object: 'list', data: [{ id: modelId, object: 'model', created: 0, owned_by: 'internvl-node' }] }));
       return;
@@ -174,7 +196,17 @@ export async function serve(model: InternVL, options: ServeOptions = {}): Promis
     throw new HttpError(404, `no route for ${req.method} ${url.pathname}`);
   }
 
+  // Responses by route (known routes only: a scanner's paths must not grow the label set) and status.
+  const routes = new Set(['/health', '/metrics', '/v1/models', '/v1/chat/completions']);
   const server = createServer((req, res) => {
+    // on close, so a client that hung up counts too (as 499, nginx's "client closed request")
+    res.once('close', () => {
+      let path = 'other';
+      try {
+        path = new URL(req.url ?? '/', 'http://localhost').pathname; // a malformed target must not throw here
+      } catch {}
+      counters.response(routes.has(path) ? path : 'other', res.writableFinished ? res.statusCode : 499);
+    });
     route(req, res).catch((e: unknown) => {
       const err = toHttpError(e);
       if (!res.headersSent) sendJson(res, err.status, errorBody(err));

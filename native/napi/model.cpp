@@ -462,6 +462,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("decodeSampleMs", st.decodeSampleMs);
       o.Set("decodeEmitMs", st.decodeEmitMs);
       o.Set("queueWaitMs", st.queueWaitMs);
+      o.Set("admittedRequests", double(st.admittedRequests));
       o.Set("firstTokenWaitMs", st.firstTokenWaitMs);
       o.Set("firstTokens", double(st.firstTokens));
       Napi::Array devices = Napi::Array::New(env);

@@ -352,6 +352,7 @@ void Scheduler::admit(const std::shared_ptr<Submission>& s, const std::vector<Pr
   {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.queueWaitMs += queued;
+    ++stats_.admittedRequests;
   }
   const int64_t bs = engine_.kv().blockSize(), n = engine_.spec().numImageToken();
   try {

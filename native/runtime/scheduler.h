@@ -71,6 +71,7 @@ struct SchedulerStats {
   // Sums over requests admitted (queue wait) and over sequences that produced a first token
   // (submission to first token), in ms; firstTokens counts the latter.
   double queueWaitMs = 0;
+  int64_t admittedRequests = 0;  // the queue wait's count
   double firstTokenWaitMs = 0;
   int64_t firstTokens = 0;
   // Where decode steps spend host wall time, cumulative ms: the engine's step (forward, greedy

@@ -37,6 +37,7 @@ describe(`request timings (${family})`, () => {
     expect(st1.firstTokens - st0.firstTokens).toBe(1);
     expect(st1.firstTokenWaitMs - st0.firstTokenWaitMs).toBeCloseTo(r.firstTokenMs as number, 6);
     expect(st1.queueWaitMs - st0.queueWaitMs).toBeCloseTo(r.queueMs as number, 6);
+    expect(st1.admittedRequests - st0.admittedRequests).toBe(1);
   });
 
   test('held before admission for 150 ms: queueMs reports the wait, firstTokenMs comes after it', async () => {
@@ -80,6 +81,7 @@ describe(`request timings (${family})`, () => {
       expect(rs[0].queueMs).toBeGreaterThanOrEqual(50);
       const st1 = model.stats();
       expect(st1.queueWaitMs - st0.queueWaitMs).toBeCloseTo(rs[0].queueMs as number, 6);
+      expect(st1.admittedRequests - st0.admittedRequests).toBe(1); // one request, two sequences
       for (const r of rs) {
         expect(r.firstTokenMs).toBeGreaterThan(r.queueMs as number);
         expect(r.firstTokenMs).toBeLessThanOrEqual(wall);
@@ -105,6 +107,7 @@ describe(`request timings (${family})`, () => {
       expect(r.queueMs).toBeUndefined();
       expect(r.firstTokenMs).toBeUndefined();
       expect(model.stats().firstTokens).toBe(st0.firstTokens);
+      expect(model.stats().admittedRequests).toBe(st0.admittedRequests); // never admitted: no queue-wait sample
     } finally {
       T.hold(n, -1);
     }
