@@ -94,8 +94,13 @@ async function flatten(m: Message, i: number, policy: ServerImagePolicy, images:
   return text;
 }
 
+/** The most choices one request may ask for (`n`): each is a sequence in the engine. */
+export const MAX_CHOICES = 16;
+
 export interface MappedRequest {
   chat: ChatRequest;
+  /** Choices to generate (`n`); choice i samples with seed + i (the request's seed, default 0). */
+  n: number;
   stream: boolean;
   includeUsage: boolean;
 }
@@ -138,7 +143,13 @@ export async function mapChatCompletion(body: unknown, policy: ServerImagePolicy
   }
   if (b.seed !== undefined && b.seed !== null) generation.seed = b.seed as number;
   if (b.stop !== undefined && b.stop !== null) generation.stop = typeof b.stop === 'string' ? [b.stop] : (b.stop as string[]);
-  if (b.n !== undefined && b.n !== null && b.n !== 1) throw bad('only n = 1 is supported', 'n');
+  let n = 1;
+  if (b.n !== undefined && b.n !== null) {
+    if (typeof b.n !== 'number' || !Number.isInteger(b.n) || b.n < 1 || b.n > MAX_CHOICES) {
+      throw bad(`n must be an integer from 1 to ${MAX_CHOICES}`, 'n');
+    }
+    n = b.n;
+  }
   const question = turns[turns.length - 1].text;
   const chat: ChatRequest = {
     question,
@@ -148,5 +159,5 @@ export async function mapChatCompletion(body: unknown, policy: ServerImagePolicy
     ...(system !== undefined ? { systemMessage: system } : {}),
   };
   const streamOptions = b.stream_options as { include_usage?: boolean } | undefined;
-  return { chat, stream: b.stream === true, includeUsage: streamOptions?.include_usage === true };
+  return { chat, n, stream: b.stream === true, includeUsage: streamOptions?.include_usage === true };
 }

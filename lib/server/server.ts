@@ -103,49 +103,67 @@ export async function serve(model: InternVL, options: ServeOptions = {}): Promis
       });
       const id = `chatcmpl-${randomUUID()}`;
       const created = Math.floor(Date.now() / 1000);
-      const chunk = (delta: object, finish: string | null, extra: object = {}) => ({
+      const chunk = (index: number, delta: object, finish: string | null) => ({
         id,
         object: 'chat.completion.chunk',
         created,
         model: modelId,
-        choices: [{ index: 0, delta, finish_reason: finish }],
-        ...extra,
+        choices: [{ index, delta, finish_reason: finish }],
       });
-      const usage = (r: ChatResult) => ({
-        prompt_tokens: r.usage.promptTokens,
-        completion_tokens: r.usage.completionTokens,
-        total_tokens: r.usage.totalTokens,
-      });
-      const finish = (r: ChatResult) => (r.finishReason === 'length' ? 'length' : 'stop');
-      const count = (r: ChatResult) => {
-        counters.promptTokens += r.usage.promptTokens;
-        counters.completionTokens += r.usage.completionTokens;
+      // n choices: n requests to the engine, which batches them (the picture's tiles encoded
+      // once when they share a prefill step); choice i samples with seed + i, so choice 0 is
+      // what n = 1 returns. The prompt is counted once in usage, as OpenAI does.
+      const base = mapped.chat.generation?.seed ?? 0;
+      const seedOf = (i: number) => (base + i) % (Number.MAX_SAFE_INTEGER + 1);
+      const usage = (rs: ChatResult[]) => {
+        const completion = rs.reduce((a, r) => a + r.usage.completionTokens, 0);
+        return { prompt_tokens: rs[0].usage.promptTokens, completion_tokens: completion, total_tokens: rs[0].usage.promptTokens + completion };
       };
-      if (mapped.stream) {
-        let started = false;
-        const start = () => {
-          if (started) return;
-          started = true;
-          startSse(res);
-          sendSse(res, chunk({ role: 'assistant', content: '' }, null));
-        };
-        const r = await model.chat({
-          ...mapped.chat,
-          signal: ac.signal,
-          onToken: (text) => {
-            start();
-            sendSse(res, chunk({ content: text }, null));
-          },
+      const finish = (r: ChatResult) => (r.finishReason === 'length' ? 'length' : 'stop');
+      const count = (rs: ChatResult[]) => {
+        const u = usage(rs);
+        counters.promptTokens += u.prompt_tokens;
+        counters.completionTokens += u.completion_tokens;
+      };
+      // One failed choice fails the request: the others are cancelled, not left running.
+      const all = (run: (i: number) => Promise<ChatResult>) =>
+        Promise.all(Array.from({ length: mapped.n }, (_, i) => run(i))).catch((e: unknown) => {
+          ac.abort();
+          throw e;
         });
-        count(r);
-        start();
-        sendSse(res, chunk({}, finish(r)));
-        if (mapped.includeUsage) sendSse(res, { id, object: 'chat.completion.chunk', created, model: modelId, choices: [], usage: usage(r) });
+      const chatFor = (i: number) => ({
+        ...mapped.chat,
+        generation: mapped.n > 1 ? { ...mapped.chat.generation, seed: seedOf(i) } : mapped.chat.generation,
+        signal: ac.signal,
+      });
+      if (mapped.stream) {
+        const started = new Array<boolean>(mapped.n).fill(false);
+        const start = (i: number) => {
+          if (started[i]) return;
+          if (!res.headersSent) startSse(res);
+          started[i] = true;
+          sendSse(res, chunk(i, { role: 'assistant', content: '' }, null));
+        };
+        const rs = await all((i) =>
+          model.chat({
+            ...chatFor(i),
+            onToken: (text) => {
+              start(i);
+              sendSse(res, chunk(i, { content: text }, null));
+            },
+          }),
+        );
+        count(rs);
+        rs.forEach((r, i) => {
+          start(i);
+          sendSse(res, chunk(i, {}, finish(r)));
+        });
+        if (mapped.includeUsage) sendSse(res, { id, object: 'chat.completion.chunk', created, model: modelId, choices: [], usage: usage(rs) });
         sendSse(res, '[DONE]');
         res.end();
       } else {
-        const r = await model.chat({ ...mapped.chat, signal: ac.signal });
-        count(r);
+        const rs = await all((i) => model.chat(chatFor(i)));
+        count(rs);
         sendJson(
           res,
           200,
@@ -154,8 +172,8 @@ export async function serve(model: InternVL, options: ServeOptions = {}): Promis
             object: 'chat.completion',
             created,
             model: modelId,
-            choices: [{ index: 0, message: { role: 'assistant', content: r.response }, finish_reason: finish(r) }],
-            usage: usage(r),
+            choices: rs.map((r, i) => ({ index: i, message: { role: 'assistant', content: r.response }, finish_reason: finish(r) })),
+            usage: usage(rs),
           }),
         );
       }
