@@ -5,33 +5,16 @@
  * sampled choice i is the n = 1 response with seed + i (what the server documents), and bad
  * values of n are 400s naming the parameter.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import OpenAI from 'openai';
-import { InternVL } from '../../lib/model.js';
-import { type RunningServer, serve } from '../../lib/server/server.js';
-import { type GoldenCase, fixturesDir, readModelGolden } from '../helpers/goldens.js';
+import type OpenAI from 'openai';
+import type { GoldenCase } from '../helpers/goldens.js';
+import { golden, imageUserMessages, useServedModel } from '../helpers/openaiServer.js';
 
-const golden = readModelGolden('tiny-qwen2');
 const textCase = golden.cases.find((c) => c.name === 'text') as GoldenCase;
 const imageCase = golden.cases.find((c) => c.name === 'image') as GoldenCase;
-let model: InternVL;
-let running: RunningServer;
-let client: OpenAI;
-
-beforeAll(async () => {
-  model = await InternVL.load(join(fixturesDir, golden.model_dir), { backend: 'cpu' });
-  running = await serve(model, { port: 0 });
-  client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-});
-
-afterAll(async () => {
-  await running?.close(1000);
-  model?.dispose();
-});
+const served = useServedModel();
 
 const ask = (extra: Partial<OpenAI.ChatCompletionCreateParamsNonStreaming>) =>
-  client.chat.completions.create({
+  served.client.chat.completions.create({
     model: 'tiny-qwen2',
     messages: [{ role: 'user', content: textCase.question as string }],
     max_tokens: 24,
@@ -59,18 +42,9 @@ test('n = 3 sampled with seed 7: choice i is the n = 1 answer with seed 7 + i, a
 });
 
 test('n = 2 streamed with an image: each index carries the golden response and its own finish', async () => {
-  const jpeg = readFileSync(join(fixturesDir, 'images', 'wide.jpg')).toString('base64');
-  const stream = await client.chat.completions.create({
+  const stream = await served.client.chat.completions.create({
     model: 'tiny-qwen2',
-    messages: [
-      {
-        role: 'user',
-        content: [
-          { type: 'image_url', image_url: { url: `data:image/jpeg;base64,${jpeg}` } },
-          { type: 'text', text: imageCase.question as string },
-        ],
-      },
-    ],
+    messages: imageUserMessages(imageCase.question as string),
     max_tokens: 24,
     temperature: 0,
     n: 2,
@@ -97,7 +71,7 @@ test('n = 2 streamed with an image: each index carries the golden response and i
 });
 
 test.each([0, 17, 1.5, '2'])('n = %p is a 400 naming n', async (n) => {
-  const res = await fetch(`${running.url}/v1/chat/completions`, {
+  const res = await fetch(`${served.running.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'm', n, messages: [{ role: 'user', content: 'hi' }] }),

@@ -5,28 +5,10 @@
  * the tokens the completions returned (their `usage`), requests and first tokens from the
  * engine, KV blocks all free when idle.
  */
-import { join } from 'node:path';
-import OpenAI from 'openai';
-import { InternVL } from '../../lib/model.js';
-import { type RunningServer, serve } from '../../lib/server/server.js';
-import { fixturesDir, readModelGolden } from '../helpers/goldens.js';
+import { useServedModel } from '../helpers/openaiServer.js';
 
-const golden = readModelGolden('tiny-qwen2');
-let model: InternVL;
-let running: RunningServer;
-let client: OpenAI;
 const KEY = 'sk-metrics';
-
-beforeAll(async () => {
-  model = await InternVL.load(join(fixturesDir, golden.model_dir), { backend: 'cpu' });
-  running = await serve(model, { port: 0, apiKey: KEY });
-  client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: KEY, maxRetries: 0 });
-});
-
-afterAll(async () => {
-  await running?.close(1000);
-  model?.dispose();
-});
+const served = useServedModel({ apiKey: KEY });
 
 /** Parses the exposition, checking its form; returns sample name{labels} → value. */
 function parse(text: string): Map<string, number> {
@@ -56,15 +38,15 @@ function parse(text: string): Map<string, number> {
 }
 
 async function scrape(): Promise<Map<string, number>> {
-  const res = await fetch(`${running.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } });
+  const res = await fetch(`${served.running.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } });
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
   return parse(await res.text());
 }
 
 test('behind the API key', async () => {
-  expect((await fetch(`${running.url}/metrics`)).status).toBe(401);
-  expect((await fetch(`${running.url}/metrics`, { headers: { authorization: 'Bearer nope' } })).status).toBe(401);
+  expect((await fetch(`${served.running.url}/metrics`)).status).toBe(401);
+  expect((await fetch(`${served.running.url}/metrics`, { headers: { authorization: 'Bearer nope' } })).status).toBe(401);
 });
 
 test('counts what was served: responses by status, tokens, engine requests and first tokens', async () => {
@@ -72,8 +54,8 @@ test('counts what was served: responses by status, tokens, engine requests and f
   const get = (m: Map<string, number>, k: string) => m.get(k) ?? 0;
   const ok = 'internvl_http_responses_total{route="/v1/chat/completions",status="200"}';
 
-  const a = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 5 });
-  const stream = await client.chat.completions.create({
+  const a = await served.client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 5 });
+  const stream = await served.client.chat.completions.create({
     model: 'm',
     messages: [{ role: 'user', content: 'Tell me more' }],
     max_tokens: 7,
@@ -82,10 +64,10 @@ test('counts what was served: responses by status, tokens, engine requests and f
   });
   let streamed: { prompt_tokens: number; completion_tokens: number } | undefined;
   for await (const c of stream) if (c.usage) streamed = c.usage;
-  expect((await fetch(`${running.url}/nowhere/${'x'.repeat(20)}`)).status).toBe(404);
+  expect((await fetch(`${served.running.url}/nowhere/${'x'.repeat(20)}`)).status).toBe(404);
   // a client that hangs up mid-stream: counted as 499 once the server sees the close
   const ac = new AbortController();
-  const res = await fetch(`${running.url}/v1/chat/completions`, {
+  const res = await fetch(`${served.running.url}/v1/chat/completions`, {
     method: 'POST',
     signal: ac.signal,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },

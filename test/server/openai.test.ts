@@ -3,38 +3,22 @@
  * answers as model.chat does — checked against the PyTorch goldens of the tiny
  * Qwen2 fixture — and refuses bad requests with OpenAI-style errors.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { InternVL } from '../../lib/model.js';
-import { type RunningServer, serve } from '../../lib/server/server.js';
-import { type GoldenCase, fixturesDir, readModelGolden } from '../helpers/goldens.js';
+import { type GoldenCase, fixturesDir } from '../helpers/goldens.js';
+import { golden, imageUserMessages, useServedModel } from '../helpers/openaiServer.js';
 
-const golden = readModelGolden('tiny-qwen2');
 const textCase = golden.cases.find((c) => c.name === 'text') as GoldenCase;
 const imageCase = golden.cases.find((c) => c.name === 'image') as GoldenCase;
-let model: InternVL;
-let running: RunningServer;
-let client: OpenAI;
-
-beforeAll(async () => {
-  model = await InternVL.load(join(fixturesDir, golden.model_dir), { backend: 'cpu' });
-  running = await serve(model, { port: 0, apiKey: 'sk-test', allowLocalFiles: join(fixturesDir, 'images'), maxBodyBytes: 4 << 20 });
-  client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'sk-test', maxRetries: 0 });
-});
-
-afterAll(async () => {
-  await running?.close(1000);
-  model?.dispose();
-});
+const served = useServedModel({ apiKey: 'sk-test', allowLocalFiles: join(fixturesDir, 'images'), maxBodyBytes: 4 << 20 });
 
 test('GET /v1/models lists the model', async () => {
-  const list = await client.models.list();
+  const list = await served.client.models.list();
   expect(list.data.map((m) => m.id)).toEqual(['tiny-qwen2']);
 });
 
 test('a text completion equals the golden greedy response', async () => {
-  const r = await client.chat.completions.create({
+  const r = await served.client.chat.completions.create({
     model: 'tiny-qwen2',
     messages: [{ role: 'user', content: textCase.question as string }],
     max_tokens: 24,
@@ -46,18 +30,9 @@ test('a text completion equals the golden greedy response', async () => {
 });
 
 test('an image given as a data: URL streams the golden response', async () => {
-  const jpeg = readFileSync(join(fixturesDir, 'images', 'wide.jpg')).toString('base64');
-  const stream = await client.chat.completions.create({
+  const stream = await served.client.chat.completions.create({
     model: 'tiny-qwen2',
-    messages: [
-      {
-        role: 'user',
-        content: [
-          { type: 'image_url', image_url: { url: `data:image/jpeg;base64,${jpeg}` } },
-          { type: 'text', text: imageCase.question as string },
-        ],
-      },
-    ],
+    messages: imageUserMessages(imageCase.question as string),
     max_tokens: 24,
     temperature: 0,
     stream: true,
@@ -77,7 +52,7 @@ test('an image given as a data: URL streams the golden response', async () => {
 });
 
 test('a wrong API key is refused with 401', async () => {
-  const bad = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
+  const bad = new OpenAI({ baseURL: `${served.running.url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
   await expect(bad.models.list()).rejects.toMatchObject({ status: 401 });
 });
 
@@ -88,7 +63,7 @@ test.each([
   [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: '../../package.json' } }] }] }, 'outside the allowed directory'],
   [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] }] }, 'remote image URLs are not fetched'],
 ])('bad request %j → 400 naming the problem', async (body, message) => {
-  const res = await fetch(`${running.url}/v1/chat/completions`, {
+  const res = await fetch(`${served.running.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: 'Bearer sk-test', 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'tiny-qwen2', ...body }),
@@ -100,7 +75,7 @@ test.each([
 });
 
 test('an oversized body gets 413', async () => {
-  const res = await fetch(`${running.url}/v1/chat/completions`, {
+  const res = await fetch(`${served.running.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: 'Bearer sk-test', 'content-type': 'application/json' },
     body: JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(5 << 20) }] }),
@@ -110,7 +85,7 @@ test('an oversized body gets 413', async () => {
 
 test('a client that disconnects mid-stream cancels its request', async () => {
   const ac = new AbortController();
-  const res = await fetch(`${running.url}/v1/chat/completions`, {
+  const res = await fetch(`${served.running.url}/v1/chat/completions`, {
     method: 'POST',
     signal: ac.signal,
     headers: { authorization: 'Bearer sk-test', 'content-type': 'application/json' },
@@ -122,14 +97,14 @@ test('a client that disconnects mid-stream cancels its request', async () => {
   let inflight = -1;
   for (let i = 0; i < 100 && inflight !== 0; i++) {
     await new Promise((r) => setTimeout(r, 50));
-    inflight = ((await (await fetch(`${running.url}/health`)).json()) as { inflight: number }).inflight;
+    inflight = ((await (await fetch(`${served.running.url}/health`)).json()) as { inflight: number }).inflight;
   }
   expect(inflight).toBe(0);
   // the engine stopped generating for it (max_tokens was 100000) and its pages are free again
-  const st = model.stats();
+  const st = served.model.stats();
   expect(st.runningRequests).toBe(0);
   expect(st.kvFreeBlocks).toBe(st.kvBlocks);
   const steps = st.decodeSteps;
   await new Promise((r) => setTimeout(r, 200));
-  expect(model.stats().decodeSteps).toBe(steps);
+  expect(served.model.stats().decodeSteps).toBe(steps);
 });
