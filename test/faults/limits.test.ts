@@ -119,7 +119,7 @@ describe('absurd generation options → ERR_INVALID_ARG naming the option', () =
       [{ top_p: 3 }, 'generation.topP'],
       [{ seed: -7 }, 'generation.seed'],
       [{ stop: [null] }, 'generation.stop'],
-      [{ n: 4 }, 'only n = 1 is supported'],
+      [{ n: 17 }, 'n must be an integer from 1 to 16'],
     ])('%j → 400 naming it', async (extra, message) => {
       const res = await fetch(`${running.url}/v1/chat/completions`, {
         method: 'POST',
