@@ -47,9 +47,8 @@ describe('out of memory during a batch (CPU backend, injected)', () => {
     }
   });
 
-  test('a decode step of two requests: the newer fails with ERR_OOM, the older finishes with the golden tokens', async () => {
-    const n = nativeOf(model);
-    const fired = T.faultsFired(n);
+  /** With the engine held: the golden request A, then B, which outlives it; B's outcome (its error, or 'resolved'). */
+  function heldPair(n: ReturnType<typeof nativeOf>) {
     T.hold(n, 0);
     const a = model.generate(goldenRequest(older));
     const b = model.generate(longRequest(newer));
@@ -57,6 +56,13 @@ describe('out of memory during a batch (CPU backend, injected)', () => {
       () => 'resolved',
       (e: unknown) => e,
     );
+    return { a, bOutcome };
+  }
+
+  test('a decode step of two requests: the newer fails with ERR_OOM, the older finishes with the golden tokens', async () => {
+    const n = nativeOf(model);
+    const fired = T.faultsFired(n);
+    const { a, bOutcome } = heldPair(n);
     // one iteration: both admitted, prefilled together, one decode step together
     await stepEngine(model, 1);
     const st = model.stats();
@@ -92,13 +98,7 @@ describe('out of memory during a batch (CPU backend, injected)', () => {
   test.each([0, 3, 25, 120, 400, 1500])('a fault after %i allocations of a shared run: only the newer fails', async (after) => {
     const n = nativeOf(model);
     const fired = T.faultsFired(n);
-    T.hold(n, 0);
-    const a = model.generate(goldenRequest(older));
-    const b = model.generate(longRequest(newer));
-    const bOutcome = b.promise.then(
-      () => 'resolved',
-      (e: unknown) => e,
-    );
+    const { a, bOutcome } = heldPair(n);
     T.armFault(n, `oom-after=${after}`);
     T.hold(n, -1);
     const [ra] = await a.promise;
