@@ -12,10 +12,9 @@ import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import { InternVL } from '../../lib/model.js';
 import type { NativeGenerateRequest, NativeSampling, NativeSequenceResult } from '../../lib/nativeTypes.js';
+import { GREEDY } from '../helpers/faultHooks.js';
 import { type GoldenCase, fixturesDir, goldenFamilies, goldenPixels, readModelGolden } from '../helpers/goldens.js';
 import { TINY, promptIds, tempDir, tinyPixels, writeTinyModel, type Family } from './tinyModel.js';
-
-const GREEDY: NativeSampling = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
 
 let root: string;
 beforeAll(() => {

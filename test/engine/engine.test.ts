@@ -8,10 +8,10 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { InternVLError } from '../../lib/errors.js';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
-import type { NativeGenerateRequest, NativeSampling, NativeSequenceResult } from '../../lib/nativeTypes.js';
+import type { NativeGenerateRequest, NativeSequenceResult } from '../../lib/nativeTypes.js';
 import { TINY, promptIds, tempDir, tinyPixels, writeTinyModel, type Family } from './tinyModel.js';
+import { GREEDY } from '../helpers/faultHooks.js';
 
-const GREEDY: NativeSampling = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
 const FAMILIES: Family[] = ['llama', 'internlm2', 'qwen2', 'phi3'];
 
 let root: string;

@@ -9,18 +9,12 @@
  */
 import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
-import type { NativeGenerateRequest, NativeModelStats, NativeSampling } from '../../lib/nativeTypes.js';
-import { goldenRequest, longRequest, nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
+import type { NativeGenerateRequest, NativeSampling } from '../../lib/nativeTypes.js';
+import { expectAllFree, goldenRequest, longRequest, nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
 import { type GoldenSample, fixturesDir, goldenFamilies, goldenSamples, readModelGolden } from '../helpers/goldens.js';
 
 const imageContextOf = (g: unknown) => (g as { image_context_token_id: number }).image_context_token_id;
 const SEEDED: NativeSampling = { doSample: true, temperature: 0.9, topK: 40, topP: 0.9, repetitionPenalty: 1.1, seed: 11 };
-
-function expectAllFree(st: NativeModelStats): void {
-  expect(st.runningRequests).toBe(0);
-  expect(st.queuedRequests).toBe(0);
-  expect(st.kvFreeBlocks).toBe(st.kvBlocks);
-}
 
 describe.each(goldenFamilies())('%s', (family) => {
   const golden = readModelGolden(family);

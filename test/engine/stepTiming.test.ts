@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import type { NativeGenerateRequest, NativeSampling } from '../../lib/nativeTypes.js';
 import { tempDir, TINY, writeTinyModel } from './tinyModel.js';
+import { GREEDY } from '../helpers/faultHooks.js';
 
-const GREEDY: NativeSampling = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
 const SAMPLED: NativeSampling = { doSample: true, temperature: 0.9, topK: 0, topP: 0.9, repetitionPenalty: 1.1, seed: 5 };
 
 let root: string;

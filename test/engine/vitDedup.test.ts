@@ -7,10 +7,8 @@
  */
 import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
-import type { NativeSampling } from '../../lib/nativeTypes.js';
+import { GREEDY } from '../helpers/faultHooks.js';
 import { type GoldenCase, fixturesDir, goldenFamilies, goldenSequence, readModelGolden } from '../helpers/goldens.js';
-
-const GREEDY: NativeSampling = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
 
 describe.each(goldenFamilies())('%s', (family) => {
   const golden = readModelGolden(family);

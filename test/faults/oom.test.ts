@@ -13,8 +13,7 @@
  */
 import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
-import type { NativeModelStats } from '../../lib/nativeTypes.js';
-import { goldenRequest as goldenRequestFor, longRequest, nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
+import { expectAllFree, goldenRequest as goldenRequestFor, longRequest, nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
 import { type GoldenSample, fixturesDir, readModelGolden } from '../helpers/goldens.js';
 
 const golden = readModelGolden('tiny-qwen2');
@@ -23,14 +22,6 @@ const goldenRequest = (s: GoldenSample) => goldenRequestFor(s, golden.eos_token_
 const sample = (name: string) => golden.cases.find((c) => c.name === name) as GoldenSample;
 const older = sample('image'); // A: its tokens are checked against the goldens
 const newer = sample('text'); // B: admitted after A, the one that gives way
-
-
-function expectAllFree(st: NativeModelStats): void {
-  expect(st.kvFreeBlocks).toBe(st.kvBlocks);
-  expect(st.runningRequests).toBe(0);
-  expect(st.queuedRequests).toBe(0);
-  expect(st.runningSequences).toBe(0);
-}
 
 describe('out of memory during a batch (CPU backend, injected)', () => {
   const T = testingHooks();

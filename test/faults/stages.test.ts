@@ -16,10 +16,10 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import { InternVL } from '../../lib/model.js';
-import type { NativeGenerateRequest, NativeModelStats, NativeSampling } from '../../lib/nativeTypes.js';
+import type { NativeGenerateRequest } from '../../lib/nativeTypes.js';
 import { fixturesDir } from '../helpers/goldens.js';
+import { GREEDY, expectAllFree } from '../helpers/faultHooks.js';
 
-const GREEDY: NativeSampling = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
 const IMG_CONTEXT = 500;
 const TILE = 224;
 
@@ -55,13 +55,6 @@ function slowConfig(): Record<string, unknown> {
       max_position_embeddings: 8192,
     },
   };
-}
-
-function expectAllFree(st: NativeModelStats): void {
-  expect(st.kvFreeBlocks).toBe(st.kvBlocks);
-  expect(st.runningRequests).toBe(0);
-  expect(st.queuedRequests).toBe(0);
-  expect(st.runningSequences).toBe(0);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

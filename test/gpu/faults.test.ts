@@ -27,8 +27,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
 import { runtimeInfo } from '../../lib/native.js';
-import type { NativeDeviceMemory, NativeModelStats, NativeSampling } from '../../lib/nativeTypes.js';
-import { GREEDY, goldenRequest as goldenRequestFor, longRequest, nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
+import type { NativeDeviceMemory, NativeSampling } from '../../lib/nativeTypes.js';
+import { GREEDY, expectAllFree, goldenRequest as goldenRequestFor, longRequest, nativeOf, stepEngine, testingHooks } from '../helpers/faultHooks.js';
 import { type GoldenSample, fixturesDir, goldenSamples, goldenSequence, readModelGolden } from '../helpers/goldens.js';
 import { cudaSkipReason } from '../helpers/gpu.js';
 import { BF16_GREEDY_TOL, greedyGapUnderOracle } from '../helpers/oracle.js';
@@ -42,17 +42,9 @@ const sample = (name: string) => golden.cases.find((c) => c.name === name) as Go
 const older = sample('image');
 const newer = sample('text');
 
-
 const MiB = 1 << 20;
 const freeMemory = () => runtimeInfo().cuda.devices[0].freeMemory;
 const dev0 = (m: EngineModel): NativeDeviceMemory => m.stats().deviceMemory[0];
-
-function expectAllFree(st: NativeModelStats): void {
-  expect(st.kvFreeBlocks).toBe(st.kvBlocks);
-  expect(st.runningRequests).toBe(0);
-  expect(st.queuedRequests).toBe(0);
-  expect(st.runningSequences).toBe(0);
-}
 
 /** The post-load figure: in use right after load (cache released, nothing cached). */
 function postLoad(m: EngineModel): NativeDeviceMemory {

@@ -14,7 +14,7 @@
  */
 import type { EngineModel } from '../../lib/engine/nativeModel.js';
 import { loadNative } from '../../lib/native.js';
-import type { NativeGenerateRequest, NativeModel, NativeSampling } from '../../lib/nativeTypes.js';
+import type { NativeGenerateRequest, NativeModel, NativeModelStats, NativeSampling } from '../../lib/nativeTypes.js';
 import { type GoldenSample, goldenSequence } from './goldens.js';
 
 export const GREEDY: NativeSampling = { doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
@@ -33,6 +33,14 @@ export const longRequest = (s: GoldenSample): NativeGenerateRequest => ({
   eosTokenIds: [],
   sampling: GREEDY,
 });
+
+/** Nothing running or queued, every KV block free (prefix-cache pages count as free). */
+export function expectAllFree(st: NativeModelStats): void {
+  expect(st.kvFreeBlocks).toBe(st.kvBlocks);
+  expect(st.runningRequests).toBe(0);
+  expect(st.queuedRequests).toBe(0);
+  expect(st.runningSequences).toBe(0);
+}
 
 export interface TestingHooks {
   armFault(model: NativeModel, plan: string, device?: number): void;
