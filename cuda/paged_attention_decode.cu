@@ -319,24 +319,10 @@ void launchDecode(const DecodeParams& p, int batch, cudaStream_t stream, bool pd
   IVL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   launchMaybePdl(pdl, kernel, dim3(p.numSplits, p.numKvHeads, batch), dim3(kWarps * 32), smem, stream, p);
   if (p.numSplits == 1) return;
-  if (!pdl) {
-    decodeMergeKernel<D, false><<<batch * p.numQoHeads, D, 0, stream>>>(p);
-    IVL_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
-  // The merge grid may be scheduled while the split kernel drains; its griddepcontrol.wait
-  // holds every read of the partials until that grid has completed and flushed.
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(batch * p.numQoHeads);
-  cfg.blockDim = dim3(D);
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  IVL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, decodeMergeKernel<D, true>, p));
+  // With PDL the merge grid may be scheduled while the split kernel drains; its wait holds every
+  // read of the partials until that grid has completed and flushed.
+  auto merge = pdl ? decodeMergeKernel<D, true> : decodeMergeKernel<D, false>;
+  launchMaybePdl(pdl, merge, dim3(batch * p.numQoHeads), dim3(D), 0, stream, p);
 }
 
 template <int STAGES>
