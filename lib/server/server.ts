@@ -189,10 +189,7 @@ export async function serve(model: InternVL, options: ServeOptions = {}): Promis
       sendJson(res, 200, JSON.stringify({ status: closing ? 'closing' : 'ok', inflight: inflight.size }));
       return;
     }
-    if (url.pathname.startsWith('/v1/') && !authorized(req)) {
-      throw new HttpError(401, 'invalid or missing API key', 'invalid_request_error', null, 'invalid_api_key');
-    }
-    if (url.pathname === '/metrics' && !authorized(req)) {
+    if ((url.pathname.startsWith('/v1/') || url.pathname === '/metrics') && !authorized(req)) {
       throw new HttpError(401, 'invalid or missing API key', 'invalid_request_error', null, 'invalid_api_key');
     }
     if (req.method === 'GET' && url.pathname === '/metrics') {
