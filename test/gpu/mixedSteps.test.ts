@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { EngineModel } from '../../lib/engine/nativeModel.js';
-import { goldenRequest, longRequest } from '../helpers/faultHooks.js';
+import { expectAllFree, goldenRequest, longRequest } from '../helpers/faultHooks.js';
 import { type GoldenSample, fixturesDir, goldenFamilies, goldenSamples, readModelGolden } from '../helpers/goldens.js';
 import { cudaSkipReason } from '../helpers/gpu.js';
 import { BF16_GREEDY_TOL, greedyGapUnderOracle } from '../helpers/oracle.js';
@@ -69,9 +69,7 @@ if (reason) {
         expect(ids.length).toBe(160);
         expect(await greedyGapUnderOracle(cpu, background, ids)).toBeLessThan(BF16_GREEDY_TOL);
       }
-      const st = gpu.stats();
-      expect(st.runningRequests).toBe(0);
-      expect(st.kvFreeBlocks).toBe(st.kvBlocks);
+      expectAllFree(gpu.stats());
     });
   });
 }
