@@ -33,6 +33,9 @@ const rampArg = arg('--ramp-ms', ['0'])[0];
 const sameImage = process.argv.includes('--same-image');
 // --mixed-steps: running requests decode inside each prefill step (LoadOptions.mixedSteps)
 const mixedSteps = process.argv.includes('--mixed-steps');
+// --prefill-chunk-tokens N: prompt tokens per prefill step (LoadOptions.prefillChunkTokens)
+const chunkArg = arg('--prefill-chunk-tokens', [])[0];
+const prefillChunkTokens = chunkArg === undefined ? undefined : Number(chunkArg);
 const out = arg('--out', ['bench/results/loadtest.json'])[0];
 if (!config || !tokenizerDir) throw new Error('--config and --tokenizer are required');
 
@@ -53,7 +56,14 @@ for (const f of ['tokenizer_config.json', 'special_tokens_map.json']) copyFileSy
 const maxLevel = Math.max(...levels);
 const kvCacheTokens = maxLevel * (256 + 64 + maxTokens) + 4096;
 const t0 = performance.now();
-const model = await InternVL.load(dir, { backend, dummyWeights: true, kvCacheTokens, dtype, mixedSteps });
+const model = await InternVL.load(dir, {
+  backend,
+  dummyWeights: true,
+  kvCacheTokens,
+  dtype,
+  mixedSteps,
+  ...(prefillChunkTokens !== undefined ? { prefillChunkTokens } : {}),
+});
 const loadS = (performance.now() - t0) / 1000;
 const running = await serve(model, { host: '127.0.0.1', port: 0, maxQueue: 4 * maxLevel });
 
@@ -120,7 +130,7 @@ const splitOf = (ts) => {
 const info = runtimeInfo();
 const [warm] = await clients([[(await pictures(1))[0]]], 0); // warm-up (kernels, allocator)
 const rampMs = rampArg === 'auto' ? Math.round(warm.totalMs) : Number(rampArg);
-const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, clients_in_worker: true, levels: {} };
+const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, prefill_chunk_tokens: prefillChunkTokens ?? null, clients_in_worker: true, levels: {} };
 // The 1-client level is every ratio's base: at least 8 requests there, so its TTFT is not one
 // of 3 samples (a 3-request base moved 37 → 46 ms between two runs of 2026-11-29).
 const requestsAt = (n) => (n === 1 ? Math.max(perClient, 8) : perClient);
