@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import sharp from 'sharp';
 import { InternVL, runtimeInfo, serve } from '../dist/index.js';
+import { mixedStepsDefault } from '../dist/engine/mixedStepsDefault.js';
 import { arg } from './args.mjs';
 
 const config = arg('--config', [])[0];
@@ -31,8 +32,9 @@ const rampArg = arg('--ramp-ms', ['0'])[0];
 // the prefix cache serves the whole prompt (the old behaviour); by default each request has
 // its own picture, as different users' requests do, and only the system prompt is shared.
 const sameImage = process.argv.includes('--same-image');
-// --mixed-steps: running requests decode inside each prefill step (LoadOptions.mixedSteps)
-const mixedSteps = process.argv.includes('--mixed-steps');
+// --mixed-steps / --no-mixed-steps: running requests decode inside each prefill step or not
+// (LoadOptions.mixedSteps); neither: the engine's default for the model (mixedStepsDefault)
+const mixedFlag = process.argv.includes('--mixed-steps') ? true : process.argv.includes('--no-mixed-steps') ? false : undefined;
 // --prefill-chunk-tokens N: prompt tokens per prefill step (LoadOptions.prefillChunkTokens)
 const chunkArg = arg('--prefill-chunk-tokens', [])[0];
 const prefillChunkTokens = chunkArg === undefined ? undefined : Number(chunkArg);
@@ -54,6 +56,7 @@ for (const f of ['tokenizer_config.json', 'special_tokens_map.json']) copyFileSy
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok));
 }
 const maxLevel = Math.max(...levels);
+const mixedSteps = mixedFlag ?? mixedStepsDefault(backend, JSON.parse(readFileSync(config, 'utf8')).llm_config.hidden_size);
 const kvCacheTokens = maxLevel * (256 + 64 + maxTokens) + 4096;
 const t0 = performance.now();
 const model = await InternVL.load(dir, {
@@ -61,7 +64,7 @@ const model = await InternVL.load(dir, {
   dummyWeights: true,
   kvCacheTokens,
   dtype,
-  mixedSteps,
+  ...(mixedFlag !== undefined ? { mixedSteps: mixedFlag } : {}),
   ...(prefillChunkTokens !== undefined ? { prefillChunkTokens } : {}),
 });
 const loadS = (performance.now() - t0) / 1000;

@@ -220,7 +220,8 @@ if (lt) {
     ? `Each request sends its own picture (its tiles go through the ViT); clients start spread over ${m0.ramp_ms} ms (one 1-client request), so TTFT is the steady state; ` +
       'the clients run in a worker thread, apart from the server\'s event loop, as separate client processes would.'
     : 'Measured before the load test sent truly distinct pictures (its pictures were identical until 2026-11-29, so the prefix cache served every prompt\'s tiles after the first) and with the clients parsing their streams on the server\'s event loop.';
-  lines.push('', how, '');
+  const mixedOn = Object.entries(d.models).filter(([, x]) => x.mixed_steps).map(([name]) => name);
+  lines.push('', how + ` Mixed steps: ${mixedOn.length ? `on for ${mixedOn.join(', ')}` : 'off'}.`, '');
   // where a request's TTFT goes on the server (chat()'s timings): JS preprocessing, and the
   // engine's time from submission to the first token, of which the wait for admission
   const split = Object.entries(d.models).flatMap(([name, m]) =>
@@ -240,29 +241,33 @@ if (lt) {
     );
   }
   lines.push(`Source: \`${lt}\` (\`bench/loadtest.mjs\`)${d.baseline ? ` with \`${d.baseline}\`` : ''}.`, '');
-  // mixed prefill+decode steps (LoadOptions.mixedSteps, off by default): the same load test
-  // with them on, run in the same GPU session as the file above
+  // mixed prefill+decode steps (LoadOptions.mixedSteps): the same load test with the other
+  // setting, run in the same GPU session as the file above. Each model file records the setting
+  // it ran with (files before 2026-11-29's default change ran without mixed steps unless the
+  // A/B file, which then had them on).
   const mx = latest('bench/results', 'mixedsteps-loadtest-');
   const m = mx ? read(mx) : undefined;
   if (m && m.against === lt) {
     const mxItl = Object.values(m.models).some((x) => Object.values(x.levels).some((r) => r.itl_p99_ms !== undefined));
     lines.push(
-      '**Mixed steps** (`mixedSteps: true` / `--mixed-steps`: the running sequences decode inside each prefill step instead of in a step of their own), same session:',
+      '**Mixed steps** (`mixedSteps`: the running sequences decode inside each prefill step instead of in a step of their own; by default on for CUDA models of 26B and up), same session:',
       '',
-      `| model | clients | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT on |${mxItl ? ' inter-token p50 / p99 on |' : ''}`,
-      `|---|---|---|---|---|---|${mxItl ? '---|' : ''}`,
+      `| model | clients | in the table above | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT off / on |${mxItl ? ' inter-token p99 off / on |' : ''}`,
+      `|---|---|---|---|---|---|---|${mxItl ? '---|' : ''}`,
     );
-    for (const [name, on] of Object.entries(m.models)) {
-      const off = d.models[name];
-      if (!off) continue;
-      const one = on.levels[Object.keys(on.levels)[0]];
+    for (const [name, other] of Object.entries(m.models)) {
+      const main = d.models[name];
+      if (!main) continue;
+      const otherOn = other.mixed_steps !== false;
+      const [off, on] = otherOn ? [main, other] : [other, main];
+      const first = (x) => x.levels[Object.keys(x.levels)[0]];
       for (const [n, r] of Object.entries(on.levels)) {
         const o = off.levels[n];
         if (!o || n === Object.keys(on.levels)[0]) continue;
         lines.push(
-          `| ${name} | ${n} | ${f(o.tokens_per_s, 0)} → ${f(r.tokens_per_s, 0)} | ${f(o.ttft_p50_ms, 0)} → ${f(r.ttft_p50_ms, 0)} ms | ` +
-            `${f(o.ttft_p99_ms, 0)} → ${f(r.ttft_p99_ms, 0)} ms | ${f(r.ttft_p99_ms / one.ttft_p50_ms, 1)}× |` +
-            (r.itl_p99_ms !== undefined ? ` ${f(r.itl_p50_ms, 1)} / ${f(r.itl_p99_ms, 1)} ms |` : ''),
+          `| ${name} | ${n} | ${otherOn ? 'off' : 'on'} | ${f(o.tokens_per_s, 0)} → ${f(r.tokens_per_s, 0)} | ${f(o.ttft_p50_ms, 0)} → ${f(r.ttft_p50_ms, 0)} ms | ` +
+            `${f(o.ttft_p99_ms, 0)} → ${f(r.ttft_p99_ms, 0)} ms | ${f(o.ttft_p99_ms / first(off).ttft_p50_ms, 1)}× / ${f(r.ttft_p99_ms / first(on).ttft_p50_ms, 1)}× |` +
+            (r.itl_p99_ms !== undefined && o.itl_p99_ms !== undefined ? ` ${f(o.itl_p99_ms, 0)} / ${f(r.itl_p99_ms, 0)} ms |` : mxItl ? ' – |' : ''),
         );
       }
     }

@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -108,7 +107,6 @@ struct DecodeParams {
   int tb;                // tiles (16 rows) per block; warps = tb tiles x (8 / tb) K lanes
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
-  int l2Prologue;        // units per warp beyond the first DEPTH prefetched into L2 before the PDL wait
 };
 
 constexpr int kDecodeThreads = 256;
@@ -218,16 +216,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
 #pragma unroll
   for (int d = 0; d < DEPTH; ++d)
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
-  // The next l2Prologue units into L2 as well: until the wait returns, the kernels before this one
-  // (norms, RoPE, attention at decode sizes) leave HBM mostly idle, and the register ring holds
-  // only DEPTH units. One 128-byte line per lane of the first 16 (a unit is 16 lines).
-  if (lane < 16) {
-    const int end = min(nMine, DEPTH + p.l2Prologue);
-    for (int i = DEPTH; i < end; ++i) {
-      const int g = g0 + kw + i * kwCount;
-      l2Prefetch(p.qw + (static_cast<size_t>(tile) * p.groups + g) * 128 + lane * 8);
-    }
-  }
   pdlWait();
   for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
@@ -605,24 +593,12 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 // DecodeParams::l2Ahead for every call (w8a16SetL2Ahead; 0: the lab measured every distance
 // slower, README).
 std::atomic<int> l2AheadUnits{0};
-// DecodeParams::l2Prologue: -1 until first read from INTERNVL_CUDA_W8A16_PROLOGUE (default 0),
-// or set by w8a16SetL2Prologue.
-std::atomic<int> l2PrologueUnits{-1};
-int l2Prologue() {
-  int v = l2PrologueUnits.load(std::memory_order_relaxed);
-  if (v >= 0) return v;
-  const char* e = std::getenv("INTERNVL_CUDA_W8A16_PROLOGUE");
-  v = e != nullptr ? std::max(0, std::atoi(e)) : 0;
-  l2PrologueUnits.store(v, std::memory_order_relaxed);
-  return v;
-}
 
 }  // namespace w8a16
 
 using w8a16::bf16;
 
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
-void w8a16SetL2Prologue(int units) { w8a16::l2PrologueUnits.store(std::max(0, units), std::memory_order_relaxed); }
 
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
   if (cfg.splitK <= 1) return 0;
@@ -731,7 +707,6 @@ void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const 
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
-  p.l2Prologue = w8a16::l2Prologue();
   const int blocksN = (p.tilesN + p.tb - 1) / p.tb;
   if (cfg.splitK > 1) {
     const size_t need = w8a16DecodeWorkspaceBytes(w, m, cfg);

@@ -27,10 +27,6 @@ W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount);
 // Decode kernel: weight units per warp to prefetch into L2 ahead of the register ring
 // (prefetch.global.L2), 0 = none. Process-wide, for the lab's sweep.
 void w8a16SetL2Ahead(int units);
-// Decode kernel: weight units per warp, beyond the DEPTH loaded into registers, prefetched into
-// L2 before the kernel's PDL wait (while the previous kernel runs). Process-wide; the default
-// comes from INTERNVL_CUDA_W8A16_PROLOGUE (0 when unset).
-void w8a16SetL2Prologue(int units);
 
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);

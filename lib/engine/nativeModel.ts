@@ -7,6 +7,7 @@ import { InternVLError, fromNative, invalidArg } from '../errors.js';
 import { readModelConfig, type ModelConfig } from '../config.js';
 import { loadNative, runtimeInfo } from '../native.js';
 import { nativeDeviceMap, planDeviceMap, type DeviceMapSpec, type DevicePlan } from '../deviceMap.js';
+import { mixedStepsDefault } from './mixedStepsDefault.js';
 import type {
   NativeGenerateRequest,
   NativeInt8Scheme,
@@ -34,7 +35,10 @@ export interface EngineLoadOptions {
    * the history. Cached pages are evicted when admission needs room. Default true.
    */
   prefixCache?: boolean;
-  /** Decode the running sequences inside each prefill step, one forward for both (experimental, default false). */
+  /**
+   * Decode the running sequences inside each prefill step, one forward for both. Default: on for
+   * CUDA models with a language model at least 6144 wide (26B and up), off otherwise (mixedStepsDefault).
+   */
   mixedSteps?: boolean;
   /** Token id of <IMG_CONTEXT> (from the tokenizer). */
   imageContextTokenId: number;
@@ -160,7 +164,7 @@ export class EngineModel implements Disposable {
         kvCacheTokens: options.kvCacheTokens,
         ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
         ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
-        ...(options.mixedSteps !== undefined ? { mixedSteps: options.mixedSteps } : {}),
+        mixedSteps: options.mixedSteps ?? mixedStepsDefault(backend, config.spec.llm.hiddenSize),
         imageContextTokenId: options.imageContextTokenId,
         cpuKernels: options.cpuKernels,
         ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),
