@@ -56,7 +56,7 @@ for (const f of ['tokenizer_config.json', 'special_tokens_map.json']) copyFileSy
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tok));
 }
 const maxLevel = Math.max(...levels);
-const mixedSteps = mixedFlag ?? mixedStepsDefault(backend, JSON.parse(readFileSync(config, 'utf8')).llm_config.hidden_size);
+const mixedSteps = mixedFlag ?? mixedStepsDefault(backend);
 const kvCacheTokens = maxLevel * (256 + 64 + maxTokens) + 4096;
 const t0 = performance.now();
 const model = await InternVL.load(dir, {

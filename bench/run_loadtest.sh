@@ -5,7 +5,7 @@
 # baseline's static batches of the same requests in the same session; writes
 # bench/results/loadtest-<date>-<gpu>.json (+ the baseline file it pairs with) and the mixed-steps
 # A/B bench/results/mixedsteps-loadtest-<date>-<gpu>.json (each model with its default setting
-# in the first, the other setting in the second).
+# in the first, off in the second).
 #   source .gpu/setup.sh && bench/run_loadtest.sh [ours|baseline|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,19 +31,19 @@ if [[ $what == ours || $what == all ]]; then
   ' "$tmp/loadtest-8b.json" "$tmp/loadtest-40b.json" "bench/results/loadtest-${date}-${gpu}.json" \
     "$baseline"
 fi
-# The mixed-steps A/B (LoadOptions.mixedSteps): the 1- and 32-client levels again with the
-# setting each model does not get by default (8B: on, 40B: off; lib/engine/mixedStepsDefault.ts),
-# in the same session; report.mjs shows it beside the file above (MIXED=0 skips it).
+# The mixed-steps A/B (LoadOptions.mixedSteps, on by default on CUDA): the 1- and 32-client
+# levels again with them off, in the same session; report.mjs shows it beside the file above
+# (MIXED=0 skips it).
 if [[ ( $what == ours || $what == all ) && ${MIXED:-1} != 0 ]]; then
   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
-    --concurrency 1 32 --requests 4 --ramp-ms auto --mixed-steps --out "$tmp/mixed-8b.json"
+    --concurrency 1 32 --requests 4 --ramp-ms auto --no-mixed-steps --out "$tmp/mixed-8b.json"
   node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
     --concurrency 1 32 --requests 3 --ramp-ms auto --no-mixed-steps --out "$tmp/mixed-40b.json"
   node -e '
     const fs = require("fs");
     const [a, b, out, against] = process.argv.slice(1);
     const A = JSON.parse(fs.readFileSync(a)), B = JSON.parse(fs.readFileSync(b));
-    const doc = { engine: A.engine, what: "loadtest, each model with the mixed-steps setting it does not get by default (A/B against the loadtest file of the same date)", gpu: A.gpu,
+    const doc = { engine: A.engine, what: "loadtest, each model with the mixed-steps setting it does not get by default: off (A/B against the loadtest file of the same date)", gpu: A.gpu,
       date: A.date, against, models: { "InternVL2-8B": A, "InternVL2-40B": B } };
     fs.writeFileSync(out, JSON.stringify(doc, null, 2) + "\n");
   ' "$tmp/mixed-8b.json" "$tmp/mixed-40b.json" "bench/results/mixedsteps-loadtest-${date}-${gpu}.json" \

@@ -80,7 +80,7 @@ export function addModelFlags(cmd: Command): Command {
     .option('--kv-cache-tokens <n>', 'KV cache capacity in tokens, shared by all requests (default 8192)', intOption('--kv-cache-tokens', 16, 2 ** 30))
     .option('--no-prefix-cache', "don't keep finished conversations' KV cache for reuse by later prompts")
     .option('--prefill-chunk-tokens <n>', 'prompt tokens per prefill step between decode steps (default 2048)', intOption('--prefill-chunk-tokens', 1, 2 ** 30))
-    .option('--mixed-steps', 'decode running requests inside each prefill step, one forward for both (default: on for CUDA models of 26B and up)')
+    .option('--mixed-steps', 'decode running requests inside each prefill step, one forward for both (default on CUDA)')
     .option('--no-mixed-steps', 'decode running requests in a step of their own after each prefill step')
     .option('--device-map <map>', "split the model over GPUs: auto (by free memory), card (the model card's split_model), or devices per layer (0,0,1,1 or JSON)", deviceMapOption)
     .option('--verbose', 'print stacks on errors and timings per stage');

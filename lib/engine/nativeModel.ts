@@ -37,7 +37,7 @@ export interface EngineLoadOptions {
   prefixCache?: boolean;
   /**
    * Decode the running sequences inside each prefill step, one forward for both. Default: on for
-   * CUDA models with a language model at least 6144 wide (26B and up), off otherwise (mixedStepsDefault).
+   * CUDA, off on the CPU backend (mixedStepsDefault).
    */
   mixedSteps?: boolean;
   /** Token id of <IMG_CONTEXT> (from the tokenizer). */
@@ -164,7 +164,7 @@ export class EngineModel implements Disposable {
         kvCacheTokens: options.kvCacheTokens,
         ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
         ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
-        mixedSteps: options.mixedSteps ?? mixedStepsDefault(backend, config.spec.llm.hiddenSize),
+        mixedSteps: options.mixedSteps ?? mixedStepsDefault(backend),
         imageContextTokenId: options.imageContextTokenId,
         cpuKernels: options.cpuKernels,
         ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),
