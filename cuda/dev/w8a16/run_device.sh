@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything one device call does, in order: check the carried binary runs (else build it there),
 # validate, compute-sanitizer (memcheck on --small, racecheck on --race), benchmark. Logs go to
-# $OUT; a short summary goes to stdout. BENCH_ARGS (default --sweep) and SANITIZE=0 adjust it.
+# $OUT; a short summary goes to stdout. BENCH_ARGS (default --sweep), SANITIZE=0 and CEILING=0 adjust it.
 set -uo pipefail
 cd "$(dirname "$0")"
 OUT=${OUT:-/tmp/w8a16-out}
@@ -29,6 +29,11 @@ if [ "${SANITIZE:-1}" = 1 ]; then
   timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 ./build/w8a16 validate --race >> "$OUT/sanitizer.log" 2>&1
   echo "racecheck rc=$? ($(( $(date +%s) - T0 )) s)"
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|VALIDATE" "$OUT/sanitizer.log"
+fi
+if [ "${CEILING:-1}" = 1 ]; then
+  echo "== read ceiling"
+  ./build/w8a16 ceiling > "$OUT/ceiling.log" 2>&1; echo "ceiling rc=$? ($(( $(date +%s) - T0 )) s)"
+  cat "$OUT/ceiling.log"
 fi
 echo "== bench"
 ./build/w8a16 bench ${BENCH_ARGS:---sweep} --json "$OUT/bench.json" > "$OUT/bench.log" 2>&1

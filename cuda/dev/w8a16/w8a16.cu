@@ -13,6 +13,9 @@
 //                                  default 60) without and with PDL (--layers 0 skips it,
 //                                  --no-shapes skips the per-shape part, --l2-ahead 0,4 sweeps
 //                                  the decode kernel's L2 prefetch distance in it)
+//   ./w8a16 ceiling [--reps N]     read bandwidth of the 40B weight shapes with no compute (plain
+//                                  read, the decode kernel's access pattern) beside the GEMV and
+//                                  a device-to-device copy: what the GEMV could reach at best
 //
 // Tolerance (validate): |y - ref| <= 2^-8 |ref| + 2e-5 * sum_k |W'[n,k] x[m,k]|, with ref the
 // fp64 product of x with W' = q * s. The first term is bf16 output rounding (half an ulp is
@@ -1239,6 +1242,124 @@ static int runShapeSweep(int n, int k, int reps) {
   return 0;
 }
 
+// ---- read ceiling --------------------------------------------------------------------------
+//
+// How fast can this GPU stream a weight matrix at all? The decode GEMV reaches ~77-80 % of the
+// copy bandwidth in steady state (README); these kernels read the same packed bytes with no
+// dequantization and no MMA, to split that loss between the access pattern and the kernel's
+// instruction mix: a plain grid-stride read with UNROLL independent loads in flight per thread,
+// and the decode kernel's own pattern (2 tiles per block, 4 K-lanes, 2 KB units per warp).
+
+__device__ __forceinline__ uint4 ldgNoL1(const uint4* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+template <int UNROLL>
+__global__ void __launch_bounds__(256) ceilingRead(const uint4* __restrict__ p, size_t n, int* sink) {
+  uint32_t acc = 0;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  for (; i + (UNROLL - 1) * stride < n; i += UNROLL * stride) {
+    uint4 v[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) v[u] = ldgNoL1(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < n; i += stride) {
+    const uint4 v = ldgNoL1(p + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x9E3779B9u) *sink = static_cast<int>(acc);  // keeps the loads
+}
+
+// The decode kernel's addressing (tilesPerBlock 2: warp = tile (2) x K-lane (4); unit g of a
+// tile at qw + (tile * groups + g) * 128 uint4; split-K over blockIdx.y), DEPTH units per warp
+// loaded before they are folded.
+template <int DEPTH>
+__global__ void __launch_bounds__(256) ceilingGemvPattern(const uint4* __restrict__ qw, int groups, int tilesN,
+                                                          int splitK, int* sink) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int tile = blockIdx.x * 2 + (warp & 1), kw = warp >> 1;
+  const int g0 = static_cast<int>(static_cast<long long>(groups) * blockIdx.y / splitK);
+  const int g1 = static_cast<int>(static_cast<long long>(groups) * (blockIdx.y + 1) / splitK);
+  const int nMine = (tile < tilesN && g0 + kw < g1) ? (g1 - g0 - kw + 3) / 4 : 0;
+  const uint4* wTile = qw + static_cast<size_t>(tile) * groups * 128 + lane;
+  uint32_t acc = 0;
+  for (int i = 0; i < nMine; i += DEPTH) {
+    uint4 w[DEPTH][4];
+#pragma unroll
+    for (int d = 0; d < DEPTH; ++d)
+      if (i + d < nMine) {
+        const uint4* src = wTile + static_cast<size_t>(g0 + kw + (i + d) * 4) * 128;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) w[d][j] = ldgNoL1(src + j * 32);
+      }
+#pragma unroll
+    for (int d = 0; d < DEPTH; ++d)
+      if (i + d < nMine) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc ^= w[d][j].x ^ w[d][j].y ^ w[d][j].z ^ w[d][j].w;
+      }
+  }
+  if (acc == 0x9E3779B9u) *sink = static_cast<int>(acc);
+}
+
+static int runCeiling(int reps) {
+  cudaStream_t stream;
+  CK(cudaStreamCreate(&stream));
+  Timer timer(stream, reps);
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  Dev<int> sink(1);
+  const BenchShape shapes[] = {{"40B", "gate_up", 40960, 7168}, {"40B", "down", 7168, 20480},
+                               {"40B", "qkv", 9216, 7168},      {"40B", "o", 7168, 7168}};
+  std::printf("read ceiling (GB/s of the packed int8 weight bytes; L2 flushed; median of %d)\n", reps);
+  std::printf("%-8s %8s | %-30s | %-24s | %-10s | %s\n", "shape", "MB", "plain read best (unroll, blocks/SM)",
+              "gemv pattern depth 4 / 8", "gemv m=1", "memcpy D2D (read+write)");
+  for (const BenchShape& sh : shapes) {
+    const size_t bytes = w8a16PackedBytes(sh.n, sh.k);
+    Dev<uint8_t> dP(bytes), dCopy(bytes);
+    CK(cudaMemset(dP.p, 0x37, bytes));
+    const auto gbs = [&](double us) { return static_cast<double>(bytes) / (us * 1e3); };
+    const uint4* p = reinterpret_cast<const uint4*>(dP.p);
+    const size_t n16 = bytes / 16;
+    double best = 1e30;
+    int bestU = 0, bestB = 0;
+    for (int perSm : {2, 4, 8}) {
+      const int grid = sms * perSm;
+      const double u1 = timer.median([&] { ceilingRead<1><<<grid, 256, 0, stream>>>(p, n16, sink.p); });
+      const double u4 = timer.median([&] { ceilingRead<4><<<grid, 256, 0, stream>>>(p, n16, sink.p); });
+      const double u8 = timer.median([&] { ceilingRead<8><<<grid, 256, 0, stream>>>(p, n16, sink.p); });
+      for (auto [u, t] : {std::pair{1, u1}, std::pair{4, u4}, std::pair{8, u8}})
+        if (t < best) best = t, bestU = u, bestB = perSm;
+    }
+    const int tilesN = (sh.n + 15) / 16, groups = w8a16Groups(sh.k);
+    Dev<float> dS(w8a16ScaleCount(sh.n, sh.k, Int8Scheme::PerChannel));
+    CK(cudaMemset(dS.p, 0, dS.n * sizeof(float)));
+    const W8A16Weight w{dP.p, dS.p, sh.n, sh.k, Int8Scheme::PerChannel};
+    Dev<uint8_t> ws(64u << 20);
+    CK(cudaMemset(ws.p, 0, ws.n));
+    // the launcher's 2-tile split: about two blocks per SM, at most groups / 2
+    const int blocksN = (tilesN + 1) / 2;
+    const dim3 grid(blocksN, std::max(1, std::min(std::max(1, groups / 2), 2 * sms / blocksN)));
+    const double p4 = timer.median([&] { ceilingGemvPattern<4><<<grid, 256, 0, stream>>>(p, groups, tilesN, grid.y, sink.p); });
+    const double p8 = timer.median([&] { ceilingGemvPattern<8><<<grid, 256, 0, stream>>>(p, groups, tilesN, grid.y, sink.p); });
+    Dev<bf16> dX(static_cast<size_t>(sh.k)), dY(static_cast<size_t>(sh.n));
+    CK(cudaMemset(dX.p, 0, dX.n * sizeof(bf16)));
+    const double g1 = timer.median([&] { gemmW8A16(w, dX.p, 1, dY.p, nullptr, stream, ws.p, ws.n); });
+    const double cp = timer.median([&] { CK(cudaMemcpyAsync(dCopy.p, dP.p, bytes, cudaMemcpyDeviceToDevice, stream)); });
+    std::printf("%-8s %8.1f | %7.0f (u%d, %d/SM) %11s | %7.0f / %-7.0f %7s | %7.0f    | %7.0f\n", sh.name, bytes / 1e6,
+                gbs(best), bestU, bestB, "", gbs(p4), gbs(p8), "", gbs(g1), 2 * gbs(cp));
+  }
+  CK(cudaStreamDestroy(stream));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "validate";
   bool small = false, sweep = false, race = false;
@@ -1271,6 +1392,7 @@ int main(int argc, char** argv) {
       return count > 0 ? 0 : 1;
     }
     if (mode == "validate") return runValidate(small, race);
+    if (mode == "ceiling") return runCeiling(std::max(10, reps));
     if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List);
   } catch (const ivl::Error& e) {
@@ -1279,6 +1401,6 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr,
                "usage: w8a16 info | validate [--small|--race] | bench [--sweep] [--json FILE] [--reps N] "
-               "[--layers N] [--no-shapes] [--l2-ahead U,U,..]\n");
+               "[--layers N] [--no-shapes] [--l2-ahead U,U,..] | ceiling [--reps N]\n");
   return 1;
 }
