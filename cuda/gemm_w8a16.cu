@@ -115,21 +115,31 @@ constexpr int kDecodeThreads = 256;
 // GROUPED: per-group scales (applied per 128-column unit) instead of per-channel (epilogue).
 // DEPTH:   weight units (2 KB per warp, 64 B per lane) a warp keeps in registers; DEPTH - 1 are in
 //          flight while one is consumed.
-template <int MT, bool GROUPED, int DEPTH>
+// TPW:     16-row tiles per warp (1 or 2): with 2, each activation fragment a warp loads feeds the
+//          MMAs of two tiles, halving the activation reads per weight byte (what limits m = 9..32;
+//          lab README). p.tb then counts warp tiles, TPW tiles each.
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1>
 __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
   const int tb = p.tb, kwCount = 8 / tb;
   const int tw = warp % tb, kw = warp / tb;
-  const int tile = blockIdx.x * tb + tw;
+  const int tile = (blockIdx.x * tb + tw) * TPW;  // the warp's first tile
   const int split = blockIdx.y;
   const int g0 = static_cast<int>(static_cast<long long>(p.groups) * split / p.splitK);
   const int g1 = static_cast<int>(static_cast<long long>(p.groups) * (split + 1) / p.splitK);
   // This warp's units: groups g0 + kw + i * kwCount, i < nMine.
   const int nMine = (tile < p.tilesN && g0 + kw < g1) ? (g1 - g0 - kw + kwCount - 1) / kwCount : 0;
 
-  const uint4* wTile = p.qw + static_cast<size_t>(tile) * p.groups * 128 + lane;
-  const float* sTile = GROUPED ? p.scales + static_cast<size_t>(tile) * p.groups * 16 + gi : nullptr;
+  // A second tile past the last one reads the last one again (its rows are >= N: never stored).
+  const uint4* wTile[TPW];
+  const float* sTile[TPW];
+#pragma unroll
+  for (int tt = 0; tt < TPW; ++tt) {
+    const int t = tt == 0 ? tile : min(tile + tt, p.tilesN - 1);
+    wTile[tt] = p.qw + static_cast<size_t>(t) * p.groups * 128 + lane;
+    sTile[tt] = GROUPED ? p.scales + static_cast<size_t>(t) * p.groups * 16 + gi : nullptr;
+  }
   const bf16* xRow[MT];
   bool rowOk[MT];
 #pragma unroll
@@ -139,68 +149,83 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
     xRow[mt] = p.x + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k + ti * 8;
   }
 
-  float acc[MT][4];
+  float acc[TPW][MT][4];
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
+  for (int tt = 0; tt < TPW; ++tt)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) acc[tt][mt][0] = acc[tt][mt][1] = acc[tt][mt][2] = acc[tt][mt][3] = 0.f;
 
-  uint4 wb[DEPTH][4];
-  float sb[DEPTH][2];
-  auto load = [&](uint4 (&w)[4], float (&s)[2], int i, auto pinned) {
+  uint4 wb[DEPTH][TPW][4];
+  float sb[DEPTH][TPW][2];
+  auto load = [&](uint4 (&w)[TPW][4], float (&s)[TPW][2], int i, auto pinned) {
     const int g = g0 + kw + i * kwCount;
-    const uint4* src = wTile + static_cast<size_t>(g) * 128;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) w[j] = ldgStream<decltype(pinned)::value>(src + j * 32);
-    // Unit i + l2Ahead into L2 now: more bytes in flight than the register ring holds.
-    if (p.l2Ahead > 0 && i + p.l2Ahead < nMine) {
-      const uint4* ahead = src + static_cast<size_t>(p.l2Ahead) * kwCount * 128;
+    for (int tt = 0; tt < TPW; ++tt) {
+      const uint4* src = wTile[tt] + static_cast<size_t>(g) * 128;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) l2Prefetch(ahead + j * 32);
-    }
-    if constexpr (GROUPED) {
-      s[0] = __ldg(sTile + static_cast<size_t>(g) * 16);
-      s[1] = __ldg(sTile + static_cast<size_t>(g) * 16 + 8);
+      for (int j = 0; j < 4; ++j) w[tt][j] = ldgStream<decltype(pinned)::value>(src + j * 32);
+      // Unit i + l2Ahead into L2 now: more bytes in flight than the register ring holds.
+      if (p.l2Ahead > 0 && i + p.l2Ahead < nMine) {
+        const uint4* ahead = src + static_cast<size_t>(p.l2Ahead) * kwCount * 128;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) l2Prefetch(ahead + j * 32);
+      }
+      if constexpr (GROUPED) {
+        s[tt][0] = __ldg(sTile[tt] + static_cast<size_t>(g) * 16);
+        s[tt][1] = __ldg(sTile[tt] + static_cast<size_t>(g) * 16 + 8);
+      }
     }
   };
   // Each unit accumulates into its own zeroed temporary, added (per-group: scaled) into acc at
   // the end: the MMA chains of consecutive units are then independent. Measured 2026-11-28:
   // accumulating straight into acc (one MMA chain across all units) made per-channel up to 1.5x
   // slower than per-group at the same config.
-  auto compute = [&](const uint4 (&w)[4], const float (&s)[2], int i) {
+  auto compute = [&](const uint4 (&w)[TPW][4], const float (&s)[TPW][2], int i) {
     const int g = g0 + kw + i * kwCount;
-    float t[MT][4];
+    float t[TPW][MT][4];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) t[mt][0] = t[mt][1] = t[mt][2] = t[mt][3] = 0.f;
+    for (int tt = 0; tt < TPW; ++tt)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) t[tt][mt][0] = t[tt][mt][1] = t[tt][mt][2] = t[tt][mt][3] = 0.f;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      uint32_t a0[4], a1[4];  // A fragments of k-steps 0 and 1 (rows gi / gi+8 of the tile)
-      dequant4(w[j].x, a0[0], a0[1]);
-      dequant4(w[j].y, a0[2], a0[3]);
-      dequant4(w[j].z, a1[0], a1[1]);
-      dequant4(w[j].w, a1[2], a1[3]);
+      uint32_t a0[TPW][4], a1[TPW][4];  // A fragments of k-steps 0 and 1 (rows gi / gi+8 of each tile)
+#pragma unroll
+      for (int tt = 0; tt < TPW; ++tt) {
+        dequant4(w[tt][j].x, a0[tt][0], a0[tt][1]);
+        dequant4(w[tt][j].y, a0[tt][2], a0[tt][3]);
+        dequant4(w[tt][j].z, a1[tt][0], a1[tt][1]);
+        dequant4(w[tt][j].w, a1[tt][2], a1[tt][3]);
+      }
       const int kk = g * kW8A16Group + j * 32;
       const bool kOk = kk + ti * 8 < p.k;  // K % 8 == 0: a lane's 8 columns are all in or all out
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
         uint4 xv = make_uint4(0u, 0u, 0u, 0u);
         if (rowOk[mt] && kOk) xv = __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk));
-        mma16816(t[mt], a0, xv.x, xv.y);
-        mma16816(t[mt], a1, xv.z, xv.w);
+#pragma unroll
+        for (int tt = 0; tt < TPW; ++tt) {
+          mma16816(t[tt][mt], a0[tt], xv.x, xv.y);
+          mma16816(t[tt][mt], a1[tt], xv.z, xv.w);
+        }
       }
     }
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-      if constexpr (GROUPED) {
-        acc[mt][0] = fmaf(t[mt][0], s[0], acc[mt][0]);
-        acc[mt][1] = fmaf(t[mt][1], s[0], acc[mt][1]);
-        acc[mt][2] = fmaf(t[mt][2], s[1], acc[mt][2]);
-        acc[mt][3] = fmaf(t[mt][3], s[1], acc[mt][3]);
-      } else {
-        acc[mt][0] += t[mt][0];
-        acc[mt][1] += t[mt][1];
-        acc[mt][2] += t[mt][2];
-        acc[mt][3] += t[mt][3];
+    for (int tt = 0; tt < TPW; ++tt)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        if constexpr (GROUPED) {
+          acc[tt][mt][0] = fmaf(t[tt][mt][0], s[tt][0], acc[tt][mt][0]);
+          acc[tt][mt][1] = fmaf(t[tt][mt][1], s[tt][0], acc[tt][mt][1]);
+          acc[tt][mt][2] = fmaf(t[tt][mt][2], s[tt][1], acc[tt][mt][2]);
+          acc[tt][mt][3] = fmaf(t[tt][mt][3], s[tt][1], acc[tt][mt][3]);
+        } else {
+          acc[tt][mt][0] += t[tt][mt][0];
+          acc[tt][mt][1] += t[tt][mt][1];
+          acc[tt][mt][2] += t[tt][mt][2];
+          acc[tt][mt][3] += t[tt][mt][3];
+        }
       }
-    }
   };
 
   // Programmatic dependent launch (pdl.h): the next kernel on the stream may be scheduled once
@@ -229,17 +254,19 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
 
   // Block reduction over the K lanes. Accumulator (swapped product, C = W_tile · x^T):
   // acc[mt][0..1] = (row gi, activations mt*8 + 2ti, +1), acc[mt][2..3] = row gi + 8.
-  __shared__ float red[8][16][MT * 8 + 1];
+  __shared__ float red[8][16 * TPW][MT * 8 + 1];
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-    red[warp][gi][mt * 8 + 2 * ti] = acc[mt][0];
-    red[warp][gi][mt * 8 + 2 * ti + 1] = acc[mt][1];
-    red[warp][gi + 8][mt * 8 + 2 * ti] = acc[mt][2];
-    red[warp][gi + 8][mt * 8 + 2 * ti + 1] = acc[mt][3];
-  }
+  for (int tt = 0; tt < TPW; ++tt)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      red[warp][tt * 16 + gi][mt * 8 + 2 * ti] = acc[tt][mt][0];
+      red[warp][tt * 16 + gi][mt * 8 + 2 * ti + 1] = acc[tt][mt][1];
+      red[warp][tt * 16 + gi + 8][mt * 8 + 2 * ti] = acc[tt][mt][2];
+      red[warp][tt * 16 + gi + 8][mt * 8 + 2 * ti + 1] = acc[tt][mt][3];
+    }
   __syncthreads();
 
-  const int rowsB = tb * 16;
+  const int rowsB = tb * 16 * TPW;
   const int nBase = blockIdx.x * rowsB;
   auto finish = [&](float v, int n) {
     if constexpr (!GROUPED) v *= __ldg(p.scales + n);
@@ -250,7 +277,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
     const int mm = e / rowsB, nl = e - mm * rowsB;
     const int n = nBase + nl;
     if (n >= p.n) continue;
-    const int twi = nl >> 4, r = nl & 15;
+    const int twi = (nl >> 4) / TPW, r = ((nl >> 4) % TPW) * 16 + (nl & 15);  // warp tile, its row
     float v = 0.f;
     for (int kwi = 0; kwi < kwCount; ++kwi) v += red[kwi * tb + twi][r][mm];
     if (p.splitK == 1)
@@ -521,26 +548,30 @@ void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& do
 
 // With PDL (pdl.h) when the device and the environment allow: decodeKernel waits before it
 // touches anything a previous kernel writes.
-template <int MT, bool GROUPED, int DEPTH>
+template <int MT, bool GROUPED, int DEPTH, int TPW>
 void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH>, grid, dim3(kDecodeThreads), 0, stream, p);
+  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
+// Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
+// depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
 template <int MT, bool GROUPED>
-void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, cudaStream_t stream) {
-  if (depth <= 2)
-    launchDecodeT<MT, GROUPED, 2>(p, grid, stream);
+void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
+  if (tpw == 2)
+    launchDecodeT<MT, GROUPED, 2, 2>(p, grid, stream);
+  else if (depth <= 2)
+    launchDecodeT<MT, GROUPED, 2, 1>(p, grid, stream);
   else
-    launchDecodeT<MT, GROUPED, 4>(p, grid, stream);
+    launchDecodeT<MT, GROUPED, 4, 1>(p, grid, stream);
 }
 
 template <bool GROUPED>
-void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, cudaStream_t stream) {
+void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
   switch ((p.m + 7) / 8) {
-    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, stream); break;
-    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, stream); break;
-    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, stream); break;
-    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, stream); break;
+    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, stream); break;
+    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, stream); break;
   }
 }
 
@@ -603,7 +634,8 @@ void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), 
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
   if (cfg.splitK <= 1) return 0;
   const int tilesN = (w.n + 15) / 16;
-  const int blocksN = (tilesN + cfg.tilesPerBlock - 1) / cfg.tilesPerBlock;
+  const int perBlock = cfg.tilesPerBlock * cfg.tilesPerWarp;
+  const int blocksN = (tilesN + perBlock - 1) / perBlock;
   if (blocksN > w8a16::kMaxCounters) return static_cast<size_t>(-1);  // cannot split this wide a grid
   return w8a16::kCounterBytes + static_cast<size_t>(cfg.splitK) * m * w.n * sizeof(float);
 }
@@ -690,6 +722,8 @@ void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const 
                "gemmW8A16Decode: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
   ivl::require(cfg.tilesPerBlock == 8 || cfg.tilesPerBlock == 4 || cfg.tilesPerBlock == 2,
                ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: tilesPerBlock must be 8, 4 or 2");
+  ivl::require(cfg.tilesPerWarp == 1 || cfg.tilesPerWarp == 2, ivl::ErrorCode::InvalidArg,
+               "gemmW8A16Decode: tilesPerWarp must be 1 or 2");
   const int groups = w8a16Groups(w.k);
   ivl::require(cfg.splitK >= 1 && cfg.splitK <= groups && cfg.splitK <= 65535, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: splitK must be in [1, K/128]");
@@ -707,7 +741,7 @@ void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const 
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
-  const int blocksN = (p.tilesN + p.tb - 1) / p.tb;
+  const int blocksN = (p.tilesN + p.tb * cfg.tilesPerWarp - 1) / (p.tb * cfg.tilesPerWarp);
   if (cfg.splitK > 1) {
     const size_t need = w8a16DecodeWorkspaceBytes(w, m, cfg);
     ivl::require(blocksN <= w8a16::kMaxCounters, ivl::ErrorCode::InvalidArg,
@@ -723,9 +757,9 @@ void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const 
   }
   const dim3 grid(blocksN, cfg.splitK);
   if (w.scheme == Int8Scheme::PerGroup128)
-    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, stream);
+    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   else
-    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, stream);
+    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -411,8 +411,11 @@ static int runValidate(bool small, bool race) {
     for (int m = 1; m <= 16; ++m) ms.push_back(m);
     for (int m : {17, 24, 31, 32, 33, 64, 118, 152, 160, 1024}) ms.push_back(m);
   }
-  std::vector<W8A16DecodeConfig> decodeCfgs = {{8, 1, 4}, {8, 3, 2}, {4, 1, 2}, {4, 7, 4}, {2, 1, 4}, {2, 16, 2}};
-  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}};
+  // (tiles per block, split, depth, tiles per warp); two tiles per warp also at odd tile counts
+  // (N = 1000, 77: the last warp's second tile is past the end)
+  std::vector<W8A16DecodeConfig> decodeCfgs = {{8, 1, 4},    {8, 3, 2},    {4, 1, 2},    {4, 7, 4},   {2, 1, 4},
+                                               {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2}};
+  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}};
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   int sms = 0;
@@ -540,7 +543,8 @@ static int runValidate(bool small, bool race) {
             W8A16DecodeConfig cc = c;
             cc.splitK = std::min(cc.splitK, w8a16Groups(k));
             const std::string name = "decode tb" + std::to_string(cc.tilesPerBlock) + " split" +
-                                     std::to_string(cc.splitK) + " depth" + std::to_string(cc.depth);
+                                     std::to_string(cc.splitK) + " depth" + std::to_string(cc.depth) +
+                                     (cc.tilesPerWarp == 2 ? " tpw2" : "");
             check(name, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cc, ws.p, ws.n, stream); });
           }
         }
@@ -1142,20 +1146,22 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
           double bestUs = 1e30;
           if (m == 1 || m == 16) {
             const int groups = w8a16Groups(k);
+            for (int tpw : {1, 2})
             for (int tb : {4, 2})
               for (int depth : {2, 4}) {
-                const int blocksN = ((n + 15) / 16 + tb - 1) / tb;
+                if (tpw == 2 && depth != 2) continue;  // two tiles per warp run at depth 2
+                const int blocksN = ((n + 15) / 16 + tb * tpw - 1) / (tb * tpw);
                 std::vector<int> splits = {1};
                 for (int mult : {1, 2}) {
                   const int s = std::min(groups, std::max(1, mult * sms / blocksN));
                   if (std::find(splits.begin(), splits.end(), s) == splits.end()) splits.push_back(s);
                 }
                 for (int s : splits) {
-                  W8A16DecodeConfig c{tb, s, depth};
+                  W8A16DecodeConfig c{tb, s, depth, tpw};
                   if (w8a16DecodeWorkspaceBytes(*wp, m, c) > ws.n) continue;
                   const double us =
                       timer.median([&] { gemmW8A16Decode(*wp, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
-                  const std::string name = fmt("decode tb%d split%d depth%d", tb, s, depth);
+                  const std::string name = fmt("decode tb%d split%d depth%d%s", tb, s, depth, tpw == 2 ? " tpw2" : "");
                   emit(grp ? "sweep per-group128" : "sweep per-channel", name, us, wBytes);
                   if (us < bestUs) bestUs = us, best = name;
                 }
