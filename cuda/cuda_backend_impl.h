@@ -143,6 +143,10 @@ struct CudaBackend::Impl {
   // The GEMM's descriptor of an I8 weight or row slice of one.
   W8A16Weight int8View(const Tensor& w);
   void matmulInt8(const Tensor& y, const Tensor& x, const Tensor& w, const bf16* bias);
+  // y = siluMulHalves(gu) · wᵀ in one W8A16 decode kernel (gu.rows() <= kW8A16DecodeMaxM).
+  void matmulInt8SiluHalves(const Tensor& y, const Tensor& gu, const Tensor& w);
+  // The decode path's split-K workspace, grown to cover weight d (zeroed when it grows).
+  std::pair<void*, size_t> int8DecodeWorkspace(const W8A16Weight& d);
   // BF16 copy of an F32 bias [n] for the epilogue: the mirror of a vector weight when there
   // is one, else converted into `tmp`.
   const bf16* biasBf16(const Tensor& bias, ScratchBlock& tmp);
@@ -178,6 +182,10 @@ struct CudaBackend::Impl {
   // The fused ViT kernels (addScaledNorm, qkvAttention in place); INTERNVL_CUDA_FUSED_VIT=0
   // runs the interface's composed defaults instead (the fused kernels' oracle on the GPU).
   bool fusedVit = true;
+  // The MLP's down projection fused with siluMulHalves for int8 decode rows
+  // (gemmW8A16SiluHalves). Opt-in, INTERNVL_CUDA_FUSED_SILU=1, until a GPU run has checked it
+  // (lab: bit-exact against the two kernels; parity harness; goldens).
+  bool fusedSilu = false;
   bool poisoned = false;
   std::string poisonReason;
   AttentionPath lastAttention = AttentionPath::None;

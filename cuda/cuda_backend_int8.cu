@@ -111,20 +111,25 @@ void CudaBackend::Impl::matmulInt8(const Tensor& y, const Tensor& x, const Tenso
     gemm->run(y.ptr<bf16>(), x.ptr<bf16>(), deq.as<bf16>(), bias, M, d.n, d.k);
     return;
   }
-  void* ws = nullptr;
-  size_t wsBytes = 0;
-  if (M <= kDecodeMaxRows) {
-    // Split-K workspace, grown to the largest weight; its counters must start zeroed and
-    // every call leaves them zeroed (gemm_w8a16.h), so a fresh block is cleared once.
-    const size_t want = w8a16WorkspaceBytes(d);
-    if (int8Workspace.capacity() < want) {
-      int8Workspace = ScratchBlock(ctx->allocator, want);
-      IVL_CUDA_CHECK(cudaMemsetAsync(int8Workspace.get(), 0, int8Workspace.capacity(), stream));
-    }
-    ws = int8Workspace.get();
-    wsBytes = int8Workspace.capacity();
-  }
+  const auto [ws, wsBytes] = M <= kDecodeMaxRows ? int8DecodeWorkspace(d) : std::pair<void*, size_t>{nullptr, 0};
   gemmW8A16(d, x.ptr<bf16>(), int(M), y.ptr<bf16>(), bias, stream, ws, wsBytes);
+}
+
+std::pair<void*, size_t> CudaBackend::Impl::int8DecodeWorkspace(const W8A16Weight& d) {
+  // Grown to the largest weight; its counters must start zeroed and every call leaves them
+  // zeroed (gemm_w8a16.h), so a fresh block is cleared once.
+  const size_t want = w8a16WorkspaceBytes(d);
+  if (int8Workspace.capacity() < want) {
+    int8Workspace = ScratchBlock(ctx->allocator, want);
+    IVL_CUDA_CHECK(cudaMemsetAsync(int8Workspace.get(), 0, int8Workspace.capacity(), stream));
+  }
+  return {int8Workspace.get(), int8Workspace.capacity()};
+}
+
+void CudaBackend::Impl::matmulInt8SiluHalves(const Tensor& y, const Tensor& gu, const Tensor& w) {
+  const W8A16Weight d = int8View(w);
+  const auto [ws, wsBytes] = int8DecodeWorkspace(d);
+  gemmW8A16SiluHalves(d, gu.ptr<bf16>(), int(gu.rows()), y.ptr<bf16>(), stream, ws, wsBytes);
 }
 
 // ---- CudaBackend ---------------------------------------------------------------------------
@@ -168,6 +173,25 @@ void CudaBackend::siluMulHalves(const Tensor& y, const Tensor& gu) {
     needDType(gu, DType::BF16, "siluMulHalves: gu");
     need(gu.rows() == M && gu.cols() == 2 * F, "siluMulHalves: shape mismatch");
     siluMulHalvesBf16(y.ptr<bf16>(), gu.ptr<bf16>(), M, F, impl_->stream);
+  });
+}
+
+// The int8 down projection of decode rows reads the gate/up output directly (one kernel, same
+// bits); everything else is the composed default.
+void CudaBackend::siluMulHalvesMatmul(const Tensor& y, const Tensor& g, const Tensor& gu, const Tensor& w) {
+  const int64_t M = gu.rows();
+  if (!impl_->fusedSilu || !w.defined() || w.dtype() != DType::I8 || !w.hasScales() || M == 0 || M > kDecodeMaxRows) {
+    Backend::siluMulHalvesMatmul(y, g, gu, w);
+    return;
+  }
+  impl_->op([&] {
+    const int64_t F = w.cols(), N = w.rows();
+    needDType(y, DType::BF16, "siluMulHalvesMatmul: y");
+    needDType(gu, DType::BF16, "siluMulHalvesMatmul: gu");
+    need(gu.cols() == 2 * F && y.rows() == M && y.cols() == N,
+         "siluMulHalvesMatmul: shape mismatch y" + shapeString(y.shape()) + " = siluMulHalves(gu" +
+             shapeString(gu.shape()) + ") · w" + shapeString(w.shape()) + "ᵀ");
+    impl_->matmulInt8SiluHalves(y, gu, w);
   });
 }
 

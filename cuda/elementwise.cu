@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "pdl.h"
+#include "silu_mul.h"
 
 namespace ivl::cuda {
 
@@ -55,7 +56,7 @@ struct GeluOp {
   __device__ float operator()(float x, float) const { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
 };
 struct SiluMulOp {
-  __device__ float operator()(float g, float u) const { return rb(g / (1.0f + expf(-g))) * u; }
+  __device__ float operator()(float g, float u) const { return siluMulRef(g, u); }
 };
 struct AddOp {
   __device__ float operator()(float a, float b) const { return a + b; }

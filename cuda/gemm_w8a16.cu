@@ -20,6 +20,7 @@
 #include "check.h"
 #include "gemm_w8a16_tuning.h"
 #include "pdl.h"
+#include "silu_mul.h"
 
 namespace ivl::cuda {
 namespace w8a16 {
@@ -39,6 +40,22 @@ __device__ __forceinline__ void dequant4(uint32_t q, uint32_t& lo, uint32_t& hi)
   const float f3 = __uint_as_float(__byte_perm(q, kBase, 0x7653)) - 8388736.f;
   lo = __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
   hi = __byte_perm(__float_as_uint(f2), __float_as_uint(f3), 0x7632);
+}
+
+// Eight bf16 activations silu(g) · u from eight gate and eight up values (silu_mul.h).
+__device__ __forceinline__ uint4 siluMul8(uint4 g, uint4 u) {
+  const uint32_t* gw = &g.x;
+  const uint32_t* uw = &u.x;
+  uint4 out;
+  uint32_t* ow = &out.x;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 gf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gw + i));
+    const float2 uf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(uw + i));
+    const __nv_bfloat162 o = __floats2bfloat162_rn(siluMulRef(gf.x, uf.x), siluMulRef(gf.y, uf.y));
+    ow[i] = *reinterpret_cast<const uint32_t*>(&o);
+  }
+  return out;
 }
 
 // D = A (16x16 bf16, row) * B (16x8 bf16, col) + D, fp32.
@@ -118,7 +135,10 @@ constexpr int kDecodeThreads = 256;
 // TPW:     16-row tiles per warp (1 or 2): with 2, each activation fragment a warp loads feeds the
 //          MMAs of two tiles, halving the activation reads per weight byte (what limits m = 9..32;
 //          lab README). p.tb then counts warp tiles, TPW tiles each.
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1>
+// SILU:    p.x is a stacked gate/up output [m, 2k]; the activations are silu(gate) · up of its
+//          halves (silu_mul.h), formed as they are loaded (the MLP's down projection without
+//          the siluMulHalves pass before it; same bits).
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false>
 __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
@@ -146,7 +166,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
   for (int mt = 0; mt < MT; ++mt) {
     const int r = mt * 8 + gi;
     rowOk[mt] = r < p.m;
-    xRow[mt] = p.x + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k + ti * 8;
+    xRow[mt] = p.x + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k * (SILU ? 2 : 1) + ti * 8;
   }
 
   float acc[TPW][MT][4];
@@ -202,7 +222,12 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
         uint4 xv = make_uint4(0u, 0u, 0u, 0u);
-        if (rowOk[mt] && kOk) xv = __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk));
+        if constexpr (SILU) {
+          if (rowOk[mt] && kOk) xv = siluMul8(__ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk)),
+                                              __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk + p.k)));
+        } else {
+          if (rowOk[mt] && kOk) xv = __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk));
+        }
 #pragma unroll
         for (int tt = 0; tt < TPW; ++tt) {
           mma16816(t[tt][mt], a0[tt], xv.x, xv.y);
@@ -548,30 +573,36 @@ void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& do
 
 // With PDL (pdl.h) when the device and the environment allow: decodeKernel waits before it
 // touches anything a previous kernel writes.
-template <int MT, bool GROUPED, int DEPTH, int TPW>
+template <int MT, bool GROUPED, int DEPTH, int TPW, bool SILU>
 void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW>, grid, dim3(kDecodeThreads), 0, stream, p);
+  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, SILU>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
-// depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
+// depth 4. The SiLU-fused form only with one tile per warp (the down projection's configs).
 template <int MT, bool GROUPED>
-void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
-  if (tpw == 2)
-    launchDecodeT<MT, GROUPED, 2, 2>(p, grid, stream);
-  else if (depth <= 2)
-    launchDecodeT<MT, GROUPED, 2, 1>(p, grid, stream);
-  else
-    launchDecodeT<MT, GROUPED, 4, 1>(p, grid, stream);
+void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, cudaStream_t stream) {
+  if (silu) {
+    if (depth <= 2)
+      launchDecodeT<MT, GROUPED, 2, 1, true>(p, grid, stream);
+    else
+      launchDecodeT<MT, GROUPED, 4, 1, true>(p, grid, stream);
+  } else if (tpw == 2) {
+    launchDecodeT<MT, GROUPED, 2, 2, false>(p, grid, stream);
+  } else if (depth <= 2) {
+    launchDecodeT<MT, GROUPED, 2, 1, false>(p, grid, stream);
+  } else {
+    launchDecodeT<MT, GROUPED, 4, 1, false>(p, grid, stream);
+  }
 }
 
 template <bool GROUPED>
-void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
+void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, cudaStream_t stream) {
   switch ((p.m + 7) / 8) {
-    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, stream); break;
-    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, stream); break;
-    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, stream); break;
-    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, silu, stream); break;
+    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, silu, stream); break;
+    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, silu, stream); break;
+    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, silu, stream); break;
   }
 }
 
@@ -714,9 +745,10 @@ size_t w8a16WorkspaceBytes(const W8A16Weight& w) {
   return bytes;
 }
 
-void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
-                     const W8A16DecodeConfig& cfg, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
-  w8a16::checkCall(w, x, m, y, "gemmW8A16Decode");
+namespace w8a16 {
+// The decode kernel with an explicit configuration; silu: x is a gate/up output [m, 2k].
+void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
+                void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu) {
   if (m == 0) return;
   ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
@@ -757,10 +789,35 @@ void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const 
   }
   const dim3 grid(blocksN, cfg.splitK);
   if (w.scheme == Int8Scheme::PerGroup128)
-    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
+    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   else
-    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
+    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
+}
+}  // namespace w8a16
+
+void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
+                     const W8A16DecodeConfig& cfg, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16Decode");
+  w8a16::decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, false);
+}
+
+void gemmW8A16SiluHalvesDecode(const W8A16Weight& w, const bf16* gu, int m, bf16* y, const W8A16DecodeConfig& cfg,
+                               void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+  w8a16::checkCall(w, gu, m, y, "gemmW8A16SiluHalves");
+  ivl::require(cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg, "gemmW8A16SiluHalves: one tile per warp only");
+  w8a16::decodeCall(w, gu, m, y, nullptr, cfg, workspace, workspaceBytes, stream, true);
+}
+
+void gemmW8A16SiluHalves(const W8A16Weight& w, const bf16* gu, int m, bf16* y, cudaStream_t stream,
+                         void* workspace, size_t workspaceBytes) {
+  w8a16::checkCall(w, gu, m, y, "gemmW8A16SiluHalves");
+  ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
+               "gemmW8A16SiluHalves: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
+  if (m == 0) return;
+  const W8A16DecodeConfig cfg =
+      w8a16ChooseDecode(w, m, w8a16::smCount(), workspace != nullptr ? workspaceBytes : 0);
+  w8a16::decodeCall(w, gu, m, y, nullptr, cfg, workspace, workspaceBytes, stream, true);
 }
 
 void gemmW8A16Prefill(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,

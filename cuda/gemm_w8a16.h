@@ -48,4 +48,11 @@ void gemmW8A16(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat1
                const __nv_bfloat16* bias, cudaStream_t stream, void* workspace = nullptr,
                size_t workspaceBytes = 0);
 
+// y = (silu(gu[:, :K]) ⊙ gu[:, K:]) · W'^T for m <= kW8A16DecodeMaxM: the MLP's down projection
+// reading the stacked gate/up output gu [m, 2K] (K = w.k) and forming its activations as it loads
+// them, instead of a siluMulHalvesBf16 pass first. The same bits as that pass followed by
+// gemmW8A16 (silu_mul.h is both's formula, and the kernel sees the same activation values).
+void gemmW8A16SiluHalves(const W8A16Weight& w, const __nv_bfloat16* gu, int m, __nv_bfloat16* y,
+                         cudaStream_t stream, void* workspace = nullptr, size_t workspaceBytes = 0);
+
 }  // namespace ivl::cuda

@@ -938,6 +938,22 @@ void testMatmulInt8(Harness& h, int64_t M, int64_t N, int64_t K, WeightUse use, 
   h.compare("matmul int8", dims({M, N, K}) + scheme + (bias ? "+b" : ""), y, 1.0 / 64, int8Atol(M), int8Route(M));
 }
 
+// The MLP's down projection from a stacked gate/up output: y = siluMulHalves(gu) · W'ᵀ. On CUDA
+// with INTERNVL_CUDA_FUSED_SILU=1 and M <= 32 one W8A16 kernel forms the activations as it loads
+// them; otherwise the composed siluMulHalves + matmul. Either against the CPU's composed form.
+void testSiluMulHalvesMatmulInt8(Harness& h, int64_t M, int64_t N, int64_t F, WeightUse use) {
+  const std::vector<uint16_t> wb = int8Weights(h, N, F);
+  Tensor wc = h.cpu.weightFromHost(wb.data(), DType::BF16, {N, F}, use);
+  Tensor wg = h.gpu.weightFromHost(wb.data(), DType::BF16, {N, F}, use);
+  const std::string scheme = use == WeightUse::Int8PerGroup128 ? " g128" : " ch";
+  Pair gu = h.act({M, 2 * F}, 2.0f);
+  Pair g = h.empty({M, F});
+  Pair y = h.empty({M, N});
+  h.cpu.siluMulHalvesMatmul(y.c, g.c, gu.c, wc);
+  h.gpu.siluMulHalvesMatmul(y.g, g.g, gu.g, wg);
+  h.compare("siluMulHalvesMatmul int8", dims({M, N, F}) + scheme, y, 1.0 / 64, int8Atol(M), int8Route(M));
+}
+
 StoredTensor storedBf16(const char* name, const std::vector<uint16_t>& data, int64_t rows, int64_t cols) {
   StoredTensor s;
   s.name = name;
@@ -1273,6 +1289,7 @@ int main(int argc, char** argv) {
       testMatmulInt8(h, 3, 40, 72, use, true);
       testMatmulInt8(h, 1, 128, 4096, use, false);  // N small, K long: the decode kernel's split-K
       testMatmulInt8(h, 17, 128, 4096, use, true);
+      for (int64_t M : {int64_t(1), int64_t(9), int64_t(32), int64_t(33)}) testSiluMulHalvesMatmulInt8(h, M, 151, 200, use);
       testStackedInt8(h, 5, 264, use);
       if (!S) {
         for (int64_t M : {int64_t(1), int64_t(16), int64_t(33), int64_t(97), int64_t(200)}) {
@@ -1280,6 +1297,7 @@ int main(int argc, char** argv) {
           testMatmulInt8(h, M, 4864, 896, use, false);  // gate/up (InternVL2-1B)
           testMatmulInt8(h, M, 896, 4864, use, false);  // down
         }
+        for (int64_t M : {int64_t(1), int64_t(16)}) testSiluMulHalvesMatmulInt8(h, M, 896, 4864, use);  // 1B down
         testMatmulInt8(h, 80, 8960, 1536, use, true);   // m <= 96 on the 128x128 tile
         testMatmulInt8(h, 32, 8960, 1536, use, false);
         testMatmulInt8(h, 1025, 1024, 1024, use, true);

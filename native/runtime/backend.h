@@ -169,6 +169,13 @@ class Backend {
   virtual void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) = 0;
   // y[M, F] = silu(gu[:, :F]) ⊙ gu[:, F:]   (the output of a stacked gate/up matmul gu[M, 2F])
   virtual void siluMulHalves(const Tensor& y, const Tensor& gu) = 0;
+  // y[M, N] = siluMulHalves(gu) · w[N, F]ᵀ: the MLP's down projection after a stacked gate/up
+  // matmul. g [M, F] is scratch for the activations, which this form writes; a backend may fuse
+  // the two and leave g untouched.
+  virtual void siluMulHalvesMatmul(const Tensor& y, const Tensor& g, const Tensor& gu, const Tensor& w) {
+    siluMulHalves(g, gu);
+    matmul(y, g, w, nullptr);
+  }
   // y = a + b, elementwise (y may alias a)
   virtual void add(const Tensor& y, const Tensor& a, const Tensor& b) = 0;
   // y[M, C] += x[M, C] ⊙ s[C]    (layer scale residual)

@@ -106,13 +106,13 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
       be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
       if (stackedGateUp) {
         be.matmul(s.gu, s.a, L.gateUp, nullptr);
-        be.siluMulHalves(s.g, s.gu);
+        be.siluMulHalvesMatmul(s.r, s.g, s.gu, L.down);
       } else {
         be.matmul(s.g, s.a, L.gate, nullptr);
         be.matmul(s.u, s.a, L.up, nullptr);
         be.siluMul(s.g, s.g, s.u);
+        be.matmul(s.r, s.g, L.down, nullptr);
       }
-      be.matmul(s.r, s.g, L.down, nullptr);
       if (i + 1 < i1) be.addRmsNorm(s.a, x, s.r, w_.layers[i + 1].attnNorm, l.rmsEps);
       else be.add(x, x, s.r);
     }

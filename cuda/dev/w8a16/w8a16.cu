@@ -395,6 +395,7 @@ static long validateChain(bool small, cudaStream_t stream, std::vector<Summary>&
 }
 
 static long validateStepChain(bool small, cudaStream_t stream);
+static long validateSiluFusion(bool small, cudaStream_t stream);
 
 static int runValidate(bool small, bool race) {
   std::vector<ValShape> shapes;
@@ -560,6 +561,7 @@ static int runValidate(bool small, bool race) {
   }
   failures += validateChain(small, stream, summary);
   failures += validateStepChain(small, stream);
+  failures += validateSiluFusion(small, stream);
   // Argument errors must throw, not crash.
   {
     W8A16Weight bad{};
@@ -679,6 +681,70 @@ static std::string fmt(const char* format, ...) {
   std::vsnprintf(buf, sizeof buf, format, ap);
   va_end(ap);
   return buf;
+}
+
+// The down projection fused with SiLU·mul (gemmW8A16SiluHalves: the activations formed from the
+// gate/up halves as the kernel loads them) against siluMulHalvesBf16 followed by gemmW8A16: the
+// same bits at every m the decode kernel serves, both schemes, the launcher's config and every
+// explicit one, N not a multiple of 16 and K not of 128. gu has sd 3.5 (silu's curved part and
+// both tails); outputs NaN-poisoned first.
+static long validateSiluFusion(bool small, cudaStream_t stream) {
+  struct Shape2 {
+    int n, k;
+  };
+  const std::vector<Shape2> shapes = small ? std::vector<Shape2>{{77, 136}, {160, 1024}}
+                                           : std::vector<Shape2>{{77, 136}, {1000, 2112}, {7168, 20480}, {896, 4864}};
+  const std::vector<W8A16DecodeConfig> cfgs = {{2, 1, 4}, {2, 7, 2}, {8, 3, 2}, {4, 1, 4}};
+  long failures = 0, compared = 0;
+  for (const Shape2& sh : shapes) {
+    const int n = sh.n, k = sh.k;
+    Dev<bf16> dW(static_cast<size_t>(n) * k), dGu(static_cast<size_t>(32) * 2 * k), dG(static_cast<size_t>(32) * k);
+    Dev<bf16> dY1(static_cast<size_t>(32) * n), dY2(static_cast<size_t>(32) * n);
+    fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 7 + n + k, 0.02f);
+    fillRandomBf16<<<256, 256, 0, stream>>>(dGu.p, dGu.n, 11 + k, 3.5f);  // sd 3.5, out to ~±12
+    Dev<uint8_t> ws(64u << 20);
+    CK(cudaMemsetAsync(ws.p, 0, ws.n, stream));
+    for (Int8Scheme scheme : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128}) {
+      Dev<uint8_t> dP(w8a16PackedBytes(n, k));
+      Dev<float> dS(w8a16ScaleCount(n, k, scheme));
+      const W8A16Weight w{dP.p, dS.p, n, k, scheme};
+      quantizeW8A16(dW.p, w, stream);
+      for (int m : {1, 2, 7, 8, 9, 16, 17, 24, 32}) {
+        if (small && m > 9 && m != 32) continue;
+        siluMulHalvesBf16(dG.p, dGu.p, m, k, stream);
+        auto same = [&](const char* what, auto&& fused, auto&& plain) {
+          CK(cudaMemsetAsync(dY1.p, 0xFF, dY1.n * sizeof(bf16), stream));
+          CK(cudaMemsetAsync(dY2.p, 0xFF, dY2.n * sizeof(bf16), stream));
+          plain();
+          fused();
+          std::vector<uint16_t> a(static_cast<size_t>(m) * n), b(a.size());
+          CK(cudaMemcpyAsync(a.data(), dY1.p, a.size() * 2, cudaMemcpyDeviceToHost, stream));
+          CK(cudaMemcpyAsync(b.data(), dY2.p, b.size() * 2, cudaMemcpyDeviceToHost, stream));
+          CK(cudaStreamSynchronize(stream));
+          long diff = 0;
+          for (size_t i = 0; i < a.size(); ++i) diff += a[i] != b[i] || (a[i] & 0x7F80) == 0x7F80;
+          ++compared;
+          if (diff) {
+            ++failures;
+            std::printf("  FAIL silu fusion N=%d K=%d %s m=%d %s: %ld of %zu outputs differ (or NaN)\n", n, k,
+                        scheme == Int8Scheme::PerChannel ? "per-channel" : "per-group128", m, what, diff, a.size());
+          }
+        };
+        same("launcher", [&] { gemmW8A16SiluHalves(w, dGu.p, m, dY2.p, stream, ws.p, ws.n); },
+             [&] { gemmW8A16(w, dG.p, m, dY1.p, nullptr, stream, ws.p, ws.n); });
+        for (const W8A16DecodeConfig& c0 : cfgs) {
+          W8A16DecodeConfig c = c0;
+          c.splitK = std::min(c.splitK, w8a16Groups(k));
+          same(fmt("tb%d split%d depth%d", c.tilesPerBlock, c.splitK, c.depth).c_str(),
+               [&] { gemmW8A16SiluHalvesDecode(w, dGu.p, m, dY2.p, c, ws.p, ws.n, stream); },
+               [&] { gemmW8A16Decode(w, dG.p, m, dY1.p, nullptr, c, ws.p, ws.n, stream); });
+        }
+      }
+    }
+  }
+  std::printf("silu fusion: %ld comparisons, %ld with differing bits: %s\n", compared, failures,
+              failures ? "FAIL" : "PASS (bit-identical)");
+  return failures;
 }
 
 // The decode step's kernel sequence with the production kernels (addRmsNorm, qkv GEMV,
