@@ -145,6 +145,9 @@ struct CudaBackend::Impl {
   void matmulInt8(const Tensor& y, const Tensor& x, const Tensor& w, const bf16* bias);
   // y = siluMulHalves(gu) · wᵀ in one W8A16 decode kernel (gu.rows() <= kW8A16DecodeMaxM).
   void matmulInt8SiluHalves(const Tensor& y, const Tensor& gu, const Tensor& w);
+  // x += r; y = rmsNorm(x) · wᵀ (+ bias) in one W8A16 decode kernel (x.rows() <= kW8A16DecodeMaxM).
+  void matmulInt8AddRmsNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& normW, float eps,
+                            const Tensor& w, const bf16* bias);
   // The decode path's split-K workspace, grown to cover weight d (zeroed when it grows).
   std::pair<void*, size_t> int8DecodeWorkspace(const W8A16Weight& d);
   // BF16 copy of an F32 bias [n] for the epilogue: the mirror of a vector weight when there
@@ -186,6 +189,9 @@ struct CudaBackend::Impl {
   // (gemmW8A16SiluHalves). Opt-in, INTERNVL_CUDA_FUSED_SILU=1, until a GPU run has checked it
   // (lab: bit-exact against the two kernels; parity harness; goldens).
   bool fusedSilu = false;
+  // The residual add + RMSNorm fused into the int8 GEMV that reads them, for decode rows
+  // (gemmW8A16AddRmsNorm). Opt-in, INTERNVL_CUDA_FUSED_NORM=1, until a GPU run has checked it.
+  bool fusedNorm = false;
   bool poisoned = false;
   std::string poisonReason;
   AttentionPath lastAttention = AttentionPath::None;

@@ -954,6 +954,25 @@ void testSiluMulHalvesMatmulInt8(Harness& h, int64_t M, int64_t N, int64_t F, We
   h.compare("siluMulHalvesMatmul int8", dims({M, N, F}) + scheme, y, 1.0 / 64, int8Atol(M), int8Route(M));
 }
 
+// x += r, then y = rmsNorm(x) · W'ᵀ (+ b): on CUDA with INTERNVL_CUDA_FUSED_NORM=1, M <= 32 and
+// C / 8 in (128, 1024] one W8A16 kernel; otherwise addRmsNorm + matmul. Against the CPU's
+// composed form: y and the new x.
+void testAddRmsNormMatmulInt8(Harness& h, int64_t M, int64_t N, int64_t C, WeightUse use, bool bias) {
+  const std::vector<uint16_t> wb = int8Weights(h, N, C);
+  Tensor wc = h.cpu.weightFromHost(wb.data(), DType::BF16, {N, C}, use);
+  Tensor wg = h.gpu.weightFromHost(wb.data(), DType::BF16, {N, C}, use);
+  const std::string scheme = use == WeightUse::Int8PerGroup128 ? " g128" : " ch";
+  Pair x = h.act({M, C}, 2.0f), r = h.act({M, C});
+  Pair nw = h.vecW(C, 0.3f, 1.0f);
+  Pair b = h.vecW(N, 0.5f);
+  Pair a = h.empty({M, C}), y = h.empty({M, N});
+  h.cpu.addRmsNormMatmul(y.c, a.c, x.c, r.c, nw.c, 1e-5, wc, bias ? &b.c : nullptr);
+  h.gpu.addRmsNormMatmul(y.g, a.g, x.g, r.g, nw.g, 1e-5, wg, bias ? &b.g : nullptr);
+  const std::string shape = dims({M, N, C}) + scheme + (bias ? "+b" : "");
+  h.compare("addRmsNormMatmul int8 y", shape, y, 1.0 / 64, int8Atol(M), int8Route(M));
+  h.compare("addRmsNormMatmul int8 x+=r", shape, x);
+}
+
 StoredTensor storedBf16(const char* name, const std::vector<uint16_t>& data, int64_t rows, int64_t cols) {
   StoredTensor s;
   s.name = name;
@@ -1290,6 +1309,8 @@ int main(int argc, char** argv) {
       testMatmulInt8(h, 1, 128, 4096, use, false);  // N small, K long: the decode kernel's split-K
       testMatmulInt8(h, 17, 128, 4096, use, true);
       for (int64_t M : {int64_t(1), int64_t(9), int64_t(32), int64_t(33)}) testSiluMulHalvesMatmulInt8(h, M, 151, 200, use);
+      for (int64_t M : {int64_t(1), int64_t(9), int64_t(32), int64_t(33)})
+        testAddRmsNormMatmulInt8(h, M, 151, 1032, use, M % 2 == 1);  // 1032: the narrowest fused width
       testStackedInt8(h, 5, 264, use);
       if (!S) {
         for (int64_t M : {int64_t(1), int64_t(16), int64_t(33), int64_t(97), int64_t(200)}) {
@@ -1298,6 +1319,8 @@ int main(int argc, char** argv) {
           testMatmulInt8(h, M, 896, 4864, use, false);  // down
         }
         for (int64_t M : {int64_t(1), int64_t(16)}) testSiluMulHalvesMatmulInt8(h, M, 896, 4864, use);  // 1B down
+        for (int64_t M : {int64_t(1), int64_t(16)}) testAddRmsNormMatmulInt8(h, M, 6144, 4096, use, false);  // 8B qkv
+        testAddRmsNormMatmulInt8(h, 1, 896, 896, use, true);  // 1B: a width addRmsNorm runs a warp a row (composed)
         testMatmulInt8(h, 80, 8960, 1536, use, true);   // m <= 96 on the 128x128 tile
         testMatmulInt8(h, 32, 8960, 1536, use, false);
         testMatmulInt8(h, 1025, 1024, 1024, use, true);

@@ -163,6 +163,14 @@ class Backend {
     add(x, x, r);
     rmsNorm(y, x, w, eps);
   }
+  // addRmsNorm(a, x, r, normW, eps), then y[M, N] = a · w[N, C]ᵀ (+ bias): the residual add, the
+  // next norm and the projection that reads it. a [M, C] is scratch for the normed rows, which
+  // this form writes; a backend may fuse the three and leave a untouched.
+  virtual void addRmsNormMatmul(const Tensor& y, const Tensor& a, const Tensor& x, const Tensor& r,
+                                const Tensor& normW, double eps, const Tensor& w, const Tensor* bias) {
+    addRmsNorm(a, x, r, normW, eps);
+    matmul(y, a, w, bias);
+  }
   // y = 0.5 x (1 + erf(x / √2)), elementwise (y may alias x)
   virtual void gelu(const Tensor& y, const Tensor& x) = 0;
   // y = silu(gate) ⊙ up = gate / (1 + e^-gate) ⊙ up, elementwise (y may alias gate)

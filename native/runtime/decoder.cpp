@@ -71,9 +71,10 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
   const size_t nLayers = w_.layers.size();
 
   // Layers run in runs of consecutive layers on one device; x moves between runs. The
-  // residual add of each block is fused with the norm that follows it (addRmsNorm): the
-  // attention block's with the MLP norm, the MLP block's with the next layer's input norm
-  // when that layer is on the same device.
+  // residual add of each block is fused with the norm that follows it and, where the weights
+  // are stacked, with the projection that reads that norm (addRmsNormMatmul): the attention
+  // block's with the MLP norm and gate/up, the MLP block's with the next layer's input norm and
+  // qkv when that layer is on the same device (`pending`: s.r still holds the MLP's output).
   int at = map_.embed;
   for (size_t i0 = 0; i0 < nLayers;) {
     const int dev = map_.layer(i0);
@@ -84,15 +85,18 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
     Backend& be = device(dev);
     Scratch s = scratch(be, T, cosHost, sinHost, stackedQkv, stackedGateUp);
     be.rmsNorm(s.a, x, w_.layers[i0].attnNorm, l.rmsEps);
+    bool pending = false;
     for (size_t i = i0; i < i1; ++i) {
       checkCancel(cancel);
       const LlmLayerWeights& L = w_.layers[i];
       const KvLayer& cache = kv_.layer(int64_t(i));
       // x += Wo · attn(rope(q), rope(k), v),  a = rmsnorm(x) on entry
       if (stackedQkv) {
-        be.matmul(s.qkv, s.a, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
+        if (pending) be.addRmsNormMatmul(s.qkv, s.a, x, s.r, L.attnNorm, l.rmsEps, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
+        else be.matmul(s.qkv, s.a, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
         be.qkvRopeKvWrite(s.q, cache, s.qkv, Hq, KV, s.cos, s.sin, batch);
       } else {
+        if (pending) be.addRmsNorm(s.a, x, s.r, L.attnNorm, l.rmsEps);
         be.matmul(s.q, s.a, L.wq, L.bq ? &L.bq : nullptr);
         be.matmul(s.k, s.a, L.wk, L.bk ? &L.bk : nullptr);
         be.matmul(s.v, s.a, L.wv, L.bv ? &L.bv : nullptr);
@@ -102,18 +106,19 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
       }
       be.pagedAttention(s.o, s.q, cache, batch, Hq, KV, scale);
       be.matmul(s.r, s.o, L.wo, L.bo ? &L.bo : nullptr);
+      pending = false;
       // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
-      be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
       if (stackedGateUp) {
-        be.matmul(s.gu, s.a, L.gateUp, nullptr);
+        be.addRmsNormMatmul(s.gu, s.a, x, s.r, L.mlpNorm, l.rmsEps, L.gateUp, nullptr);
         be.siluMulHalvesMatmul(s.r, s.g, s.gu, L.down);
       } else {
+        be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
         be.matmul(s.g, s.a, L.gate, nullptr);
         be.matmul(s.u, s.a, L.up, nullptr);
         be.siluMul(s.g, s.g, s.u);
         be.matmul(s.r, s.g, L.down, nullptr);
       }
-      if (i + 1 < i1) be.addRmsNorm(s.a, x, s.r, w_.layers[i + 1].attnNorm, l.rmsEps);
+      if (i + 1 < i1) pending = true;  // the next layer's first op adds s.r and norms
       else be.add(x, x, s.r);
     }
     i0 = i1;
