@@ -66,7 +66,9 @@ done
 if [[ $built == 1 ]]; then
   # API errors not reported: the harness asks for 128 TiB on purpose (ERR_OOM), and every CUDA
   # call's status is checked by the backend itself.
-  timeout "$(left 600)" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 build/parity/backend_parity --small \
+  # with the opt-in int8 fusions on: the newest kernels (their composed fallbacks ran under it before)
+  INTERNVL_CUDA_FUSED_SILU=1 INTERNVL_CUDA_FUSED_NORM=1 timeout "$(left 600)" \
+    compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 build/parity/backend_parity --small \
     >"$OUT/memcheck.txt" 2>&1
   say "memcheck rc=$? (124: cut by the deadline) $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.txt" | tail -1)"
   grep -cE '^(ok|PASS)' "$OUT/memcheck.txt" | sed 's/^/memcheck cases passed before the end: /' | tee -a "$OUT/summary.txt"
