@@ -148,8 +148,8 @@ struct CudaBackend::Impl {
   // x += r; y = rmsNorm(x) · wᵀ (+ bias) in one W8A16 decode kernel (x.rows() <= kW8A16DecodeMaxM).
   void matmulInt8AddRmsNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& normW, float eps,
                             const Tensor& w, const bf16* bias);
-  // The decode path's split-K workspace, grown to cover weight d (zeroed when it grows).
-  std::pair<void*, size_t> int8DecodeWorkspace(const W8A16Weight& d);
+  // The decode path's split-K workspace, grown to `bytes` (zeroed when it grows).
+  std::pair<void*, size_t> int8DecodeWorkspace(size_t bytes);
   // BF16 copy of an F32 bias [n] for the epilogue: the mirror of a vector weight when there
   // is one, else converted into `tmp`.
   const bf16* biasBf16(const Tensor& bias, ScratchBlock& tmp);

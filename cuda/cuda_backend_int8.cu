@@ -111,14 +111,14 @@ void CudaBackend::Impl::matmulInt8(const Tensor& y, const Tensor& x, const Tenso
     gemm->run(y.ptr<bf16>(), x.ptr<bf16>(), deq.as<bf16>(), bias, M, d.n, d.k);
     return;
   }
-  const auto [ws, wsBytes] = M <= kDecodeMaxRows ? int8DecodeWorkspace(d) : std::pair<void*, size_t>{nullptr, 0};
+  const auto [ws, wsBytes] =
+      M <= kDecodeMaxRows ? int8DecodeWorkspace(w8a16WorkspaceBytes(d)) : std::pair<void*, size_t>{nullptr, 0};
   gemmW8A16(d, x.ptr<bf16>(), int(M), y.ptr<bf16>(), bias, stream, ws, wsBytes);
 }
 
-std::pair<void*, size_t> CudaBackend::Impl::int8DecodeWorkspace(const W8A16Weight& d) {
-  // Grown to the largest weight; its counters must start zeroed and every call leaves them
-  // zeroed (gemm_w8a16.h), so a fresh block is cleared once.
-  const size_t want = w8a16WorkspaceBytes(d);
+std::pair<void*, size_t> CudaBackend::Impl::int8DecodeWorkspace(size_t want) {
+  // Grown to the largest weight's need; its counters must start zeroed and every call leaves
+  // them zeroed (gemm_w8a16.h), so a fresh block is cleared once.
   if (int8Workspace.capacity() < want) {
     int8Workspace = ScratchBlock(ctx->allocator, want);
     IVL_CUDA_CHECK(cudaMemsetAsync(int8Workspace.get(), 0, int8Workspace.capacity(), stream));
@@ -129,14 +129,14 @@ std::pair<void*, size_t> CudaBackend::Impl::int8DecodeWorkspace(const W8A16Weigh
 void CudaBackend::Impl::matmulInt8AddRmsNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& normW,
                                              float eps, const Tensor& w, const bf16* bias) {
   const W8A16Weight d = int8View(w);
-  const auto [ws, wsBytes] = int8DecodeWorkspace(d);
+  const auto [ws, wsBytes] = int8DecodeWorkspace(w8a16AddRmsNormWorkspaceBytes(d));
   gemmW8A16AddRmsNorm(d, x.ptr<bf16>(), r.ptr<bf16>(), normW.ptr<float>(), eps, int(x.rows()), y.ptr<bf16>(), bias,
                       stream, ws, wsBytes);
 }
 
 void CudaBackend::Impl::matmulInt8SiluHalves(const Tensor& y, const Tensor& gu, const Tensor& w) {
   const W8A16Weight d = int8View(w);
-  const auto [ws, wsBytes] = int8DecodeWorkspace(d);
+  const auto [ws, wsBytes] = int8DecodeWorkspace(w8a16WorkspaceBytes(d));
   gemmW8A16SiluHalves(d, gu.ptr<bf16>(), int(gu.rows()), y.ptr<bf16>(), stream, ws, wsBytes);
 }
 

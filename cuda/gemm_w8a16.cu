@@ -960,6 +960,10 @@ void gemmW8A16SiluHalves(const W8A16Weight& w, const bf16* gu, int m, bf16* y, c
 
 bool w8a16AddRmsNormFits(int k) { return k % 8 == 0 && k / 8 > 128 && k / 8 <= 1024; }
 
+size_t w8a16AddRmsNormWorkspaceBytes(const W8A16Weight& w) {
+  return std::max(w8a16WorkspaceBytes(w), w8a16::kCounterBytes);
+}
+
 void gemmW8A16AddRmsNormDecode(const W8A16Weight& w, bf16* resid, const bf16* branch, const float* normW, float eps,
                                int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg, void* workspace,
                                size_t workspaceBytes, cudaStream_t stream) {

@@ -61,6 +61,9 @@ void gemmW8A16SiluHalves(const W8A16Weight& w, const __nv_bfloat16* gu, int m, _
 // thread mapping and reduction order), for the K that addRmsNormBf16 runs with 256 threads a row:
 // w8a16AddRmsNormFits(K). Needs the zeroed split-K workspace (for its arrival counter).
 bool w8a16AddRmsNormFits(int k);
+// The workspace gemmW8A16AddRmsNorm needs for weight w: w8a16WorkspaceBytes(w), and at least the
+// counters (a weight without split-K at any m would otherwise need none).
+size_t w8a16AddRmsNormWorkspaceBytes(const W8A16Weight& w);
 void gemmW8A16AddRmsNorm(const W8A16Weight& w, __nv_bfloat16* resid, const __nv_bfloat16* branch, const float* normW,
                          float eps, int m, __nv_bfloat16* y, const __nv_bfloat16* bias, cudaStream_t stream,
                          void* workspace, size_t workspaceBytes);
