@@ -690,15 +690,20 @@ static std::string fmt(const char* format, ...) {
 // same bits at every m the decode kernel serves, both schemes, the launcher's config and every
 // explicit one, N not a multiple of 16 and K not of 128. gu has sd 3.5 (silu's curved part and
 // both tails); outputs NaN-poisoned first.
+// Weight shapes and explicit decode configs (2 and 8 tiles per block, with and without split-K,
+// both depths) the fusion checks below run.
+struct FusionShape {
+  int n, k;
+};
+static const std::vector<W8A16DecodeConfig> kFusionConfigs = {{2, 1, 4}, {2, 7, 2}, {8, 3, 2}, {4, 1, 4}};
+
 static long validateSiluFusion(bool small, cudaStream_t stream) {
-  struct Shape2 {
-    int n, k;
-  };
-  const std::vector<Shape2> shapes = small ? std::vector<Shape2>{{77, 136}, {160, 1024}}
-                                           : std::vector<Shape2>{{77, 136}, {1000, 2112}, {7168, 20480}, {896, 4864}};
-  const std::vector<W8A16DecodeConfig> cfgs = {{2, 1, 4}, {2, 7, 2}, {8, 3, 2}, {4, 1, 4}};
+  const std::vector<FusionShape> shapes =
+      small ? std::vector<FusionShape>{{77, 136}, {160, 1024}}
+            : std::vector<FusionShape>{{77, 136}, {1000, 2112}, {7168, 20480}, {896, 4864}};
+  const std::vector<W8A16DecodeConfig>& cfgs = kFusionConfigs;
   long failures = 0, compared = 0;
-  for (const Shape2& sh : shapes) {
+  for (const FusionShape& sh : shapes) {
     const int n = sh.n, k = sh.k;
     Dev<bf16> dW(static_cast<size_t>(n) * k), dGu(static_cast<size_t>(32) * 2 * k), dG(static_cast<size_t>(32) * k);
     Dev<bf16> dY1(static_cast<size_t>(32) * n), dY2(static_cast<size_t>(32) * n);
@@ -756,16 +761,14 @@ static long validateSiluFusion(bool small, cudaStream_t stream) {
 // 7168 the 40B's, 8192 the largest). Outputs NaN-poisoned first. Also calls it twice in a row
 // (its arrival counter must come back re-armed).
 static long validateNormFusion(bool small, cudaStream_t stream) {
-  struct Shape2 {
-    int n, k;
-  };
-  const std::vector<Shape2> shapes = small ? std::vector<Shape2>{{77, 1032}, {160, 2048}}
-                                           : std::vector<Shape2>{{77, 1032}, {1000, 4096}, {9216, 7168}, {4000, 8192}};
-  const std::vector<W8A16DecodeConfig> cfgs = {{2, 1, 4}, {2, 7, 2}, {8, 3, 2}, {4, 1, 4}};
+  const std::vector<FusionShape> shapes =
+      small ? std::vector<FusionShape>{{77, 1032}, {160, 2048}}
+            : std::vector<FusionShape>{{77, 1032}, {1000, 4096}, {9216, 7168}, {4000, 8192}};
+  const std::vector<W8A16DecodeConfig>& cfgs = kFusionConfigs;
   long failures = 0, compared = 0;
   Dev<uint8_t> ws(64u << 20);
   CK(cudaMemsetAsync(ws.p, 0, ws.n, stream));
-  for (const Shape2& sh : shapes) {
+  for (const FusionShape& sh : shapes) {
     const int n = sh.n, k = sh.k;
     Dev<bf16> dW(static_cast<size_t>(n) * k), dX0(static_cast<size_t>(32) * k), dR(static_cast<size_t>(32) * k);
     Dev<bf16> dXa(dX0.n), dXb(dX0.n), dA(dX0.n), dBias(n), dY1(static_cast<size_t>(32) * n), dY2(dY1.n);
