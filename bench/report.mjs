@@ -250,7 +250,7 @@ if (lt) {
   if (m && m.against === lt) {
     const mxItl = Object.values(m.models).some((x) => Object.values(x.levels).some((r) => r.itl_p99_ms !== undefined));
     lines.push(
-      '**Mixed steps** (`mixedSteps`: the running sequences decode inside each prefill step instead of in a step of their own; by default on for CUDA models of 26B and up), same session:',
+      '**Mixed steps** (`mixedSteps`: the running sequences decode inside each prefill step instead of in a step of their own; by default on for CUDA), same session:',
       '',
       `| model | clients | in the table above | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT off / on |${mxItl ? ' inter-token p99 off / on |' : ''}`,
       `|---|---|---|---|---|---|---|${mxItl ? '---|' : ''}`,

@@ -74,9 +74,9 @@ export interface LoadOptions {
   /**
    * While new requests are being prefilled, the running ones take their next decode step inside
    * the same forward instead of a second one after it, so an arrival costs one pass over the
-   * weights less. Same tokens either way. Default: on for CUDA (at 32
-   * streaming clients it cut the TTFT p99 by a third at 40B shapes, with 2-5% more tokens/s, and
-   * by up to half at 8B, with 0-8% fewer), off on the CPU backend.
+   * weights less. Same tokens either way. Default: on for CUDA (at 32 streaming clients it cut
+   * the TTFT p99 by a third at 40B shapes, with 2-5% more tokens/s, and by up to half at 8B,
+   * with 0-8% fewer), off on the CPU backend.
    */
   mixedSteps?: boolean;
   /**
