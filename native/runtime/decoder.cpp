@@ -104,9 +104,9 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
         be.rope(s.k, KV, s.cos, s.sin);
         be.kvWrite(cache, s.k, s.v, batch);
       }
+      pending = false;
       be.pagedAttention(s.o, s.q, cache, batch, Hq, KV, scale);
       be.matmul(s.r, s.o, L.wo, L.bo ? &L.bo : nullptr);
-      pending = false;
       // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
       if (stackedGateUp) {
         be.addRmsNormMatmul(s.gu, s.a, x, s.r, L.mlpNorm, l.rmsEps, L.gateUp, nullptr);
