@@ -908,8 +908,10 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     p.counters = static_cast<int*>(workspace);
     p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
   }
+  // The fused activation forms run one tile per warp (launchDecodeDepth); the grid must match.
+  ivl::require(act == Act::Plain || cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg,
+               "gemmW8A16 SiLU / RMSNorm fusions: one tile per warp only");
   if (act == Act::AddRmsNorm) {
-    ivl::require(cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg, "gemmW8A16AddRmsNorm: one tile per warp only");
     ivl::require(w8a16AddRmsNormFits(w.k), ivl::ErrorCode::InvalidArg,
                  "gemmW8A16AddRmsNorm: K must be a multiple of 8 with K / 8 in (128, 1024], got " + std::to_string(w.k));
     ivl::require(norm.resid != nullptr && norm.branch != nullptr && norm.w != nullptr &&
@@ -932,6 +934,16 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, act, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
 }
+
+// The launcher's configuration for m decode rows (w8a16ChooseDecode), then the call.
+void decodeChosen(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, void* workspace,
+                  size_t workspaceBytes, cudaStream_t stream, Act act, const char* who, const NormIn& norm = {}) {
+  ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
+               std::string(who) + ": m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
+  if (m == 0) return;
+  const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, smCount(), workspace != nullptr ? workspaceBytes : 0);
+  decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, act, norm);
+}
 }  // namespace w8a16
 
 void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
@@ -943,19 +955,14 @@ void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const 
 void gemmW8A16SiluHalvesDecode(const W8A16Weight& w, const bf16* gu, int m, bf16* y, const W8A16DecodeConfig& cfg,
                                void* workspace, size_t workspaceBytes, cudaStream_t stream) {
   w8a16::checkCall(w, gu, m, y, "gemmW8A16SiluHalves");
-  ivl::require(cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg, "gemmW8A16SiluHalves: one tile per warp only");
   w8a16::decodeCall(w, gu, m, y, nullptr, cfg, workspace, workspaceBytes, stream, w8a16::Act::SiluHalves);
 }
 
 void gemmW8A16SiluHalves(const W8A16Weight& w, const bf16* gu, int m, bf16* y, cudaStream_t stream,
                          void* workspace, size_t workspaceBytes) {
   w8a16::checkCall(w, gu, m, y, "gemmW8A16SiluHalves");
-  ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
-               "gemmW8A16SiluHalves: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
-  if (m == 0) return;
-  const W8A16DecodeConfig cfg =
-      w8a16ChooseDecode(w, m, w8a16::smCount(), workspace != nullptr ? workspaceBytes : 0);
-  w8a16::decodeCall(w, gu, m, y, nullptr, cfg, workspace, workspaceBytes, stream, w8a16::Act::SiluHalves);
+  w8a16::decodeChosen(w, gu, m, y, nullptr, workspace, workspaceBytes, stream, w8a16::Act::SiluHalves,
+                      "gemmW8A16SiluHalves");
 }
 
 bool w8a16AddRmsNormFits(int k) { return k % 8 == 0 && k / 8 > 128 && k / 8 <= 1024; }
@@ -975,12 +982,8 @@ void gemmW8A16AddRmsNormDecode(const W8A16Weight& w, bf16* resid, const bf16* br
 void gemmW8A16AddRmsNorm(const W8A16Weight& w, bf16* resid, const bf16* branch, const float* normW, float eps, int m,
                          bf16* y, const bf16* bias, cudaStream_t stream, void* workspace, size_t workspaceBytes) {
   w8a16::checkCall(w, resid, m, y, "gemmW8A16AddRmsNorm");
-  ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
-               "gemmW8A16AddRmsNorm: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
-  if (m == 0) return;
-  const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, w8a16::smCount(), workspaceBytes);
-  w8a16::decodeCall(w, resid, m, y, bias, cfg, workspace, workspaceBytes, stream, w8a16::Act::AddRmsNorm,
-                    {resid, branch, normW, eps});
+  w8a16::decodeChosen(w, resid, m, y, bias, workspace, workspaceBytes, stream, w8a16::Act::AddRmsNorm,
+                      "gemmW8A16AddRmsNorm", {resid, branch, normW, eps});
 }
 
 void gemmW8A16Prefill(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
@@ -1013,8 +1016,7 @@ void gemmW8A16(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* 
   if (m == 0) return;
   const int sms = w8a16::smCount();
   if (m <= kW8A16DecodeMaxM) {
-    const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
-    gemmW8A16Decode(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
+    w8a16::decodeChosen(w, x, m, y, bias, workspace, workspaceBytes, stream, w8a16::Act::Plain, "gemmW8A16");
   } else {
     gemmW8A16Prefill(w, x, m, y, bias, w8a16ChoosePrefill(w, m, sms), stream);
   }
