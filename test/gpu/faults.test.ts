@@ -214,8 +214,10 @@ if (reason) {
       }
     });
 
+    // Mixed steps (on by default on CUDA) would put B's prefill in one step with A's decode; this
+    // is the path where the two run apart.
     test('(b) the prefill of a newly arrived request runs out of memory: it fails with ERR_OOM, the decoding one goes on', async () => {
-      await using m = await loadTiny();
+      await using m = await EngineModel.load(tinyDir, { backend: 'cuda', imageContextTokenId, prefixCache: false, kvCacheTokens: 8192, mixedSteps: false });
       const n = nativeOf(m);
       const base = postLoad(m);
       T.hold(n, 0);
@@ -227,6 +229,29 @@ if (reason) {
       await expect(b.promise).rejects.toMatchObject({ code: 'ERR_OOM' });
       const [ra] = await a.promise;
       await expectGreedyUnderOracle(older, Array.from(ra.tokenIds));
+      expectBackToPostLoad(m, base);
+    });
+
+    // A fault plan fires once (a transient shortage): the mixed step is undone and its two halves
+    // run apart, where the allocation succeeds, so nobody fails.
+    test('(b) a mixed step (the newcomer\'s prefill + the decode) runs out of memory: undone, run apart, both finish correctly', async () => {
+      await using m = await loadTiny();
+      const n = nativeOf(m);
+      const base = postLoad(m);
+      T.hold(n, 0);
+      const a = m.generate(goldenRequest(older));
+      await stepEngine(m, 1);
+      const b = m.generate(goldenRequest(newer));
+      const st0 = m.stats();
+      const fired = T.faultsFired(n);
+      T.armFault(n, 'oom-after=0');
+      await stepEngine(m, 1);
+      expect(T.faultsFired(n)).toBe(fired + 1);
+      expect(m.stats().mixedSteps).toBe(st0.mixedSteps); // the failed one is not counted
+      T.hold(n, -1);
+      const [[ra], [rb]] = await Promise.all([a.promise, b.promise]);
+      await expectGreedyUnderOracle(older, Array.from(ra.tokenIds));
+      await expectGreedyUnderOracle(newer, Array.from(rb.tokenIds));
       expectBackToPostLoad(m, base);
     });
 
