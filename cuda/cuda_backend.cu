@@ -148,10 +148,6 @@ CudaBackend::Impl::Impl(const CudaBackendOptions& o) : options(o), device(o.devi
   genericAttention = o.genericAttention || (env && env[0] == '1');
   const char* fused = std::getenv("INTERNVL_CUDA_FUSED_VIT");
   fusedVit = !(fused && fused[0] == '0');
-  const char* silu = std::getenv("INTERNVL_CUDA_FUSED_SILU");
-  fusedSilu = silu && silu[0] == '1';
-  const char* norm = std::getenv("INTERNVL_CUDA_FUSED_NORM");
-  fusedNorm = norm && norm[0] == '1';
   gemmWorkspace = ScratchBlock(ctx->allocator, o.gemmWorkspaceBytes);
   gemm = std::make_unique<GemmBf16>(stream, gemmWorkspace.get(), o.gemmWorkspaceBytes);
 }

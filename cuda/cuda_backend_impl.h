@@ -143,11 +143,6 @@ struct CudaBackend::Impl {
   // The GEMM's descriptor of an I8 weight or row slice of one.
   W8A16Weight int8View(const Tensor& w);
   void matmulInt8(const Tensor& y, const Tensor& x, const Tensor& w, const bf16* bias);
-  // y = siluMulHalves(gu) · wᵀ in one W8A16 decode kernel (gu.rows() <= kW8A16DecodeMaxM).
-  void matmulInt8SiluHalves(const Tensor& y, const Tensor& gu, const Tensor& w);
-  // x += r; y = rmsNorm(x) · wᵀ (+ bias) in one W8A16 decode kernel (x.rows() <= kW8A16DecodeMaxM).
-  void matmulInt8AddRmsNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& normW, float eps,
-                            const Tensor& w, const bf16* bias);
   // The decode path's split-K workspace, grown to `bytes` (zeroed when it grows).
   std::pair<void*, size_t> int8DecodeWorkspace(size_t bytes);
   // BF16 copy of an F32 bias [n] for the epilogue: the mirror of a vector weight when there
@@ -185,13 +180,6 @@ struct CudaBackend::Impl {
   // The fused ViT kernels (addScaledNorm, qkvAttention in place); INTERNVL_CUDA_FUSED_VIT=0
   // runs the interface's composed defaults instead (the fused kernels' oracle on the GPU).
   bool fusedVit = true;
-  // The MLP's down projection fused with siluMulHalves for int8 decode rows
-  // (gemmW8A16SiluHalves). Opt-in, INTERNVL_CUDA_FUSED_SILU=1, until a GPU run has checked it
-  // (lab: bit-exact against the two kernels; parity harness; goldens).
-  bool fusedSilu = false;
-  // The residual add + RMSNorm fused into the int8 GEMV that reads them, for decode rows
-  // (gemmW8A16AddRmsNorm). Opt-in, INTERNVL_CUDA_FUSED_NORM=1, until a GPU run has checked it.
-  bool fusedNorm = false;
   bool poisoned = false;
   std::string poisonReason;
   AttentionPath lastAttention = AttentionPath::None;

@@ -126,20 +126,6 @@ std::pair<void*, size_t> CudaBackend::Impl::int8DecodeWorkspace(size_t want) {
   return {int8Workspace.get(), int8Workspace.capacity()};
 }
 
-void CudaBackend::Impl::matmulInt8AddRmsNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& normW,
-                                             float eps, const Tensor& w, const bf16* bias) {
-  const W8A16Weight d = int8View(w);
-  const auto [ws, wsBytes] = int8DecodeWorkspace(w8a16AddRmsNormWorkspaceBytes(d));
-  gemmW8A16AddRmsNorm(d, x.ptr<bf16>(), r.ptr<bf16>(), normW.ptr<float>(), eps, int(x.rows()), y.ptr<bf16>(), bias,
-                      stream, ws, wsBytes);
-}
-
-void CudaBackend::Impl::matmulInt8SiluHalves(const Tensor& y, const Tensor& gu, const Tensor& w) {
-  const W8A16Weight d = int8View(w);
-  const auto [ws, wsBytes] = int8DecodeWorkspace(w8a16WorkspaceBytes(d));
-  gemmW8A16SiluHalves(d, gu.ptr<bf16>(), int(gu.rows()), y.ptr<bf16>(), stream, ws, wsBytes);
-}
-
 // ---- CudaBackend ---------------------------------------------------------------------------
 
 Tensor CudaBackend::stackedWeight(const std::vector<const StoredTensor*>& parts, WeightUse use) {
@@ -181,49 +167,6 @@ void CudaBackend::siluMulHalves(const Tensor& y, const Tensor& gu) {
     needDType(gu, DType::BF16, "siluMulHalves: gu");
     need(gu.rows() == M && gu.cols() == 2 * F, "siluMulHalves: shape mismatch");
     siluMulHalvesBf16(y.ptr<bf16>(), gu.ptr<bf16>(), M, F, impl_->stream);
-  });
-}
-
-// The int8 down projection of decode rows reads the gate/up output directly (one kernel, same
-// bits); everything else is the composed default.
-void CudaBackend::siluMulHalvesMatmul(const Tensor& y, const Tensor& g, const Tensor& gu, const Tensor& w) {
-  const int64_t M = gu.rows();
-  if (!impl_->fusedSilu || !w.defined() || w.dtype() != DType::I8 || !w.hasScales() || M == 0 || M > kDecodeMaxRows) {
-    Backend::siluMulHalvesMatmul(y, g, gu, w);
-    return;
-  }
-  impl_->op([&] {
-    const int64_t F = w.cols(), N = w.rows();
-    needDType(y, DType::BF16, "siluMulHalvesMatmul: y");
-    needDType(gu, DType::BF16, "siluMulHalvesMatmul: gu");
-    need(gu.cols() == 2 * F && y.rows() == M && y.cols() == N,
-         "siluMulHalvesMatmul: shape mismatch y" + shapeString(y.shape()) + " = siluMulHalves(gu" +
-             shapeString(gu.shape()) + ") · w" + shapeString(w.shape()) + "ᵀ");
-    impl_->matmulInt8SiluHalves(y, gu, w);
-  });
-}
-
-// x += r, the RMSNorm and the int8 projection of decode rows in one kernel (same bits as
-// addRmsNorm + matmul, for the widths addRmsNorm runs 256 threads a row); otherwise composed.
-void CudaBackend::addRmsNormMatmul(const Tensor& y, const Tensor& a, const Tensor& x, const Tensor& r,
-                                   const Tensor& normW, double eps, const Tensor& w, const Tensor* bias) {
-  const int64_t M = x.rows(), C = x.cols();
-  const auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0; };
-  if (!impl_->fusedNorm || !w.defined() || w.dtype() != DType::I8 || !w.hasScales() || M == 0 ||
-      M > kDecodeMaxRows || C > INT32_MAX || !w8a16AddRmsNormFits(int(C)) || x.dtype() != DType::BF16 ||
-      r.dtype() != DType::BF16 || normW.dtype() != DType::F32 || !aligned(x) || !aligned(r) || !aligned(normW)) {
-    Backend::addRmsNormMatmul(y, a, x, r, normW, eps, w, bias);
-    return;
-  }
-  impl_->op([&] {
-    const int64_t N = w.rows();
-    needDType(y, DType::BF16, "addRmsNormMatmul: y");
-    need(r.rows() == M && r.cols() == C && normW.numel() == C && w.cols() == C && y.rows() == M && y.cols() == N,
-         "addRmsNormMatmul: shape mismatch");
-    need(!bias || (bias->defined() && bias->numel() == N), "addRmsNormMatmul: bias must have N elements");
-    ScratchBlock tmp;
-    const bf16* b = bias ? impl_->biasBf16(*bias, tmp) : nullptr;
-    impl_->matmulInt8AddRmsNorm(y, x, r, normW, float(eps), w, b);
   });
 }
 

@@ -20,7 +20,6 @@
 #include "check.h"
 #include "gemm_w8a16_tuning.h"
 #include "pdl.h"
-#include "silu_mul.h"
 
 namespace ivl::cuda {
 namespace w8a16 {
@@ -40,22 +39,6 @@ __device__ __forceinline__ void dequant4(uint32_t q, uint32_t& lo, uint32_t& hi)
   const float f3 = __uint_as_float(__byte_perm(q, kBase, 0x7653)) - 8388736.f;
   lo = __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
   hi = __byte_perm(__float_as_uint(f2), __float_as_uint(f3), 0x7632);
-}
-
-// Eight bf16 activations silu(g) · u from eight gate and eight up values (silu_mul.h).
-__device__ __forceinline__ uint4 siluMul8(uint4 g, uint4 u) {
-  const uint32_t* gw = &g.x;
-  const uint32_t* uw = &u.x;
-  uint4 out;
-  uint32_t* ow = &out.x;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 gf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gw + i));
-    const float2 uf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(uw + i));
-    const __nv_bfloat162 o = __floats2bfloat162_rn(siluMulRef(gf.x, uf.x), siluMulRef(gf.y, uf.y));
-    ow[i] = *reinterpret_cast<const uint32_t*>(&o);
-  }
-  return out;
 }
 
 // D = A (16x16 bf16, row) * B (16x8 bf16, col) + D, fp32.
@@ -124,49 +107,9 @@ struct DecodeParams {
   int tb;                // tiles (16 rows) per block; warps = tb tiles x (8 / tb) K lanes
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
-  // NORM: the activations are rmsNorm(resid + branch) · normW, formed as they are loaded; the
-  // grid's last block to finish writes resid + branch back into resid (the residual stream).
-  bf16* resid;           // [m, k]
-  const bf16* branch;    // [m, k]
-  const float* normW;    // [k]
-  float eps;
 };
 
 constexpr int kDecodeThreads = 256;
-// NORM's arrival counter: the last slot of the workspace's counters (split-K uses the others).
-constexpr int kNormCounterSlot = 8191;
-
-// Eight activations of a NORM row: bf16(w · rb(h · rstd)) with h = rb(x + r), exactly as
-// normKernel<256, 8, RMS, ADD> (norm.cu) computes the residual add and the RMSNorm output.
-__device__ __forceinline__ float rbf(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
-__device__ __forceinline__ uint4 rmsAct8(uint4 x, uint4 r, float4 w0, float4 w1, float rstd) {
-  const __nv_bfloat16* xb = reinterpret_cast<const __nv_bfloat16*>(&x);
-  const __nv_bfloat16* rb8 = reinterpret_cast<const __nv_bfloat16*>(&r);
-  const float w[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-  uint4 out;
-  __nv_bfloat16* ob = reinterpret_cast<__nv_bfloat16*>(&out);
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    const float h = rbf(__bfloat162float(xb[j]) + __bfloat162float(rb8[j]));
-    ob[j] = __float2bfloat16_rn(w[j] * rbf(h * rstd));
-  }
-  return out;
-}
-// The same h, to store back into the residual stream.
-__device__ __forceinline__ uint4 residSum8(uint4 x, uint4 r) {
-  const __nv_bfloat16* xb = reinterpret_cast<const __nv_bfloat16*>(&x);
-  const __nv_bfloat16* rb8 = reinterpret_cast<const __nv_bfloat16*>(&r);
-  uint4 out;
-  __nv_bfloat16* ob = reinterpret_cast<__nv_bfloat16*>(&out);
-#pragma unroll
-  for (int j = 0; j < 8; ++j) ob[j] = __float2bfloat16_rn(__bfloat162float(xb[j]) + __bfloat162float(rb8[j]));
-  return out;
-}
-__device__ __forceinline__ float warpSumF(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // MT:      activation row blocks of 8 (the MMA's n side): handles m <= 8 * MT.
 // GROUPED: per-group scales (applied per 128-column unit) instead of per-channel (epilogue).
@@ -175,14 +118,7 @@ __device__ __forceinline__ float warpSumF(float v) {
 // TPW:     16-row tiles per warp (1 or 2): with 2, each activation fragment a warp loads feeds the
 //          MMAs of two tiles, halving the activation reads per weight byte (what limits m = 9..32;
 //          lab README). p.tb then counts warp tiles, TPW tiles each.
-// SILU:    p.x is a stacked gate/up output [m, 2k]; the activations are silu(gate) · up of its
-//          halves (silu_mul.h), formed as they are loaded (the MLP's down projection without
-//          the siluMulHalves pass before it; same bits).
-// NORM:    the activations are the RMSNorm of resid + branch (DecodeParams), as the addRmsNorm
-//          before the GEMV would write them: each block computes the rows' 1/rms itself with
-//          normKernel's thread mapping and reduction order (K / 8 in (128, 1024] only), then
-//          forms the activations as it loads them; the last block writes the new residual.
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false, bool NORM = false>
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1>
 __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
@@ -210,10 +146,9 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
   for (int mt = 0; mt < MT; ++mt) {
     const int r = mt * 8 + gi;
     rowOk[mt] = r < p.m;
-    xRow[mt] = (NORM ? p.resid : p.x) + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k * (SILU ? 2 : 1) + ti * 8;
+    xRow[mt] = p.x + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k + ti * 8;
   }
 
-  __shared__ float rowRstd[NORM ? MT * 8 : 1];  // NORM: 1 / rms of each activation row
   float acc[TPW][MT][4];
 #pragma unroll
   for (int tt = 0; tt < TPW; ++tt)
@@ -267,22 +202,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
         uint4 xv = make_uint4(0u, 0u, 0u, 0u);
-        if constexpr (SILU) {
-          if (rowOk[mt] && kOk) xv = siluMul8(__ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk)),
-                                              __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk + p.k)));
-        } else if constexpr (NORM) {
-          if (rowOk[mt] && kOk) {
-            // resid is written by this grid's last block (after every block's reads): no .nc loads
-            const size_t off = static_cast<size_t>(xRow[mt] - p.resid) + kk;
-            const int c = kk + ti * 8;
-            xv = rmsAct8(__ldcg(reinterpret_cast<const uint4*>(p.resid + off)),
-                         __ldcg(reinterpret_cast<const uint4*>(p.branch + off)),
-                         __ldg(reinterpret_cast<const float4*>(p.normW + c)),
-                         __ldg(reinterpret_cast<const float4*>(p.normW + c + 4)), rowRstd[mt * 8 + gi]);
-          }
-        } else {
-          if (rowOk[mt] && kOk) xv = __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk));
-        }
+        if (rowOk[mt] && kOk) xv = __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk));
 #pragma unroll
         for (int tt = 0; tt < TPW; ++tt) {
           mma16816(t[tt][mt], a0[tt], xv.x, xv.y);
@@ -322,33 +242,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
   for (int d = 0; d < DEPTH; ++d)
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
   pdlWait();
-  if constexpr (NORM) {
-    // Each row's 1/rms with normKernel<256, 8>'s mapping (thread t sums columns t·8 + i·2048 in
-    // order, fused multiply-adds), its warp shuffles and its cross-warp order: the same bits.
-    __shared__ float redN[32];
-    for (int r = 0; r < p.m; ++r) {
-      const bf16* xr = p.resid + static_cast<size_t>(r) * p.k;
-      const bf16* br = p.branch + static_cast<size_t>(r) * p.k;
-      float ss = 0.f;
-      for (int c = threadIdx.x * 8; c < p.k; c += kDecodeThreads * 8) {
-        const uint4 h8 = residSum8(__ldcg(reinterpret_cast<const uint4*>(xr + c)),
-                                   __ldcg(reinterpret_cast<const uint4*>(br + c)));
-        const __nv_bfloat16* hb = reinterpret_cast<const __nv_bfloat16*>(&h8);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const float v = __bfloat162float(hb[j]);
-          ss += v * v;
-        }
-      }
-      ss = warpSumF(ss);
-      __syncthreads();  // redN may still be read from the previous row
-      if (lane == 0) redN[warp] = ss;
-      __syncthreads();
-      const float t = warpSumF(lane < kDecodeThreads / 32 ? redN[lane] : 0.f);
-      if (threadIdx.x == 0) rowRstd[r] = rsqrtf(t / static_cast<float>(p.k) + p.eps);
-    }
-    __syncthreads();
-  }
   for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
     for (int d = 0; d < DEPTH; ++d) {
@@ -356,27 +249,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
         compute(wb[d], sb[d], i + d);
         if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
       }
-    }
-  }
-
-  if constexpr (NORM) {
-    // Every block has read resid; the last one to get here writes resid + branch into it.
-    __shared__ int normLast;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      __threadfence();
-      normLast = atomicAdd(p.counters + kNormCounterSlot, 1) == static_cast<int>(gridDim.x * gridDim.y) - 1;
-    }
-    __syncthreads();
-    if (normLast) {
-      __threadfence();
-      const int total = p.m * p.k;  // k % 8 == 0: an 8-element chunk stays in its row
-      for (int e = threadIdx.x * 8; e < total; e += kDecodeThreads * 8) {
-        const uint4 h8 = residSum8(__ldcg(reinterpret_cast<const uint4*>(p.resid + e)),
-                                   __ldcg(reinterpret_cast<const uint4*>(p.branch + e)));
-        *reinterpret_cast<uint4*>(p.resid + e) = h8;
-      }
-      if (threadIdx.x == 0) p.counters[kNormCounterSlot] = 0;  // re-armed for the next call
     }
   }
 
@@ -676,44 +548,30 @@ void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& do
 
 // With PDL (pdl.h) when the device and the environment allow: decodeKernel waits before it
 // touches anything a previous kernel writes.
-// What a decode call forms its activations from (decodeKernel's SILU / NORM).
-enum class Act { Plain, SiluHalves, AddRmsNorm };
-
-template <int MT, bool GROUPED, int DEPTH, int TPW, bool SILU, bool NORM>
+template <int MT, bool GROUPED, int DEPTH, int TPW>
 void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, SILU, NORM>, grid, dim3(kDecodeThreads), 0, stream,
-                 p);
-}
-
-template <int MT, bool GROUPED, bool SILU, bool NORM>
-void launchDecodeByDepth(const DecodeParams& p, dim3 grid, int depth, cudaStream_t stream) {
-  if (depth <= 2)
-    launchDecodeT<MT, GROUPED, 2, 1, SILU, NORM>(p, grid, stream);
-  else
-    launchDecodeT<MT, GROUPED, 4, 1, SILU, NORM>(p, grid, stream);
+  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
-// depth 4. The fused activation forms only with one tile per warp.
+// depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
 template <int MT, bool GROUPED>
-void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, Act act, cudaStream_t stream) {
-  if (act == Act::SiluHalves)
-    launchDecodeByDepth<MT, GROUPED, true, false>(p, grid, depth, stream);
-  else if (act == Act::AddRmsNorm)
-    launchDecodeByDepth<MT, GROUPED, false, true>(p, grid, depth, stream);
-  else if (tpw == 2)
-    launchDecodeT<MT, GROUPED, 2, 2, false, false>(p, grid, stream);
+void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
+  if (tpw == 2)
+    launchDecodeT<MT, GROUPED, 2, 2>(p, grid, stream);
+  else if (depth <= 2)
+    launchDecodeT<MT, GROUPED, 2, 1>(p, grid, stream);
   else
-    launchDecodeByDepth<MT, GROUPED, false, false>(p, grid, depth, stream);
+    launchDecodeT<MT, GROUPED, 4, 1>(p, grid, stream);
 }
 
 template <bool GROUPED>
-void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, Act act, cudaStream_t stream) {
+void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
   switch ((p.m + 7) / 8) {
-    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, act, stream); break;
-    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, act, stream); break;
-    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, act, stream); break;
-    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, act, stream); break;
+    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, stream); break;
+    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, stream); break;
   }
 }
 
@@ -762,7 +620,6 @@ size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 // split-K partials [splitK][m][n]. A grid wider than kMaxCounters blocks runs without split-K.
 constexpr int kMaxCounters = 8192;
 constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
-static_assert(kNormCounterSlot == kMaxCounters - 1, "the NORM counter is the last slot; split-K uses the others");
 
 // DecodeParams::l2Ahead for every call (w8a16SetL2Ahead; 0: the lab measured every distance
 // slower, README).
@@ -779,7 +636,7 @@ size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeC
   const int tilesN = (w.n + 15) / 16;
   const int perBlock = cfg.tilesPerBlock * cfg.tilesPerWarp;
   const int blocksN = (tilesN + perBlock - 1) / perBlock;
-  if (blocksN >= w8a16::kMaxCounters) return static_cast<size_t>(-1);  // cannot split this wide a grid
+  if (blocksN > w8a16::kMaxCounters) return static_cast<size_t>(-1);  // cannot split this wide a grid
   return w8a16::kCounterBytes + static_cast<size_t>(cfg.splitK) * m * w.n * sizeof(float);
 }
 
@@ -858,18 +715,9 @@ size_t w8a16WorkspaceBytes(const W8A16Weight& w) {
 }
 
 namespace w8a16 {
-// The residual stream and norm of an AddRmsNorm call.
-struct NormIn {
-  bf16* resid = nullptr;
-  const bf16* branch = nullptr;
-  const float* w = nullptr;
-  float eps = 0.f;
-};
-
-// The decode kernel with an explicit configuration. SiluHalves: x is a gate/up output [m, 2k];
-// AddRmsNorm: the activations come from `norm` (x unused).
+// The decode kernel with an explicit configuration (the caller has checked w, x, m and y).
 void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
-                void* workspace, size_t workspaceBytes, cudaStream_t stream, Act act, const NormIn& norm = {}) {
+                void* workspace, size_t workspaceBytes, cudaStream_t stream) {
   if (m == 0) return;
   ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
@@ -897,8 +745,8 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   const int blocksN = (p.tilesN + p.tb * cfg.tilesPerWarp - 1) / (p.tb * cfg.tilesPerWarp);
   if (cfg.splitK > 1) {
     const size_t need = w8a16DecodeWorkspaceBytes(w, m, cfg);
-    ivl::require(blocksN < w8a16::kMaxCounters, ivl::ErrorCode::InvalidArg,
-                 "gemmW8A16Decode: splitK > 1 supports at most " + std::to_string(w8a16::kMaxCounters - 1) +
+    ivl::require(blocksN <= w8a16::kMaxCounters, ivl::ErrorCode::InvalidArg,
+                 "gemmW8A16Decode: splitK > 1 supports at most " + std::to_string(w8a16::kMaxCounters) +
                      " blocks along N");
     ivl::require(workspace != nullptr && workspaceBytes >= need &&
                      reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
@@ -908,82 +756,26 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     p.counters = static_cast<int*>(workspace);
     p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
   }
-  // The fused activation forms run one tile per warp (launchDecodeDepth); the grid must match.
-  ivl::require(act == Act::Plain || cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg,
-               "gemmW8A16 SiLU / RMSNorm fusions: one tile per warp only");
-  if (act == Act::AddRmsNorm) {
-    ivl::require(w8a16AddRmsNormFits(w.k), ivl::ErrorCode::InvalidArg,
-                 "gemmW8A16AddRmsNorm: K must be a multiple of 8 with K / 8 in (128, 1024], got " + std::to_string(w.k));
-    ivl::require(norm.resid != nullptr && norm.branch != nullptr && norm.w != nullptr &&
-                     ((reinterpret_cast<uintptr_t>(norm.resid) | reinterpret_cast<uintptr_t>(norm.branch) |
-                       reinterpret_cast<uintptr_t>(norm.w)) % 16) == 0,
-                 ivl::ErrorCode::InvalidArg, "gemmW8A16AddRmsNorm: resid, branch and w must be 16-byte aligned");
-    ivl::require(workspace != nullptr && reinterpret_cast<uintptr_t>(workspace) % 256 == 0 &&
-                     workspaceBytes >= w8a16::kCounterBytes,
-                 ivl::ErrorCode::InvalidArg, "gemmW8A16AddRmsNorm: needs a zeroed workspace (its arrival counter)");
-    p.counters = static_cast<int*>(workspace);
-    p.resid = norm.resid;
-    p.branch = norm.branch;
-    p.normW = norm.w;
-    p.eps = norm.eps;
-  }
   const dim3 grid(blocksN, cfg.splitK);
   if (w.scheme == Int8Scheme::PerGroup128)
-    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, act, stream);
+    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   else
-    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, act, stream);
+    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
 }
 
-// The launcher's configuration for m decode rows (w8a16ChooseDecode), then the call.
-void decodeChosen(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, void* workspace,
-                  size_t workspaceBytes, cudaStream_t stream, Act act, const char* who, const NormIn& norm = {}) {
-  ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
-               std::string(who) + ": m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
-  if (m == 0) return;
-  const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, smCount(), workspace != nullptr ? workspaceBytes : 0);
-  decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, act, norm);
+// The launcher's configuration for m decode rows on `sms` SMs (w8a16ChooseDecode), then the call.
+void decodeChosen(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, int sms, void* workspace,
+                  size_t workspaceBytes, cudaStream_t stream) {
+  const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
+  decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
 }
 }  // namespace w8a16
 
 void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
                      const W8A16DecodeConfig& cfg, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
   w8a16::checkCall(w, x, m, y, "gemmW8A16Decode");
-  w8a16::decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, w8a16::Act::Plain);
-}
-
-void gemmW8A16SiluHalvesDecode(const W8A16Weight& w, const bf16* gu, int m, bf16* y, const W8A16DecodeConfig& cfg,
-                               void* workspace, size_t workspaceBytes, cudaStream_t stream) {
-  w8a16::checkCall(w, gu, m, y, "gemmW8A16SiluHalves");
-  w8a16::decodeCall(w, gu, m, y, nullptr, cfg, workspace, workspaceBytes, stream, w8a16::Act::SiluHalves);
-}
-
-void gemmW8A16SiluHalves(const W8A16Weight& w, const bf16* gu, int m, bf16* y, cudaStream_t stream,
-                         void* workspace, size_t workspaceBytes) {
-  w8a16::checkCall(w, gu, m, y, "gemmW8A16SiluHalves");
-  w8a16::decodeChosen(w, gu, m, y, nullptr, workspace, workspaceBytes, stream, w8a16::Act::SiluHalves,
-                      "gemmW8A16SiluHalves");
-}
-
-bool w8a16AddRmsNormFits(int k) { return k % 8 == 0 && k / 8 > 128 && k / 8 <= 1024; }
-
-size_t w8a16AddRmsNormWorkspaceBytes(const W8A16Weight& w) {
-  return std::max(w8a16WorkspaceBytes(w), w8a16::kCounterBytes);
-}
-
-void gemmW8A16AddRmsNormDecode(const W8A16Weight& w, bf16* resid, const bf16* branch, const float* normW, float eps,
-                               int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg, void* workspace,
-                               size_t workspaceBytes, cudaStream_t stream) {
-  w8a16::checkCall(w, resid, m, y, "gemmW8A16AddRmsNorm");
-  w8a16::decodeCall(w, resid, m, y, bias, cfg, workspace, workspaceBytes, stream, w8a16::Act::AddRmsNorm,
-                    {resid, branch, normW, eps});
-}
-
-void gemmW8A16AddRmsNorm(const W8A16Weight& w, bf16* resid, const bf16* branch, const float* normW, float eps, int m,
-                         bf16* y, const bf16* bias, cudaStream_t stream, void* workspace, size_t workspaceBytes) {
-  w8a16::checkCall(w, resid, m, y, "gemmW8A16AddRmsNorm");
-  w8a16::decodeChosen(w, resid, m, y, bias, workspace, workspaceBytes, stream, w8a16::Act::AddRmsNorm,
-                      "gemmW8A16AddRmsNorm", {resid, branch, normW, eps});
+  w8a16::decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
 }
 
 void gemmW8A16Prefill(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
@@ -1016,7 +808,7 @@ void gemmW8A16(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* 
   if (m == 0) return;
   const int sms = w8a16::smCount();
   if (m <= kW8A16DecodeMaxM) {
-    w8a16::decodeChosen(w, x, m, y, bias, workspace, workspaceBytes, stream, w8a16::Act::Plain, "gemmW8A16");
+    w8a16::decodeChosen(w, x, m, y, bias, sms, workspace, workspaceBytes, stream);
   } else {
     gemmW8A16Prefill(w, x, m, y, bias, w8a16ChoosePrefill(w, m, sms), stream);
   }

@@ -48,24 +48,4 @@ void gemmW8A16(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat1
                const __nv_bfloat16* bias, cudaStream_t stream, void* workspace = nullptr,
                size_t workspaceBytes = 0);
 
-// y = (silu(gu[:, :K]) ⊙ gu[:, K:]) · W'^T for m <= kW8A16DecodeMaxM: the MLP's down projection
-// reading the stacked gate/up output gu [m, 2K] (K = w.k) and forming its activations as it loads
-// them, instead of a siluMulHalvesBf16 pass first. The same bits as that pass followed by
-// gemmW8A16 (silu_mul.h is both's formula, and the kernel sees the same activation values).
-void gemmW8A16SiluHalves(const W8A16Weight& w, const __nv_bfloat16* gu, int m, __nv_bfloat16* y,
-                         cudaStream_t stream, void* workspace = nullptr, size_t workspaceBytes = 0);
-
-// resid += branch, then y = rmsNorm(resid) · W'^T (+ bias), for m <= kW8A16DecodeMaxM: the residual
-// add, the RMSNorm (weight normW [K], eps) and the GEMV in one kernel. The activations and the new
-// resid have the same bits addRmsNormBf16 gives (each block recomputes the rows' 1/rms with its
-// thread mapping and reduction order), for the K that addRmsNormBf16 runs with 256 threads a row:
-// w8a16AddRmsNormFits(K). Needs the zeroed split-K workspace (for its arrival counter).
-bool w8a16AddRmsNormFits(int k);
-// The workspace gemmW8A16AddRmsNorm needs for weight w: w8a16WorkspaceBytes(w), and at least the
-// counters (a weight without split-K at any m would otherwise need none).
-size_t w8a16AddRmsNormWorkspaceBytes(const W8A16Weight& w);
-void gemmW8A16AddRmsNorm(const W8A16Weight& w, __nv_bfloat16* resid, const __nv_bfloat16* branch, const float* normW,
-                         float eps, int m, __nv_bfloat16* y, const __nv_bfloat16* bias, cudaStream_t stream,
-                         void* workspace, size_t workspaceBytes);
-
 }  // namespace ivl::cuda

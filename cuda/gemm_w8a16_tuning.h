@@ -38,15 +38,6 @@ size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeC
 void gemmW8A16Decode(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
                      const __nv_bfloat16* bias, const W8A16DecodeConfig& cfg, void* workspace,
                      size_t workspaceBytes, cudaStream_t stream);
-// gemmW8A16SiluHalves with an explicit configuration (tilesPerWarp 1).
-void gemmW8A16SiluHalvesDecode(const W8A16Weight& w, const __nv_bfloat16* gu, int m, __nv_bfloat16* y,
-                               const W8A16DecodeConfig& cfg, void* workspace, size_t workspaceBytes,
-                               cudaStream_t stream);
-// gemmW8A16AddRmsNorm with an explicit configuration (tilesPerWarp 1).
-void gemmW8A16AddRmsNormDecode(const W8A16Weight& w, __nv_bfloat16* resid, const __nv_bfloat16* branch,
-                               const float* normW, float eps, int m, __nv_bfloat16* y, const __nv_bfloat16* bias,
-                               const W8A16DecodeConfig& cfg, void* workspace, size_t workspaceBytes,
-                               cudaStream_t stream);
 void gemmW8A16Prefill(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
                       const __nv_bfloat16* bias, W8A16PrefillTile tile, cudaStream_t stream);
 

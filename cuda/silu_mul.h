@@ -1,8 +1,6 @@
 // silu(g) · u exactly as the reference computes the LLM's MLP activation: act_fn(gate)
 // materializes a bf16 tensor, so silu is rounded to bf16 before the fp32 product (which the
-// caller rounds when it stores). One definition for the elementwise kernels and for the W8A16
-// down projection that forms its activations from the gate/up halves as it loads them, so the
-// fused and unfused paths give the same bits.
+// caller rounds when it stores). elementwise.cu's SiluMulOp (siluMulBf16, siluMulHalvesBf16).
 #pragma once
 #include <cuda_bf16.h>
 

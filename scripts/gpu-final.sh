@@ -3,12 +3,10 @@
 # parity harness side by side, then in order of importance, each step time-boxed and all of it
 # ending by DEADLINE seconds after the start:
 #   1. the parity harness at full shapes (every backend op, CUDA vs the CPU oracle)
-#   2. jest test/gpu (goldens on CUDA, int8, device map on virtual devices, API) except faults,
-#      then its int8 goldens again with INTERNVL_CUDA_FUSED_SILU=1 INTERNVL_CUDA_FUSED_NORM=1
+#   2. jest test/gpu (goldens on CUDA, int8, device map on virtual devices, API) except faults
 #   3. jest test/gpu/faults.test.ts alone (it claims most of the GPU for a moment)
 #   4. 40B decode batch 1 in int8 and bf16: wall clock per step (bench/profile.mjs), each also with
-#      INTERNVL_CUDA_PDL_ATTENTION=0, and int8 with INTERNVL_CUDA_FUSED_SILU=1 and _NORM=1 (the
-#      parity harness runs once more with those three switches flipped after step 1)
+#      INTERNVL_CUDA_PDL_ATTENTION=0 (the parity harness runs once more so after step 1)
 #   5. compute-sanitizer memcheck over the harness's --small cases, with the time left
 # Logs go to $OUT (summary.txt first).
 #   source .gpu/setup.sh && . scripts/gpu-unpack.sh && OUT=dir DEADLINE=300 scripts/gpu-final.sh
@@ -35,19 +33,12 @@ if [[ $built == 1 ]]; then
   say "parity rc=$? $(tail -1 "$OUT/parity.txt")"
 fi
 if [[ $built == 1 ]]; then
-  # the non-default paths: decode attention without programmatic dependent launch (the path
-  # INTERNVL_CUDA_PDL=0 takes) and the opt-in int8 fusions (SiLU·mul into the down projection,
-  # add + RMSNorm into the projection after it)
-  INTERNVL_CUDA_PDL_ATTENTION=0 INTERNVL_CUDA_FUSED_SILU=1 INTERNVL_CUDA_FUSED_NORM=1 timeout "$(left 60)" \
-    build/parity/backend_parity >"$OUT/parity_pdl_attention.txt" 2>&1
-  say "parity, PDL_ATTENTION=0 FUSED_SILU=1 FUSED_NORM=1: rc=$? $(tail -1 "$OUT/parity_pdl_attention.txt")"
+  # decode attention without programmatic dependent launch (the path INTERNVL_CUDA_PDL=0 takes)
+  INTERNVL_CUDA_PDL_ATTENTION=0 timeout "$(left 60)" build/parity/backend_parity >"$OUT/parity_pdl_attention.txt" 2>&1
+  say "parity, INTERNVL_CUDA_PDL_ATTENTION=0: rc=$? $(tail -1 "$OUT/parity_pdl_attention.txt")"
 fi
 timeout "$(left ${JEST_S:-120})" "${J[@]}" --testPathIgnorePatterns=faults.test -- test/gpu >"$OUT/jest.txt" 2>&1
 say "jest test/gpu rc=$? $(grep -E '^Tests:' "$OUT/jest.txt")"
-# the int8 goldens once more with the opt-in fusions (until this passes)
-INTERNVL_CUDA_FUSED_SILU=1 INTERNVL_CUDA_FUSED_NORM=1 timeout "$(left 60)" "${J[@]}" test/gpu/int8.test.ts \
-  >"$OUT/jest_fused.txt" 2>&1
-say "jest test/gpu/int8, FUSED_SILU=1 FUSED_NORM=1: rc=$? $(grep -E '^Tests:' "$OUT/jest_fused.txt")"
 timeout "$(left ${FAULTS_S:-90})" "${J[@]}" --runInBand test/gpu/faults.test.ts >"$OUT/faults.txt" 2>&1
 say "jest faults rc=$? $(grep -E '^Tests:' "$OUT/faults.txt")"
 for dt in ${DECODE_DTYPES:-int8 bf16}; do
@@ -58,17 +49,10 @@ for dt in ${DECODE_DTYPES:-int8 bf16}; do
     --phase decode --batch 1 --steps 32 --reps 2 --dtype $dt >>"$OUT/decode.txt" 2>&1
   say "40B decode $dt, no PDL attention: rc=$? $(tail -1 "$OUT/decode.txt" | grep -oE '"step_ms":[0-9.]+')"
 done
-for fused in "INTERNVL_CUDA_FUSED_SILU=1" "INTERNVL_CUDA_FUSED_NORM=1" "INTERNVL_CUDA_FUSED_SILU=1 INTERNVL_CUDA_FUSED_NORM=1"; do
-  env $fused timeout "$(left 45)" node bench/profile.mjs --config bench/configs/InternVL2-40B.json \
-    --phase decode --batch 1 --steps 32 --reps 2 --dtype int8 >>"$OUT/decode.txt" 2>&1
-  say "40B decode int8, $fused: rc=$? $(tail -1 "$OUT/decode.txt" | grep -oE '"step_ms":[0-9.]+')"
-done
 if [[ $built == 1 ]]; then
   # API errors not reported: the harness asks for 128 TiB on purpose (ERR_OOM), and every CUDA
   # call's status is checked by the backend itself.
-  # with the opt-in int8 fusions on: the newest kernels (their composed fallbacks ran under it before)
-  INTERNVL_CUDA_FUSED_SILU=1 INTERNVL_CUDA_FUSED_NORM=1 timeout "$(left 600)" \
-    compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 build/parity/backend_parity --small \
+  timeout "$(left 600)" compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 build/parity/backend_parity --small \
     >"$OUT/memcheck.txt" 2>&1
   say "memcheck rc=$? (124: cut by the deadline) $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.txt" | tail -1)"
   grep -cE '^(ok|PASS)' "$OUT/memcheck.txt" | sed 's/^/memcheck cases passed before the end: /' | tee -a "$OUT/summary.txt"

@@ -938,41 +938,6 @@ void testMatmulInt8(Harness& h, int64_t M, int64_t N, int64_t K, WeightUse use, 
   h.compare("matmul int8", dims({M, N, K}) + scheme + (bias ? "+b" : ""), y, 1.0 / 64, int8Atol(M), int8Route(M));
 }
 
-// The MLP's down projection from a stacked gate/up output: y = siluMulHalves(gu) · W'ᵀ. On CUDA
-// with INTERNVL_CUDA_FUSED_SILU=1 and M <= 32 one W8A16 kernel forms the activations as it loads
-// them; otherwise the composed siluMulHalves + matmul. Either against the CPU's composed form.
-void testSiluMulHalvesMatmulInt8(Harness& h, int64_t M, int64_t N, int64_t F, WeightUse use) {
-  const std::vector<uint16_t> wb = int8Weights(h, N, F);
-  Tensor wc = h.cpu.weightFromHost(wb.data(), DType::BF16, {N, F}, use);
-  Tensor wg = h.gpu.weightFromHost(wb.data(), DType::BF16, {N, F}, use);
-  const std::string scheme = use == WeightUse::Int8PerGroup128 ? " g128" : " ch";
-  Pair gu = h.act({M, 2 * F}, 2.0f);
-  Pair g = h.empty({M, F});
-  Pair y = h.empty({M, N});
-  h.cpu.siluMulHalvesMatmul(y.c, g.c, gu.c, wc);
-  h.gpu.siluMulHalvesMatmul(y.g, g.g, gu.g, wg);
-  h.compare("siluMulHalvesMatmul int8", dims({M, N, F}) + scheme, y, 1.0 / 64, int8Atol(M), int8Route(M));
-}
-
-// x += r, then y = rmsNorm(x) · W'ᵀ (+ b): on CUDA with INTERNVL_CUDA_FUSED_NORM=1, M <= 32 and
-// C / 8 in (128, 1024] one W8A16 kernel; otherwise addRmsNorm + matmul. Against the CPU's
-// composed form: y and the new x.
-void testAddRmsNormMatmulInt8(Harness& h, int64_t M, int64_t N, int64_t C, WeightUse use, bool bias) {
-  const std::vector<uint16_t> wb = int8Weights(h, N, C);
-  Tensor wc = h.cpu.weightFromHost(wb.data(), DType::BF16, {N, C}, use);
-  Tensor wg = h.gpu.weightFromHost(wb.data(), DType::BF16, {N, C}, use);
-  const std::string scheme = use == WeightUse::Int8PerGroup128 ? " g128" : " ch";
-  Pair x = h.act({M, C}, 2.0f), r = h.act({M, C});
-  Pair nw = h.vecW(C, 0.3f, 1.0f);
-  Pair b = h.vecW(N, 0.5f);
-  Pair a = h.empty({M, C}), y = h.empty({M, N});
-  h.cpu.addRmsNormMatmul(y.c, a.c, x.c, r.c, nw.c, 1e-5, wc, bias ? &b.c : nullptr);
-  h.gpu.addRmsNormMatmul(y.g, a.g, x.g, r.g, nw.g, 1e-5, wg, bias ? &b.g : nullptr);
-  const std::string shape = dims({M, N, C}) + scheme + (bias ? "+b" : "");
-  h.compare("addRmsNormMatmul int8 y", shape, y, 1.0 / 64, int8Atol(M), int8Route(M));
-  h.compare("addRmsNormMatmul int8 x+=r", shape, x);
-}
-
 StoredTensor storedBf16(const char* name, const std::vector<uint16_t>& data, int64_t rows, int64_t cols) {
   StoredTensor s;
   s.name = name;
@@ -1096,8 +1061,12 @@ void testQkvAttention(Harness& h, int64_t groups, int64_t N, int64_t nHeads, int
   // With q/k norms the CPU's normed q and k (rounded to bf16) differ from the GPU's by an ulp
   // here and there, which moves the softmax: against the CPU, atol 2^-4·rms (the first GPU run
   // failed a few elements in 10^6 at 2^-5 with rms_rel 5e-3 on every path). The fused path is
-  // then held to the generic GPU path (same rounding points) at the default tolerance, so a
-  // defect in the fused kernel cannot hide in the wider band.
+  // then held to the generic GPU path too. The two differ in accumulation order (online softmax
+  // in the fused kernel, a dense softmax in the generic one), so not bitwise and not at the
+  // default tolerance (an H200 run failed one element of 2x1025x16x64 at 2^-7·rms, max_abs
+  // 1.6e-2, while both paths passed against the CPU): at the plain case's CPU band, atol
+  // 2^-6·rms, which the qknorm cases share, tighter than their own CPU band, so a defect in the
+  // fused kernel cannot hide in that wider one.
   const double atol = qkNorm ? 1.0 / 16 : 1.0 / 64;
   std::vector<float> outs[2];
   int which = 0;
@@ -1115,7 +1084,7 @@ void testQkvAttention(Harness& h, int64_t groups, int64_t N, int64_t nHeads, int
     h.report("qkvAttention", shape, cuda::attentionPathName(g->lastAttentionPath()), outs[which], ref, 1.0 / 64, atol);
     ++which;
   }
-  h.report("qkvAttention fused=generic", shape, "", outs[0], outs[1]);
+  h.report("qkvAttention fused=generic", shape, "", outs[0], outs[1], 1.0 / 64, std::min(atol, 1.0 / 64));
 }
 
 int runPoison() {
@@ -1308,9 +1277,6 @@ int main(int argc, char** argv) {
       testMatmulInt8(h, 3, 40, 72, use, true);
       testMatmulInt8(h, 1, 128, 4096, use, false);  // N small, K long: the decode kernel's split-K
       testMatmulInt8(h, 17, 128, 4096, use, true);
-      for (int64_t M : {int64_t(1), int64_t(9), int64_t(32), int64_t(33)}) testSiluMulHalvesMatmulInt8(h, M, 151, 200, use);
-      for (int64_t M : {int64_t(1), int64_t(9), int64_t(32), int64_t(33)})
-        testAddRmsNormMatmulInt8(h, M, 151, 1032, use, M % 2 == 1);  // 1032: the narrowest fused width
       testStackedInt8(h, 5, 264, use);
       if (!S) {
         for (int64_t M : {int64_t(1), int64_t(16), int64_t(33), int64_t(97), int64_t(200)}) {
@@ -1318,9 +1284,6 @@ int main(int argc, char** argv) {
           testMatmulInt8(h, M, 4864, 896, use, false);  // gate/up (InternVL2-1B)
           testMatmulInt8(h, M, 896, 4864, use, false);  // down
         }
-        for (int64_t M : {int64_t(1), int64_t(16)}) testSiluMulHalvesMatmulInt8(h, M, 896, 4864, use);  // 1B down
-        for (int64_t M : {int64_t(1), int64_t(16)}) testAddRmsNormMatmulInt8(h, M, 6144, 4096, use, false);  // 8B qkv
-        testAddRmsNormMatmulInt8(h, 1, 896, 896, use, true);  // 1B: a width addRmsNorm runs a warp a row (composed)
         testMatmulInt8(h, 80, 8960, 1536, use, true);   // m <= 96 on the 128x128 tile
         testMatmulInt8(h, 32, 8960, 1536, use, false);
         testMatmulInt8(h, 1025, 1024, 1024, use, true);

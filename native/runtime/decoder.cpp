@@ -71,10 +71,12 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
   const size_t nLayers = w_.layers.size();
 
   // Layers run in runs of consecutive layers on one device; x moves between runs. The
-  // residual add of each block is fused with the norm that follows it and, where the weights
-  // are stacked, with the projection that reads that norm (addRmsNormMatmul): the attention
-  // block's with the MLP norm and gate/up, the MLP block's with the next layer's input norm and
-  // qkv when that layer is on the same device (`pending`: s.r still holds the MLP's output).
+  // residual add of each block is fused with the norm that follows it (addRmsNorm) and, where
+  // the weights are stacked, issued as one op with the projection that reads that norm
+  // (addRmsNormMatmul, like siluMulHalvesMatmul a seam where a backend may fuse; none does
+  // now): the attention block's with the MLP norm and gate/up, the MLP block's with the next
+  // layer's input norm and qkv when that layer is on the same device (`pending`: s.r still
+  // holds the MLP's output).
   int at = map_.embed;
   for (size_t i0 = 0; i0 < nLayers;) {
     const int dev = map_.layer(i0);

@@ -395,8 +395,6 @@ static long validateChain(bool small, cudaStream_t stream, std::vector<Summary>&
 }
 
 static long validateStepChain(bool small, cudaStream_t stream);
-static long validateSiluFusion(bool small, cudaStream_t stream);
-static long validateNormFusion(bool small, cudaStream_t stream);
 
 static int runValidate(bool small, bool race) {
   std::vector<ValShape> shapes;
@@ -562,8 +560,6 @@ static int runValidate(bool small, bool race) {
   }
   failures += validateChain(small, stream, summary);
   failures += validateStepChain(small, stream);
-  failures += validateSiluFusion(small, stream);
-  failures += validateNormFusion(small, stream);
   // Argument errors must throw, not crash.
   {
     W8A16Weight bad{};
@@ -683,166 +679,6 @@ static std::string fmt(const char* format, ...) {
   std::vsnprintf(buf, sizeof buf, format, ap);
   va_end(ap);
   return buf;
-}
-
-// The down projection fused with SiLU·mul (gemmW8A16SiluHalves: the activations formed from the
-// gate/up halves as the kernel loads them) against siluMulHalvesBf16 followed by gemmW8A16: the
-// same bits at every m the decode kernel serves, both schemes, the launcher's config and every
-// explicit one, N not a multiple of 16 and K not of 128. gu has sd 3.5 (silu's curved part and
-// both tails); outputs NaN-poisoned first.
-// Weight shapes and explicit decode configs (2 and 8 tiles per block, with and without split-K,
-// both depths) the fusion checks below run.
-struct FusionShape {
-  int n, k;
-};
-static const std::vector<W8A16DecodeConfig> kFusionConfigs = {{2, 1, 4}, {2, 7, 2}, {8, 3, 2}, {4, 1, 4}};
-
-static long validateSiluFusion(bool small, cudaStream_t stream) {
-  const std::vector<FusionShape> shapes =
-      small ? std::vector<FusionShape>{{77, 136}, {160, 1024}}
-            : std::vector<FusionShape>{{77, 136}, {1000, 2112}, {7168, 20480}, {896, 4864}};
-  const std::vector<W8A16DecodeConfig>& cfgs = kFusionConfigs;
-  long failures = 0, compared = 0;
-  for (const FusionShape& sh : shapes) {
-    const int n = sh.n, k = sh.k;
-    Dev<bf16> dW(static_cast<size_t>(n) * k), dGu(static_cast<size_t>(32) * 2 * k), dG(static_cast<size_t>(32) * k);
-    Dev<bf16> dY1(static_cast<size_t>(32) * n), dY2(static_cast<size_t>(32) * n);
-    fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 7 + n + k, 0.02f);
-    fillRandomBf16<<<256, 256, 0, stream>>>(dGu.p, dGu.n, 11 + k, 3.5f);  // sd 3.5, out to ~±12
-    Dev<uint8_t> ws(64u << 20);
-    CK(cudaMemsetAsync(ws.p, 0, ws.n, stream));
-    for (Int8Scheme scheme : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128}) {
-      Dev<uint8_t> dP(w8a16PackedBytes(n, k));
-      Dev<float> dS(w8a16ScaleCount(n, k, scheme));
-      const W8A16Weight w{dP.p, dS.p, n, k, scheme};
-      quantizeW8A16(dW.p, w, stream);
-      for (int m : {1, 2, 7, 8, 9, 16, 17, 24, 32}) {
-        if (small && m > 9 && m != 32) continue;
-        siluMulHalvesBf16(dG.p, dGu.p, m, k, stream);
-        auto same = [&](const char* what, auto&& fused, auto&& plain) {
-          CK(cudaMemsetAsync(dY1.p, 0xFF, dY1.n * sizeof(bf16), stream));
-          CK(cudaMemsetAsync(dY2.p, 0xFF, dY2.n * sizeof(bf16), stream));
-          plain();
-          fused();
-          std::vector<uint16_t> a(static_cast<size_t>(m) * n), b(a.size());
-          CK(cudaMemcpyAsync(a.data(), dY1.p, a.size() * 2, cudaMemcpyDeviceToHost, stream));
-          CK(cudaMemcpyAsync(b.data(), dY2.p, b.size() * 2, cudaMemcpyDeviceToHost, stream));
-          CK(cudaStreamSynchronize(stream));
-          long diff = 0;
-          for (size_t i = 0; i < a.size(); ++i) diff += a[i] != b[i] || (a[i] & 0x7F80) == 0x7F80;
-          ++compared;
-          if (diff) {
-            ++failures;
-            std::printf("  FAIL silu fusion N=%d K=%d %s m=%d %s: %ld of %zu outputs differ (or NaN)\n", n, k,
-                        scheme == Int8Scheme::PerChannel ? "per-channel" : "per-group128", m, what, diff, a.size());
-          }
-        };
-        same("launcher", [&] { gemmW8A16SiluHalves(w, dGu.p, m, dY2.p, stream, ws.p, ws.n); },
-             [&] { gemmW8A16(w, dG.p, m, dY1.p, nullptr, stream, ws.p, ws.n); });
-        for (const W8A16DecodeConfig& c0 : cfgs) {
-          W8A16DecodeConfig c = c0;
-          c.splitK = std::min(c.splitK, w8a16Groups(k));
-          same(fmt("tb%d split%d depth%d", c.tilesPerBlock, c.splitK, c.depth).c_str(),
-               [&] { gemmW8A16SiluHalvesDecode(w, dGu.p, m, dY2.p, c, ws.p, ws.n, stream); },
-               [&] { gemmW8A16Decode(w, dG.p, m, dY1.p, nullptr, c, ws.p, ws.n, stream); });
-        }
-      }
-    }
-  }
-  std::printf("silu fusion: %ld comparisons, %ld with differing bits: %s\n", compared, failures,
-              failures ? "FAIL" : "PASS (bit-identical)");
-  return failures;
-}
-
-// The residual add + RMSNorm fused into the GEMV (gemmW8A16AddRmsNorm) against addRmsNormBf16
-// followed by gemmW8A16: the same output bits and the same new residual, at every m the decode
-// kernel serves, both schemes, with and without bias, the launcher's config and explicit ones
-// (split-K included), at the widths the fusion takes (K / 8 in (128, 1024]: 1032 the smallest,
-// 7168 the 40B's, 8192 the largest). Outputs NaN-poisoned first. Also calls it twice in a row
-// (its arrival counter must come back re-armed).
-static long validateNormFusion(bool small, cudaStream_t stream) {
-  const std::vector<FusionShape> shapes =
-      small ? std::vector<FusionShape>{{77, 1032}, {160, 2048}}
-            : std::vector<FusionShape>{{77, 1032}, {1000, 4096}, {9216, 7168}, {4000, 8192}};
-  const std::vector<W8A16DecodeConfig>& cfgs = kFusionConfigs;
-  long failures = 0, compared = 0;
-  Dev<uint8_t> ws(64u << 20);
-  CK(cudaMemsetAsync(ws.p, 0, ws.n, stream));
-  for (const FusionShape& sh : shapes) {
-    const int n = sh.n, k = sh.k;
-    Dev<bf16> dW(static_cast<size_t>(n) * k), dX0(static_cast<size_t>(32) * k), dR(static_cast<size_t>(32) * k);
-    Dev<bf16> dXa(dX0.n), dXb(dX0.n), dA(dX0.n), dBias(n), dY1(static_cast<size_t>(32) * n), dY2(dY1.n);
-    Dev<float> dNw(k);
-    fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 5 + n + k, 0.02f);
-    fillRandomBf16<<<256, 256, 0, stream>>>(dX0.p, dX0.n, 17 + k, 2.0f);
-    fillRandomBf16<<<256, 256, 0, stream>>>(dR.p, dR.n, 23 + k, 0.5f);
-    fillRandomBf16<<<64, 256, 0, stream>>>(dBias.p, dBias.n, 29 + n, 0.1f);
-    {
-      std::vector<float> nw(k);
-      Rng rng(31 + k);
-      for (auto& v : nw) v = 0.5f + rng.uniform();
-      CK(cudaMemcpy(dNw.p, nw.data(), nw.size() * 4, cudaMemcpyHostToDevice));
-    }
-    const float eps = 1e-5f;
-    for (Int8Scheme scheme : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128}) {
-      Dev<uint8_t> dP(w8a16PackedBytes(n, k));
-      Dev<float> dS(w8a16ScaleCount(n, k, scheme));
-      const W8A16Weight w{dP.p, dS.p, n, k, scheme};
-      quantizeW8A16(dW.p, w, stream);
-      for (int m : {1, 2, 8, 9, 16, 17, 32}) {
-        if (small && m != 1 && m != 9 && m != 32) continue;
-        for (const bf16* bias : {static_cast<const bf16*>(nullptr), static_cast<const bf16*>(dBias.p)}) {
-          auto same = [&](const std::string& what, auto&& fused, auto&& plain) {
-            for (int rep = 0; rep < 2; ++rep) {
-              CK(cudaMemcpyAsync(dXa.p, dX0.p, dX0.n * 2, cudaMemcpyDeviceToDevice, stream));
-              CK(cudaMemcpyAsync(dXb.p, dX0.p, dX0.n * 2, cudaMemcpyDeviceToDevice, stream));
-              CK(cudaMemsetAsync(dY1.p, 0xFF, dY1.n * 2, stream));
-              CK(cudaMemsetAsync(dY2.p, 0xFF, dY2.n * 2, stream));
-              plain();
-              fused();
-              std::vector<uint16_t> y1(static_cast<size_t>(m) * n), y2(y1.size()), xa(static_cast<size_t>(m) * k),
-                  xb(xa.size());
-              CK(cudaMemcpyAsync(y1.data(), dY1.p, y1.size() * 2, cudaMemcpyDeviceToHost, stream));
-              CK(cudaMemcpyAsync(y2.data(), dY2.p, y2.size() * 2, cudaMemcpyDeviceToHost, stream));
-              CK(cudaMemcpyAsync(xa.data(), dXa.p, xa.size() * 2, cudaMemcpyDeviceToHost, stream));
-              CK(cudaMemcpyAsync(xb.data(), dXb.p, xb.size() * 2, cudaMemcpyDeviceToHost, stream));
-              CK(cudaStreamSynchronize(stream));
-              long dy = 0, dx = 0;
-              for (size_t i = 0; i < y1.size(); ++i) dy += y1[i] != y2[i] || (y1[i] & 0x7F80) == 0x7F80;
-              for (size_t i = 0; i < xa.size(); ++i) dx += xa[i] != xb[i];
-              ++compared;
-              if (dy || dx) {
-                ++failures;
-                std::printf("  FAIL norm fusion N=%d K=%d %s m=%d %s%s rep %d: %ld of %zu outputs, %ld of %zu "
-                            "residuals differ\n",
-                            n, k, scheme == Int8Scheme::PerChannel ? "per-channel" : "per-group128", m, what.c_str(),
-                            bias ? " +bias" : "", rep, dy, y1.size(), dx, xa.size());
-              }
-            }
-          };
-          auto plain = [&](auto&& gemv) {
-            return [&, gemv] {
-              addRmsNormBf16(dA.p, dXa.p, dR.p, dNw.p, m, k, eps, stream);
-              gemv();
-            };
-          };
-          same("launcher",
-               [&] { gemmW8A16AddRmsNorm(w, dXb.p, dR.p, dNw.p, eps, m, dY2.p, bias, stream, ws.p, ws.n); },
-               plain([&] { gemmW8A16(w, dA.p, m, dY1.p, bias, stream, ws.p, ws.n); }));
-          for (const W8A16DecodeConfig& c0 : cfgs) {
-            W8A16DecodeConfig c = c0;
-            c.splitK = std::min(c.splitK, w8a16Groups(k));
-            same(fmt("tb%d split%d depth%d", c.tilesPerBlock, c.splitK, c.depth),
-                 [&] { gemmW8A16AddRmsNormDecode(w, dXb.p, dR.p, dNw.p, eps, m, dY2.p, bias, c, ws.p, ws.n, stream); },
-                 plain([&] { gemmW8A16Decode(w, dA.p, m, dY1.p, bias, c, ws.p, ws.n, stream); }));
-          }
-        }
-      }
-    }
-  }
-  std::printf("norm fusion: %ld comparisons, %ld with differing bits: %s\n", compared, failures,
-              failures ? "FAIL" : "PASS (bit-identical outputs and residuals)");
-  return failures;
 }
 
 // The decode step's kernel sequence with the production kernels (addRmsNorm, qkv GEMV,
