@@ -1,6 +1,7 @@
 #include "norm.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "check.h"
 #include "pdl.h"
@@ -161,6 +162,16 @@ __global__ void normKernel(const NormArgs a) {
   }
 }
 
+// 1024-thread blocks for rows of more than 512 accesses (below); INTERNVL_CUDA_NORM_WIDE=0 keeps
+// the 256-thread blocks there, for same-session A/Bs.
+bool wideRowBlocks() {
+  static const bool on = [] {
+    const char* e = std::getenv("INTERNVL_CUDA_NORM_WIDE");
+    return !(e != nullptr && e[0] == '0');
+  }();
+  return on;
+}
+
 template <bool RMS, bool ADD = false>
 void launchNorm(const NormArgs& a, cudaStream_t stream, unsigned parts = 1) {
   if (a.rows <= 0 || a.cols <= 0) return;
@@ -177,10 +188,13 @@ void launchNorm(const NormArgs& a, cudaStream_t stream, unsigned parts = 1) {
     const unsigned grid = unsigned((a.rows + 7) / 8);
     if (vec) go(normKernel<32, 8, RMS, ADD>, grid, 256);
     else go(normKernel<32, 1, RMS, ADD>, grid, 256);
-  } else if (perRow <= 1024) {
+  } else if (perRow <= (wideRowBlocks() ? 512 : 1024)) {
     if (vec) go(normKernel<256, 8, RMS, ADD>, unsigned(a.rows), 256);
     else go(normKernel<256, 1, RMS, ADD>, unsigned(a.rows), 256);
   } else {
+    // Wide rows (the LLMs' 3584..8192 hidden sizes) get a whole 1024-thread block: each pass
+    // over the row is then one round of loads instead of up to four dependent ones, which at
+    // decode's handful of rows is the kernel's whole cost (it waits on latency, not bandwidth).
     if (vec) go(normKernel<1024, 8, RMS, ADD>, unsigned(a.rows), 1024);
     else go(normKernel<1024, 1, RMS, ADD>, unsigned(a.rows), 1024);
   }
