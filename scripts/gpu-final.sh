@@ -5,8 +5,9 @@
 #   1. the parity harness at full shapes (every backend op, CUDA vs the CPU oracle)
 #   2. jest test/gpu (goldens on CUDA, int8, device map on virtual devices, API) except faults
 #   3. jest test/gpu/faults.test.ts alone (it claims most of the GPU for a moment)
-#   4. 40B decode batch 1 in int8 and bf16: wall clock per step (bench/profile.mjs), each also with
-#      INTERNVL_CUDA_PDL_ATTENTION=0 (the parity harness runs once more so after step 1)
+#   4. 40B decode batch 1 in int8 and bf16: wall clock per step (bench/profile.mjs), each twice,
+#      alternating with DECODE_AB's switches (default INTERNVL_CUDA_NORM_WIDE=0); the parity
+#      harness runs once more with INTERNVL_CUDA_PDL_ATTENTION=0 after step 1
 #   5. compute-sanitizer memcheck over the harness's --small cases, with the time left
 # Logs go to $OUT (summary.txt first).
 #   source .gpu/setup.sh && . scripts/gpu-unpack.sh && OUT=dir DEADLINE=300 scripts/gpu-final.sh
@@ -41,13 +42,20 @@ timeout "$(left ${JEST_S:-120})" "${J[@]}" --testPathIgnorePatterns=faults.test 
 say "jest test/gpu rc=$? $(grep -E '^Tests:' "$OUT/jest.txt")"
 timeout "$(left ${FAULTS_S:-90})" "${J[@]}" --runInBand test/gpu/faults.test.ts >"$OUT/faults.txt" 2>&1
 say "jest faults rc=$? $(grep -E '^Tests:' "$OUT/faults.txt")"
+# Each dtype: the default, then with DECODE_AB's switches (a same-session A/B of the newest
+# default; "" skips it), twice over so the run-to-run spread shows.
+AB=${DECODE_AB-INTERNVL_CUDA_NORM_WIDE=0}
+decode() {  # decode DTYPE LABEL [VAR=VALUE ...]
+  local dt=$1 label=$2; shift 2
+  env "$@" timeout "$(left 45)" node bench/profile.mjs --config bench/configs/InternVL2-40B.json --phase decode \
+    --batch 1 --steps 32 --reps 2 --dtype "$dt" >>"$OUT/decode.txt" 2>&1
+  say "40B decode $dt$label: rc=$? $(tail -1 "$OUT/decode.txt" | grep -oE '"step_ms":[0-9.]+')"
+}
 for dt in ${DECODE_DTYPES:-int8 bf16}; do
-  timeout "$(left 45)" node bench/profile.mjs --config bench/configs/InternVL2-40B.json --phase decode --batch 1 \
-    --steps 32 --reps 2 --dtype $dt >>"$OUT/decode.txt" 2>&1
-  say "40B decode $dt rc=$? $(tail -1 "$OUT/decode.txt" | grep -oE '"step_ms":[0-9.]+')"
-  INTERNVL_CUDA_PDL_ATTENTION=0 timeout "$(left 45)" node bench/profile.mjs --config bench/configs/InternVL2-40B.json \
-    --phase decode --batch 1 --steps 32 --reps 2 --dtype $dt >>"$OUT/decode.txt" 2>&1
-  say "40B decode $dt, no PDL attention: rc=$? $(tail -1 "$OUT/decode.txt" | grep -oE '"step_ms":[0-9.]+')"
+  for pass in 1 2; do
+    decode "$dt" ""
+    [[ -n $AB ]] && decode "$dt" ", $AB" $AB
+  done
 done
 if [[ $built == 1 ]]; then
   # API errors not reported: the harness asks for 128 TiB on purpose (ERR_OOM), and every CUDA

@@ -1164,6 +1164,8 @@ int main(int argc, char** argv) {
         testNorms(h, 256, 4096, rms, false, 1e-5);
         testNorms(h, 64, 12800, rms, true, 1e-5);
         testNorms(h, 7, 3200, rms, false, 1e-6);
+        testNorms(h, 1, 7168, rms, true, 1e-5);   // a 40B decode row: 1024 threads, one pass
+        testNorms(h, 3, 4104, rms, false, 1e-6);  // 513 accesses: the narrowest 1024-thread row
       }
     }
 
@@ -1238,6 +1240,8 @@ int main(int argc, char** argv) {
         testSiluMulHalves(h, M, 1001);
       }
       testAddRmsNorm(h, 17, 8192, 1e-5);
+      testAddRmsNorm(h, 1, 7168, 1e-5);
+      testAddRmsNorm(h, 2, 4104, 1e-6);
       testAddRmsNorm(h, 5, 12800, 1e-6);
       testAddRmsNorm(h, 7, 9001, 1e-6);  // 1024 threads per row, scalar
       testAddRmsNorm(h, 128, 4096, 1e-6, 4);
