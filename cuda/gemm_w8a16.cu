@@ -679,6 +679,21 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
     c.splitK = split;
     return c;
   };
+  // Two tiles per warp at m = 9..16 (sweep of 2026-11-29, results/w8a16-2026-11-29-h200-run4-*):
+  // each activation fragment then feeds two tiles' MMAs, halving the activation reads per weight
+  // byte. At m = 16, 2 warp-tiles per block, depth 2, unsplit beat every other config on the 40B
+  // q/o, gate and down shapes in both schemes (per-channel 30.8 -> 29.0, 76.4 -> 69.6,
+  // 78.1 -> 64.0 us; per-group 41.3 -> 32.7, 93.3 -> 80.7, 108.7 -> 80.2 us), while the kv
+  // projection (16 such blocks) stayed best with one tile per warp split 8 ways: so only when the
+  // unsplit grid has at least half a block per SM.
+  if (m > 8 && m <= 16 && (tilesN + 3) / 4 >= smCount / 2) {
+    W8A16DecodeConfig c;
+    c.tilesPerBlock = 2;
+    c.tilesPerWarp = 2;
+    c.depth = 2;
+    c.splitK = 1;
+    return c;
+  }
   const long long blocks2 = static_cast<long long>((tilesN + 1) / 2) * splitFor(2);
   if (m <= 8 && blocks2 > slots && fill(2) < 0.75) {
     int best = 2;

@@ -11,8 +11,8 @@ struct W8A16DecodeConfig {
   int splitK = 1;         // blocks along K (reduced through the workspace when > 1)
   int depth = 4;          // 2048-byte weight units per warp in flight (2 or 4)
   int tilesPerWarp = 1;   // 1, or 2 (then depth 2): each warp's activation loads feed two tiles'
-                          // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. Lab only
-                          // until measured: the launcher never picks 2.
+                          // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. The
+                          // launcher picks 2 at m = 9..16 on wide weights (w8a16ChooseDecode).
 };
 
 enum class W8A16PrefillTile : int {

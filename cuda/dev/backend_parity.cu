@@ -1281,6 +1281,7 @@ int main(int argc, char** argv) {
       testMatmulInt8(h, 3, 40, 72, use, true);
       testMatmulInt8(h, 1, 128, 4096, use, false);  // N small, K long: the decode kernel's split-K
       testMatmulInt8(h, 17, 128, 4096, use, true);
+      testMatmulInt8(h, 12, 4352, 264, use, true);  // m 9..16 on a wide weight: two tiles per warp
       testStackedInt8(h, 5, 264, use);
       if (!S) {
         for (int64_t M : {int64_t(1), int64_t(16), int64_t(33), int64_t(97), int64_t(200)}) {
