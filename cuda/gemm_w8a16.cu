@@ -10,12 +10,10 @@
 #include "gemm_w8a16.h"
 
 #include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -41,24 +39,6 @@ __device__ __forceinline__ void dequant4(uint32_t q, uint32_t& lo, uint32_t& hi)
   const float f3 = __uint_as_float(__byte_perm(q, kBase, 0x7653)) - 8388736.f;
   lo = __byte_perm(__float_as_uint(f0), __float_as_uint(f1), 0x7632);
   hi = __byte_perm(__float_as_uint(f2), __float_as_uint(f3), 0x7632);
-}
-
-// The same four biased bytes -> two f16x2 (F16X decode): 0x64 | B as an f16 is 1024 + B, and
-// subtracting 1152 (0x6480) leaves B - 128 exactly: two byte permutes and two packed subtracts
-// for four weights, against four permutes, four float subtracts and two packs above.
-__device__ __forceinline__ void dequant4h(uint32_t q, uint32_t& lo, uint32_t& hi) {
-  const uint32_t l = __byte_perm(q, 0x64646464u, 0x4240);  // bytes B0, 0x64, B2, 0x64
-  const uint32_t h = __byte_perm(q, 0x64646464u, 0x4341);  // bytes B1, 0x64, B3, 0x64
-  asm("sub.f16x2 %0, %1, %2;\n" : "=r"(lo) : "r"(l), "r"(0x64806480u));
-  asm("sub.f16x2 %0, %1, %2;\n" : "=r"(hi) : "r"(h), "r"(0x64806480u));
-}
-
-// D = A (16x16 f16, row) * B (16x8 f16, col) + D, fp32.
-__device__ __forceinline__ void mma16816h(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // D = A (16x16 bf16, row) * B (16x8 bf16, col) + D, fp32.
@@ -138,18 +118,8 @@ constexpr int kDecodeThreads = 256;
 // TPW:     16-row tiles per warp (1 or 2): with 2, each activation fragment a warp loads feeds the
 //          MMAs of two tiles, halving the activation reads per weight byte (what limits m = 9..32;
 //          lab README). p.tb then counts warp tiles, TPW tiles each.
-// F16X:    (MT = 1, TPW = 1) the block first copies its K slice of the m activation rows into
-//          shared memory (dynamic, w8a16F16ActSmemBytes) and rewrites it as f16 scaled by a
-//          power of two per row (largest |x| to [2^14, 2^15)): exact, since bf16's 8-bit
-//          significand fits f16's 11 bits, unless a value falls 2^28 below its row's largest
-//          into f16's subnormals. The weights then dequantize with the cheaper f16 trick
-//          (dequant4h), the MMAs run in f16 with fp32 accumulation -- the same exact products --
-//          and the row's inverse scale is applied to the fp32 sum. Issue-bound at batch 1
-//          (ncu 2026-11-29: dequantization was 61 % of the instructions), so fewer instructions
-//          per weight byte is the lever.
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool F16X = false>
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1>
 __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParams p) {
-  static_assert(!F16X || (MT == 1 && TPW == 1), "F16X stages at most 8 rows, one tile per warp");
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
   const int tb = p.tb, kwCount = 8 / tb;
@@ -178,13 +148,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
     rowOk[mt] = r < p.m;
     xRow[mt] = p.x + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k + ti * 8;
   }
-  // F16X: the staged activations, rows of xsLd halves holding columns [xsK0, xsK0 + slice).
-  extern __shared__ uint4 decodeSmem[];
-  unsigned short* const xs = reinterpret_cast<unsigned short*>(decodeSmem);
-  const int xsK0 = g0 * kW8A16Group;
-  const int xsSlice = (g1 - g0) * kW8A16Group;
-  const int xsLd = xsSlice + 8;  // +16 bytes: consecutive rows start on different banks
-  __shared__ float rowInv[F16X ? 8 : 1];
 
   float acc[TPW][MT][4];
 #pragma unroll
@@ -229,36 +192,21 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
       uint32_t a0[TPW][4], a1[TPW][4];  // A fragments of k-steps 0 and 1 (rows gi / gi+8 of each tile)
 #pragma unroll
       for (int tt = 0; tt < TPW; ++tt) {
-        if constexpr (F16X) {
-          dequant4h(w[tt][j].x, a0[tt][0], a0[tt][1]);
-          dequant4h(w[tt][j].y, a0[tt][2], a0[tt][3]);
-          dequant4h(w[tt][j].z, a1[tt][0], a1[tt][1]);
-          dequant4h(w[tt][j].w, a1[tt][2], a1[tt][3]);
-        } else {
-          dequant4(w[tt][j].x, a0[tt][0], a0[tt][1]);
-          dequant4(w[tt][j].y, a0[tt][2], a0[tt][3]);
-          dequant4(w[tt][j].z, a1[tt][0], a1[tt][1]);
-          dequant4(w[tt][j].w, a1[tt][2], a1[tt][3]);
-        }
+        dequant4(w[tt][j].x, a0[tt][0], a0[tt][1]);
+        dequant4(w[tt][j].y, a0[tt][2], a0[tt][3]);
+        dequant4(w[tt][j].z, a1[tt][0], a1[tt][1]);
+        dequant4(w[tt][j].w, a1[tt][2], a1[tt][3]);
       }
       const int kk = g * kW8A16Group + j * 32;
-      if constexpr (F16X) {
-        // the staged slice: zero past K, so only the row needs a check
+      const bool kOk = kk + ti * 8 < p.k;  // K % 8 == 0: a lane's 8 columns are all in or all out
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
         uint4 xv = make_uint4(0u, 0u, 0u, 0u);
-        if (rowOk[0]) xv = lds128(reinterpret_cast<const uint4*>(xs + gi * xsLd + (kk - xsK0) + ti * 8));
-        mma16816h(t[0][0], a0[0], xv.x, xv.y);
-        mma16816h(t[0][0], a1[0], xv.z, xv.w);
-      } else {
-        const bool kOk = kk + ti * 8 < p.k;  // K % 8 == 0: a lane's 8 columns are all in or all out
+        if (rowOk[mt] && kOk) xv = __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk));
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          uint4 xv = make_uint4(0u, 0u, 0u, 0u);
-          if (rowOk[mt] && kOk) xv = __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk));
-#pragma unroll
-          for (int tt = 0; tt < TPW; ++tt) {
-            mma16816(t[tt][mt], a0[tt], xv.x, xv.y);
-            mma16816(t[tt][mt], a1[tt], xv.z, xv.w);
-          }
+        for (int tt = 0; tt < TPW; ++tt) {
+          mma16816(t[tt][mt], a0[tt], xv.x, xv.y);
+          mma16816(t[tt][mt], a1[tt], xv.z, xv.w);
         }
       }
     }
@@ -294,60 +242,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
   for (int d = 0; d < DEPTH; ++d)
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
   pdlWait();
-  if constexpr (F16X) {
-    // Copy (async, all at once: one round trip), find each row's largest |x|, rescale in place.
-    const int chunks = xsSlice / 8;
-    for (int r = 0; r < p.m; ++r)
-      for (int c = threadIdx.x; c < chunks; c += kDecodeThreads) {
-        const int col = xsK0 + c * 8;
-        const bool in = col < p.k;
-        cpAsync16(xs + r * xsLd + c * 8, in ? p.x + static_cast<size_t>(r) * p.k + col : p.x, in);
-      }
-    cpAsyncCommit();
-    cpAsyncWait<0>();
-    __syncthreads();
-    __shared__ float rowMax[8][kDecodeThreads / 32];
-    for (int r = 0; r < p.m; ++r) {
-      float mx = 0.f;
-      for (int c = threadIdx.x; c < chunks; c += kDecodeThreads) {
-        const uint4 v = lds128(reinterpret_cast<const uint4*>(xs + r * xsLd + c * 8));
-        const __nv_bfloat16* b = reinterpret_cast<const __nv_bfloat16*>(&v);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) mx = fmaxf(mx, fabsf(__bfloat162float(b[e])));
-      }
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-      if (lane == 0) rowMax[r][warp] = mx;
-    }
-    __syncthreads();
-    __shared__ float rowScale[8];
-    if (threadIdx.x < p.m) {
-      float mx = 0.f;
-      for (int w8 = 0; w8 < kDecodeThreads / 32; ++w8) mx = fmaxf(mx, rowMax[threadIdx.x][w8]);
-      // 2^s with mx * 2^s in [2^14, 2^15): s = 141 - biased exponent, kept a normal float both ways
-      int sh = 0;
-      if (mx > 0.f && mx <= 3.0e38f) sh = max(-100, min(100, 141 - static_cast<int>((__float_as_uint(mx) >> 23) & 0xff)));
-      rowScale[threadIdx.x] = __uint_as_float(static_cast<uint32_t>(127 + sh) << 23);
-      rowInv[threadIdx.x] = __uint_as_float(static_cast<uint32_t>(127 - sh) << 23);
-    }
-    __syncthreads();
-    for (int r = 0; r < p.m; ++r) {
-      const float sc = rowScale[r];
-      for (int c = threadIdx.x; c < chunks; c += kDecodeThreads) {
-        uint4* cell = reinterpret_cast<uint4*>(xs + r * xsLd + c * 8);
-        uint4 v = lds128(cell);
-        uint32_t* wv = &v.x;
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float lo = __uint_as_float(wv[e] << 16) * sc, hi = __uint_as_float(wv[e] & 0xffff0000u) * sc;
-          const __half2 h2 = __floats2half2_rn(lo, hi);
-          wv[e] = *reinterpret_cast<const uint32_t*>(&h2);
-        }
-        *cell = v;
-      }
-    }
-    __syncthreads();
-  }
   for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
     for (int d = 0; d < DEPTH; ++d) {
@@ -386,7 +280,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
     const int twi = (nl >> 4) / TPW, r = ((nl >> 4) % TPW) * 16 + (nl & 15);  // warp tile, its row
     float v = 0.f;
     for (int kwi = 0; kwi < kwCount; ++kwi) v += red[kwi * tb + twi][r][mm];
-    if constexpr (F16X) v *= rowInv[mm];
     if (p.splitK == 1)
       p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
     else
@@ -660,20 +553,6 @@ void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
   launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
-// F16X: one row block, one tile per warp, the ring depth as chosen; smem = the staged slice.
-template <bool GROUPED>
-void launchDecodeF16(const DecodeParams& p, dim3 grid, int depth, size_t smem, cudaStream_t stream) {
-  auto go = [&](auto kernel, std::atomic<unsigned long long>& done) {
-    ensureSmem(kernel, kW8A16F16ActMaxSmem, done);
-    launchMaybePdl(pdlEnabled(), kernel, grid, dim3(kDecodeThreads), smem, stream, p);
-  };
-  static std::atomic<unsigned long long> done2{0}, done4{0};
-  if (depth <= 2)
-    go(decodeKernel<1, GROUPED, 2, 1, true>, done2);
-  else
-    go(decodeKernel<1, GROUPED, 4, 1, true>, done4);
-}
-
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
 // depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
 template <int MT, bool GROUPED>
@@ -840,13 +719,6 @@ W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount) {
   return W8A16PrefillTile::M128N128S4;
 }
 
-size_t w8a16F16ActSmemBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
-  const int groups = w8a16Groups(w.k);
-  const int split = std::max(1, cfg.splitK);
-  const size_t slice = static_cast<size_t>((groups + split - 1) / split) * kW8A16Group;
-  return static_cast<size_t>(std::max(m, 1)) * (slice + 8) * 2;
-}
-
 size_t w8a16WorkspaceBytes(const W8A16Weight& w) {
   const int sms = w8a16::smCount();
   size_t bytes = 0;
@@ -900,41 +772,17 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
   }
   const dim3 grid(blocksN, cfg.splitK);
-  if (cfg.f16Act) {
-    const size_t smem = w8a16F16ActSmemBytes(w, m, cfg);
-    ivl::require(m <= 8 && cfg.tilesPerWarp == 1 && smem <= kW8A16F16ActMaxSmem, ivl::ErrorCode::InvalidArg,
-                 "gemmW8A16Decode: f16 activations need m <= 8, one tile per warp and a K slice of at most " +
-                     std::to_string(kW8A16F16ActMaxSmem) + " bytes (" + std::to_string(smem) + ")");
-    if (w.scheme == Int8Scheme::PerGroup128)
-      w8a16::launchDecodeF16<true>(p, grid, cfg.depth, smem, stream);
-    else
-      w8a16::launchDecodeF16<false>(p, grid, cfg.depth, smem, stream);
-  } else if (w.scheme == Int8Scheme::PerGroup128)
+  if (w.scheme == Int8Scheme::PerGroup128)
     w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   else
     w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
 }
 
-// INTERNVL_CUDA_W8A16_F16ACT=1: the launcher stages activations as f16 where it can (decodeKernel's
-// F16X), off until the H200 measures it.
-bool f16ActWanted() {
-  static const bool on = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_W8A16_F16ACT");
-    return e != nullptr && e[0] == '1';
-  }();
-  return on;
-}
-
 // The launcher's configuration for m decode rows on `sms` SMs (w8a16ChooseDecode), then the call.
 void decodeChosen(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, int sms, void* workspace,
                   size_t workspaceBytes, cudaStream_t stream) {
-  W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
-  if (f16ActWanted() && m <= 8 && cfg.tilesPerWarp == 1) {
-    W8A16DecodeConfig f = cfg;
-    f.f16Act = true;
-    if (w8a16F16ActSmemBytes(w, m, f) <= kW8A16F16ActMaxSmem) cfg = f;
-  }
+  const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
   decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
 }
 }  // namespace w8a16

@@ -13,14 +13,7 @@ struct W8A16DecodeConfig {
   int tilesPerWarp = 1;   // 1, or 2 (then depth 2): each warp's activation loads feed two tiles'
                           // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. The
                           // launcher picks 2 at m = 9..16 on wide weights (w8a16ChooseDecode).
-  bool f16Act = false;    // stage the block's K slice of x in shared memory as scaled f16 and
-                          // run f16 MMAs (decodeKernel's F16X): m <= 8, one tile per warp, and
-                          // w8a16F16ActSmemBytes within kW8A16F16ActMaxSmem
 };
-
-// F16X's dynamic shared memory: m rows of the largest K slice of this split, + 16 bytes a row.
-size_t w8a16F16ActSmemBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);
-constexpr size_t kW8A16F16ActMaxSmem = 96 * 1024;  // two blocks per SM, as the registers allow
 
 enum class W8A16PrefillTile : int {
   M128N128S3 = 0,  // 128x128 block tile, 8 warps (2x4, warp tile 64x32), 3 stages, 144 KB smem

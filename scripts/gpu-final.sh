@@ -3,12 +3,11 @@
 # parity harness side by side, then in order of importance, each step time-boxed and all of it
 # ending by DEADLINE seconds after the start:
 #   1. the parity harness at full shapes (every backend op, CUDA vs the CPU oracle)
-#   2. jest test/gpu (goldens on CUDA, int8, device map on virtual devices, API) except faults,
-#      then its int8 goldens again with INTERNVL_CUDA_W8A16_F16ACT=1
+#   2. jest test/gpu (goldens on CUDA, int8, device map on virtual devices, API) except faults
 #   3. jest test/gpu/faults.test.ts alone (it claims most of the GPU for a moment)
-#   4. 40B decode batch 1 in int8 (twice) and bf16: wall clock per step (bench/profile.mjs), each
-#      followed by the same with each of DECODE_AB's switch sets; the parity harness runs once
-#      more with INTERNVL_CUDA_PDL_ATTENTION=0 and INTERNVL_CUDA_W8A16_F16ACT=1 after step 1
+#   4. 40B decode batch 1 in int8 and bf16: wall clock per step (bench/profile.mjs), each twice,
+#      alternating with DECODE_AB's switches (default INTERNVL_CUDA_NORM_WIDE=0); the parity
+#      harness runs once more with INTERNVL_CUDA_PDL_ATTENTION=0 after step 1
 #   5. compute-sanitizer memcheck over the harness's --small cases, with the time left
 # Logs go to $OUT (summary.txt first).
 #   source .gpu/setup.sh && . scripts/gpu-unpack.sh && OUT=dir DEADLINE=300 scripts/gpu-final.sh
@@ -35,35 +34,27 @@ if [[ $built == 1 ]]; then
   say "parity rc=$? $(tail -1 "$OUT/parity.txt")"
 fi
 if [[ $built == 1 ]]; then
-  # the non-default paths: decode attention without programmatic dependent launch (the path
-  # INTERNVL_CUDA_PDL=0 takes) and the opt-in f16-staged int8 decode GEMV
-  INTERNVL_CUDA_PDL_ATTENTION=0 INTERNVL_CUDA_W8A16_F16ACT=1 timeout "$(left 60)" build/parity/backend_parity \
-    >"$OUT/parity_pdl_attention.txt" 2>&1
-  say "parity, PDL_ATTENTION=0 W8A16_F16ACT=1: rc=$? $(tail -1 "$OUT/parity_pdl_attention.txt")"
+  # decode attention without programmatic dependent launch (the path INTERNVL_CUDA_PDL=0 takes)
+  INTERNVL_CUDA_PDL_ATTENTION=0 timeout "$(left 60)" build/parity/backend_parity >"$OUT/parity_pdl_attention.txt" 2>&1
+  say "parity, INTERNVL_CUDA_PDL_ATTENTION=0: rc=$? $(tail -1 "$OUT/parity_pdl_attention.txt")"
 fi
 timeout "$(left ${JEST_S:-120})" "${J[@]}" --testPathIgnorePatterns=faults.test -- test/gpu >"$OUT/jest.txt" 2>&1
 say "jest test/gpu rc=$? $(grep -E '^Tests:' "$OUT/jest.txt")"
-INTERNVL_CUDA_W8A16_F16ACT=1 timeout "$(left 60)" "${J[@]}" test/gpu/int8.test.ts >"$OUT/jest_f16act.txt" 2>&1
-say "jest test/gpu/int8, W8A16_F16ACT=1: rc=$? $(grep -E '^Tests:' "$OUT/jest_f16act.txt")"
 timeout "$(left ${FAULTS_S:-90})" "${J[@]}" --runInBand test/gpu/faults.test.ts >"$OUT/faults.txt" 2>&1
 say "jest faults rc=$? $(grep -E '^Tests:' "$OUT/faults.txt")"
-# Each dtype: the default, then each of DECODE_AB's switch sets (';'-separated; a same-session
-# A/B of the newest changes; "" skips them); int8 twice over so the run-to-run spread shows.
-AB=${DECODE_AB-INTERNVL_CUDA_NORM_WIDE=0;INTERNVL_CUDA_W8A16_F16ACT=1}
+# Each dtype: the default, then with DECODE_AB's switches (a same-session A/B of the newest
+# default; "" skips it), twice over so the run-to-run spread shows.
+AB=${DECODE_AB-INTERNVL_CUDA_NORM_WIDE=0}
 decode() {  # decode DTYPE LABEL [VAR=VALUE ...]
   local dt=$1 label=$2; shift 2
   env "$@" timeout "$(left 45)" node bench/profile.mjs --config bench/configs/InternVL2-40B.json --phase decode \
     --batch 1 --steps 32 --reps 2 --dtype "$dt" >>"$OUT/decode.txt" 2>&1
   say "40B decode $dt$label: rc=$? $(tail -1 "$OUT/decode.txt" | grep -oE '"step_ms":[0-9.]+')"
 }
-IFS=';' read -r -a AB_SETS <<<"$AB"
 for dt in ${DECODE_DTYPES:-int8 bf16}; do
-  passes=2; [[ $dt == bf16 ]] && passes=1
-  for ((pass = 1; pass <= passes; ++pass)); do
+  for pass in 1 2; do
     decode "$dt" ""
-    for set in "${AB_SETS[@]}"; do
-      [[ -n $set ]] && decode "$dt" ", $set" $set
-    done
+    [[ -n $AB ]] && decode "$dt" ", $AB" $AB
   done
 done
 if [[ $built == 1 ]]; then
