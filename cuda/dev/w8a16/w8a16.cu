@@ -1315,6 +1315,40 @@ __global__ void __launch_bounds__(256) ceilingGemvPattern(const uint4* __restric
   if (acc == 0x9E3779B9u) *sink = static_cast<int>(acc);
 }
 
+// The same addressing with the ring of loads carried across tiles: gridDim.x blocks (the
+// resident slots) each stream tile pairs blockIdx.x, blockIdx.x + gridDim.x, ... with no block
+// retiring in between, as a persistent GEMV would (split-K 1 only).
+template <int DEPTH>
+__global__ void __launch_bounds__(256) ceilingGemvPersistent(const uint4* __restrict__ qw, int groups, int tilesN,
+                                                             int* sink) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int kw = warp >> 1;
+  const int pairs = (tilesN + 1) / 2;
+  const int perPair = (groups - kw + 3) / 4;  // this warp's units in each tile
+  const int myPairs = blockIdx.x < pairs ? (pairs - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+  const int total = myPairs * perPair;
+  uint32_t acc = 0;
+  for (int u0 = 0; u0 < total; u0 += DEPTH) {
+    uint4 w[DEPTH][4];
+#pragma unroll
+    for (int d = 0; d < DEPTH; ++d)
+      if (u0 + d < total) {
+        const int u = u0 + d, pr = blockIdx.x + (u / perPair) * gridDim.x, i = u % perPair;
+        const int tile = min(pr * 2 + (warp & 1), tilesN - 1);
+        const uint4* src = qw + (static_cast<size_t>(tile) * groups + kw + i * 4) * 128 + lane;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) w[d][j] = ldgNoL1(src + j * 32);
+      }
+#pragma unroll
+    for (int d = 0; d < DEPTH; ++d)
+      if (u0 + d < total) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc ^= w[d][j].x ^ w[d][j].y ^ w[d][j].z ^ w[d][j].w;
+      }
+  }
+  if (acc == 0x9E3779B9u) *sink = static_cast<int>(acc);
+}
+
 static int runCeiling(int reps) {
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
@@ -1325,8 +1359,8 @@ static int runCeiling(int reps) {
   const BenchShape shapes[] = {{"40B", "gate_up", 40960, 7168}, {"40B", "down", 7168, 20480},
                                {"40B", "qkv", 9216, 7168},      {"40B", "o", 7168, 7168}};
   std::printf("read ceiling (GB/s of the packed int8 weight bytes; L2 flushed; median of %d)\n", reps);
-  std::printf("%-8s %8s | %-30s | %-24s | %-10s | %s\n", "shape", "MB", "plain read best (unroll, blocks/SM)",
-              "gemv pattern depth 4 / 8", "gemv m=1", "memcpy D2D (read+write)");
+  std::printf("%-8s %8s | %-30s | %-24s | %-10s | %-7s | %-7s | %s\n", "shape", "MB", "plain read best (unroll, blocks/SM)",
+              "gemv pattern depth 4 / 8", "gemv m=1", "memcpy", "pattern 2/SM", "persistent 2/SM (split 1)");
   for (const BenchShape& sh : shapes) {
     const size_t bytes = w8a16PackedBytes(sh.n, sh.k);
     Dev<uint8_t> dP(bytes), dCopy(bytes);
@@ -1355,12 +1389,28 @@ static int runCeiling(int reps) {
     const dim3 grid(blocksN, std::max(1, std::min(std::max(1, groups / 2), 2 * sms / blocksN)));
     const double p4 = timer.median([&] { ceilingGemvPattern<4><<<grid, 256, 0, stream>>>(p, groups, tilesN, grid.y, sink.p); });
     const double p8 = timer.median([&] { ceilingGemvPattern<8><<<grid, 256, 0, stream>>>(p, groups, tilesN, grid.y, sink.p); });
+    // The GEMV runs 2 blocks per SM (its registers); the pattern kernel alone fits 8. 80 KB of
+    // dynamic shared memory holds it to 2 as well; then the persistent form at 2 per SM.
+    constexpr size_t kTwoPerSm = 80 * 1024;
+    static bool attrs = [] {
+      CK(cudaFuncSetAttribute(ceilingGemvPattern<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kTwoPerSm)));
+      CK(cudaFuncSetAttribute(ceilingGemvPersistent<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kTwoPerSm)));
+      return true;
+    }();
+    (void)attrs;
+    const double p4two =
+        timer.median([&] { ceilingGemvPattern<4><<<grid, 256, kTwoPerSm, stream>>>(p, groups, tilesN, grid.y, sink.p); });
+    double pers = 0.0;
+    if (grid.y == 1)
+      pers = timer.median(
+          [&] { ceilingGemvPersistent<4><<<std::min<int>(blocksN, 2 * sms), 256, kTwoPerSm, stream>>>(p, groups, tilesN, sink.p); });
     Dev<bf16> dX(static_cast<size_t>(sh.k)), dY(static_cast<size_t>(sh.n));
     CK(cudaMemset(dX.p, 0, dX.n * sizeof(bf16)));
     const double g1 = timer.median([&] { gemmW8A16(w, dX.p, 1, dY.p, nullptr, stream, ws.p, ws.n); });
     const double cp = timer.median([&] { CK(cudaMemcpyAsync(dCopy.p, dP.p, bytes, cudaMemcpyDeviceToDevice, stream)); });
-    std::printf("%-8s %8.1f | %7.0f (u%d, %d/SM) %11s | %7.0f / %-7.0f %7s | %7.0f    | %7.0f\n", sh.name, bytes / 1e6,
-                gbs(best), bestU, bestB, "", gbs(p4), gbs(p8), "", gbs(g1), 2 * gbs(cp));
+    std::printf("%-8s %8.1f | %7.0f (u%d, %d/SM) %11s | %7.0f / %-7.0f %7s | %7.0f    | %7.0f | %7.0f | %7.0f\n", sh.name,
+                bytes / 1e6, gbs(best), bestU, bestB, "", gbs(p4), gbs(p8), "", gbs(g1), 2 * gbs(cp), gbs(p4two),
+                pers > 0 ? gbs(pers) : 0.0);
   }
   CK(cudaStreamDestroy(stream));
   return 0;
