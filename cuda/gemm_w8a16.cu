@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -94,26 +93,6 @@ __device__ __forceinline__ uint4 lds128(const uint4* p) {
   return r;
 }
 
-// Bulk async copies (sm_90 TMA engine) into shared memory, completion counted on an mbarrier.
-__device__ __forceinline__ void mbarInit(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smemAddr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void bulkLoad(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smemAddr(bar)), "r"(bytes) : "memory");
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   smemAddr(dst)),
-               "l"(src), "r"(bytes), "r"(smemAddr(bar))
-               : "memory");
-}
-__device__ __forceinline__ void mbarWait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n .reg .pred done;\n"
-      "WAIT_%=:\n mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n @!done bra WAIT_%=;\n}\n" ::"r"(
-          smemAddr(bar)),
-      "r"(parity)
-      : "memory");
-}
-
 // ---- decode: weight-streaming skinny GEMM (m <= 32) ----------------------------------------
 
 struct DecodeParams {
@@ -139,15 +118,8 @@ constexpr int kDecodeThreads = 256;
 // TPW:     16-row tiles per warp (1 or 2): with 2, each activation fragment a warp loads feeds the
 //          MMAs of two tiles, halving the activation reads per weight byte (what limits m = 9..32;
 //          lab README). p.tb then counts warp tiles, TPW tiles each.
-// BULK:    (TPW = 1) the weight units stream into a ring of DEPTH 2 KB slots per warp in shared
-//          memory (dynamic: 8 warps x DEPTH x 2 KB) by bulk async copies, one per unit issued by
-//          lane 0 and counted on the slot's mbarrier, instead of a register ring: DEPTH - 1 units
-//          stay in flight while one is consumed without holding registers. The H200 measured
-//          the register-ring GEMV bound by bytes in flight (ncu: 40 % of stalls waiting for each
-//          unit's weights; the same addressing with no compute streams at the copy rate).
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool BULK = false>
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1>
 __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParams p) {
-  static_assert(!BULK || TPW == 1, "bulk copies: one tile per warp");
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
   const int tb = p.tb, kwCount = 8 / tb;
@@ -183,17 +155,8 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) acc[tt][mt][0] = acc[tt][mt][1] = acc[tt][mt][2] = acc[tt][mt][3] = 0.f;
 
-  uint4 wb[BULK ? 1 : DEPTH][TPW][4];
-  float sb[BULK ? 1 : DEPTH][TPW][2];
-  // BULK: this warp's DEPTH slots and their barriers (phase of slot s at unit i: (i / DEPTH) & 1)
-  extern __shared__ uint4 decodeRing[];
-  __shared__ uint64_t ringBar[BULK ? 8 * DEPTH : 1];
-  uint4* const ring = decodeRing + static_cast<size_t>(warp) * DEPTH * 128;
-  uint64_t* const bars = ringBar + (BULK ? warp * DEPTH : 0);
-  auto bulkIssue = [&](int i) {  // lane 0: unit i into slot i % DEPTH
-    const int g = g0 + kw + i * kwCount;
-    bulkLoad(ring + (i % DEPTH) * 128, wTile[0] - lane + static_cast<size_t>(g) * 128, 2048, bars + i % DEPTH);
-  };
+  uint4 wb[DEPTH][TPW][4];
+  float sb[DEPTH][TPW][2];
   auto load = [&](uint4 (&w)[TPW][4], float (&s)[TPW][2], int i, auto pinned) {
     const int g = g0 + kw + i * kwCount;
 #pragma unroll
@@ -275,46 +238,16 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
   // one, does its own wait before its first counter or partial access, i.e. after this grid
   // has completed. So calls never see each other's split-K state in flight.
   pdlLaunchDependents();
-  if constexpr (BULK) {
-    if (lane == 0) {
-      for (int d = 0; d < DEPTH; ++d) mbarInit(bars + d, 1);
-      asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-      for (int d = 0; d < DEPTH && d < nMine; ++d) bulkIssue(d);
-    }
-    __syncwarp();
-    pdlWait();
-    for (int i = 0; i < nMine; ++i) {
-      const int slot = i % DEPTH;
-      mbarWait(bars + slot, static_cast<uint32_t>((i / DEPTH) & 1));
-      uint4 w[1][4];
-      float sc[1][2];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) w[0][j] = lds128(ring + slot * 128 + lane + j * 32);
-      if constexpr (GROUPED) {
-        const int g = g0 + kw + i * kwCount;
-        sc[0][0] = __ldg(sTile[0] + static_cast<size_t>(g) * 16);
-        sc[0][1] = __ldg(sTile[0] + static_cast<size_t>(g) * 16 + 8);
-      }
-      // every lane has its copy of the slot: refill it (generic reads before the async write)
-      __syncwarp();
-      if (lane == 0 && i + DEPTH < nMine) {
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        bulkIssue(i + DEPTH);
-      }
-      compute(w, sc, i);
-    }
-  } else {
+  for (int d = 0; d < DEPTH; ++d)
+    if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
+  pdlWait();
+  for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
-    for (int d = 0; d < DEPTH; ++d)
-      if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
-    pdlWait();
-    for (int i = 0; i < nMine; i += DEPTH) {
-#pragma unroll
-      for (int d = 0; d < DEPTH; ++d) {
-        if (i + d < nMine) {
-          compute(wb[d], sb[d], i + d);
-          if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
-        }
+    for (int d = 0; d < DEPTH; ++d) {
+      if (i + d < nMine) {
+        compute(wb[d], sb[d], i + d);
+        if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
       }
     }
   }
@@ -620,28 +553,11 @@ void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
   launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
-// BULK: DEPTH shared-memory slots of 2 KB per warp.
-template <int MT, bool GROUPED, int DEPTH>
-void launchDecodeBulk(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  auto kernel = decodeKernel<MT, GROUPED, DEPTH, 1, true>;
-  constexpr size_t smem = size_t(kDecodeThreads / 32) * DEPTH * 2048;
-  static std::atomic<unsigned long long> done{0};
-  ensureSmem(kernel, smem, done);
-  launchMaybePdl(pdlEnabled(), kernel, grid, dim3(kDecodeThreads), smem, stream, p);
-}
-
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
 // depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
 template <int MT, bool GROUPED>
-void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, bool bulk, cudaStream_t stream) {
-  if (bulk) {
-    if (depth <= 4)
-      launchDecodeBulk<MT, GROUPED, 4>(p, grid, stream);
-    else if (depth <= 6)
-      launchDecodeBulk<MT, GROUPED, 6>(p, grid, stream);
-    else
-      launchDecodeBulk<MT, GROUPED, 8>(p, grid, stream);
-  } else if (tpw == 2)
+void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
+  if (tpw == 2)
     launchDecodeT<MT, GROUPED, 2, 2>(p, grid, stream);
   else if (depth <= 2)
     launchDecodeT<MT, GROUPED, 2, 1>(p, grid, stream);
@@ -650,12 +566,12 @@ void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, boo
 }
 
 template <bool GROUPED>
-void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, bool bulk, cudaStream_t stream) {
+void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
   switch ((p.m + 7) / 8) {
-    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, bulk, stream); break;
-    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, bulk, stream); break;
-    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, bulk, stream); break;
-    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, bulk, stream); break;
+    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, stream); break;
+    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, stream); break;
   }
 }
 
@@ -856,34 +772,17 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
   }
   const dim3 grid(blocksN, cfg.splitK);
-  ivl::require(!cfg.bulk || cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg,
-               "gemmW8A16Decode: bulk copies run one tile per warp");
   if (w.scheme == Int8Scheme::PerGroup128)
-    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, cfg.bulk, stream);
+    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   else
-    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, cfg.bulk, stream);
+    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
-}
-
-// INTERNVL_CUDA_W8A16_BULK=4|6|8: the launcher's one-tile configurations stream their weights
-// through shared-memory rings of that many slots (decodeKernel's BULK); unset: register rings.
-int bulkDepthWanted() {
-  static const int depth = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_W8A16_BULK");
-    const int d = e != nullptr ? std::atoi(e) : 0;
-    return d == 4 || d == 6 || d == 8 ? d : 0;
-  }();
-  return depth;
 }
 
 // The launcher's configuration for m decode rows on `sms` SMs (w8a16ChooseDecode), then the call.
 void decodeChosen(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, int sms, void* workspace,
                   size_t workspaceBytes, cudaStream_t stream) {
-  W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
-  if (bulkDepthWanted() > 0 && cfg.tilesPerWarp == 1) {
-    cfg.bulk = true;
-    cfg.depth = bulkDepthWanted();
-  }
+  const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
   decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
 }
 }  // namespace w8a16

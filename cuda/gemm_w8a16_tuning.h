@@ -13,8 +13,6 @@ struct W8A16DecodeConfig {
   int tilesPerWarp = 1;   // 1, or 2 (then depth 2): each warp's activation loads feed two tiles'
                           // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. The
                           // launcher picks 2 at m = 9..16 on wide weights (w8a16ChooseDecode).
-  bool bulk = false;      // one tile per warp, weights through a ring of `depth` (4, 6 or 8)
-                          // 2 KB shared-memory slots per warp filled by bulk async copies
 };
 
 enum class W8A16PrefillTile : int {

@@ -414,9 +414,8 @@ static int runValidate(bool small, bool race) {
   // (tiles per block, split, depth, tiles per warp); two tiles per warp also at odd tile counts
   // (N = 1000, 77: the last warp's second tile is past the end)
   std::vector<W8A16DecodeConfig> decodeCfgs = {{8, 1, 4},    {8, 3, 2},    {4, 1, 2},    {4, 7, 4},   {2, 1, 4},
-                                               {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2},
-                                               {2, 1, 4, 1, true}, {2, 16, 6, 1, true}, {8, 3, 8, 1, true}, {4, 7, 4, 1, true}};
-  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}, {2, 1, 4, 1, true}, {8, 3, 6, 1, true}};
+                                               {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2}};
+  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}};
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   int sms = 0;
@@ -545,7 +544,7 @@ static int runValidate(bool small, bool race) {
             cc.splitK = std::min(cc.splitK, w8a16Groups(k));
             const std::string name = "decode tb" + std::to_string(cc.tilesPerBlock) + " split" +
                                      std::to_string(cc.splitK) + " depth" + std::to_string(cc.depth) +
-                                     (cc.tilesPerWarp == 2 ? " tpw2" : "") + (cc.bulk ? " bulk" : "");
+                                     (cc.tilesPerWarp == 2 ? " tpw2" : "");
             check(name, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cc, ws.p, ws.n, stream); });
           }
         }
@@ -1147,13 +1146,10 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
           double bestUs = 1e30;
           if (m == 1 || m == 16) {
             const int groups = w8a16Groups(k);
-            for (int bulk : {0, 1})
             for (int tpw : {1, 2})
             for (int tb : {4, 2})
-              for (int depth : {2, 4, 6, 8}) {
+              for (int depth : {2, 4}) {
                 if (tpw == 2 && depth != 2) continue;  // two tiles per warp run at depth 2
-                if (!bulk && depth > 4) continue;       // register rings: 2 or 4 units
-                if (bulk && (tpw == 2 || depth < 4)) continue;  // shared-memory rings: 4, 6, 8
                 const int blocksN = ((n + 15) / 16 + tb * tpw - 1) / (tb * tpw);
                 std::vector<int> splits = {1};
                 for (int mult : {1, 2}) {
@@ -1161,12 +1157,11 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
                   if (std::find(splits.begin(), splits.end(), s) == splits.end()) splits.push_back(s);
                 }
                 for (int s : splits) {
-                  W8A16DecodeConfig c{tb, s, depth, tpw, bulk == 1};
+                  W8A16DecodeConfig c{tb, s, depth, tpw};
                   if (w8a16DecodeWorkspaceBytes(*wp, m, c) > ws.n) continue;
                   const double us =
                       timer.median([&] { gemmW8A16Decode(*wp, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
-                  const std::string name = fmt("decode tb%d split%d depth%d%s%s", tb, s, depth, tpw == 2 ? " tpw2" : "",
-                                               bulk ? " bulk" : "");
+                  const std::string name = fmt("decode tb%d split%d depth%d%s", tb, s, depth, tpw == 2 ? " tpw2" : "");
                   emit(grp ? "sweep per-group128" : "sweep per-channel", name, us, wBytes);
                   if (us < bestUs) bestUs = us, best = name;
                 }
