@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -119,16 +118,8 @@ constexpr int kDecodeThreads = 256;
 // TPW:     16-row tiles per warp (1 or 2): with 2, each activation fragment a warp loads feeds the
 //          MMAs of two tiles, halving the activation reads per weight byte (what limits m = 9..32;
 //          lab README). p.tb then counts warp tiles, TPW tiles each.
-// RING:    (TPW = 1) the weight units stream into a ring of DEPTH 2 KB slots per warp in shared
-//          memory (dynamic: 8 warps x DEPTH x 2 KB) by cp.async, each lane copying the 64 bytes
-//          of a unit it will read itself, instead of a register ring: DEPTH - 1 units stay in
-//          flight while one is consumed, without holding registers. The lab measured the
-//          register ring bound by bytes in flight: the same ring with no compute streams at
-//          4150 GB/s and with ~500 cycles of stand-in compute a unit at 3350, the GEMV's rate
-//          (results/w8a16-2026-11-29-h200-ceiling3.txt).
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool RING = false>
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1>
 __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParams p) {
-  static_assert(!RING || TPW == 1, "shared-memory rings: one tile per warp");
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
   const int tb = p.tb, kwCount = 8 / tb;
@@ -164,17 +155,8 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) acc[tt][mt][0] = acc[tt][mt][1] = acc[tt][mt][2] = acc[tt][mt][3] = 0.f;
 
-  uint4 wb[RING ? 1 : DEPTH][TPW][4];
-  float sb[RING ? 1 : DEPTH][TPW][2];
-  // RING: this warp's DEPTH slots of 128 uint4; unit i lives in slot i % DEPTH
-  extern __shared__ uint4 decodeRing[];
-  uint4* const ring = decodeRing + static_cast<size_t>(warp) * DEPTH * 128;
-  auto ringIssue = [&](int i) {  // each lane: its 4 chunks of unit i
-    const uint4* src = wTile[0] + static_cast<size_t>(g0 + kw + i * kwCount) * 128;
-    uint4* dst = ring + (i % DEPTH) * 128 + lane;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) cpAsync16(dst + j * 32, src + j * 32, true);
-  };
+  uint4 wb[DEPTH][TPW][4];
+  float sb[DEPTH][TPW][2];
   auto load = [&](uint4 (&w)[TPW][4], float (&s)[TPW][2], int i, auto pinned) {
     const int g = g0 + kw + i * kwCount;
 #pragma unroll
@@ -256,43 +238,16 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
   // one, does its own wait before its first counter or partial access, i.e. after this grid
   // has completed. So calls never see each other's split-K state in flight.
   pdlLaunchDependents();
-  if constexpr (RING) {
-    // Group accounting: DEPTH - 1 groups now, one per unit below (empty past the end), so
-    // waiting for all but the newest DEPTH - 1 leaves unit i landed. Unit i + DEPTH - 1 goes
-    // into the slot unit i - 1 used, whose values this lane already fed to its MMAs.
 #pragma unroll
-    for (int d = 0; d < DEPTH - 1; ++d) {
-      if (d < nMine) ringIssue(d);
-      cpAsyncCommit();
-    }
-    pdlWait();
-    for (int i = 0; i < nMine; ++i) {
-      if (i + DEPTH - 1 < nMine) ringIssue(i + DEPTH - 1);
-      cpAsyncCommit();
-      cpAsyncWait<DEPTH - 1>();
-      uint4 w[1][4];
-      float sc[1][2];
+  for (int d = 0; d < DEPTH; ++d)
+    if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
+  pdlWait();
+  for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j) w[0][j] = lds128(ring + (i % DEPTH) * 128 + lane + j * 32);
-      if constexpr (GROUPED) {
-        const int g = g0 + kw + i * kwCount;
-        sc[0][0] = __ldg(sTile[0] + static_cast<size_t>(g) * 16);
-        sc[0][1] = __ldg(sTile[0] + static_cast<size_t>(g) * 16 + 8);
-      }
-      compute(w, sc, i);
-    }
-  } else {
-#pragma unroll
-    for (int d = 0; d < DEPTH; ++d)
-      if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
-    pdlWait();
-    for (int i = 0; i < nMine; i += DEPTH) {
-#pragma unroll
-      for (int d = 0; d < DEPTH; ++d) {
-        if (i + d < nMine) {
-          compute(wb[d], sb[d], i + d);
-          if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
-        }
+    for (int d = 0; d < DEPTH; ++d) {
+      if (i + d < nMine) {
+        compute(wb[d], sb[d], i + d);
+        if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
       }
     }
   }
@@ -598,50 +553,11 @@ void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
   launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
-// RING: DEPTH shared-memory slots of 2 KB per warp.
-template <int MT, bool GROUPED, int DEPTH>
-void launchDecodeRing(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  auto kernel = decodeKernel<MT, GROUPED, DEPTH, 1, true>;
-  constexpr size_t smem = size_t(kDecodeThreads / 32) * DEPTH * 2048;
-  static std::atomic<unsigned long long> done{0};
-  static const bool carveout = [&] {
-    // all of L1 as shared memory, so two or three such blocks fit an SM
-    IVL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                        int(cudaSharedmemCarveoutMaxShared)));
-    return true;
-  }();
-  (void)carveout;
-  ensureSmem(kernel, smem, done);
-  launchMaybePdl(pdlEnabled(), kernel, grid, dim3(kDecodeThreads), smem, stream, p);
-}
-
-// Resident blocks per SM of the ring kernel (the lab prints it).
-int w8a16RingBlocksPerSm(int depth) {
-  int n = 0;
-  auto q = [&](auto kernel, size_t smem) {
-    IVL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    IVL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                        int(cudaSharedmemCarveoutMaxShared)));
-    IVL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kDecodeThreads, smem));
-  };
-  if (depth <= 4) q(decodeKernel<1, false, 4, 1, true>, size_t(8) * 4 * 2048);
-  else if (depth <= 6) q(decodeKernel<1, false, 6, 1, true>, size_t(8) * 6 * 2048);
-  else q(decodeKernel<1, false, 8, 1, true>, size_t(8) * 8 * 2048);
-  return n;
-}
-
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
 // depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
 template <int MT, bool GROUPED>
-void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, bool ring, cudaStream_t stream) {
-  if (ring) {
-    if (depth <= 4)
-      launchDecodeRing<MT, GROUPED, 4>(p, grid, stream);
-    else if (depth <= 6)
-      launchDecodeRing<MT, GROUPED, 6>(p, grid, stream);
-    else
-      launchDecodeRing<MT, GROUPED, 8>(p, grid, stream);
-  } else if (tpw == 2)
+void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
+  if (tpw == 2)
     launchDecodeT<MT, GROUPED, 2, 2>(p, grid, stream);
   else if (depth <= 2)
     launchDecodeT<MT, GROUPED, 2, 1>(p, grid, stream);
@@ -650,12 +566,12 @@ void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, boo
 }
 
 template <bool GROUPED>
-void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, bool ring, cudaStream_t stream) {
+void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
   switch ((p.m + 7) / 8) {
-    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, ring, stream); break;
-    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, ring, stream); break;
-    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, ring, stream); break;
-    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, ring, stream); break;
+    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, stream); break;
+    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, stream); break;
   }
 }
 
@@ -856,34 +772,17 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
   }
   const dim3 grid(blocksN, cfg.splitK);
-  ivl::require(!cfg.smemRing || cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg,
-               "gemmW8A16Decode: shared-memory rings run one tile per warp");
   if (w.scheme == Int8Scheme::PerGroup128)
-    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, cfg.smemRing, stream);
+    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   else
-    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, cfg.smemRing, stream);
+    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
-}
-
-// INTERNVL_CUDA_W8A16_RING=4|6|8: the launcher's one-tile configurations stream their weights
-// through shared-memory rings of that many slots (decodeKernel's RING); unset: register rings.
-int ringDepthWanted() {
-  static const int depth = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_W8A16_RING");
-    const int d = e != nullptr ? std::atoi(e) : 0;
-    return d == 4 || d == 6 || d == 8 ? d : 0;
-  }();
-  return depth;
 }
 
 // The launcher's configuration for m decode rows on `sms` SMs (w8a16ChooseDecode), then the call.
 void decodeChosen(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, int sms, void* workspace,
                   size_t workspaceBytes, cudaStream_t stream) {
-  W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
-  if (ringDepthWanted() > 0 && cfg.tilesPerWarp == 1) {
-    cfg.smemRing = true;
-    cfg.depth = ringDepthWanted();
-  }
+  const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
   decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
 }
 }  // namespace w8a16

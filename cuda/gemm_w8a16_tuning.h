@@ -13,8 +13,6 @@ struct W8A16DecodeConfig {
   int tilesPerWarp = 1;   // 1, or 2 (then depth 2): each warp's activation loads feed two tiles'
                           // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. The
                           // launcher picks 2 at m = 9..16 on wide weights (w8a16ChooseDecode).
-  bool smemRing = false;  // one tile per warp, weights through a ring of `depth` (4, 6 or 8)
-                          // 2 KB shared-memory slots per warp filled by cp.async
 };
 
 enum class W8A16PrefillTile : int {
@@ -32,11 +30,6 @@ W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount);
 // Decode kernel: weight units per warp to prefetch into L2 ahead of the register ring
 // (prefetch.global.L2), 0 = none. Process-wide, for the lab's sweep.
 void w8a16SetL2Ahead(int units);
-
-namespace w8a16 {
-// Resident blocks per SM of the shared-memory-ring decode kernel at this ring depth (m <= 8).
-int w8a16RingBlocksPerSm(int depth);
-}  // namespace w8a16
 
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);

@@ -414,9 +414,8 @@ static int runValidate(bool small, bool race) {
   // (tiles per block, split, depth, tiles per warp); two tiles per warp also at odd tile counts
   // (N = 1000, 77: the last warp's second tile is past the end)
   std::vector<W8A16DecodeConfig> decodeCfgs = {{8, 1, 4},    {8, 3, 2},    {4, 1, 2},    {4, 7, 4},   {2, 1, 4},
-                                               {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2},
-                                               {2, 1, 4, 1, true}, {2, 16, 6, 1, true}, {8, 3, 8, 1, true}, {4, 7, 4, 1, true}};
-  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}, {2, 1, 4, 1, true}, {8, 3, 6, 1, true}};
+                                               {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2}};
+  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}};
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   int sms = 0;
@@ -545,7 +544,7 @@ static int runValidate(bool small, bool race) {
             cc.splitK = std::min(cc.splitK, w8a16Groups(k));
             const std::string name = "decode tb" + std::to_string(cc.tilesPerBlock) + " split" +
                                      std::to_string(cc.splitK) + " depth" + std::to_string(cc.depth) +
-                                     (cc.tilesPerWarp == 2 ? " tpw2" : "") + (cc.smemRing ? " ring" : "");
+                                     (cc.tilesPerWarp == 2 ? " tpw2" : "");
             check(name, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cc, ws.p, ws.n, stream); });
           }
         }
@@ -1007,8 +1006,6 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
   lab::CublasBf16 cublas;
   std::printf("device %s, %d SMs, L2 %d MB; cuBLAS %s (version %d)\n", prop.name, sms, prop.l2CacheSize >> 20,
               cublas.ok() ? "loaded" : cublas.why().c_str(), cublas.version());
-  std::printf("shared-memory ring decode kernel, resident blocks per SM: depth 4: %d, 6: %d, 8: %d\n",
-              w8a16::w8a16RingBlocksPerSm(4), w8a16::w8a16RingBlocksPerSm(6), w8a16::w8a16RingBlocksPerSm(8));
   Timer timer(stream, reps);
   const double roofline = 4.3e12;  // bytes/s, the brief's and SPEC §8's device copy figure
 
@@ -1149,13 +1146,10 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
           double bestUs = 1e30;
           if (m == 1 || m == 16) {
             const int groups = w8a16Groups(k);
-            for (int ringed : {0, 1})
             for (int tpw : {1, 2})
             for (int tb : {4, 2})
-              for (int depth : {2, 4, 6, 8}) {
+              for (int depth : {2, 4}) {
                 if (tpw == 2 && depth != 2) continue;  // two tiles per warp run at depth 2
-                if (!ringed && depth > 4) continue;      // register rings: 2 or 4 units
-                if (ringed && (tpw == 2 || depth < 4)) continue;  // shared-memory rings: 4, 6, 8
                 const int blocksN = ((n + 15) / 16 + tb * tpw - 1) / (tb * tpw);
                 std::vector<int> splits = {1};
                 for (int mult : {1, 2}) {
@@ -1163,12 +1157,11 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
                   if (std::find(splits.begin(), splits.end(), s) == splits.end()) splits.push_back(s);
                 }
                 for (int s : splits) {
-                  W8A16DecodeConfig c{tb, s, depth, tpw, ringed == 1};
+                  W8A16DecodeConfig c{tb, s, depth, tpw};
                   if (w8a16DecodeWorkspaceBytes(*wp, m, c) > ws.n) continue;
                   const double us =
                       timer.median([&] { gemmW8A16Decode(*wp, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
-                  const std::string name = fmt("decode tb%d split%d depth%d%s%s", tb, s, depth, tpw == 2 ? " tpw2" : "",
-                                               ringed ? " ring" : "");
+                  const std::string name = fmt("decode tb%d split%d depth%d%s", tb, s, depth, tpw == 2 ? " tpw2" : "");
                   emit(grp ? "sweep per-group128" : "sweep per-channel", name, us, wBytes);
                   if (us < bestUs) bestUs = us, best = name;
                 }
@@ -1356,44 +1349,6 @@ __global__ void __launch_bounds__(256) ceilingGemvPersistent(const uint4* __rest
   if (acc == 0x9E3779B9u) *sink = static_cast<int>(acc);
 }
 
-// The GEMV's register ring with a stand-in for its compute: unit i is folded and then DELAY
-// dependent FMAs run (about 4 cycles each) before unit i + DEPTH is loaded into the same slot,
-// as decodeKernel does after its MMAs. Tells whether a ring whose warps spend time between
-// a unit's arrival and its refill streams slower than the pattern kernel's load-all-then-fold.
-template <int DEPTH>
-__global__ void __launch_bounds__(256) ceilingGemvRing(const uint4* __restrict__ qw, int groups, int tilesN,
-                                                       int splitK, int delay, int* sink) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int tile = blockIdx.x * 2 + (warp & 1), kw = warp >> 1;
-  const int g0 = static_cast<int>(static_cast<long long>(groups) * blockIdx.y / splitK);
-  const int g1 = static_cast<int>(static_cast<long long>(groups) * (blockIdx.y + 1) / splitK);
-  const int nMine = (tile < tilesN && g0 + kw < g1) ? (g1 - g0 - kw + 3) / 4 : 0;
-  const uint4* wTile = qw + static_cast<size_t>(tile) * groups * 128 + lane;
-  uint4 w[DEPTH][4];
-  auto load = [&](uint4 (&d)[4], int i) {
-    const uint4* src = wTile + static_cast<size_t>(g0 + kw + i * 4) * 128;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) d[j] = ldgNoL1(src + j * 32);
-  };
-#pragma unroll
-  for (int d = 0; d < DEPTH; ++d)
-    if (d < nMine) load(w[d], d);
-  uint32_t acc = 0;
-  float f = static_cast<float>(lane);
-  for (int i = 0; i < nMine; i += DEPTH) {
-#pragma unroll
-    for (int d = 0; d < DEPTH; ++d)
-      if (i + d < nMine) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc ^= w[d][j].x ^ w[d][j].y ^ w[d][j].z ^ w[d][j].w;
-        f += __uint_as_float(acc & 0x3f800000u);
-        for (int t = 0; t < delay; ++t) f = fmaf(f, 0.999f, 1e-3f);
-        if (i + d + DEPTH < nMine) load(w[d], i + d + DEPTH);
-      }
-  }
-  if (acc == 0x9E3779B9u || f == 1.2345f) *sink = static_cast<int>(acc);
-}
-
 static int runCeiling(int reps) {
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
@@ -1445,19 +1400,6 @@ static int runCeiling(int reps) {
     (void)attrs;
     const double p4two =
         timer.median([&] { ceilingGemvPattern<4><<<grid, 256, kTwoPerSm, stream>>>(p, groups, tilesN, grid.y, sink.p); });
-    // the ring with a compute stand-in (2 blocks/SM): delays of 0, 64, 128, 256, 512 FMAs a unit
-    std::string ringLine;
-    static bool ringAttr = [] {
-      CK(cudaFuncSetAttribute(ceilingGemvRing<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kTwoPerSm)));
-      return true;
-    }();
-    (void)ringAttr;
-    for (int delay : {0, 64, 128, 256, 512}) {
-      const double us = timer.median([&] {
-        ceilingGemvRing<4><<<grid, 256, kTwoPerSm, stream>>>(p, groups, tilesN, grid.y, delay, sink.p);
-      });
-      ringLine += fmt(" d%d %.0f", delay, gbs(us));
-    }
     double pers = 0.0;
     if (grid.y == 1)
       pers = timer.median(
@@ -1469,7 +1411,6 @@ static int runCeiling(int reps) {
     std::printf("%-8s %8.1f | %7.0f (u%d, %d/SM) %11s | %7.0f / %-7.0f %7s | %7.0f    | %7.0f | %7.0f | %7.0f\n", sh.name,
                 bytes / 1e6, gbs(best), bestU, bestB, "", gbs(p4), gbs(p8), "", gbs(g1), 2 * gbs(cp), gbs(p4two),
                 pers > 0 ? gbs(pers) : 0.0);
-    std::printf("         ring + compute stand-in (GB/s by FMAs per unit):%s\n", ringLine.c_str());
   }
   CK(cudaStreamDestroy(stream));
   return 0;
