@@ -180,21 +180,13 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
   // the end: the MMA chains of consecutive units are then independent. Measured 2026-11-28:
   // accumulating straight into acc (one MMA chain across all units) made per-channel up to 1.5x
   // slower than per-group at the same config.
-  // MT = 1: two MMA chains per unit (k-step 0 of each 32-column block into t, k-step 1 into u,
-  // summed at the end): a warp's time per unit is what bounds its ring's refills (lab ceiling:
-  // the register ring streams at 4150 GB/s with no compute, 3350 with ~500 cycles a unit, the
-  // GEMV's rate), and one chain of 8 dependent MMAs was most of it. Larger MT keep one chain:
-  // the second would cost them a resident block per SM.
   auto compute = [&](const uint4 (&w)[TPW][4], const float (&s)[TPW][2], int i) {
     const int g = g0 + kw + i * kwCount;
-    float t[TPW][MT][4], u[TPW][MT][4];
+    float t[TPW][MT][4];
 #pragma unroll
     for (int tt = 0; tt < TPW; ++tt)
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        t[tt][mt][0] = t[tt][mt][1] = t[tt][mt][2] = t[tt][mt][3] = 0.f;
-        u[tt][mt][0] = u[tt][mt][1] = u[tt][mt][2] = u[tt][mt][3] = 0.f;
-      }
+      for (int mt = 0; mt < MT; ++mt) t[tt][mt][0] = t[tt][mt][1] = t[tt][mt][2] = t[tt][mt][3] = 0.f;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       uint32_t a0[TPW][4], a1[TPW][4];  // A fragments of k-steps 0 and 1 (rows gi / gi+8 of each tile)
@@ -214,7 +206,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
 #pragma unroll
         for (int tt = 0; tt < TPW; ++tt) {
           mma16816(t[tt][mt], a0[tt], xv.x, xv.y);
-          mma16816(MT == 1 ? u[tt][mt] : t[tt][mt], a1[tt], xv.z, xv.w);
+          mma16816(t[tt][mt], a1[tt], xv.z, xv.w);
         }
       }
     }
@@ -222,10 +214,6 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
     for (int tt = 0; tt < TPW; ++tt)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
-        if constexpr (MT == 1) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) t[tt][mt][e] += u[tt][mt][e];
-        }
         if constexpr (GROUPED) {
           acc[tt][mt][0] = fmaf(t[tt][mt][0], s[tt][0], acc[tt][mt][0]);
           acc[tt][mt][1] = fmaf(t[tt][mt][1], s[tt][0], acc[tt][mt][1]);
