@@ -1283,6 +1283,28 @@ __global__ void __launch_bounds__(256) ceilingRead(const uint4* __restrict__ p, 
   if (acc == 0x9E3779B9u) *sink = static_cast<int>(acc);  // keeps the loads
 }
 
+// min(count, DEPTH) units, each lane's 4 chunks of a 2 KB unit starting at unit(d), all loaded
+// before any is folded: the pattern kernels' way of keeping DEPTH units in flight a warp.
+template <int DEPTH, class Unit>
+__device__ __forceinline__ uint32_t loadThenFold(int count, Unit unit) {
+  uint4 w[DEPTH][4];
+#pragma unroll
+  for (int d = 0; d < DEPTH; ++d)
+    if (d < count) {
+      const uint4* src = unit(d);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) w[d][j] = ldgNoL1(src + j * 32);
+    }
+  uint32_t acc = 0;
+#pragma unroll
+  for (int d = 0; d < DEPTH; ++d)
+    if (d < count) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc ^= w[d][j].x ^ w[d][j].y ^ w[d][j].z ^ w[d][j].w;
+    }
+  return acc;
+}
+
 // The decode kernel's addressing (tilesPerBlock 2: warp = tile (2) x K-lane (4); unit g of a
 // tile at qw + (tile * groups + g) * 128 uint4; split-K over blockIdx.y), DEPTH units per warp
 // loaded before they are folded.
@@ -1296,22 +1318,8 @@ __global__ void __launch_bounds__(256) ceilingGemvPattern(const uint4* __restric
   const int nMine = (tile < tilesN && g0 + kw < g1) ? (g1 - g0 - kw + 3) / 4 : 0;
   const uint4* wTile = qw + static_cast<size_t>(tile) * groups * 128 + lane;
   uint32_t acc = 0;
-  for (int i = 0; i < nMine; i += DEPTH) {
-    uint4 w[DEPTH][4];
-#pragma unroll
-    for (int d = 0; d < DEPTH; ++d)
-      if (i + d < nMine) {
-        const uint4* src = wTile + static_cast<size_t>(g0 + kw + (i + d) * 4) * 128;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) w[d][j] = ldgNoL1(src + j * 32);
-      }
-#pragma unroll
-    for (int d = 0; d < DEPTH; ++d)
-      if (i + d < nMine) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc ^= w[d][j].x ^ w[d][j].y ^ w[d][j].z ^ w[d][j].w;
-      }
-  }
+  for (int i = 0; i < nMine; i += DEPTH)
+    acc ^= loadThenFold<DEPTH>(nMine - i, [&](int d) { return wTile + static_cast<size_t>(g0 + kw + (i + d) * 4) * 128; });
   if (acc == 0x9E3779B9u) *sink = static_cast<int>(acc);
 }
 
@@ -1328,24 +1336,12 @@ __global__ void __launch_bounds__(256) ceilingGemvPersistent(const uint4* __rest
   const int myPairs = blockIdx.x < pairs ? (pairs - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
   const int total = myPairs * perPair;
   uint32_t acc = 0;
-  for (int u0 = 0; u0 < total; u0 += DEPTH) {
-    uint4 w[DEPTH][4];
-#pragma unroll
-    for (int d = 0; d < DEPTH; ++d)
-      if (u0 + d < total) {
-        const int u = u0 + d, pr = blockIdx.x + (u / perPair) * gridDim.x, i = u % perPair;
-        const int tile = min(pr * 2 + (warp & 1), tilesN - 1);
-        const uint4* src = qw + (static_cast<size_t>(tile) * groups + kw + i * 4) * 128 + lane;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) w[d][j] = ldgNoL1(src + j * 32);
-      }
-#pragma unroll
-    for (int d = 0; d < DEPTH; ++d)
-      if (u0 + d < total) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc ^= w[d][j].x ^ w[d][j].y ^ w[d][j].z ^ w[d][j].w;
-      }
-  }
+  for (int u0 = 0; u0 < total; u0 += DEPTH)
+    acc ^= loadThenFold<DEPTH>(total - u0, [&](int d) {
+      const int u = u0 + d, pr = blockIdx.x + (u / perPair) * gridDim.x, i = u % perPair;
+      const int tile = min(pr * 2 + (warp & 1), tilesN - 1);
+      return qw + (static_cast<size_t>(tile) * groups + kw + i * 4) * 128 + lane;
+    });
   if (acc == 0x9E3779B9u) *sink = static_cast<int>(acc);
 }
 
