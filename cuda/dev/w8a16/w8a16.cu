@@ -1305,21 +1305,31 @@ __device__ __forceinline__ uint32_t loadThenFold(int count, Unit unit) {
   return acc;
 }
 
-// The decode kernel's addressing (tilesPerBlock 2: warp = tile (2) x K-lane (4); unit g of a
-// tile at qw + (tile * groups + g) * 128 uint4; split-K over blockIdx.y), DEPTH units per warp
-// loaded before they are folded.
-template <int DEPTH>
-__global__ void __launch_bounds__(256) ceilingGemvPattern(const uint4* __restrict__ qw, int groups, int tilesN,
-                                                          int splitK, int* sink) {
+// This warp's units in the decode kernel's addressing (tilesPerBlock 2: warp = tile (2) x
+// K-lane (4); unit g of a tile at qw + (tile * groups + g) * 128 uint4; split-K over blockIdx.y):
+// n units, the i-th at at(i) (this lane's first chunk).
+struct WarpUnits {
+  const uint4* tile;
+  int first, n;
+  __device__ const uint4* at(int i) const { return tile + static_cast<size_t>(first + i * 4) * 128; }
+};
+__device__ __forceinline__ WarpUnits warpUnits(const uint4* qw, int groups, int tilesN, int splitK) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int tile = blockIdx.x * 2 + (warp & 1), kw = warp >> 1;
   const int g0 = static_cast<int>(static_cast<long long>(groups) * blockIdx.y / splitK);
   const int g1 = static_cast<int>(static_cast<long long>(groups) * (blockIdx.y + 1) / splitK);
-  const int nMine = (tile < tilesN && g0 + kw < g1) ? (g1 - g0 - kw + 3) / 4 : 0;
-  const uint4* wTile = qw + static_cast<size_t>(tile) * groups * 128 + lane;
+  const int n = (tile < tilesN && g0 + kw < g1) ? (g1 - g0 - kw + 3) / 4 : 0;
+  return {qw + static_cast<size_t>(tile) * groups * 128 + lane, g0 + kw, n};
+}
+
+// The decode kernel's addressing (warpUnits), DEPTH units per warp loaded before they are
+// folded.
+template <int DEPTH>
+__global__ void __launch_bounds__(256) ceilingGemvPattern(const uint4* __restrict__ qw, int groups, int tilesN,
+                                                          int splitK, int* sink) {
+  const WarpUnits u = warpUnits(qw, groups, tilesN, splitK);
   uint32_t acc = 0;
-  for (int i = 0; i < nMine; i += DEPTH)
-    acc ^= loadThenFold<DEPTH>(nMine - i, [&](int d) { return wTile + static_cast<size_t>(g0 + kw + (i + d) * 4) * 128; });
+  for (int i = 0; i < u.n; i += DEPTH) acc ^= loadThenFold<DEPTH>(u.n - i, [&](int d) { return u.at(i + d); });
   if (acc == 0x9E3779B9u) *sink = static_cast<int>(acc);
 }
 
@@ -1352,15 +1362,12 @@ __global__ void __launch_bounds__(256) ceilingGemvPersistent(const uint4* __rest
 template <int DEPTH>
 __global__ void __launch_bounds__(256) ceilingGemvRing(const uint4* __restrict__ qw, int groups, int tilesN,
                                                        int splitK, int delay, int* sink) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int tile = blockIdx.x * 2 + (warp & 1), kw = warp >> 1;
-  const int g0 = static_cast<int>(static_cast<long long>(groups) * blockIdx.y / splitK);
-  const int g1 = static_cast<int>(static_cast<long long>(groups) * (blockIdx.y + 1) / splitK);
-  const int nMine = (tile < tilesN && g0 + kw < g1) ? (g1 - g0 - kw + 3) / 4 : 0;
-  const uint4* wTile = qw + static_cast<size_t>(tile) * groups * 128 + lane;
+  const int lane = threadIdx.x & 31;
+  const WarpUnits wu = warpUnits(qw, groups, tilesN, splitK);
+  const int nMine = wu.n;
   uint4 w[DEPTH][4];
   auto load = [&](uint4 (&d)[4], int i) {
-    const uint4* src = wTile + static_cast<size_t>(g0 + kw + i * 4) * 128;
+    const uint4* src = wu.at(i);
 #pragma unroll
     for (int j = 0; j < 4; ++j) d[j] = ldgNoL1(src + j * 32);
   };
