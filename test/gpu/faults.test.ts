@@ -116,7 +116,8 @@ if (reason) {
       expect(await greedyGapUnderOracle(cpu, s, tokens)).toBeLessThan(BF16_GREEDY_TOL);
     }
 
-    const loadTiny = () => EngineModel.load(tinyDir, { backend: 'cuda', imageContextTokenId, prefixCache: false, kvCacheTokens: 8192 });
+    const loadTiny = (more: { mixedSteps?: boolean } = {}) =>
+      EngineModel.load(tinyDir, { backend: 'cuda', imageContextTokenId, prefixCache: false, kvCacheTokens: 8192, ...more });
     const loadHuge = () =>
       EngineModel.load(bigDir, { backend: 'cuda', imageContextTokenId: 500, dummyWeights: true, kvCacheTokens: HUGE_KV_TOKENS });
 
@@ -217,7 +218,7 @@ if (reason) {
     // Mixed steps (on by default on CUDA) would put B's prefill in one step with A's decode; this
     // is the path where the two run apart.
     test('(b) the prefill of a newly arrived request runs out of memory: it fails with ERR_OOM, the decoding one goes on', async () => {
-      await using m = await EngineModel.load(tinyDir, { backend: 'cuda', imageContextTokenId, prefixCache: false, kvCacheTokens: 8192, mixedSteps: false });
+      await using m = await loadTiny({ mixedSteps: false });
       const n = nativeOf(m);
       const base = postLoad(m);
       T.hold(n, 0);
