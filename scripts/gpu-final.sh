@@ -6,8 +6,8 @@
 #   2. jest test/gpu (goldens on CUDA, int8, device map on virtual devices, API) except faults
 #   3. jest test/gpu/faults.test.ts alone (it claims most of the GPU for a moment)
 #   4. 40B decode batch 1 in int8 and bf16: wall clock per step (bench/profile.mjs), each twice,
-#      alternating with DECODE_AB's switches (default INTERNVL_CUDA_NORM_WIDE=0); the parity
-#      harness runs once more with INTERNVL_CUDA_PDL_ATTENTION=0 after step 1
+#      alternating with DECODE_AB's switches if set; the parity harness runs once more with
+#      INTERNVL_CUDA_PDL_ATTENTION=0 after step 1
 #   5. compute-sanitizer memcheck over the harness's --small cases, with the time left
 # Logs go to $OUT (summary.txt first).
 #   source .gpu/setup.sh && . scripts/gpu-unpack.sh && OUT=dir DEADLINE=300 scripts/gpu-final.sh
@@ -42,9 +42,10 @@ timeout "$(left ${JEST_S:-120})" "${J[@]}" --testPathIgnorePatterns=faults.test 
 say "jest test/gpu rc=$? $(grep -E '^Tests:' "$OUT/jest.txt")"
 timeout "$(left ${FAULTS_S:-90})" "${J[@]}" --runInBand test/gpu/faults.test.ts >"$OUT/faults.txt" 2>&1
 say "jest faults rc=$? $(grep -E '^Tests:' "$OUT/faults.txt")"
-# Each dtype: the default, then with DECODE_AB's switches (a same-session A/B of the newest
-# default; "" skips it), twice over so the run-to-run spread shows.
-AB=${DECODE_AB-INTERNVL_CUDA_NORM_WIDE=0}
+# Each dtype twice over (so the run-to-run spread shows), each time followed by the same with
+# DECODE_AB's switches when set: a same-session A/B of a new default, e.g.
+# DECODE_AB=INTERNVL_CUDA_NORM_WIDE=0 (that one settled 2026-11-29, docs/ENGINE.md).
+AB=${DECODE_AB:-}
 decode() {  # decode DTYPE LABEL [VAR=VALUE ...]
   local dt=$1 label=$2; shift 2
   env "$@" timeout "$(left 45)" node bench/profile.mjs --config bench/configs/InternVL2-40B.json --phase decode \
