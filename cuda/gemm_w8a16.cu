@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -119,9 +118,7 @@ constexpr int kDecodeThreads = 256;
 // TPW:     16-row tiles per warp (1 or 2): with 2, each activation fragment a warp loads feeds the
 //          MMAs of two tiles, halving the activation reads per weight byte (what limits m = 9..32;
 //          lab README). p.tb then counts warp tiles, TPW tiles each.
-// EARLY:   a unit is dequantized whole before its MMAs, and its ring slot refilled in between,
-//          so the slot is busy only for the dequantization (lab experiment, m <= 8, TPW 1).
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool EARLY = false>
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1>
 __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
@@ -245,67 +242,12 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
   for (int d = 0; d < DEPTH; ++d)
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
   pdlWait();
-  if constexpr (EARLY) {
-    for (int i = 0; i < nMine; i += DEPTH) {
+  for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
-      for (int d = 0; d < DEPTH; ++d) {
-        if (i + d < nMine) {
-          uint32_t a[TPW][4][2][4];  // [tile][j][k-step][fragment]
-#pragma unroll
-          for (int tt = 0; tt < TPW; ++tt)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              dequant4(wb[d][tt][j].x, a[tt][j][0][0], a[tt][j][0][1]);
-              dequant4(wb[d][tt][j].y, a[tt][j][0][2], a[tt][j][0][3]);
-              dequant4(wb[d][tt][j].z, a[tt][j][1][0], a[tt][j][1][1]);
-              dequant4(wb[d][tt][j].w, a[tt][j][1][2], a[tt][j][1][3]);
-            }
-          float s[TPW][2];
-#pragma unroll
-          for (int tt = 0; tt < TPW; ++tt) s[tt][0] = sb[d][tt][0], s[tt][1] = sb[d][tt][1];
-          if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
-          const int g = g0 + kw + (i + d) * kwCount;
-          float t[TPW][MT][4] = {};
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const int kk = g * kW8A16Group + j * 32;
-            const bool kOk = kk + ti * 8 < p.k;
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-              uint4 xv = make_uint4(0u, 0u, 0u, 0u);
-              if (rowOk[mt] && kOk) xv = __ldg(reinterpret_cast<const uint4*>(xRow[mt] + kk));
-#pragma unroll
-              for (int tt = 0; tt < TPW; ++tt) {
-                mma16816(t[tt][mt], a[tt][j][0], xv.x, xv.y);
-                mma16816(t[tt][mt], a[tt][j][1], xv.z, xv.w);
-              }
-            }
-          }
-#pragma unroll
-          for (int tt = 0; tt < TPW; ++tt)
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-              if constexpr (GROUPED) {
-                acc[tt][mt][0] = fmaf(t[tt][mt][0], s[tt][0], acc[tt][mt][0]);
-                acc[tt][mt][1] = fmaf(t[tt][mt][1], s[tt][0], acc[tt][mt][1]);
-                acc[tt][mt][2] = fmaf(t[tt][mt][2], s[tt][1], acc[tt][mt][2]);
-                acc[tt][mt][3] = fmaf(t[tt][mt][3], s[tt][1], acc[tt][mt][3]);
-              } else {
-#pragma unroll
-                for (int e = 0; e < 4; ++e) acc[tt][mt][e] += t[tt][mt][e];
-              }
-            }
-        }
-      }
-    }
-  } else {
-    for (int i = 0; i < nMine; i += DEPTH) {
-#pragma unroll
-      for (int d = 0; d < DEPTH; ++d) {
-        if (i + d < nMine) {
-          compute(wb[d], sb[d], i + d);
-          if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
-        }
+    for (int d = 0; d < DEPTH; ++d) {
+      if (i + d < nMine) {
+        compute(wb[d], sb[d], i + d);
+        if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
       }
     }
   }
@@ -606,33 +548,15 @@ void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& do
 
 // With PDL (pdl.h) when the device and the environment allow: decodeKernel waits before it
 // touches anything a previous kernel writes.
-template <int MT, bool GROUPED, int DEPTH, int TPW, bool EARLY = false>
+template <int MT, bool GROUPED, int DEPTH, int TPW>
 void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, EARLY>, grid, dim3(kDecodeThreads), 0, stream,
-                 p);
-}
-
-// INTERNVL_CUDA_W8A16_EARLY=2|3|4 (lab experiment): m <= 8 with one tile per warp runs the
-// EARLY kernel at that depth.
-int earlyDepth() {
-  static const int d = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_W8A16_EARLY");
-    return e ? std::atoi(e) : 0;
-  }();
-  return d;
+  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
 // depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
 template <int MT, bool GROUPED>
 void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
-  if constexpr (MT == 1) {
-    if (tpw == 1 && earlyDepth() >= 2) {
-      if (earlyDepth() == 2) return launchDecodeT<MT, GROUPED, 2, 1, true>(p, grid, stream);
-      if (earlyDepth() == 3) return launchDecodeT<MT, GROUPED, 3, 1, true>(p, grid, stream);
-      return launchDecodeT<MT, GROUPED, 4, 1, true>(p, grid, stream);
-    }
-  }
   if (tpw == 2)
     launchDecodeT<MT, GROUPED, 2, 2>(p, grid, stream);
   else if (depth <= 2)
