@@ -35,6 +35,9 @@ const sameImage = process.argv.includes('--same-image');
 // --mixed-steps / --no-mixed-steps: running requests decode inside each prefill step or not
 // (LoadOptions.mixedSteps); neither: the engine's default for the model (mixedStepsDefault)
 const mixedFlag = process.argv.includes('--mixed-steps') ? true : process.argv.includes('--no-mixed-steps') ? false : undefined;
+// --vision-ahead: a vision thread encodes each request's tiles as it arrives (LoadOptions.visionAhead);
+// without it the option is not passed (the engine's default, off)
+const visionAhead = process.argv.includes('--vision-ahead');
 // --prefill-chunk-tokens N: prompt tokens per prefill step (LoadOptions.prefillChunkTokens)
 const chunkArg = arg('--prefill-chunk-tokens', [])[0];
 const prefillChunkTokens = chunkArg === undefined ? undefined : Number(chunkArg);
@@ -65,6 +68,7 @@ const model = await InternVL.load(dir, {
   kvCacheTokens,
   dtype,
   ...(mixedFlag !== undefined ? { mixedSteps: mixedFlag } : {}),
+  ...(visionAhead ? { visionAhead: true } : {}),
   ...(prefillChunkTokens !== undefined ? { prefillChunkTokens } : {}),
 });
 const loadS = (performance.now() - t0) / 1000;
@@ -133,7 +137,7 @@ const splitOf = (ts) => {
 const info = runtimeInfo();
 const [warm] = await clients([[(await pictures(1))[0]]], 0); // warm-up (kernels, allocator)
 const rampMs = rampArg === 'auto' ? Math.round(warm.totalMs) : Number(rampArg);
-const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, prefill_chunk_tokens: prefillChunkTokens ?? null, clients_in_worker: true, levels: {} };
+const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, vision_ahead: visionAhead, prefill_chunk_tokens: prefillChunkTokens ?? null, clients_in_worker: true, levels: {} };
 // The 1-client level is every ratio's base: at least 8 requests there, so its TTFT is not one
 // of 3 samples (a 3-request base moved 37 → 46 ms between two runs of 2026-11-29).
 const requestsAt = (n) => (n === 1 ? Math.max(perClient, 8) : perClient);
@@ -166,6 +170,8 @@ async function level(n, ramp) {
       decode_steps: steps,
       prefill_steps: st1.prefillSteps - st0.prefillSteps,
       mixed_steps: st1.mixedSteps - st0.mixedSteps,
+      // builds before visionAhead have no such counter
+      vision_ahead_tiles: (st1.visionAheadTiles ?? 0) - (st0.visionAheadTiles ?? 0),
       decode_forward_ms_per_step: (st1.decodeForwardMs - st0.decodeForwardMs) / steps,
       decode_sample_ms_per_step: (st1.decodeSampleMs - st0.decodeSampleMs) / steps,
       decode_emit_ms_per_step: (st1.decodeEmitMs - st0.decodeEmitMs) / steps,

@@ -275,6 +275,34 @@ if (lt) {
   }
 }
 
+// Vision ahead (LoadOptions.visionAhead): the latest visionahead-loadtest-*.json (on) beside the
+// file its `against` names (off, same session: that date's loadtest file, or the plain 1- and
+// 32-client levels `bench/run_loadtest.sh vision` ran for it).
+const va = latest('bench/results', 'visionahead-loadtest-');
+const vaOn = va ? read(va) : undefined;
+const vaOff = vaOn?.against && existsSync(join(root, vaOn.against)) ? read(vaOn.against) : undefined;
+if (vaOn && vaOff) {
+  const ms = (a, b) => (a === undefined && b === undefined ? '–' : `${f(a, 0)} → ${f(b, 0)} ms`);
+  lines.push(
+    `**Vision ahead** (\`visionAhead\`: a vision thread encodes each request's tiles on a CUDA stream of its own as soon as it arrives, while the running requests keep decoding; off by default), ${vaOn.gpu}, ${vaOn.date}:`,
+    '',
+    '| model | clients | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | inter-token p99 off → on | tiles encoded ahead / requests |',
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const [name, on] of Object.entries(vaOn.models)) {
+    const off = vaOff.models[name];
+    for (const [n, r] of Object.entries(on.levels)) {
+      const o = off?.levels[n];
+      if (!o) continue;
+      lines.push(
+        `| ${name} | ${n} | ${f(o.tokens_per_s, 0)} → ${f(r.tokens_per_s, 0)} | ${ms(o.ttft_p50_ms, r.ttft_p50_ms)} | ${ms(o.ttft_p99_ms, r.ttft_p99_ms)} | ` +
+          `${ms(o.itl_p99_ms, r.itl_p99_ms)} | ${r.engine?.vision_ahead_tiles ?? '–'} / ${r.requests} |`,
+      );
+    }
+  }
+  lines.push('', `Source: \`${va}\` against \`${vaOn.against}\`.`, '');
+}
+
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
 if (existsSync(join(root, att))) {
   const a = read(att);

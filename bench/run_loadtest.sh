@@ -5,8 +5,10 @@
 # baseline's static batches of the same requests in the same session; writes
 # bench/results/loadtest-<date>-<gpu>.json (+ the baseline file it pairs with) and the mixed-steps
 # A/B bench/results/mixedsteps-loadtest-<date>-<gpu>.json (each model with its default setting
-# in the first, off in the second).
-#   source .gpu/setup.sh && bench/run_loadtest.sh [ours|baseline|all]
+# in the first, off in the second), and the vision-ahead A/B
+# bench/results/visionahead-loadtest-<date>-<gpu>.json (on; off in the first). `vision` runs only
+# that A/B, its plain side at 1 and 32 clients written to visionahead-off-loadtest-<date>-<gpu>.json.
+#   source .gpu/setup.sh && bench/run_loadtest.sh [ours|baseline|all|vision]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -16,6 +18,16 @@ tmp=${OUT:-/tmp}
 # The static-batching comparison: its own transformers run, or (BASELINE=file) the one
 # bench/run_all.sh made in the same session (it measures the same batches).
 baseline=${BASELINE:-bench/results/baseline-transformers-${date}-${gpu}-loadtest.json}
+# An A/B file: the 8B and 40B runs as its models, `against` naming the file with the other side.
+merge_ab() {
+  node -e '
+    const fs = require("fs");
+    const [a, b, out, what, against] = process.argv.slice(1);
+    const A = JSON.parse(fs.readFileSync(a)), B = JSON.parse(fs.readFileSync(b));
+    const doc = { engine: A.engine, what, gpu: A.gpu, date: A.date, against, models: { "InternVL2-8B": A, "InternVL2-40B": B } };
+    fs.writeFileSync(out, JSON.stringify(doc, null, 2) + "\n");
+  ' "$@"
+}
 if [[ $what == ours || $what == all ]]; then
   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
     --concurrency 1 8 32 128 --requests 4 --ramp-ms auto --burst-levels 32 --out "$tmp/loadtest-8b.json"
@@ -39,15 +51,32 @@ if [[ ( $what == ours || $what == all ) && ${MIXED:-1} != 0 ]]; then
     --concurrency 1 32 --requests 4 --ramp-ms auto --no-mixed-steps --out "$tmp/mixed-8b.json"
   node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
     --concurrency 1 32 --requests 3 --ramp-ms auto --no-mixed-steps --out "$tmp/mixed-40b.json"
-  node -e '
-    const fs = require("fs");
-    const [a, b, out, against] = process.argv.slice(1);
-    const A = JSON.parse(fs.readFileSync(a)), B = JSON.parse(fs.readFileSync(b));
-    const doc = { engine: A.engine, what: "loadtest, each model with the mixed-steps setting it does not get by default: off (A/B against the loadtest file of the same date)", gpu: A.gpu,
-      date: A.date, against, models: { "InternVL2-8B": A, "InternVL2-40B": B } };
-    fs.writeFileSync(out, JSON.stringify(doc, null, 2) + "\n");
-  ' "$tmp/mixed-8b.json" "$tmp/mixed-40b.json" "bench/results/mixedsteps-loadtest-${date}-${gpu}.json" \
+  merge_ab "$tmp/mixed-8b.json" "$tmp/mixed-40b.json" "bench/results/mixedsteps-loadtest-${date}-${gpu}.json" \
+    "loadtest, each model with the mixed-steps setting it does not get by default: off (A/B against the loadtest file of the same date)" \
     "bench/results/loadtest-${date}-${gpu}.json"
+fi
+# The vision-ahead A/B (LoadOptions.visionAhead, off by default): the 1- and 32-client levels
+# again with it on, in the same session (VISION_AB=0 skips it). Its off side is the loadtest
+# file of the same date, or with `vision` (a short device run: only this A/B) the same two
+# levels run here without the flag.
+against=bench/results/loadtest-${date}-${gpu}.json
+if [[ $what == vision ]]; then
+  node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
+    --concurrency 1 32 --requests 4 --ramp-ms auto --out "$tmp/visionoff-8b.json"
+  node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
+    --concurrency 1 32 --requests 3 --ramp-ms auto --out "$tmp/visionoff-40b.json"
+  against=bench/results/visionahead-off-loadtest-${date}-${gpu}.json
+  merge_ab "$tmp/visionoff-8b.json" "$tmp/visionoff-40b.json" "$against" \
+    "loadtest at 1 and 32 clients, each model with its default settings (vision ahead off): the off side of the vision-ahead A/B of the same date" \
+    "bench/results/visionahead-loadtest-${date}-${gpu}.json"
+fi
+if [[ $what == vision || ( ( $what == ours || $what == all ) && ${VISION_AB:-1} != 0 ) ]]; then
+  node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
+    --concurrency 1 32 --requests 4 --ramp-ms auto --vision-ahead --out "$tmp/vision-8b.json"
+  node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
+    --concurrency 1 32 --requests 3 --ramp-ms auto --vision-ahead --out "$tmp/vision-40b.json"
+  merge_ab "$tmp/vision-8b.json" "$tmp/vision-40b.json" "bench/results/visionahead-loadtest-${date}-${gpu}.json" \
+    "loadtest, each model with vision ahead on (A/B against the file named in against, same session)" "$against"
 fi
 if [[ $what == baseline || $what == all ]]; then
   python3 bench/baseline_transformers.py --configs bench/configs/InternVL2-8B.json bench/configs/InternVL2-40B.json \

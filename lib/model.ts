@@ -80,6 +80,14 @@ export interface LoadOptions {
    */
   mixedSteps?: boolean;
   /**
+   * Run the vision encoder (InternViT + projector) on a thread and a CUDA stream of its own,
+   * encoding each request's images as soon as it arrives while the running requests keep
+   * decoding, so its prefill does not wait for the ViT (time to first token under load). Costs
+   * a second set of CUDA workspaces and a second allocator on the GPU; on the CPU backend the
+   * vision gets a thread pool of its own. Default false.
+   */
+  visionAhead?: boolean;
+  /**
    * Random weights of config.json's shapes instead of the safetensors (benchmarks and load
    * tests at release shapes without downloading a checkpoint; the answers are noise).
    */
@@ -250,6 +258,7 @@ export class InternVL implements AsyncDisposable {
       ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
       ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
       ...(options.mixedSteps !== undefined ? { mixedSteps: options.mixedSteps } : {}),
+      ...(options.visionAhead !== undefined ? { visionAhead: options.visionAhead } : {}),
       ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),
       ...(options.int8Scheme !== undefined ? { int8Scheme: options.int8Scheme } : {}),
       ...(options.quantize !== undefined ? { quantize: options.quantize } : {}),

@@ -101,6 +101,12 @@ export interface NativeLoadOptions {
   prefixCache?: boolean;
   /** Run the running sequences' decode step inside each prefill step (one forward for both). Default false. */
   mixedSteps?: boolean;
+  /**
+   * The vision encoder on a logical device of its own (own stream, on the CPU backend own
+   * threads), where a vision thread encodes each request's tiles as soon as it is submitted,
+   * while the engine thread keeps decoding. Default false.
+   */
+  visionAhead?: boolean;
   imageContextTokenId: number;
   /** CPU kernels: 'auto' (AVX2/FMA when the CPU has them, default) or 'plain' (the reference loops). */
   cpuKernels?: 'auto' | 'plain';
@@ -241,6 +247,8 @@ export interface NativeModelStats {
   prefixHitTokens: number;
   /** Tiles run through the ViT by generation requests. */
   vitTiles: number;
+  /** Tiles the vision thread ran through the ViT ahead of their request's prefill (visionAhead), since load. */
+  visionAheadTiles: number;
   completedRequests: number;
   /** Host wall time in decode steps' engine call (forward, greedy argmax on the device, sampled rows' logits download), cumulative ms. */
   decodeForwardMs: number;

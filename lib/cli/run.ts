@@ -48,12 +48,14 @@ export function loadOptionsFromFlags(f: {
   prefixCache?: boolean;
   prefillChunkTokens?: number;
   mixedSteps?: boolean;
+  visionAhead?: boolean;
 }): LoadOptions {
   return {
     backend: f.backend,
     ...(f.prefixCache === false ? { prefixCache: false } : {}),
     ...(f.prefillChunkTokens !== undefined ? { prefillChunkTokens: f.prefillChunkTokens } : {}),
     ...(f.mixedSteps !== undefined ? { mixedSteps: f.mixedSteps } : {}),
+    ...(f.visionAhead !== undefined ? { visionAhead: f.visionAhead } : {}),
     ...(f.kvCacheTokens !== undefined ? { kvCacheTokens: f.kvCacheTokens } : {}),
     ...(f.deviceMap !== undefined ? { deviceMap: f.deviceMap } : {}),
     ...(f.dtype !== undefined ? { dtype: f.dtype } : {}),
@@ -82,6 +84,8 @@ export function addModelFlags(cmd: Command): Command {
     .option('--prefill-chunk-tokens <n>', 'prompt tokens per prefill step between decode steps (default 2048)', intOption('--prefill-chunk-tokens', 1, 2 ** 30))
     .option('--mixed-steps', 'decode running requests inside each prefill step, one forward for both (default on CUDA)')
     .option('--no-mixed-steps', 'decode running requests in a step of their own after each prefill step')
+    .option('--vision-ahead', "encode each request's images as soon as it arrives, on a vision thread and stream of their own, while running requests decode (default off)")
+    .option('--no-vision-ahead', "encode a request's images in the engine thread when its prefill comes")
     .option('--device-map <map>', "split the model over GPUs: auto (by free memory), card (the model card's split_model), or devices per layer (0,0,1,1 or JSON)", deviceMapOption)
     .option('--verbose', 'print stacks on errors and timings per stage');
 }

@@ -40,6 +40,15 @@ export interface EngineLoadOptions {
    * CUDA, off on the CPU backend (mixedStepsDefault).
    */
   mixedSteps?: boolean;
+  /**
+   * Encode each request's image tiles on a vision thread as soon as it is submitted, on a
+   * logical device of the vision encoder's own (its own stream on the same GPU), while the
+   * engine thread keeps decoding; the prefill then takes the rows encoded ahead, so the ViT
+   * leaves the critical path of time to first token under load. Costs a second set of CUDA
+   * workspaces and a second allocator on the GPU; on the CPU backend the vision gets a thread
+   * pool of its own. Default false.
+   */
+  visionAhead?: boolean;
   /** Token id of <IMG_CONTEXT> (from the tokenizer). */
   imageContextTokenId: number;
   /** CPU kernels: 'auto' (AVX2/FMA when available, default) or 'plain' (the reference loops). */
@@ -165,6 +174,7 @@ export class EngineModel implements Disposable {
         ...(options.prefillChunkTokens !== undefined ? { prefillChunkTokens: options.prefillChunkTokens } : {}),
         ...(options.prefixCache !== undefined ? { prefixCache: options.prefixCache } : {}),
         mixedSteps: options.mixedSteps ?? mixedStepsDefault(backend),
+        ...(options.visionAhead !== undefined ? { visionAhead: options.visionAhead } : {}),
         imageContextTokenId: options.imageContextTokenId,
         cpuKernels: options.cpuKernels,
         ...(options.dummyWeights !== undefined ? { dummyWeights: options.dummyWeights } : {}),

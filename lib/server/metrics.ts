@@ -75,6 +75,7 @@ export function renderMetrics(st: NativeModelStats, server: ServerCounters, infl
   e.metric('decode_steps_total', 'counter', 'Decode steps (one token for every running sequence).', st.decodeSteps);
   e.metric('prefill_steps_total', 'counter', 'Forwards over prompt chunks.', st.prefillSteps);
   e.metric('mixed_steps_total', 'counter', 'Prefill steps that also carried the decode step (mixedSteps).', st.mixedSteps);
+  e.metric('vision_ahead_tiles_total', 'counter', 'Image tiles the vision thread encoded ahead of their prefill (visionAhead).', st.visionAheadTiles);
   e.metric('max_batch_sequences', 'gauge', 'The most sequences one decode step has carried since load.', st.maxBatchSequences);
   e.metric('decode_forward_seconds_total', 'counter', 'Host wall time in decode steps\' forward.', st.decodeForwardMs / 1000);
   e.summary('queue_wait_seconds', 'From submission to the engine until admission, per admitted request.', st.queueWaitMs / 1000, st.admittedRequests);
