@@ -278,16 +278,16 @@ bool CudaBackend::deviceMemory(DeviceMemory& out) const {
   return true;
 }
 
-Tensor CudaBackend::copyFrom(const Tensor& src, Backend& from) {
+Tensor CudaBackend::copyFrom(const Tensor& src, Backend& from, bool settled) {
   auto* other = dynamic_cast<CudaBackend*>(&from);
-  if (!other) return Backend::copyFrom(src, from);
+  if (!other) return Backend::copyFrom(src, from, settled);
   if (other == this) return src;
   Impl& o = *other->impl_;
   // The producer's queued work must be done before the copy reads src, and src's block may be
   // reused by the producer's stream as soon as the caller lets go of it: so the producer is
-  // synchronized first and the copy completes before this returns. A model split across
-  // devices pays this once per device boundary per step.
-  o.op([&] { IVL_CUDA_CHECK(cudaStreamSynchronize(o.stream)); });
+  // synchronized first (unless the caller already did: settled) and the copy completes before
+  // this returns. A model split across devices pays this once per device boundary per step.
+  if (!settled) o.op([&] { IVL_CUDA_CHECK(cudaStreamSynchronize(o.stream)); });
   return impl_->op([&] {
     // Activations only: a packed int8 weight's bytes are more than nbytes() and its scales
     // live beside it, so a byte copy would silently truncate it.

@@ -70,7 +70,7 @@ class CudaBackend final : public Backend {
   // error would, leaving the real CUDA context (and other models) intact.
   FaultInjector* faultInjector() override;
   // From another CudaBackend: a device-to-device (peer) copy; otherwise through the host.
-  Tensor copyFrom(const Tensor& src, Backend& from) override;
+  Tensor copyFrom(const Tensor& src, Backend& from, bool settled = false) override;
 
   Tensor alloc(DType dtype, const Shape& shape) override;
   Tensor weight(const StoredTensor& src, WeightUse use) override;

@@ -227,6 +227,7 @@ class LoadWorker : public PromiseWorker {
     eo.prefillChunkTokens = options_.prefillChunkTokens;
     eo.prefixCache = options_.prefixCache;
     eo.mixedSteps = options_.mixedSteps;
+    eo.visionAhead = options_.visionAhead;
     eo.dummyWeights = options_.dummyWeights;
     eo.quantize = options_.quantize;
     if (progress_) {
@@ -249,6 +250,7 @@ class LoadWorker : public PromiseWorker {
     // One backend per logical device of the map (one when there is no map).
     eo.deviceMap = options_.deviceMap;
     validateDeviceMap(eo.deviceMap, spec_.llm.numLayers);
+    if (eo.visionAhead) eo.deviceMap = withOwnVisionDevice(eo.deviceMap);
     std::vector<std::unique_ptr<Backend>> backends;
     for (int d = 0; d < eo.deviceMap.numDevices(); ++d) {
 #ifdef INTERNVL_WITH_CUDA
@@ -457,6 +459,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("cachedBlocks", double(st.cachedBlocks));
       o.Set("prefixHitTokens", double(st.prefixHitTokens));
       o.Set("vitTiles", double(st.vitTiles));
+      o.Set("visionAheadTiles", double(st.visionAheadTiles));
       o.Set("completedRequests", double(st.completedRequests));
       o.Set("decodeForwardMs", st.decodeForwardMs);
       o.Set("decodeSampleMs", st.decodeSampleMs);

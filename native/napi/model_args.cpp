@@ -209,6 +209,10 @@ LoadOptions readLoadOptions(const Napi::Value& value) {
     if (!o.Get("mixedSteps").IsBoolean()) badArg("options.mixedSteps", "boolean", o.Get("mixedSteps"));
     opt.mixedSteps = o.Get("mixedSteps").As<Napi::Boolean>().Value();
   }
+  if (!o.Get("visionAhead").IsUndefined()) {
+    if (!o.Get("visionAhead").IsBoolean()) badArg("options.visionAhead", "boolean", o.Get("visionAhead"));
+    opt.visionAhead = o.Get("visionAhead").As<Napi::Boolean>().Value();
+  }
   if (!o.Get("prefillChunkTokens").IsUndefined()) {
     opt.prefillChunkTokens = intAt(o, "prefillChunkTokens", "options.prefillChunkTokens", 1);
   }

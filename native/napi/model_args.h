@@ -21,6 +21,7 @@ struct LoadOptions {
   int64_t prefillChunkTokens = EngineOptions::kDefaultPrefillChunkTokens;
   bool prefixCache = true;
   bool mixedSteps = false;
+  bool visionAhead = false;  // the vision on a logical device of its own, its own thread
   int64_t imageContextTokenId = -1;
   bool plainCpuKernels = false;  // cpuKernels: 'plain'
   bool dummyWeights = false;     // random weights of the config's shapes, no checkpoint files

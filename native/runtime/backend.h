@@ -75,8 +75,11 @@ class Backend {
   // A copy on this backend of src, an activation tensor of `from` (the next device of a model
   // split across devices). Default: through host memory as F32, arriving in this backend's
   // activation dtype (a CUDA destination rounds F32 data to BF16, as all its activations are);
-  // a backend with a direct path (CUDA peer copy) overrides it.
-  virtual Tensor copyFrom(const Tensor& src, Backend& from) {
+  // a backend with a direct path (CUDA peer copy) overrides it. settled: the caller knows every
+  // op of `from` that writes src has finished (it synchronized `from` itself), so the copy need
+  // not wait for work `from` is doing now for someone else (the vision thread's next batch).
+  virtual Tensor copyFrom(const Tensor& src, Backend& from, bool settled = false) {
+    (void)settled;
     std::vector<float> host(size_t(src.numel()));
     from.downloadF32(src, host.data());
     return uploadF32(host.data(), src.shape());

@@ -25,6 +25,23 @@ std::string DeviceMap::describe() const {
   return s;
 }
 
+DeviceMap withOwnVisionDevice(const DeviceMap& map) {
+  if (visionAlone(map)) return map;
+  DeviceMap out = map;
+  const int n = map.numDevices();
+  out.physical.resize(size_t(n));
+  for (int d = 0; d < n; ++d) out.physical[size_t(d)] = map.physicalDevice(d);
+  out.physical.push_back(map.physicalDevice(map.vision));
+  out.vision = n;
+  return out;
+}
+
+bool visionAlone(const DeviceMap& map) {
+  if (map.vision == map.embed || map.vision == map.head) return false;
+  if (map.layers.empty()) return map.vision != 0;
+  return std::find(map.layers.begin(), map.layers.end(), map.vision) == map.layers.end();
+}
+
 void validateDeviceMap(const DeviceMap& map, int64_t numLayers) {
   auto bad = [](const std::string& m) { return Error(ErrorCode::InvalidArg, "deviceMap: " + m); };
   if (!map.layers.empty() && int64_t(map.layers.size()) != numLayers) {

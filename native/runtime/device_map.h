@@ -33,6 +33,12 @@ struct DeviceMap {
   std::string describe() const;
 };
 
+// The map with the vision encoder moved to a logical device of its own (one more backend: its
+// own stream and allocator) on the GPU it ran on before (EngineOptions::visionAhead).
+DeviceMap withOwnVisionDevice(const DeviceMap& map);
+// Whether nothing but the vision encoder runs on its logical device.
+bool visionAlone(const DeviceMap& map);
+
 // Throws ivl::Error(InvalidArg) naming the problem: a layer list of the wrong length,
 // a negative device, a physical list that does not cover every logical device.
 void validateDeviceMap(const DeviceMap& map, int64_t numLayers);

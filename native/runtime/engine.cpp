@@ -34,9 +34,13 @@ Engine::Engine(std::vector<std::unique_ptr<Backend>> backends, const std::string
     : spec_(spec), backends_(std::move(backends)), map_(options.deviceMap),
       prefillChunkTokens_(std::max<int64_t>(1, options.prefillChunkTokens)),
       prefixCache_(options.prefixCache),
-      mixedSteps_(options.mixedSteps) {
+      mixedSteps_(options.mixedSteps),
+      visionAhead_(options.visionAhead) {
   spec_.validate();
   validateDeviceMap(map_, spec_.llm.numLayers);
+  require(!visionAhead_ || visionAlone(map_), ErrorCode::InvalidArg,
+          "engine: visionAhead needs the vision on a logical device of its own (withOwnVisionDevice), got " +
+              map_.describe());
   require(int(backends_.size()) >= map_.numDevices(), ErrorCode::Internal,
           "engine: " + std::to_string(backends_.size()) + " backends for " + std::to_string(map_.numDevices()) +
               " devices");
@@ -65,7 +69,7 @@ Engine::~Engine() {
 }
 
 std::vector<float> Engine::encodeVit(const float* pixels, int64_t tiles) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::scoped_lock lock(mutex_, visionMutex_);
   const int64_t S = spec_.tileSize, G = spec_.patchGrid(), C = spec_.vision.hiddenSize, N = 1 + G * G;
   Backend& be = visionBackend();
   VisionEncoder enc(be, spec_, weights_.vision);
@@ -78,7 +82,7 @@ std::vector<float> Engine::encodeVit(const float* pixels, int64_t tiles) {
 }
 
 std::vector<float> Engine::encodeImages(const float* pixels, int64_t tiles) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::scoped_lock lock(mutex_, visionMutex_);
   VisionEncoder enc(visionBackend(), spec_, weights_.vision);
   Tensor emb = enc.encode(pixels, tiles);  // [tiles·n, H]
   std::vector<float> out(size_t(emb.numel()));
@@ -87,7 +91,7 @@ std::vector<float> Engine::encodeImages(const float* pixels, int64_t tiles) {
 }
 
 Engine::EncodeTimes Engine::timeEncode(const float* pixels, int64_t tiles, int reps) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::scoped_lock lock(mutex_, visionMutex_);
   const int64_t S = spec_.tileSize;
   Backend& be = visionBackend();
   VisionEncoder enc(be, spec_, weights_.vision);
@@ -150,12 +154,20 @@ void Engine::shutdown() { scheduler_->shutdown(); }
 SchedulerStats Engine::stats() const { return scheduler_->stats(); }
 
 void Engine::releaseDeviceCaches() noexcept {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::scoped_lock lock(mutex_, visionMutex_);
   for (auto& b : backends_) {
     try {
       b->releaseCache();
     } catch (...) {  // its own requests fail with the backend's error; nothing to add here
     }
+  }
+}
+
+void Engine::releaseVisionCache() noexcept {
+  std::lock_guard<std::mutex> lock(visionMutex_);
+  try {
+    visionBackend().releaseCache();
+  } catch (...) {  // a poisoned backend: the requests it fails report that
   }
 }
 
@@ -209,8 +221,38 @@ void Engine::prefill(const SequenceInput& q, SequenceKv& kv, std::vector<float>&
 
 std::vector<Tensor> Engine::encodeTiles(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel,
                                         int64_t* encoded) {
+  std::scoped_lock lock(mutex_, visionMutex_);
+  VisionRows v = encodeOnVision(seqs, cancel, encoded);
+  if (v.all.defined() && map_.vision != map_.embed) v.all = embedBackend().copyFrom(v.all, visionBackend());
+  return v.slices();
+}
+
+std::vector<Tensor> Engine::encodeAhead(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel,
+                                        int64_t* encoded) {
+  std::lock_guard<std::mutex> lock(visionMutex_);
+  VisionRows v = encodeOnVision(seqs, cancel, encoded);
+  visionBackend().synchronize();  // settled: adoptAhead copies without waiting on the vision stream
+  return v.slices();
+}
+
+Tensor Engine::adoptAhead(const Tensor& rows) {
   std::lock_guard<std::mutex> lock(mutex_);
-  std::vector<Tensor> out(seqs.size());
+  if (map_.vision == map_.embed) return rows;
+  return embedBackend().copyFrom(rows, visionBackend(), true);
+}
+
+std::vector<Tensor> Engine::VisionRows::slices() const {
+  std::vector<Tensor> out(span.size());
+  for (size_t i = 0; i < span.size(); ++i) {
+    if (span[i].second > 0) out[i] = all.slice0(span[i].first, span[i].second);
+  }
+  return out;
+}
+
+Engine::VisionRows Engine::encodeOnVision(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel,
+                                          int64_t* encoded) {
+  VisionRows v;
+  v.span.assign(seqs.size(), {0, 0});
   const size_t tileFloats = size_t(3 * spec_.tileSize * spec_.tileSize);
   auto count = [&](size_t i) { return seqs[i].input->tiles - seqs[i].firstTile; };
   auto first = [&](size_t i) { return seqs[i].input->pixels.data() + size_t(seqs[i].firstTile) * tileFloats; };
@@ -218,6 +260,7 @@ std::vector<Tensor> Engine::encodeTiles(const std::vector<TileRange>& seqs, cons
   std::vector<size_t> same(seqs.size());
   std::vector<float> pixels;  // the distinct sequences' tiles, one after another
   int64_t tiles = 0;
+  const int64_t n = spec_.numImageToken();
   for (size_t i = 0; i < seqs.size(); ++i) {
     same[i] = i;
     const int64_t t = count(i);
@@ -228,28 +271,19 @@ std::vector<Tensor> Engine::encodeTiles(const std::vector<TileRange>& seqs, cons
         break;
       }
     }
-    if (same[i] != i) continue;
+    if (same[i] != i) {
+      v.span[i] = v.span[same[i]];
+      continue;
+    }
     pixels.insert(pixels.end(), first(i), first(i) + size_t(t) * tileFloats);
+    v.span[i] = {tiles * n, t * n};
     tiles += t;
   }
   if (encoded) *encoded = tiles;
-  if (tiles == 0) return out;
+  if (tiles == 0) return v;
   VisionEncoder vision(visionBackend(), spec_, weights_.vision);
-  Tensor img = vision.encode(pixels.data(), tiles, cancel);  // [Σtiles·n, H]
-  if (map_.vision != map_.embed) img = embedBackend().copyFrom(img, visionBackend());
-  const int64_t n = spec_.numImageToken();
-  int64_t row = 0;
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    const int64_t t = count(i);
-    if (t == 0) continue;
-    if (same[i] != i) {
-      out[i] = out[same[i]];
-      continue;
-    }
-    out[i] = img.slice0(row, t * n);
-    row += t * n;
-  }
-  return out;
+  v.all = vision.encode(pixels.data(), tiles, cancel);  // [Σtiles·n, H]
+  return v;
 }
 
 void Engine::prefillStep(const std::vector<PrefillPart>& parts, std::vector<std::vector<float>>& scores,

@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/backend.h"
@@ -58,6 +59,12 @@ struct EngineOptions {
   // Run the running sequences' decode step inside each prefill step (one forward for both)
   // instead of after it: an arrival's prefill then costs no extra pass over the weights.
   bool mixedSteps = false;
+  // Run the ViT of each submitted request's tiles on a thread of its own as soon as it is
+  // submitted, on the vision's own logical device (the map must give the vision a device that
+  // nothing else uses: withOwnVisionDevice), while the engine thread keeps stepping the running
+  // requests; their prefill then takes the rows encoded ahead. A request's ViT no longer waits
+  // for the step in progress, nor holds the running streams' next step.
+  bool visionAhead = false;
   bool dummyWeights = false;  // random weights of the config's shapes instead of reading `dir`
   QuantizeOptions quantize;   // int8 (W8A16) weights quantized at load; none by default
   LoadProgressFn loadProgress;  // called on the loading thread as tensors load (optional)
@@ -217,6 +224,15 @@ class Engine {
                    StepOutput* decodeOut = nullptr);
   int64_t prefillChunkTokens() const { return prefillChunkTokens_; }
   bool mixedSteps() const { return mixedSteps_; }
+  bool visionAhead() const { return visionAhead_; }
+  // The vision thread (EngineOptions::visionAhead): encodeTiles' rows left on the vision device,
+  // its work finished (synchronized), without holding up the engine thread's steps.
+  std::vector<Tensor> encodeAhead(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel,
+                                  int64_t* encoded);
+  // Engine thread: rows encodeAhead made, on the embedding device.
+  Tensor adoptAhead(const Tensor& rows);
+  // Out of memory on the vision thread: its device's cached blocks back (waits for its encode).
+  void releaseVisionCache() noexcept;
   bool prefixCacheEnabled() const { return prefixCache_; }
   // One decode step: ids[i] appended to seqs[i] (one token each, at its own position); then
   // per row as rows[i] says: a greedy row's token (out.tokens), a sampled row's logits
@@ -228,6 +244,14 @@ class Engine {
   // and the mixed prefill step): greedy on the device, sampled rows' logits downloaded.
   void pickDecodeTokens(const Tensor& logits, int64_t rowOffset, const std::vector<RowSampling>& rows, StepOutput& out);
 
+  // encodeTiles / encodeAhead: the ViT over the distinct sequences' tiles, rows on the vision
+  // device (visionMutex_ held by the caller).
+  struct VisionRows {
+    Tensor all;                                       // [Σ distinct tiles · n, H]
+    std::vector<std::pair<int64_t, int64_t>> span;    // per sequence: first row, rows (0: none)
+    std::vector<Tensor> slices() const;
+  };
+  VisionRows encodeOnVision(const std::vector<TileRange>& seqs, const std::atomic<bool>* cancel, int64_t* encoded);
   Backend& visionBackend() { return *backends_.at(size_t(map_.vision)); }
   Backend& embedBackend() { return *backends_.at(size_t(map_.embed)); }
 
@@ -238,9 +262,13 @@ class Engine {
   int64_t prefillChunkTokens_ = EngineOptions::kDefaultPrefillChunkTokens;
   bool prefixCache_ = true;
   bool mixedSteps_ = false;
+  bool visionAhead_ = false;
   ModelWeights weights_;
   std::unique_ptr<KvCache> kv_;
   std::mutex mutex_;  // one backend job at a time (prefill, decode step, encode)
+  // The vision backend's jobs: with visionAhead the vision thread holds only this one, so its
+  // encodes overlap the engine thread's steps; others take it after mutex_.
+  std::mutex visionMutex_;
   std::unique_ptr<Scheduler> scheduler_;  // last: stopped before the rest goes
 };
 

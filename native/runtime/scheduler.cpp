@@ -26,8 +26,8 @@ int64_t blocksNeeded(const GenerateRequest& req, int64_t bs) {
 // Computed for every finished sequence on the engine thread (and for every prompt checked
 // against the cache), so it reads 8 bytes at a time in four independent FNV-1a-style lanes
 // (a byte-wise FNV-1a took ~2.5 ms per 448² tile: ~0.3 s in the step where 128 sequences end).
-std::vector<uint64_t> tileHashes(const SequenceInput& q) {
-  std::vector<uint64_t> out(size_t(q.tiles));
+std::vector<uint64_t> tileHashes(const SequenceInput& q, int64_t limit = -1) {
+  std::vector<uint64_t> out(size_t(limit < 0 ? q.tiles : std::min(limit, q.tiles)));
   if (q.tiles == 0) return out;
   const size_t per = q.pixels.size() / size_t(q.tiles) * sizeof(float);
   const unsigned char* p = reinterpret_cast<const unsigned char*>(q.pixels.data());
@@ -81,6 +81,17 @@ bool isOutOfMemory(std::exception_ptr e) {
 double msSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
+
+int64_t tilesOf(const GenerateRequest& req) {
+  int64_t t = 0;
+  for (const SequenceInput& q : req.sequences) t += q.tiles;
+  return t;
+}
+
+// Tiles the vision thread runs through the ViT in one batch (at least one request's): enough
+// rows for efficient GEMMs (~1025 per tile), few enough that the first request of a burst is
+// not held for the ViT of the whole burst.
+constexpr int64_t kAheadBatchTiles = 4;
 
 // Below this many reusable tokens a cached prefix is not worth taking over.
 constexpr int64_t kMinPrefixTokens = 16;
@@ -146,6 +157,7 @@ Scheduler::Scheduler(Engine& engine) : engine_(engine) {
   stats_.kvBlocks = engine_.kv().numBlocks();
   stats_.kvFreeBlocks = engine_.kv().allocator().numFree();
   thread_ = std::thread([this] { loop(); });
+  if (engine_.visionAhead()) visionThread_ = std::thread([this] { visionLoop(); });
 }
 
 Scheduler::~Scheduler() { shutdown(); }
@@ -161,15 +173,24 @@ std::shared_ptr<Submission> Scheduler::submit(GenerateRequest req, TokenCallback
     queue_.push_back(s);
     live_.insert(s);
     stats_.queuedRequests = int64_t(queue_.size());
+    ++events_;
+    if (engine_.visionAhead() && tilesOf(s->request) > 0) {
+      s->ahead = Submission::Ahead::Queued;
+      aheadQueue_.push_back(s);
+    }
   }
   wake_.notify_all();
+  visionWake_.notify_all();
   return s;
 }
 
 void Scheduler::cancel(const std::shared_ptr<Submission>& s) {
   if (!s) return;
   s->cancel = true;
-  { std::lock_guard<std::mutex> lk(mu_); }  // pairs with the engine thread's wait
+  {
+    std::lock_guard<std::mutex> lk(mu_);  // pairs with the engine thread's waits
+    ++events_;
+  }
   wake_.notify_all();
 }
 
@@ -189,7 +210,10 @@ void Scheduler::shutdown() {
     }
   }
   wake_.notify_all();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  visionWake_.notify_all();
+  const auto self = std::this_thread::get_id();
+  if (visionThread_.joinable() && visionThread_.get_id() != self) visionThread_.join();
+  if (thread_.joinable() && thread_.get_id() != self) thread_.join();
 }
 
 SchedulerStats Scheduler::stats() const {
@@ -306,6 +330,7 @@ void Scheduler::loop() {
         }
       }
     }
+    if (running_.empty() && !prefilling_.empty() && waitForVision()) continue;
     if (!prefilling_.empty() && !running_.empty() && engine_.mixedSteps() && !unmixNext_) {
       mixedStep();
     } else {
@@ -355,6 +380,15 @@ void Scheduler::admit(const std::shared_ptr<Submission>& s, const std::vector<Pr
     ++stats_.admittedRequests;
   }
   const int64_t bs = engine_.kv().blockSize(), n = engine_.spec().numImageToken();
+  {
+    // a reused prefix holds some of its tiles: the vision thread, if it has not begun them,
+    // leaves the rest to the prefill step (it checks the cache itself too, but this request
+    // may have taken the entry over first)
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const PrefixMatch& m : matches) {
+      if (m.tilesKept > 0 && s->ahead == Submission::Ahead::Queued) s->ahead = Submission::Ahead::None;
+    }
+  }
   try {
     r->kv.reserve(B);
     // Take over the matched prefixes first (their pages stay), then make room and reserve.
@@ -370,7 +404,7 @@ void Scheduler::admit(const std::shared_ptr<Submission>& s, const std::vector<Pr
       r->imageRowBase[b] = m.tilesKept * n;
       for (size_t i = 0; i < cache_.size(); ++i) {
         if (cache_[i].get() == m.entry) {
-          cache_.erase(cache_.begin() + std::ptrdiff_t(i));
+          dropCached(i);
           break;
         }
       }
@@ -405,6 +439,10 @@ Scheduler::PrefillPlan Scheduler::planPrefill() {
   for (auto& up : prefilling_) {
     Running& r = *up;
     const GenerateRequest& req = r.sub->request;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (waitsForVision(r)) continue;  // its tiles are on their way: a later step prefills it
+    }
     for (size_t b = r.prefillNext; b < r.kv.size() && budget > 0; ++b) {
       const SequenceInput& q = req.sequences[b];
       const int64_t L = int64_t(q.inputIds.size()), begin = r.prefilled[b];
@@ -421,6 +459,14 @@ Scheduler::PrefillPlan Scheduler::planPrefill() {
         r.encoded[b] = 1;
         starting.push_back({&q, firstTile});
         startingWho.emplace_back(&r, b);
+        Tensor ahead;
+        {
+          std::lock_guard<std::mutex> lk(mu_);
+          if (r.sub->ahead == Submission::Ahead::Ready && r.sub->aheadRows.at(b).defined()) {
+            ahead = r.sub->aheadRows[b].slice0(firstTile * tileTokens, (q.tiles - firstTile) * tileTokens);
+          }
+        }
+        plan.startingAhead.push_back(ahead);
       }
       budget -= n;
     }
@@ -429,11 +475,141 @@ Scheduler::PrefillPlan Scheduler::planPrefill() {
   return plan;
 }
 
-void Scheduler::encodeStarting(PrefillPlan& plan, const std::atomic<bool>* interrupt) {
-  if (!plan.starting.empty()) {
+bool Scheduler::waitsForVision(const Running& r) const {
+  const Submission::Ahead a = r.sub->ahead;
+  return a == Submission::Ahead::Queued || a == Submission::Ahead::Encoding;
+}
+
+bool Scheduler::waitForVision() {
+  if (!engine_.visionAhead()) return false;
+  std::unique_lock<std::mutex> lk(mu_);
+  for (const auto& r : prefilling_) {
+    if (!waitsForVision(*r) || r->sub->cancel) return false;
+  }
+  // every vision update, submit and cancel bumps events_ under mu_, held since the check
+  const uint64_t seen = events_;
+  wake_.wait(lk, [&] { return stopping_ || events_ != seen; });
+  return true;
+}
+
+void Scheduler::dropCached(size_t i) {
+  const CachedPrefix& e = *cache_[i];
+  if (!e.tileHash.empty()) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = cachedFirstTiles_.find(e.tileHash[0]);
+    if (it != cachedFirstTiles_.end()) cachedFirstTiles_.erase(it);
+  }
+  cache_.erase(cache_.begin() + std::ptrdiff_t(i));
+}
+
+// The vision thread: takes submitted requests with tiles in order, a batch of up to
+// kAheadBatchTiles tiles at a time, and runs them through the ViT on the vision device while
+// the engine thread steps the running requests on theirs. A request whose first tiles are in
+// the prefix cache is left to its prefill step (the cache serves them there); so is one whose
+// encode fails (out of memory: the vision device's cache is released first), so failures take
+// the prefill step's usual path.
+void Scheduler::visionLoop() {
+  for (;;) {
+    std::vector<std::shared_ptr<Submission>> batch;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      visionWake_.wait(lk, [&] { return stopping_ || !aheadQueue_.empty(); });
+      if (stopping_) return;
+      int64_t tiles = 0;
+      while (!aheadQueue_.empty() &&
+             (batch.empty() || tiles + tilesOf(aheadQueue_.front()->request) <= kAheadBatchTiles)) {
+        tiles += tilesOf(aheadQueue_.front()->request);
+        batch.push_back(std::move(aheadQueue_.front()));
+        aheadQueue_.pop_front();
+      }
+    }
+    std::vector<std::vector<uint64_t>> firstTiles(batch.size());  // hashed off the lock
+    for (size_t i = 0; i < batch.size(); ++i) {
+      for (const SequenceInput& q : batch[i]->request.sequences) {
+        if (q.tiles > 0) firstTiles[i].push_back(tileHashes(q, 1)[0]);
+      }
+    }
+    std::vector<TileRange> ranges;
+    std::vector<std::pair<size_t, size_t>> owner;  // (batch index, sequence) of each range
+    bool declined = false;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      for (size_t i = 0; i < batch.size(); ++i) {
+        Submission& s = *batch[i];
+        bool cached = engine_.prefixCacheEnabled();
+        for (uint64_t h : firstTiles[i]) cached = cached && cachedFirstTiles_.count(h) > 0;
+        if (s.ahead != Submission::Ahead::Queued) continue;  // admitted with its first tiles cached
+        if (s.cancel || s.retired || cached) {
+          s.ahead = Submission::Ahead::None;
+          declined = true;
+          continue;
+        }
+        s.ahead = Submission::Ahead::Encoding;
+        for (size_t b = 0; b < s.request.sequences.size(); ++b) {
+          if (s.request.sequences[b].tiles == 0) continue;
+          ranges.push_back({&s.request.sequences[b], 0});
+          owner.emplace_back(i, b);
+        }
+      }
+      if (declined) ++events_;
+    }
+    if (declined) wake_.notify_all();
+    if (ranges.empty()) continue;
+    // one request's cancel interrupts its own encode; a batch of several stops only for shutdown
+    const std::atomic<bool>* interrupt = owner.front().first == owner.back().first ? &batch[owner.front().first]->cancel
+                                                                                   : &stop_;
+    std::vector<Tensor> rows;
     int64_t tiles = 0;
-    std::vector<Tensor> img = engine_.encodeTiles(plan.starting, interrupt, &tiles);
-    for (size_t i = 0; i < plan.starting.size(); ++i) plan.startingWho[i].first->image[plan.startingWho[i].second] = img[i];
+    std::exception_ptr error;
+    try {
+      rows = engine_.encodeAhead(ranges, interrupt, &tiles);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (isOutOfMemory(error)) engine_.releaseVisionCache();
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      for (size_t j = 0; j < owner.size(); ++j) {
+        Submission& s = *batch[owner[j].first];
+        if (s.ahead != Submission::Ahead::Encoding) continue;  // its other sequences settled it
+        if (error || s.cancel || s.retired) {
+          s.ahead = Submission::Ahead::None;
+          continue;
+        }
+        s.aheadRows.resize(s.request.sequences.size());
+        for (size_t k = j; k < owner.size() && owner[k].first == owner[j].first; ++k) {
+          s.aheadRows[owner[k].second] = rows[k];
+        }
+        s.ahead = Submission::Ahead::Ready;
+      }
+      if (!error) {
+        stats_.vitTiles += tiles;
+        stats_.visionAheadTiles += tiles;
+      }
+      ++events_;
+    }
+    wake_.notify_all();
+  }
+}
+
+void Scheduler::encodeStarting(PrefillPlan& plan, const std::atomic<bool>* interrupt) {
+  std::vector<TileRange> now;  // the starting sequences without rows encoded ahead
+  std::vector<size_t> nowAt;
+  for (size_t i = 0; i < plan.starting.size(); ++i) {
+    Tensor& slot = plan.startingWho[i].first->image[plan.startingWho[i].second];
+    if (plan.startingAhead[i].defined()) {
+      slot = engine_.adoptAhead(plan.startingAhead[i]);
+    } else {
+      now.push_back(plan.starting[i]);
+      nowAt.push_back(i);
+    }
+  }
+  if (!now.empty()) {
+    int64_t tiles = 0;
+    std::vector<Tensor> img = engine_.encodeTiles(now, interrupt, &tiles);
+    for (size_t j = 0; j < now.size(); ++j) {
+      plan.startingWho[nowAt[j]].first->image[plan.startingWho[nowAt[j]].second] = img[j];
+    }
     std::lock_guard<std::mutex> lk(mu_);
     stats_.vitTiles += tiles;
   }
@@ -505,6 +681,10 @@ void Scheduler::afterPrefill(const PrefillPlan& plan, std::vector<std::vector<fl
     if (r.prefilled[b] < int64_t(req.sequences[b].inputIds.size())) continue;
     r.prefillNext = b + 1;
     r.image[b] = Tensor();  // its rows are in the cache now
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (b < r.sub->aheadRows.size()) r.sub->aheadRows[b] = Tensor();
+    }
     if (req.returnPromptLogits) r.results[b].promptLogits = scores[i];
     if (req.maxNewTokens == 0) {
       r.results[b].finish = FinishReason::Length;
@@ -731,6 +911,10 @@ void Scheduler::sequenceEnded(Running& r, size_t b) {
     return;
   }
   auto e = std::make_unique<CachedPrefix>(CachedPrefix{std::move(kv), std::move(ids), tileHashes(q), ++useClock_, false});
+  if (!e->tileHash.empty()) {
+    std::lock_guard<std::mutex> lk(mu_);
+    cachedFirstTiles_.insert(e->tileHash[0]);
+  }
   cache_.push_back(std::move(e));
 }
 
@@ -749,7 +933,7 @@ void Scheduler::evictFor(int64_t blocks) {
       if (victim == cache_.size() || cache_[i]->lastUse < cache_[victim]->lastUse) victim = i;
     }
     if (victim == cache_.size()) return;  // nothing left to evict: reserve() reports the shortage
-    cache_.erase(cache_.begin() + std::ptrdiff_t(victim));  // its pages go back to the pool
+    dropCached(victim);  // its pages go back to the pool
   }
 }
 
@@ -828,6 +1012,7 @@ void Scheduler::retire(const std::shared_ptr<Submission>& sub, std::vector<Seque
   {
     std::lock_guard<std::mutex> lk(mu_);
     s->retired = true;
+    s->aheadRows.clear();  // rows encoded ahead for nothing (cancelled, failed) go back now
     live_.erase(s);
   }
   retired_.notify_all();

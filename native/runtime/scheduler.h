@@ -36,6 +36,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "cpu/thread_pool.h"
@@ -50,6 +51,13 @@ struct Submission {
   DoneCallback onDone;
   std::atomic<bool> cancel{false};
   bool retired = false;  // onDone has returned (guarded by the scheduler's mutex)
+  // Vision ahead (EngineOptions::visionAhead; guarded by the scheduler's mutex): whether the
+  // vision thread still owes this request's tiles (Queued, Encoding), has them (Ready: each
+  // sequence's rows of all its tiles on the vision device, undefined without tiles), or left
+  // them to the engine thread's prefill step (None: not asked, declined, or failed).
+  enum class Ahead { None, Queued, Encoding, Ready };
+  Ahead ahead = Ahead::None;
+  std::vector<Tensor> aheadRows;
   std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
 };
 
@@ -67,6 +75,7 @@ struct SchedulerStats {
   int64_t cachedBlocks = 0;      // pages kept by finished sequences for prefix reuse (counted as free)
   int64_t prefixHitTokens = 0;   // prompt tokens taken from cached prefixes instead of prefilled
   int64_t vitTiles = 0;          // tiles run through the ViT by generation requests
+  int64_t visionAheadTiles = 0;  // of those, the ones the vision thread ran ahead of their prefill
   int64_t completedRequests = 0;
   // Sums over requests admitted (queue wait) and over sequences that produced a first token
   // (submission to first token), in ms; firstTokens counts the latter.
@@ -132,8 +141,19 @@ class Scheduler {
     std::vector<std::pair<Running*, size_t>> who;  // request and sequence of each part
     std::vector<TileRange> starting;
     std::vector<std::pair<Running*, size_t>> startingWho;
+    std::vector<Tensor> startingAhead;  // rows encoded ahead (vision device), or undefined: encode now
   };
   PrefillPlan planPrefill();
+  // Vision ahead: the vision thread's loop (batches of submitted requests' tiles through the
+  // ViT on the vision device while the engine thread steps), and whether r's prefill still
+  // waits for it (mu_ held).
+  void visionLoop();
+  bool waitsForVision(const Running& r) const;
+  // The engine thread has nothing to step but prefills whose tiles the vision thread still owes:
+  // waits until that changes (or anything else happens). False: there was something to do.
+  bool waitForVision();
+  // Erases cache_[i] (and its first tile from cachedFirstTiles_).
+  void dropCached(size_t i);
   // The step's new tiles through the ViT (tiles repeated within the step once), and every
   // part's image rows.
   void encodeStarting(PrefillPlan& plan, const std::atomic<bool>* interrupt);
@@ -184,6 +204,15 @@ class Scheduler {
   std::unique_ptr<cpu::ThreadPool> samplePool_;    // host sampling of many rows, made on first need
   SchedulerStats stats_;                           // guarded by mu_
   std::thread thread_;
+  // Vision ahead: submitted requests with tiles, oldest first, for the vision thread; a count of
+  // the events that can make a waiting prefill ready (vision done, submit, cancel); the first
+  // tile's hash of each cached prefix (a request whose first tiles are cached is left to the
+  // prefill step, where the prefix cache serves them). All guarded by mu_.
+  std::deque<std::shared_ptr<Submission>> aheadQueue_;
+  std::condition_variable visionWake_;
+  uint64_t events_ = 0;
+  std::unordered_multiset<uint64_t> cachedFirstTiles_;
+  std::thread visionThread_;
 };
 
 }  // namespace ivl
