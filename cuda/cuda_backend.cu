@@ -137,13 +137,7 @@ CudaBackend::Impl::Impl(const CudaBackendOptions& o) : options(o), device(o.devi
                   std::to_string(prop.major) + std::to_string(prop.minor) + ", " + std::to_string(numSms) +
                   " SMs), bf16 activations, cuBLASLt";
   }
-  if (o.highPriority) {
-    int least = 0, greatest = 0;  // numerically: greatest priority is the lowest number
-    IVL_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-    IVL_CUDA_CHECK(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, greatest));
-  } else {
-    IVL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  }
+  IVL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   try {
     ctx = std::make_shared<DeviceContext>(device, stream);
   } catch (...) {
@@ -246,10 +240,9 @@ const bf16* CudaBackend::Impl::biasBf16(const Tensor& bias, ScratchBlock& tmp) {
 CudaBackend::CudaBackend(const CudaBackendOptions& options) : impl_(std::make_unique<Impl>(options)) {}
 CudaBackend::~CudaBackend() = default;
 
-std::unique_ptr<Backend> makeCudaBackend(int device, bool highPriority) {
+std::unique_ptr<Backend> makeCudaBackend(int device) {
   CudaBackendOptions o;
   o.device = device;
-  o.highPriority = highPriority;
   return std::make_unique<CudaBackend>(o);
 }
 

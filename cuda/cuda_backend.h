@@ -36,10 +36,6 @@ struct CudaBackendOptions {
   // Route every attention call to the generic kernel (parity checks, debugging). Also set
   // by the environment variable INTERNVL_CUDA_GENERIC_ATTENTION=1.
   bool genericAttention = false;
-  // The stream at the device's highest priority: its pending blocks go to SMs before those of
-  // other streams (the vision-ahead encoder's, so a request's ViT is not starved by the decode
-  // steps it overlaps; EngineOptions::visionAhead).
-  bool highPriority = false;
 };
 
 struct CudaMemoryStats {
@@ -140,8 +136,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Impl> impl_;
 };
 
-// The integration point for native/: a CUDA backend on `device` (highPriority: see
-// CudaBackendOptions).
-std::unique_ptr<Backend> makeCudaBackend(int device, bool highPriority = false);
+// The integration point for native/: a CUDA backend on `device`.
+std::unique_ptr<Backend> makeCudaBackend(int device);
 
 }  // namespace ivl::cuda

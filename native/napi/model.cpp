@@ -19,7 +19,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <future>
 #include <memory>
 #include <optional>
@@ -256,11 +255,7 @@ class LoadWorker : public PromiseWorker {
     for (int d = 0; d < eo.deviceMap.numDevices(); ++d) {
 #ifdef INTERNVL_WITH_CUDA
       if (options_.backend == "cuda") {
-        // vision ahead: the ViT's stream outranks the decode steps it runs beside
-        // (INTERNVL_CUDA_VISION_PRIORITY=0: the default priority, for A/Bs)
-        const char* prio = std::getenv("INTERNVL_CUDA_VISION_PRIORITY");
-        const bool ahead = eo.visionAhead && d == eo.deviceMap.vision && !(prio && std::string(prio) == "0");
-        backends.push_back(cuda::makeCudaBackend(eo.deviceMap.physicalDevice(d), ahead));
+        backends.push_back(cuda::makeCudaBackend(eo.deviceMap.physicalDevice(d)));
         continue;
       }
 #endif
