@@ -300,7 +300,24 @@ if (vaOn && vaOff) {
       );
     }
   }
-  lines.push('', `Source: \`${va}\` against \`${vaOn.against}\`.`, '');
+  lines.push('', `Source: \`${va}\` against \`${vaOn.against}\`.`);
+  // every run of the day (visionahead-runs-*.json): one pair is not the verdict, the spread is
+  const runsFile = latest('bench/results', 'visionahead-runs-');
+  const runs = runsFile ? read(runsFile).runs : [];
+  if (runs.length) {
+    const spread = (model, on) => {
+      const p99 = runs.filter((r) => r.model === model && r.vision_ahead === on).map((r) => r.levels['32']?.ttft_p99_ms).filter((v) => v !== undefined);
+      return p99.length ? `${f(Math.min(...p99), 0)}–${f(Math.max(...p99), 0)} ms (${p99.length} runs)` : '–';
+    };
+    const models = [...new Set(runs.map((r) => r.model))];
+    lines.push(
+      '',
+      `Every run of the day (\`${runsFile}\`), 32-client TTFT p99, off / on: ` +
+        models.map((m) => `${m} ${spread(m, false)} / ${spread(m, true)}`).join('; ') +
+        ' (on: the vision stream at default or highest priority). Not a reliable gain, and a loss at 40B shapes: off by default.',
+    );
+  }
+  lines.push('');
 }
 
 const att = 'cuda/dev/results/attention-2026-11-28-h200.json';
