@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `internvl` command. */
+/** The `internvl` command, entered through bin.cts (which sizes libuv's threadpool first). */
 import { Command } from 'commander';
 import { buildCommand } from './build.js';
 import { chatCommand } from './chat.js';
