@@ -8,6 +8,9 @@
 // 1-client rate, p99 TTFT vs the 1-client TTFT).
 //   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
 //     --concurrency 1 8 32 128 --requests 3 --out FILE
+// First, before sharp and the addon load: with libuv's pool not sized as `internvl serve` sizes
+// it (or as --uv-threadpool N says), this runs the load test again in a child process that is.
+import { uvThreadpoolSize } from './loadtest_threadpool.mjs';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +20,7 @@ import sharp from 'sharp';
 import { InternVL, runtimeInfo, serve } from '../dist/index.js';
 import { mixedStepsDefault } from '../dist/engine/mixedStepsDefault.js';
 import { arg } from './args.mjs';
+import { loadtestJson } from './loadtest_json.mjs';
 
 const config = arg('--config', [])[0];
 const tokenizerDir = arg('--tokenizer', [])[0];
@@ -41,6 +45,8 @@ const visionAhead = process.argv.includes('--vision-ahead');
 // --prefill-chunk-tokens N: prompt tokens per prefill step (LoadOptions.prefillChunkTokens)
 const chunkArg = arg('--prefill-chunk-tokens', [])[0];
 const prefillChunkTokens = chunkArg === undefined ? undefined : Number(chunkArg);
+// (--uv-threadpool N, read by loadtest_threadpool.mjs: libuv's threadpool size, 0 for Node's
+// default; without it, the size `internvl serve` runs with)
 const out = arg('--out', ['bench/results/loadtest.json'])[0];
 if (!config || !tokenizerDir) throw new Error('--config and --tokenizer are required');
 
@@ -111,13 +117,19 @@ function clients(images, ramp) {
 // The server side of each request, from the result chat() resolves with (the server's only
 // call into the model): JS preprocessing, and the engine's queue wait and first token
 // (Timings.queueMs / firstTokenMs, from submission to the engine), so a TTFT can be split
-// into client/HTTP + preprocessing + engine.
+// into client/HTTP + preprocessing + engine; `at` (when the server called chat(), on the
+// clock the client worker's start times use) places each in its level's arrivals.
 const served = [];
+const servedAt = [];
+// performance.now() counts from each thread's own origin: this sum is one clock for both threads
+const wallNow = () => performance.timeOrigin + performance.now();
 {
   const chat = model.chat.bind(model);
   model.chat = async (opts) => {
+    const at = wallNow();
     const r = await chat(opts);
     served.push(r.timings);
+    servedAt.push(at);
     return r;
   };
 }
@@ -137,7 +149,7 @@ const splitOf = (ts) => {
 const info = runtimeInfo();
 const [warm] = await clients([[(await pictures(1))[0]]], 0); // warm-up (kernels, allocator)
 const rampMs = rampArg === 'auto' ? Math.round(warm.totalMs) : Number(rampArg);
-const doc = { engine: 'internvl-node', what: 'loadtest', backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, vision_ahead: visionAhead, prefill_chunk_tokens: prefillChunkTokens ?? null, clients_in_worker: true, levels: {} };
+const doc = { engine: 'internvl-node', what: 'loadtest', uv_threadpool_size: uvThreadpoolSize, backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, vision_ahead: visionAhead, prefill_chunk_tokens: prefillChunkTokens ?? null, clients_in_worker: true, levels: {} };
 // The 1-client level is every ratio's base: at least 8 requests there, so its TTFT is not one
 // of 3 samples (a 3-request base moved 37 → 46 ms between two runs of 2026-11-29).
 const requestsAt = (n) => (n === 1 ? Math.max(perClient, 8) : perClient);
@@ -149,6 +161,7 @@ async function level(n, ramp) {
   const st0 = model.stats();
   const servedFrom = served.length;
   const begin = performance.now();
+  const beginWall = wallNow();
   const results = await clients(perClientImages, ramp);
   const wallS = (performance.now() - begin) / 1000;
   const tokens = results.reduce((a, r) => a + r.tokens, 0);
@@ -156,6 +169,8 @@ async function level(n, ramp) {
   const gaps = results.flatMap((r) => r.gaps);
   const st1 = model.stats();
   const steps = st1.decodeSteps - st0.decodeSteps;
+  const ms = (t) => (t === undefined ? null : Math.round(t * 10) / 10);
+  const since = (t) => ms(t - beginWall);
   return {
     requests: results.length, wall_s: wallS, output_tokens: tokens, tokens_per_s: tokens / wallS,
     ttft_p50_ms: pct(ttft, 50), ttft_p99_ms: pct(ttft, 99), ttft_max_ms: Math.max(...ttft),
@@ -176,11 +191,21 @@ async function level(n, ramp) {
       decode_sample_ms_per_step: (st1.decodeSampleMs - st0.decodeSampleMs) / steps,
       decode_emit_ms_per_step: (st1.decodeEmitMs - st0.decodeEmitMs) / steps,
     },
+    // each request, from the level's start: when the client sent it and its TTFT; when the
+    // server called chat() and that request's preprocessing, engine queue and first token
+    // (clusters of arrivals and what each member waited for)
+    per_request: results.map((r) => ({ client: r.client, start_ms: since(r.startWallMs), ttft_ms: ms(r.ttftMs) })).sort((a, b) => a.start_ms - b.start_ms),
+    per_request_server: served
+      .slice(servedFrom)
+      .map((t, i) => ({ at_ms: since(servedAt[servedFrom + i]), preprocess_ms: ms(t.preprocessMs), queue_ms: ms(t.queueMs), first_token_ms: ms(t.firstTokenMs) }))
+      .sort((a, b) => a.at_ms - b.at_ms),
   };
 }
+// progress lines without the per-request records
+const brief = ({ per_request, per_request_server, ...rest }) => JSON.stringify(rest);
 for (const n of levels) {
   doc.levels[n] = await level(n, rampMs);
-  console.log(n, JSON.stringify(doc.levels[n]));
+  console.log(n, brief(doc.levels[n]));
 }
 // --burst-levels N ...: those levels again with every client starting at once (the opening
 // burst: its p99 TTFT is bounded below by prefilling all N prompts, see the README)
@@ -188,7 +213,7 @@ const burstLevels = arg('--burst-levels', []).map(Number);
 if (burstLevels.length) doc.burst = {};
 for (const n of burstLevels) {
   doc.burst[n] = await level(n, 0);
-  console.log('burst', n, JSON.stringify(doc.burst[n]));
+  console.log('burst', n, brief(doc.burst[n]));
 }
 const base = doc.levels[levels[0]];
 for (const n of levels) {
@@ -196,6 +221,6 @@ for (const n of levels) {
   doc.levels[n].p99_ttft_vs_1 = doc.levels[n].ttft_p99_ms / base.ttft_p50_ms;
 }
 for (const n of burstLevels) doc.burst[n].p99_ttft_vs_1 = doc.burst[n].ttft_p99_ms / base.ttft_p50_ms;
-writeFileSync(out, `${JSON.stringify(doc, null, 2)}\n`);
+writeFileSync(out, loadtestJson(doc));
 await running.close(1000);
 model.dispose();

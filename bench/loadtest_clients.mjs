@@ -3,7 +3,8 @@
 // (in one thread, 32 clients' parsing of ~1,400 events/s delayed every new request's arrival
 // and so inflated the TTFT the server was charged with).
 //   workerData: { url, images: string[][] (per client, its requests' data URLs), ramp, maxTokens, question }
-//   posts: [{ client, ttftMs, tokens, totalMs, gaps (ms between content chunks) }]
+//   posts: [{ client, startWallMs, ttftMs, tokens, totalMs, gaps (ms between content chunks) }],
+//   startWallMs on performance.timeOrigin + performance.now(), the clock the main thread shares
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 
@@ -11,6 +12,7 @@ const { url, images, ramp, maxTokens, question } = workerData;
 
 async function one(image) {
   const start = performance.now();
+  const startWallMs = performance.timeOrigin + start;
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -48,7 +50,7 @@ async function one(image) {
       if (j.usage) tokens = j.usage.completion_tokens;
     }
   }
-  return { ttftMs: ttft ?? performance.now() - start, tokens, totalMs: performance.now() - start, gaps };
+  return { startWallMs, ttftMs: ttft ?? performance.now() - start, tokens, totalMs: performance.now() - start, gaps };
 }
 
 const n = images.length;

@@ -8,7 +8,9 @@
 # in the first, off in the second), and the vision-ahead A/B
 # bench/results/visionahead-loadtest-<date>-<gpu>.json (on; off in the first). `vision` runs only
 # that A/B, its plain side at 1 and 32 clients written to visionahead-off-loadtest-<date>-<gpu>.json.
-#   source .gpu/setup.sh && bench/run_loadtest.sh [ours|baseline|all|vision]
+# `threadpool` runs only the libuv threadpool A/B (Node's 4 threads vs what `internvl serve`
+# sets), both sides in bench/results/threadpool-loadtest-<date>-<gpu>.json.
+#   source .gpu/setup.sh && bench/run_loadtest.sh [ours|baseline|all|vision|threadpool]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -77,6 +79,32 @@ if [[ $what == vision || ( ( $what == ours || $what == all ) && ${VISION_AB:-1} 
     --concurrency 1 32 --requests 3 --ramp-ms auto --vision-ahead --out "$tmp/vision-40b.json"
   merge_ab "$tmp/vision-8b.json" "$tmp/vision-40b.json" "bench/results/visionahead-loadtest-${date}-${gpu}.json" \
     "loadtest, each model with vision ahead on (A/B against the file named in against, same session)" "$against"
+fi
+# The threadpool A/B: the 1- and 32-client levels with libuv's pool at Node's default (4) and at
+# the size `internvl serve` gives it (the load test's default), each model's two runs back to
+# back; the file holds both sides (models as in merge_ab's files).
+if [[ $what == threadpool ]]; then
+  for side in node-default serve; do
+    flag=(); [[ $side == node-default ]] && flag=(--uv-threadpool 0)
+    node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
+      --concurrency 1 32 --requests 4 --ramp-ms auto "${flag[@]}" --out "$tmp/threadpool-$side-8b.json"
+  done
+  for side in node-default serve; do
+    flag=(); [[ $side == node-default ]] && flag=(--uv-threadpool 0)
+    node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
+      --concurrency 1 32 --requests 3 --ramp-ms auto "${flag[@]}" --out "$tmp/threadpool-$side-40b.json"
+  done
+  node --input-type=module -e '
+    import { readFileSync, writeFileSync } from "node:fs";
+    import { loadtestJson } from "./bench/loadtest_json.mjs";
+    const [out, ...runs] = process.argv.slice(1);
+    const [off8, off40, on8, on40] = runs.map((f) => JSON.parse(readFileSync(f)));
+    const models = (a, b) => ({ "InternVL2-8B": a, "InternVL2-40B": b });
+    writeFileSync(out, loadtestJson({ engine: off8.engine,
+      what: "loadtest at 1 and 32 clients, libuv threadpool A/B: Node default (4 threads) vs the size internvl serve sets (uv_threadpool_size in each run)",
+      gpu: off8.gpu, date: off8.date, sides: { "node-default": { models: models(off8, off40) }, serve: { models: models(on8, on40) } } }));
+  ' "bench/results/threadpool-loadtest-${date}-${gpu}.json" \
+    "$tmp"/threadpool-{node-default,serve}-{8b,40b}.json
 fi
 if [[ $what == baseline || $what == all ]]; then
   python3 bench/baseline_transformers.py --configs bench/configs/InternVL2-8B.json bench/configs/InternVL2-40B.json \
