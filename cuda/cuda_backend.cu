@@ -251,6 +251,7 @@ std::string CudaBackend::describe() const {
   return impl_->description + (impl_->genericAttention ? ", generic attention" : "");
 }
 bool CudaBackend::poisoned() const { return impl_->poisoned; }
+int64_t CudaBackend::matmulShapesPlanned() const { return int64_t(impl_->gemm->cachedPlans()); }
 AttentionPath CudaBackend::lastAttentionPath() const { return impl_->lastAttention; }
 
 void CudaBackend::synchronize() {

@@ -63,6 +63,8 @@ class CudaBackend final : public Backend {
   std::string describe() const override;
   DType activationDType() const override { return DType::BF16; }
   bool supportsInt8() const override { return true; }
+  bool tunesMatmulShapes() const override { return true; }
+  int64_t matmulShapesPlanned() const override;
   bool deviceMemory(DeviceMemory& out) const override;
   void releaseCache() override { emptyCache(); }
   // The allocator's injector (cuda/cuda_alloc.h): "oom-after=N" fails an allocation with

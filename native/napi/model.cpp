@@ -607,6 +607,15 @@ Napi::Value ReleaseCache(const Napi::CallbackInfo& info) {
   });
 }
 
+// matmulShapesPlanned(model, device = 0): matmul shapes that device's backend has planned.
+Napi::Value MatmulShapesPlanned(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    std::shared_ptr<Engine> e = ModelWrap::engineOf(info[0], modelClass(info));
+    return Napi::Number::New(env, double(e->matmulShapesPlanned(deviceArg(info, 1))));
+  });
+}
+
 // hold(model, iterations): the engine thread runs at most that many more working loop
 // iterations, then waits (-1: no limit). held(model): it is waiting so, with work.
 Napi::Value Hold(const Napi::CallbackInfo& info) {
@@ -638,6 +647,7 @@ void init(Napi::Env env, Napi::Object exports) {
   testing.Set("faultsFired", Napi::Function::New(env, FaultsFired, "faultsFired", ctor));
   testing.Set("releaseCache", Napi::Function::New(env, ReleaseCache, "releaseCache", ctor));
   testing.Set("hold", Napi::Function::New(env, Hold, "hold", ctor));
+  testing.Set("matmulShapesPlanned", Napi::Function::New(env, MatmulShapesPlanned, "matmulShapesPlanned", ctor));
   testing.Set("held", Napi::Function::New(env, Held, "held", ctor));
   exports.Set("__testing", testing);
 }

@@ -59,6 +59,12 @@ class Backend {
   virtual DType activationDType() const = 0;
   // Whether weight() / weightFromHost() take WeightUse::Int8* and matmul() takes I8 weights.
   virtual bool supportsInt8() const { return false; }
+  // Whether matmul() picks its kernel per shape the first time it meets that shape (the CUDA
+  // backend's cuBLASLt plans, timed among candidates for skinny products): then the engine
+  // runs the decode shapes once at load (Engine::warmMatmulShapes) instead of in live steps.
+  virtual bool tunesMatmulShapes() const { return false; }
+  // Tests only: how many matmul shapes it has picked kernels for so far (0 when it does not).
+  virtual int64_t matmulShapesPlanned() const { return 0; }
   // Fills `out` and returns true when the backend has device memory to report. Thread-safe.
   virtual bool deviceMemory(DeviceMemory& out) const {
     (void)out;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "runtime/decoder.h"
@@ -54,7 +55,66 @@ Engine::Engine(std::vector<std::unique_ptr<Backend>> backends, const std::string
   std::vector<Backend*> layerDevices;
   for (int64_t i = 0; i < spec_.llm.numLayers; ++i) layerDevices.push_back(devices_[size_t(map_.layer(size_t(i)))]);
   kv_ = std::make_unique<KvCache>(layerDevices, spec_.llm.numKvHeads, spec_.llm.headDim, options.kvBlockSize, tokens);
+  const char* warm = std::getenv("INTERNVL_WARM_MATMULS");
+  if (options.warmMatmulShapes && !(warm && std::strcmp(warm, "0") == 0)) warmMatmulShapes();
   scheduler_ = std::make_unique<Scheduler>(*this);  // starts the engine thread
+}
+
+void Engine::warmMatmulShapes() {
+  struct Linear {
+    Backend* be;
+    const Tensor* w;
+    const Tensor* bias;
+  };
+  std::vector<Linear> linears;
+  std::vector<Backend*> seen;
+  for (size_t i = 0; i < weights_.llm.layers.size(); ++i) {
+    Backend* be = devices_[size_t(map_.layer(i))];
+    if (!be->tunesMatmulShapes() || std::find(seen.begin(), seen.end(), be) != seen.end()) continue;
+    seen.push_back(be);  // every layer on a device has the same shapes: its first one stands for all
+    const LlmLayerWeights& L = weights_.llm.layers[i];
+    auto add = [&](const Tensor& w, const Tensor& b) {
+      if (w.defined()) linears.push_back({be, &w, b.defined() ? &b : nullptr});
+    };
+    // the ones decoder.cpp runs: stacked when stacked
+    if (L.wqkv.defined()) {
+      add(L.wqkv, L.bqkv);
+    } else {
+      add(L.wq, L.bq);
+      add(L.wk, L.bk);
+      add(L.wv, L.bv);
+    }
+    add(L.wo, L.bo);
+    if (L.gateUp.defined()) {
+      add(L.gateUp, Tensor());
+    } else {
+      add(L.gate, Tensor());
+      add(L.up, Tensor());
+    }
+    add(L.down, Tensor());
+  }
+  Backend* hb = devices_[size_t(map_.head)];
+  if (hb->tunesMatmulShapes()) linears.push_back({hb, &weights_.llm.head, nullptr});
+  if (linears.empty()) return;
+  // bf16 weights only: the int8 path picks its launch per call; contents of x do not matter.
+  // Best effort: a device too full for the scratch rows just starts cold.
+  try {
+    for (const Linear& l : linears) {
+      if (l.w->dtype() != DType::BF16) continue;
+      const int64_t N = l.w->dim(0), K = l.w->dim(1);
+      for (int64_t m = 1; m <= kWarmMaxRows; ++m) {
+        Tensor x = l.be->alloc(l.be->activationDType(), {m, K});
+        Tensor y = l.be->alloc(l.be->activationDType(), {m, N});
+        l.be->matmul(y, x, *l.w, l.bias);
+      }
+    }
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::OutOfMemory) throw;
+  }
+  for (Backend* b : devices_) {
+    b->synchronize();
+    b->releaseCache();
+  }
 }
 
 std::string Engine::backendDetail() const {
@@ -169,6 +229,12 @@ void Engine::releaseVisionCache() noexcept {
     visionBackend().releaseCache();
   } catch (...) {  // a poisoned backend: the requests it fails report that
   }
+}
+
+int64_t Engine::matmulShapesPlanned(int device) {
+  if (device < 0 || size_t(device) >= backends_.size()) return -1;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return backends_[size_t(device)]->matmulShapesPlanned();
 }
 
 FaultInjector* Engine::faultInjector(int device) {

@@ -65,6 +65,10 @@ struct EngineOptions {
   // requests; their prefill then takes the rows encoded ahead. A request's ViT no longer waits
   // for the step in progress, nor holds the running streams' next step.
   bool visionAhead = false;
+  // Run every bf16 decoder matmul shape a decode step can meet (1..kWarmMaxRows rows) once at
+  // load on backends that pick kernels per shape (tunesMatmulShapes), so the first steps at
+  // each batch size after a start do not pay for it (INTERNVL_WARM_MATMULS=0 turns it off).
+  bool warmMatmulShapes = true;
   bool dummyWeights = false;  // random weights of the config's shapes instead of reading `dir`
   QuantizeOptions quantize;   // int8 (W8A16) weights quantized at load; none by default
   LoadProgressFn loadProgress;  // called on the loading thread as tensors load (optional)
@@ -198,6 +202,9 @@ class Engine {
   // Tests only (runtime/fault_injection.h): logical device d's injector, null when its
   // backend has none or there is no device d.
   FaultInjector* faultInjector(int device);
+  // Tests only: Backend::matmulShapesPlanned of logical device d (-1: no device d). Waits for
+  // the backend job in progress.
+  int64_t matmulShapesPlanned(int device);
   // Tests only: Scheduler::holdForTesting / heldForTesting.
   void holdForTesting(int64_t iterations);
   bool heldForTesting() const;
@@ -244,6 +251,10 @@ class Engine {
   // and the mixed prefill step): greedy on the device, sampled rows' logits downloaded.
   void pickDecodeTokens(const Tensor& logits, int64_t rowOffset, const std::vector<RowSampling>& rows, StepOutput& out);
 
+  // EngineOptions::warmMatmulShapes: the first layer on each device and the head, at every row
+  // count up to kWarmMaxRows (the CUDA backend times candidate kernels up to 32 rows).
+  void warmMatmulShapes();
+  static constexpr int64_t kWarmMaxRows = 32;
   // encodeTiles / encodeAhead: the ViT over the distinct sequences' tiles, rows on the vision
   // device (visionMutex_ held by the caller).
   struct VisionRows {

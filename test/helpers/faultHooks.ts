@@ -48,6 +48,8 @@ export interface TestingHooks {
   faultsFired(model: NativeModel, device?: number): number;
   releaseCache(model: NativeModel): void;
   hold(model: NativeModel, iterations: number): void;
+  /** Matmul shapes the device's backend has picked kernels for (CUDA; 0 on the CPU backend). */
+  matmulShapesPlanned(model: NativeModel, device?: number): number;
   held(model: NativeModel): boolean;
 }
 
