@@ -275,31 +275,62 @@ if (lt) {
   }
 }
 
-// Vision ahead (LoadOptions.visionAhead): the latest visionahead-loadtest-*.json (on) beside the
-// file its `against` names (off, same session: that date's loadtest file, or the plain 1- and
-// 32-client levels `bench/run_loadtest.sh vision` ran for it).
-const va = latest('bench/results', 'visionahead-loadtest-');
-const vaOn = va ? read(va) : undefined;
-const vaOff = vaOn?.against && existsSync(join(root, vaOn.against)) ? read(vaOn.against) : undefined;
-if (vaOn && vaOff) {
+// A load-test A/B at 1 and 32 clients: the latest <prefix>*.json (on) beside the file its
+// `against` names (off, same session). Returns the pair, or undefined when either is missing.
+function loadtestAB(prefix, heading, extra) {
+  const file = latest('bench/results', prefix);
+  const on = file ? read(file) : undefined;
+  const off = on?.against && existsSync(join(root, on.against)) ? read(on.against) : undefined;
+  if (!on || !off) return undefined;
   const ms = (a, b) => (a === undefined && b === undefined ? '–' : `${f(a, 0)} → ${f(b, 0)} ms`);
   lines.push(
-    `**Vision ahead** (\`visionAhead\`: a vision thread encodes each request's tiles on a CUDA stream of its own as soon as it arrives, while the running requests keep decoding; off by default), ${vaOn.gpu}, ${vaOn.date}:`,
+    `${heading}, ${on.gpu}, ${on.date}:`,
     '',
-    '| model | clients | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | inter-token p99 off → on | tiles encoded ahead / requests |',
-    '|---|---|---|---|---|---|---|',
+    `| model | clients | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | inter-token p99 off → on |${extra ? ` ${extra.title} |` : ''}`,
+    `|---|---|---|---|---|---|${extra ? '---|' : ''}`,
   );
-  for (const [name, on] of Object.entries(vaOn.models)) {
-    const off = vaOff.models[name];
-    for (const [n, r] of Object.entries(on.levels)) {
-      const o = off?.levels[n];
+  for (const [name, onModel] of Object.entries(on.models)) {
+    const offModel = off.models[name];
+    for (const [n, r] of Object.entries(onModel.levels)) {
+      const o = offModel?.levels[n];
       if (!o) continue;
       lines.push(
         `| ${name} | ${n} | ${f(o.tokens_per_s, 0)} → ${f(r.tokens_per_s, 0)} | ${ms(o.ttft_p50_ms, r.ttft_p50_ms)} | ${ms(o.ttft_p99_ms, r.ttft_p99_ms)} | ` +
-          `${ms(o.itl_p99_ms, r.itl_p99_ms)} | ${r.engine?.vision_ahead_tiles ?? '–'} / ${r.requests} |`,
+          `${ms(o.itl_p99_ms, r.itl_p99_ms)} |${extra ? ` ${extra.cell(r)} |` : ''}`,
       );
     }
   }
+  return { file, on, off };
+}
+
+// Matmul warm-up at load (EngineOptions::warmMatmulShapes, on by default): what it did to the
+// TTFT under load, and the issue #8 ratios with it.
+const wu = loadtestAB('warmup-loadtest-', '**Matmul shapes warmed at load** (every bf16 decoder linear and the head at 1..32 rows, planned and timed once at load instead of in live steps; `INTERNVL_WARM_MATMULS=0` turns it off)');
+if (wu) {
+  const ratios = Object.entries(wu.on.models).map(([name, m]) => {
+    const b = m.levels['1'], t = m.levels['32'];
+    return `${name} p99 TTFT ${f(t.ttft_p99_ms / b.ttft_p50_ms, 2)}× the 1-client TTFT, throughput ${f(t.tokens_per_s / b.tokens_per_s, 1)}×`;
+  });
+  lines.push(
+    '',
+    `With it, at 32 clients: ${ratios.join('; ')} (issue #8's goals: ≤ 3× and ≥ 10×).` +
+      (lt && read(lt).date <= wu.on.date && !read(lt).models?.['InternVL2-8B']?.warm_matmuls ? ' The full load test above was recorded before it.' : ''),
+    '',
+    `Source: \`${wu.file}\` against \`${wu.on.against}\`.`,
+    '',
+  );
+}
+
+// Vision ahead (LoadOptions.visionAhead): its A/B (the off side is that date's loadtest file, or
+// the plain 1- and 32-client levels `bench/run_loadtest.sh vision` ran for it).
+const vaAB = loadtestAB(
+  'visionahead-loadtest-',
+  "**Vision ahead** (`visionAhead`: a vision thread encodes each request's tiles on a CUDA stream of its own as soon as it arrives, while the running requests keep decoding; off by default)",
+  { title: 'tiles encoded ahead / requests', cell: (r) => `${r.engine?.vision_ahead_tiles ?? '–'} / ${r.requests}` },
+);
+const va = vaAB?.file;
+const vaOn = vaAB?.on;
+if (vaAB) {
   lines.push('', `Source: \`${va}\` against \`${vaOn.against}\`.`);
   // every run of the day (visionahead-runs-*.json): one pair is not the verdict, the spread is
   const runsFile = latest('bench/results', 'visionahead-runs-');
