@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { bin } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-for (const rel of typeof bin === 'string' ? [bin] : Object.values(bin ?? {})) {
+// dist/cli/main.js too: it was the bin until 2026-11-29, and npx keeps a link per project
+// directory that still points at it (a checkout used before then answered "Permission denied").
+for (const rel of [...(typeof bin === 'string' ? [bin] : Object.values(bin ?? {})), './dist/cli/main.js']) {
   const path = join(root, rel);
   if (!existsSync(path)) throw new Error(`bin ${rel} does not exist: build dist/ first (tsc -p tsconfig.build.json)`);
   chmodSync(path, statSync(path).mode | 0o111);
