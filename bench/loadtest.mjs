@@ -149,7 +149,9 @@ const splitOf = (ts) => {
 const info = runtimeInfo();
 const [warm] = await clients([[(await pictures(1))[0]]], 0); // warm-up (kernels, allocator)
 const rampMs = rampArg === 'auto' ? Math.round(warm.totalMs) : Number(rampArg);
-const doc = { engine: 'internvl-node', what: 'loadtest', uv_threadpool_size: uvThreadpoolSize, backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, vision_ahead: visionAhead, prefill_chunk_tokens: prefillChunkTokens ?? null, clients_in_worker: true, levels: {} };
+// the load-time matmul warm-up (EngineOptions::warmMatmulShapes) unless the environment turns it off
+const warmMatmuls = process.env.INTERNVL_WARM_MATMULS !== '0';
+const doc = { engine: 'internvl-node', what: 'loadtest', uv_threadpool_size: uvThreadpoolSize, warm_matmuls: warmMatmuls, backend, gpu: backend === 'cuda' ? info.cuda.devices[0]?.name : 'cpu', date: new Date().toISOString().slice(0, 10), config, dtype, load_dummy_s: loadS, max_tokens: maxTokens, requests_per_client: perClient, ramp_ms: rampMs, distinct_images: !sameImage, mixed_steps: mixedSteps, vision_ahead: visionAhead, prefill_chunk_tokens: prefillChunkTokens ?? null, clients_in_worker: true, levels: {} };
 // The 1-client level is every ratio's base: at least 8 requests there, so its TTFT is not one
 // of 3 samples (a 3-request base moved 37 → 46 ms between two runs of 2026-11-29).
 const requestsAt = (n) => (n === 1 ? Math.max(perClient, 8) : perClient);

@@ -3,9 +3,9 @@
 # shapes (dummy weights) under 1/8/32/128 concurrent streaming clients (each request its own
 # picture; clients start spread over one request time: steady state, not the opening burst), then the transformers
 # baseline's static batches of the same requests in the same session; writes
-# bench/results/loadtest-<date>-<gpu>.json (+ the baseline file it pairs with) and the mixed-steps
-# A/B bench/results/mixedsteps-loadtest-<date>-<gpu>.json (each model with its default setting
-# in the first, off in the second), and the vision-ahead A/B
+# bench/results/loadtest-<date>-<gpu>.json (+ the baseline file it pairs with); with MIXED=1 the
+# mixed-steps A/B bench/results/mixedsteps-loadtest-<date>-<gpu>.json (each model with its default
+# setting in the first, off in the second), with VISION_AB=1 the vision-ahead A/B
 # bench/results/visionahead-loadtest-<date>-<gpu>.json (on; off in the first). `vision` runs only
 # that A/B, its plain side at 1 and 32 clients written to visionahead-off-loadtest-<date>-<gpu>.json.
 # `threadpool` runs only the libuv threadpool A/B (Node's 4 threads vs what `internvl serve`
@@ -47,8 +47,9 @@ if [[ $what == ours || $what == all ]]; then
 fi
 # The mixed-steps A/B (LoadOptions.mixedSteps, on by default on CUDA): the 1- and 32-client
 # levels again with them off, in the same session; report.mjs shows it beside the file above
-# (MIXED=0 skips it).
-if [[ ( $what == ours || $what == all ) && ${MIXED:-1} != 0 ]]; then
+# (MIXED=1 runs it: settled on 2026-11-29, four A/Bs, ENGINE.md; off by default, since device
+# time is scarce).
+if [[ ( $what == ours || $what == all ) && ${MIXED:-0} != 0 ]]; then
   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
     --concurrency 1 32 --requests 4 --ramp-ms auto --no-mixed-steps --out "$tmp/mixed-8b.json"
   node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
@@ -58,7 +59,8 @@ if [[ ( $what == ours || $what == all ) && ${MIXED:-1} != 0 ]]; then
     "bench/results/loadtest-${date}-${gpu}.json"
 fi
 # The vision-ahead A/B (LoadOptions.visionAhead, off by default): the 1- and 32-client levels
-# again with it on, in the same session (VISION_AB=0 skips it). Its off side is the loadtest
+# again with it on, in the same session (VISION_AB=1 runs it with ours/all: settled on
+# 2026-11-29, seven pairs, not a gain; off by default). Its off side is the loadtest
 # file of the same date, or with `vision` (a short device run: only this A/B) the same two
 # levels run here without the flag.
 against=bench/results/loadtest-${date}-${gpu}.json
@@ -72,7 +74,7 @@ if [[ $what == vision ]]; then
     "loadtest at 1 and 32 clients, each model with its default settings (vision ahead off): the off side of the vision-ahead A/B of the same date" \
     "bench/results/visionahead-loadtest-${date}-${gpu}.json"
 fi
-if [[ $what == vision || ( ( $what == ours || $what == all ) && ${VISION_AB:-1} != 0 ) ]]; then
+if [[ $what == vision || ( ( $what == ours || $what == all ) && ${VISION_AB:-0} != 0 ) ]]; then
   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
     --concurrency 1 32 --requests 4 --ramp-ms auto --vision-ahead --out "$tmp/vision-8b.json"
   node bench/loadtest.mjs --config bench/configs/InternVL2-40B.json --tokenizer test/fixtures/models/tiny-qwen2 \
