@@ -10,11 +10,12 @@ import { availableParallelism } from 'node:os';
 export const NODE_DEFAULT_UV_THREADPOOL_SIZE = 4;
 
 /**
- * One thread per core: each request's preprocessing (sharp's decode, the addon's tiling) is a
- * pool task of a few ms of CPU, so a burst of arrivals preprocesses in parallel instead of
- * queueing 4 at a time (issue #8: preprocessing p99 3x its p50 at 32 clients on 16 cores).
- * Never below Node's 4 (pool threads also block on fs and DNS); at most 64, past which more
- * threads only add idle stacks on very wide hosts.
+ * One thread per core: each request's preprocessing (sharp's decode, the addon's tiling) runs
+ * as pool tasks, so a burst of arrivals preprocesses in parallel instead of queueing 4 at a
+ * time. That matters for many-tile photos (100-150 ms of pool work each); with one-tile pictures
+ * the H200 load test measured no difference (docs/SERVER.md). Never below Node's 4 (pool threads
+ * also block on fs and DNS); at most 64, past which more threads only add idle stacks on very
+ * wide hosts.
  */
 export function defaultUvThreadpoolSize(cores: number = availableParallelism()): number {
   return Math.min(64, Math.max(NODE_DEFAULT_UV_THREADPOOL_SIZE, cores));
