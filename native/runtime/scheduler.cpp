@@ -380,7 +380,7 @@ void Scheduler::admit(const std::shared_ptr<Submission>& s, const std::vector<Pr
     ++stats_.admittedRequests;
   }
   const int64_t bs = engine_.kv().blockSize(), n = engine_.spec().numImageToken();
-  {
+  if (engine_.visionAhead()) {
     // a reused prefix holds some of its tiles: the vision thread, if it has not begun them,
     // leaves the rest to the prefill step (it checks the cache itself too, but this request
     // may have taken the entry over first)
@@ -439,7 +439,7 @@ Scheduler::PrefillPlan Scheduler::planPrefill() {
   for (auto& up : prefilling_) {
     Running& r = *up;
     const GenerateRequest& req = r.sub->request;
-    {
+    if (engine_.visionAhead()) {
       std::lock_guard<std::mutex> lk(mu_);
       if (waitsForVision(r)) continue;  // its tiles are on their way: a later step prefills it
     }
@@ -460,7 +460,7 @@ Scheduler::PrefillPlan Scheduler::planPrefill() {
         starting.push_back({&q, firstTile});
         startingWho.emplace_back(&r, b);
         Tensor ahead;
-        {
+        if (engine_.visionAhead()) {
           std::lock_guard<std::mutex> lk(mu_);
           if (r.sub->ahead == Submission::Ahead::Ready && r.sub->aheadRows.at(b).defined()) {
             ahead = r.sub->aheadRows[b].slice0(firstTile * tileTokens, (q.tiles - firstTile) * tileTokens);
@@ -494,7 +494,7 @@ bool Scheduler::waitForVision() {
 
 void Scheduler::dropCached(size_t i) {
   const CachedPrefix& e = *cache_[i];
-  if (!e.tileHash.empty()) {
+  if (engine_.visionAhead() && !e.tileHash.empty()) {
     std::lock_guard<std::mutex> lk(mu_);
     auto it = cachedFirstTiles_.find(e.tileHash[0]);
     if (it != cachedFirstTiles_.end()) cachedFirstTiles_.erase(it);
@@ -681,7 +681,7 @@ void Scheduler::afterPrefill(const PrefillPlan& plan, std::vector<std::vector<fl
     if (r.prefilled[b] < int64_t(req.sequences[b].inputIds.size())) continue;
     r.prefillNext = b + 1;
     r.image[b] = Tensor();  // its rows are in the cache now
-    {
+    if (engine_.visionAhead()) {
       std::lock_guard<std::mutex> lk(mu_);
       if (b < r.sub->aheadRows.size()) r.sub->aheadRows[b] = Tensor();
     }
@@ -911,7 +911,7 @@ void Scheduler::sequenceEnded(Running& r, size_t b) {
     return;
   }
   auto e = std::make_unique<CachedPrefix>(CachedPrefix{std::move(kv), std::move(ids), tileHashes(q), ++useClock_, false});
-  if (!e->tileHash.empty()) {
+  if (engine_.visionAhead() && !e->tileHash.empty()) {
     std::lock_guard<std::mutex> lk(mu_);
     cachedFirstTiles_.insert(e->tileHash[0]);
   }

@@ -152,7 +152,7 @@ class Scheduler {
   // The engine thread has nothing to step but prefills whose tiles the vision thread still owes:
   // waits until that changes (or anything else happens). False: there was something to do.
   bool waitForVision();
-  // Erases cache_[i] (and its first tile from cachedFirstTiles_).
+  // Erases cache_[i] (and, with vision ahead, its first tile from cachedFirstTiles_).
   void dropCached(size_t i);
   // The step's new tiles through the ViT (tiles repeated within the step once), and every
   // part's image rows.
