@@ -43,8 +43,8 @@ export interface EngineLoadOptions {
   /**
    * Encode each request's image tiles on a vision thread as soon as it is submitted, on a
    * logical device of the vision encoder's own (its own stream on the same GPU), while the
-   * engine thread keeps decoding; the prefill then takes the rows encoded ahead, so the ViT
-   * leaves the critical path of time to first token under load. Costs a second set of CUDA
+   * engine thread keeps decoding; the prefill then takes the rows encoded ahead. Measured not
+   * to lower time to first token under load (docs/ENGINE.md), hence off. Costs a second set of CUDA
    * workspaces and a second allocator on the GPU; on the CPU backend the vision gets a thread
    * pool of its own. Default false.
    */
