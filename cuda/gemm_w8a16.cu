@@ -118,8 +118,20 @@ constexpr int kDecodeThreads = 256;
 // TPW:     16-row tiles per warp (1 or 2): with 2, each activation fragment a warp loads feeds the
 //          MMAs of two tiles, halving the activation reads per weight byte (what limits m = 9..32;
 //          lab README). p.tb then counts warp tiles, TPW tiles each.
+//
+// Two blocks per SM, asked of ptxas: the GEMV's rate follows the weight bytes in flight per SM,
+// so a variant given more than 128 registers a thread runs one block per SM and loses half of
+// them. Without the bound ptxas gave 158 / 162 registers to MT = 2, TPW = 2 (the launcher's
+// m = 9..16 choice), and, the other way round, only 64-80 to the depth-2 variants, which then
+// streamed 1.3-2.5x slower than they do bounded (lab README). Only the lab's MT >= 3 variants
+// with a 4-unit ring or two tiles per warp, which would spill, keep one block.
+template <int MT, int DEPTH, int TPW>
+constexpr int decodeMinBlocks() {
+  return MT >= 3 && (DEPTH == 4 || TPW == 2) ? 1 : 2;
+}
+
 template <int MT, bool GROUPED, int DEPTH, int TPW = 1>
-__global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParams p) {
+__global__ void __launch_bounds__(kDecodeThreads, decodeMinBlocks<MT, DEPTH, TPW>()) decodeKernel(const DecodeParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
   const int tb = p.tb, kwCount = 8 / tb;
@@ -180,13 +192,20 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
   // the end: the MMA chains of consecutive units are then independent. Measured 2026-11-28:
   // accumulating straight into acc (one MMA chain across all units) made per-channel up to 1.5x
   // slower than per-group at the same config.
+  // Per-channel with two tiles per warp at MT = 2 has four independent accumulator chains
+  // already, so it adds into acc directly: the temporary's 16 registers are what kept it above
+  // the 128 of two blocks per SM. (MT = 3, 4 got more registers, not fewer, that way.)
+  constexpr bool kDirect = !GROUPED && TPW == 2 && MT == 2;
   auto compute = [&](const uint4 (&w)[TPW][4], const float (&s)[TPW][2], int i) {
     const int g = g0 + kw + i * kwCount;
-    float t[TPW][MT][4];
+    float tmp[TPW][MT][4];
+    float(&t)[TPW][MT][4] = kDirect ? acc : tmp;
+    if constexpr (!kDirect) {
 #pragma unroll
-    for (int tt = 0; tt < TPW; ++tt)
+      for (int tt = 0; tt < TPW; ++tt)
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) t[tt][mt][0] = t[tt][mt][1] = t[tt][mt][2] = t[tt][mt][3] = 0.f;
+        for (int mt = 0; mt < MT; ++mt) t[tt][mt][0] = t[tt][mt][1] = t[tt][mt][2] = t[tt][mt][3] = 0.f;
+    }
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       uint32_t a0[TPW][4], a1[TPW][4];  // A fragments of k-steps 0 and 1 (rows gi / gi+8 of each tile)
@@ -219,7 +238,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decodeKernel(const DecodeParam
           acc[tt][mt][1] = fmaf(t[tt][mt][1], s[tt][0], acc[tt][mt][1]);
           acc[tt][mt][2] = fmaf(t[tt][mt][2], s[tt][1], acc[tt][mt][2]);
           acc[tt][mt][3] = fmaf(t[tt][mt][3], s[tt][1], acc[tt][mt][3]);
-        } else {
+        } else if constexpr (!kDirect) {
           acc[tt][mt][0] += t[tt][mt][0];
           acc[tt][mt][1] += t[tt][mt][1];
           acc[tt][mt][2] += t[tt][mt][2];
@@ -644,8 +663,10 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
   // From the sweeps of 2026-11-28 (README): 2 tiles per block (each tile's K interleaved over 4
   // warps, so a block reads 8 KB contiguous per step) beat 4 and 8 at every real shape; split K
   // only until the grid has about two blocks per SM (the kv projections: 8 splits); 4 units in
-  // flight per warp for m <= 8, 2 above, except per-channel at m 9..16, where depth 4 measured
-  // 1.1-1.5x faster than depth 2 (per-group the other way round; run 2 sweep, not understood).
+  // flight per warp for m <= 8, 2 above. (Per-channel at m = 9..16 used depth 4 until the kernel
+  // was bounded to two blocks per SM: unbounded, ptxas gave the depth-2 variants 64-80 registers
+  // and they streamed far slower, e.g. gate at m = 16 97.8 us; bounded, 104 registers, 59.5 us
+  // against 75.5 at depth 4. Lab README, 2026-11-29 session 6.)
   //
   // Wave fill (shape sweep of 2026-11-29, results/w8a16-2026-11-29-h200-shape-sweep.txt): the
   // 2-tile grid of the fused qkv (9216 rows: 288 blocks on 264 resident slots, 2 per SM) runs
@@ -669,7 +690,7 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
   auto withSplit = [&](int tb, int want) {
     W8A16DecodeConfig c;
     c.tilesPerBlock = tb;
-    c.depth = (m <= 8 || (m <= 16 && w.scheme == Int8Scheme::PerChannel)) ? 4 : 2;
+    c.depth = m <= 8 ? 4 : 2;
     int split = want;
     while (split > 1) {
       c.splitK = split;
@@ -686,12 +707,23 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
   // 78.1 -> 64.0 us; per-group 41.3 -> 32.7, 93.3 -> 80.7, 108.7 -> 80.2 us), while the kv
   // projection (16 such blocks) stayed best with one tile per warp split 8 ways: so only when the
   // unsplit grid has at least half a block per SM.
-  if (m > 8 && m <= 16 && (tilesN + 3) / 4 >= smCount / 2) {
+  //
+  // Those sweeps ran it at one block per SM (158 registers). Bounded to two (decodeMinBlocks), a
+  // grid under one block per SM would leave half the slots empty, so it is split along K up to
+  // the slots. 40B layer chain at m = 16 with PDL (qkv, o, gate/up, down): 195.5 us/layer, against
+  // 212.2 with one tile per warp at depth 2 and ~224 before the bound. Per-group only with one
+  // tile per warp: its two-tile variant spills under the bound (255.0 against 215.3 us/layer).
+  if (m > 8 && m <= 16 && (tilesN + 3) / 4 >= smCount / 2 && w.scheme == Int8Scheme::PerChannel) {
     W8A16DecodeConfig c;
     c.tilesPerBlock = 2;
     c.tilesPerWarp = 2;
     c.depth = 2;
-    c.splitK = 1;
+    int split = std::max(1, std::min(std::max(1, groups / 2), slots / ((tilesN + 3) / 4)));
+    for (; split > 1; --split) {
+      c.splitK = split;
+      if (w8a16DecodeWorkspaceBytes(w, m, c) <= workspaceBytes) break;
+    }
+    c.splitK = split;
     return c;
   }
   const long long blocks2 = static_cast<long long>((tilesN + 1) / 2) * splitFor(2);

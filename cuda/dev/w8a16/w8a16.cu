@@ -880,7 +880,7 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
       fillF32Kernel<<<256, 256, 0, stream>>>(lw[l].gr[i], grN, 1e-4f);
       CK(cudaGetLastError());
     }
-  const int mMaxRows = 8;
+  const int mMaxRows = 16;
   bf16* xa = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 7168 * 2));
   bf16* qkvOut = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 9216 * 2));
   bf16* attn = static_cast<bf16*>(alloc(static_cast<size_t>(mMaxRows) * 7168 * 2));
@@ -900,7 +900,7 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
   fillF32Kernel<<<2, 256, 0, stream>>>(cosT, static_cast<size_t>(mMaxRows) * 64, 0.6f);
   fillF32Kernel<<<2, 256, 0, stream>>>(sinT, static_cast<size_t>(mMaxRows) * 64, 0.8f);
   {
-    const int64_t sl[mMaxRows] = {5, 9, 13, 17, 21, 25, 29, 33};
+    const int64_t sl[mMaxRows] = {5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61, 63};
     CK(cudaMemcpy(slots, sl, sizeof sl, cudaMemcpyHostToDevice));
   }
   fillRandomBf16<<<64, 256, 0, stream>>>(dOut, static_cast<size_t>(mMaxRows) * 7168, 10, 1.f);
@@ -924,7 +924,7 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
               "off us/l", "TB/s", "%4.3", "PDL us/l", "TB/s", "%4.3", "gain");
   for (int l2 : l2List)
   for (Int8Scheme sc : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128})
-    for (int m : {1, 8})
+    for (int m : {1, 8, 16})
       for (bool withSmall : {false, true}) {
         const bool grp = sc == Int8Scheme::PerGroup128;
         auto small = [&](bf16* dst, const bf16* src, size_t n) {
@@ -1031,7 +1031,16 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
       {"76B", "q_proj", 8192, 8192},          {"76B", "kv_proj", 1024, 8192},     {"76B", "gate_proj", 28672, 8192},
       {"76B", "down_proj", 8192, 28672},
   };
-  const std::vector<int> ms = {1, 2, 4, 8, 16, 32, 64, 152, 1024};
+  // W8A16_BENCH_MS=1,16 restricts the m list (a quick A/B of the decode sizes).
+  std::vector<int> ms = {1, 2, 4, 8, 16, 32, 64, 152, 1024};
+  if (const char* only = std::getenv("W8A16_BENCH_MS")) {
+    ms.clear();
+    for (const char* c = only; *c != 0;) {
+      ms.push_back(std::atoi(c));
+      while (*c != 0 && *c != ',') ++c;
+      if (*c == ',') ++c;
+    }
+  }
   const int mMax = 1024;
 
   Json js;
