@@ -247,16 +247,19 @@ if (lt) {
   // A/B file, which then had them on).
   const mx = latest('bench/results', 'mixedsteps-loadtest-');
   const m = mx ? read(mx) : undefined;
-  if (m && m.against === lt) {
+  // Its pair is the file it names (`against`), which a later full load test may have
+  // superseded as the table above.
+  const base = m && m.against ? (m.against === lt ? d : existsSync(join(root, m.against)) ? read(m.against) : undefined) : undefined;
+  if (m && base) {
     const mxItl = Object.values(m.models).some((x) => Object.values(x.levels).some((r) => r.itl_p99_ms !== undefined));
     lines.push(
       '**Mixed steps** (`mixedSteps`: the running sequences decode inside each prefill step instead of in a step of their own; by default on for CUDA), same session:',
       '',
-      `| model | clients | in the table above | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT off / on |${mxItl ? ' inter-token p99 off / on |' : ''}`,
+      `| model | clients | ${m.against === lt ? 'in the table above' : 'in its pair'} | output tok/s off → on | TTFT p50 off → on | TTFT p99 off → on | p99 ÷ 1-client TTFT off / on |${mxItl ? ' inter-token p99 off / on |' : ''}`,
       `|---|---|---|---|---|---|---|${mxItl ? '---|' : ''}`,
     );
     for (const [name, other] of Object.entries(m.models)) {
-      const main = d.models[name];
+      const main = base.models[name];
       if (!main) continue;
       const otherOn = other.mixed_steps !== false;
       const [off, on] = otherOn ? [main, other] : [other, main];
@@ -271,7 +274,7 @@ if (lt) {
         );
       }
     }
-    lines.push('', `Source: \`${mx}\`.`, '');
+    lines.push('', `Source: \`${mx}\`${m.against === lt ? '' : ` against \`${m.against}\``}.`, '');
   }
 }
 

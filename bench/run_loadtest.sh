@@ -3,7 +3,7 @@
 # shapes (dummy weights) under 1/8/32/128 concurrent streaming clients (each request its own
 # picture; clients start spread over one request time: steady state, not the opening burst), then the transformers
 # baseline's static batches of the same requests in the same session; writes
-# bench/results/loadtest-<date>-<gpu>.json (+ the baseline file it pairs with); with MIXED=1 the
+# bench/results/loadtest-<date>[b, c, ..]-<gpu>.json (+ the baseline file it pairs with); with MIXED=1 the
 # mixed-steps A/B bench/results/mixedsteps-loadtest-<date>-<gpu>.json (each model with its default
 # setting in the first, off in the second), with VISION_AB=1 the vision-ahead A/B
 # bench/results/visionahead-loadtest-<date>-<gpu>.json (on; off in the first). `vision` runs only
@@ -20,6 +20,15 @@ tmp=${OUT:-/tmp}
 # The static-batching comparison: its own transformers run, or (BASELINE=file) the one
 # bench/run_all.sh made in the same session (it measures the same batches).
 baseline=${BASELINE:-bench/results/baseline-transformers-${date}-${gpu}-loadtest.json}
+# The day's load-test file. A new run never overwrites an earlier one (the A/B files name it as
+# their pair): the day's second run writes loadtest-<date>b-<gpu>.json, and so on; the modes
+# that only pair with it take the day's last one.
+main=bench/results/loadtest-${date}-${gpu}.json
+for s in b c d e f g h i j; do
+  next=bench/results/loadtest-${date}${s}-${gpu}.json
+  if [[ $what == ours || $what == all ]]; then [[ -e $main ]] || break; main=$next
+  else [[ -e $next ]] || break; main=$next; fi
+done
 # An A/B file: the 8B and 40B runs as its models, `against` naming the file with the other side.
 merge_ab() {
   node -e '
@@ -42,7 +51,7 @@ if [[ $what == ours || $what == all ]]; then
     const doc = { engine: A.engine, what: "loadtest", gpu: A.gpu, date: A.date, baseline: base, max_tokens: A.max_tokens,
       models: { "InternVL2-8B": A, "InternVL2-40B": B } };
     fs.writeFileSync(out, JSON.stringify(doc, null, 2) + "\n");
-  ' "$tmp/loadtest-8b.json" "$tmp/loadtest-40b.json" "bench/results/loadtest-${date}-${gpu}.json" \
+  ' "$tmp/loadtest-8b.json" "$tmp/loadtest-40b.json" "$main" \
     "$baseline"
 fi
 # The mixed-steps A/B (LoadOptions.mixedSteps, on by default on CUDA): the 1- and 32-client
@@ -56,14 +65,14 @@ if [[ ( $what == ours || $what == all ) && ${MIXED:-0} != 0 ]]; then
     --concurrency 1 32 --requests 3 --ramp-ms auto --no-mixed-steps --out "$tmp/mixed-40b.json"
   merge_ab "$tmp/mixed-8b.json" "$tmp/mixed-40b.json" "bench/results/mixedsteps-loadtest-${date}-${gpu}.json" \
     "loadtest, each model with the mixed-steps setting it does not get by default: off (A/B against the loadtest file of the same date)" \
-    "bench/results/loadtest-${date}-${gpu}.json"
+    "$main"
 fi
 # The vision-ahead A/B (LoadOptions.visionAhead, off by default): the 1- and 32-client levels
 # again with it on, in the same session (VISION_AB=1 runs it with ours/all: settled on
 # 2026-11-29, seven pairs, not a gain; off by default). Its off side is the loadtest
 # file of the same date, or with `vision` (a short device run: only this A/B) the same two
 # levels run here without the flag.
-against=bench/results/loadtest-${date}-${gpu}.json
+against=$main
 if [[ $what == vision ]]; then
   node bench/loadtest.mjs --config bench/configs/InternVL2-8B.json --tokenizer test/fixtures/models/tiny-qwen2 \
     --concurrency 1 32 --requests 4 --ramp-ms auto --out "$tmp/visionoff-8b.json"
