@@ -699,9 +699,15 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
   auto withSplit = [&](int tb, int want) {
     W8A16DecodeConfig c;
     c.tilesPerBlock = tb;
-    c.depth = m <= 8 ? 4 : 2;
-    if (m <= 8 && w8a16::labSmallDepth.load(std::memory_order_relaxed) != 0)
-      c.depth = w8a16::labSmallDepth.load(std::memory_order_relaxed);
+    // m <= 8: depth 4 (two blocks per SM), except on grids of two or more waves at three blocks
+    // per SM (the stacked gate/up of 8B-76B), where depth 2 runs three blocks per SM: 40B layer
+    // chain with PDL 163.3 -> 156.6 us/layer at m = 1, 169.3 -> 163.3 at m = 8. Everywhere, depth 2
+    // gained without PDL and lost with it (lab README, session 6: a third block slot per SM lets
+    // the next kernel's early blocks land unevenly), except where the grid fills the slots.
+    const bool manyWaves = static_cast<long long>((tilesN + tb - 1) / tb) * want >= 6LL * smCount;
+    c.depth = m <= 8 && !manyWaves ? 4 : 2;
+    const int lab = w8a16::labSmallDepth.load(std::memory_order_relaxed);
+    if (m <= 8 && lab > 0) c.depth = lab;
     int split = want;
     while (split > 1) {
       c.splitK = split;
