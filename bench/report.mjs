@@ -123,6 +123,32 @@ if (int8Rows.length) {
   lines.push('');
 }
 
+// Later 40B decode steps than the table above (kernel changes measured without a full bench
+// run): the latest decode-steps-*.json, int8 beside bf16 of the same call per label and batch.
+const ds = latest('bench/results', 'decode-steps-');
+if (ds) {
+  const d = read(ds);
+  lines.push(
+    `**Later 40B decode steps** (${d.gpu}, ${d.date}; \`bench/profile.mjs\`, ms per step, each line one call's runs):`,
+    '',
+    '| run | batch | int8 ms | bf16 ms | int8 ÷ bf16 speed | int8 tok/s per sequence | % of int8 roofline |',
+    '|---|---|---|---|---|---|---|',
+  );
+  const keyOf = (r) => `${r.label}\u0000${r.batch}`;
+  for (const key of [...new Set(d.runs.map(keyOf))]) {
+    const rs = d.runs.filter((r) => keyOf(r) === key);
+    const [label, batch] = key.split('\u0000');
+    const of = (dt) => rs.filter((r) => r.dtype === dt).map((r) => r.step_ms);
+    const i8 = of('int8'), b16 = of('bf16');
+    const lo = f(Math.min(...b16) / Math.max(...i8), 2), hi = f(Math.max(...b16) / Math.min(...i8), 2);
+    const ratio = i8.length && b16.length ? `${lo === hi ? lo : `${lo}–${hi}`}×` : '–';
+    const tok = i8.length ? 1000 / Math.min(...i8) : undefined;
+    const roof = batch === '1' && d.int8_roofline_tok_s && tok ? `${f((100 * tok) / d.int8_roofline_tok_s, 0)}% of ${d.int8_roofline_tok_s}` : '';
+    lines.push(`| ${label} | ${batch} | ${i8.map((x) => f(x, 2)).join(' / ') || '–'} | ${b16.map((x) => f(x, 2)).join(' / ') || '–'} | ${ratio} | ${f(tok, 1)} | ${roof} |`);
+  }
+  lines.push('', `Source: \`${ds}\` (the int8 roofline is the table above's).`, '');
+}
+
 // Device map (issue #10): the latest devicemap-*.json (several GPUs of one host).
 const dm = latest('bench/results', 'devicemap-');
 if (dm) {
@@ -365,19 +391,43 @@ if (existsSync(join(root, att))) {
   }
 }
 
-const w8 = 'cuda/dev/w8a16/results/w8a16-2026-11-28-h200.json';
-if (existsSync(join(root, w8))) {
+// The W8A16 lab: the latest session's final run (m = 1 and 16 against cuBLAS bf16, and the 40B
+// layer chain), else the first full run (m = 1 only).
+const w8 = ['cuda/dev/w8a16/results/w8a16-2026-11-29-h200-s6-final.json', 'cuda/dev/w8a16/results/w8a16-2026-11-28-h200.json'].find(
+  (x) => existsSync(join(root, x)),
+);
+if (w8) {
   const w = read(w8);
   const pick = (shape, m, kernel) => w.results.find((r) => r.model === '40B' && r.shape === shape && r.m === m && r.kernel === kernel);
   const shapes = [...new Set(w.results.filter((r) => r.model === '40B' && r.m === 1 && r.kernel === 'cublas bf16').map((r) => r.shape))];
+  const ms = [1, 16].filter((m) => shapes.some((s) => pick(s, m, 'w8a16 per-channel')));
   if (shapes.length) {
-    lines.push('### Kernel lab: W8A16 int8 GEMV vs cuBLAS bf16 (40B shapes, m = 1)', '', '| shape | int8 per-channel µs | % int8 roofline | cuBLAS bf16 µs | speedup |', '|---|---|---|---|---|');
+    lines.push(
+      `### Kernel lab: W8A16 int8 GEMV vs cuBLAS bf16 (40B shapes, m = ${ms.join(' and ')}, each call alone, L2 flushed)`,
+      '',
+      `| shape |${ms.map((m) => ` m = ${m}: int8 per-channel µs | % int8 roofline | cuBLAS bf16 µs | speedup |`).join('')}`,
+      `|---|${ms.map(() => '---|---|---|---|').join('')}`,
+    );
     for (const s of shapes) {
-      const q = pick(s, 1, 'w8a16 per-channel');
-      const c = pick(s, 1, 'cublas bf16');
-      if (q && c) lines.push(`| ${s} | ${f(q.us)} | ${f(q.pct_roofline, 0)}% | ${f(c.us)} | ${f(c.us / q.us, 2)}× |`);
+      const cells = ms.map((m) => {
+        const q = pick(s, m, 'w8a16 per-channel');
+        const c = pick(s, m, 'cublas bf16');
+        return q && c ? ` ${f(q.us)} | ${f(q.pct_roofline, 0)}% | ${f(c.us)} | ${f(c.us / q.us, 2)}× |` : ' – | – | – | – |';
+      });
+      lines.push(`| ${s} |${cells.join('')}`);
     }
-    lines.push('', `Source: \`${w8}\`.`, '');
+    const chain = w.results.filter((r) => r.summary === '40B layer chain' && r.pdl && r.kernels === '4 GEMV');
+    if (chain.length) {
+      lines.push(
+        '',
+        'The same GEMVs as a 40B decode step runs them (qkv, o, gate/up, down per layer, 60 distinct layers, each reading the previous output, programmatic dependent launch), µs per layer:',
+        '',
+        '| scheme | m | µs / layer | weight TB/s | % of 4.3 TB/s |',
+        '|---|---|---|---|---|',
+      );
+      for (const r of chain) lines.push(`| ${r.scheme} | ${r.m} | ${f(r.us_per_layer)} | ${f(r.TBps, 2)} | ${f(r.pct_4_3TBps, 0)}% |`);
+    }
+    lines.push('', `Source: \`${w8}\` (\`cuda/dev/w8a16\`).`, '');
   }
 }
 
