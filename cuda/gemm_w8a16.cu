@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -669,17 +668,6 @@ size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeC
   return w8a16::kCounterBytes + static_cast<size_t>(cfg.splitK) * m * w.n * sizeof(float);
 }
 
-namespace w8a16 {
-// INTERNVL_W8A16_FILL3=1: the three-slot fill rule in w8a16ChooseDecode (read once).
-bool fillThree() {
-  static const bool on = [] {
-    const char* v = std::getenv("INTERNVL_W8A16_FILL3");
-    return v != nullptr && v[0] == '1';
-  }();
-  return on;
-}
-}  // namespace w8a16
-
 W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes) {
   // From the sweeps of 2026-11-28 (README): 2 tiles per block (each tile's K interleaved over 4
   // warps, so a block reads 8 KB contiguous per step) beat 4 and 8 at every real shape; split K
@@ -756,28 +744,6 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
     return c;
   }
   const long long blocks2 = static_cast<long long>((tilesN + 1) / 2) * splitFor(2);
-  // Three-slot fill (INTERNVL_W8A16_FILL3=1; the session-6 A/B): at m <= 8, per-channel grids of
-  // under two waves at three blocks per SM run depth 2 with the tile count and K split whose one
-  // wave fills the 3 x SMs slots best (each warp keeping at least two units a call), so that no
-  // third slot is left free for the next kernel's early blocks (lab README).
-  if (m <= 8 && w.scheme == Int8Scheme::PerChannel && w8a16::fillThree() && blocks2 < 6LL * smCount) {
-    const long long slots3 = 3LL * smCount;
-    W8A16DecodeConfig best;
-    long long bestBlocks = 0;
-    for (int tb : {2, 4, 8}) {
-      const long long cols = (tilesN + tb - 1) / tb;
-      const int maxSplit = std::max(1, groups / (2 * (8 / tb)));
-      for (int split = 1; split <= maxSplit && cols * split <= slots3; ++split) {
-        W8A16DecodeConfig c;
-        c.tilesPerBlock = tb;
-        c.splitK = split;
-        c.depth = 2;
-        if (cols * split > bestBlocks && (split == 1 || w8a16DecodeWorkspaceBytes(w, m, c) <= workspaceBytes))
-          best = c, bestBlocks = cols * split;
-      }
-    }
-    if (bestBlocks > 0) return best;
-  }
   if (m <= 8 && blocks2 > slots && fill(2) < 0.75) {
     int best = 2;
     for (int tb : {4, 8})
