@@ -696,6 +696,12 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
     const long long waves = (blocks + slots - 1) / slots;
     return static_cast<double>(blocks) / static_cast<double>(waves * slots);
   };
+  // c with the largest K split up to `want` whose workspace fits (unsplit needs none).
+  auto fitSplit = [&](W8A16DecodeConfig c, int want) {
+    for (c.splitK = std::max(1, want); c.splitK > 1; --c.splitK)
+      if (w8a16DecodeWorkspaceBytes(w, m, c) <= workspaceBytes) break;
+    return c;
+  };
   auto withSplit = [&](int tb, int want) {
     W8A16DecodeConfig c;
     c.tilesPerBlock = tb;
@@ -708,14 +714,7 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
     c.depth = m <= 8 && !manyWaves ? 4 : 2;
     const int lab = w8a16::labSmallDepth.load(std::memory_order_relaxed);
     if (m <= 8 && lab > 0) c.depth = lab;
-    int split = want;
-    while (split > 1) {
-      c.splitK = split;
-      if (w8a16DecodeWorkspaceBytes(w, m, c) <= workspaceBytes) break;
-      --split;
-    }
-    c.splitK = split;
-    return c;
+    return fitSplit(c, want);
   };
   // Two tiles per warp at m = 9..16 (sweep of 2026-11-29, results/w8a16-2026-11-29-h200-run4-*):
   // each activation fragment then feeds two tiles' MMAs, halving the activation reads per weight
@@ -735,13 +734,7 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
     c.tilesPerBlock = 2;
     c.tilesPerWarp = 2;
     c.depth = 2;
-    int split = std::max(1, std::min(std::max(1, groups / 2), slots / ((tilesN + 3) / 4)));
-    for (; split > 1; --split) {
-      c.splitK = split;
-      if (w8a16DecodeWorkspaceBytes(w, m, c) <= workspaceBytes) break;
-    }
-    c.splitK = split;
-    return c;
+    return fitSplit(c, std::min(std::max(1, groups / 2), slots / ((tilesN + 3) / 4)));
   }
   const long long blocks2 = static_cast<long long>((tilesN + 1) / 2) * splitFor(2);
   if (m <= 8 && blocks2 > slots && fill(2) < 0.75) {
