@@ -12,7 +12,9 @@
 //                                  then the 40B layer chain (4 GEMVs/layer over N distinct layers,
 //                                  default 60) without and with PDL (--layers 0 skips it,
 //                                  --no-shapes skips the per-shape part, --l2-ahead 0,4 sweeps
-//                                  the decode kernel's L2 prefetch distance in it)
+//                                  the decode kernel's L2 prefetch distance in it; --kv N adds
+//                                  "step+attn": the step with the production decode attention
+//                                  over N keys per sequence instead of the stand-in)
 //   ./w8a16 ceiling [--reps N]     read bandwidth of the 40B weight shapes with no compute (plain
 //                                  read, the decode kernel's access pattern) beside the GEMV and
 //                                  a device-to-device copy: what the GEMV could reach at best
@@ -43,6 +45,7 @@
 #include "elementwise.h"
 #include "gemm_w8a16_tuning.h"
 #include "norm.h"
+#include "paged_attention.h"
 #include "pdl.h"
 #include "qkv_rope_append.h"
 #include "quantize_int8.h"
@@ -824,7 +827,7 @@ __global__ void standInKernel(bf16* dst, const bf16* src, size_t n) {
 // runs), without and with PDL; also as the step runs them ("step": with the step's own
 // addRmsNorm, qkvRopeAppend and siluMulHalves between the GEMVs, and a stand-in kernel for the
 // attention). Median of `reps` passes.
-static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2List,
+static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2List, int kvLen,
                           const std::function<void(const std::string&)>& row) {
   struct Shape {
     const char* name;
@@ -914,6 +917,47 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
       wsBytes = std::max(wsBytes, w8a16WorkspaceBytes(W8A16Weight{lw[0].q[0], lw[0].pc[0], sh.n, sh.k, sc}));
   void* ws = alloc(wsBytes);
   CK(cudaMemsetAsync(ws, 0, wsBytes, stream));
+
+  // "step+attn" (kvLen > 0): each layer's own paged K/V cache (page size 16, 8 kv heads x 128)
+  // holding kvLen keys for each of mMaxRows sequences; sequence b owns pages
+  // b * pagesPerSeq ..; its new key (written by qkvRopeAppend this step) is key kvLen - 1.
+  const int pageSize = 16, pagesPerSeq = kvLen > 0 ? (kvLen + pageSize - 1) / pageSize : 0;
+  const size_t kvLayerElems = static_cast<size_t>(mMaxRows) * pagesPerSeq * pageSize * 8 * 128;
+  std::vector<bf16*> kLayer, vLayer;
+  int32_t *kvIndptr = nullptr, *kvIndices = nullptr, *kvLast = nullptr;
+  int64_t* kvSlots = nullptr;
+  void* attnWs = nullptr;
+  size_t attnWsBytes = 0;
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  if (kvLen > 0) {
+    for (int l = 0; l < layers; ++l) {
+      kLayer.push_back(static_cast<bf16*>(alloc(kvLayerElems * 2)));
+      vLayer.push_back(static_cast<bf16*>(alloc(kvLayerElems * 2)));
+      fillRandomBf16<<<256, 256, 0, stream>>>(kLayer.back(), kvLayerElems, 300 + 2 * l, 1.f);
+      fillRandomBf16<<<256, 256, 0, stream>>>(vLayer.back(), kvLayerElems, 301 + 2 * l, 1.f);
+    }
+    CK(cudaGetLastError());
+    std::vector<int32_t> indptr(mMaxRows + 1), indices(static_cast<size_t>(mMaxRows) * pagesPerSeq), last(mMaxRows);
+    std::vector<int64_t> newSlot(mMaxRows);
+    for (int b = 0; b <= mMaxRows; ++b) indptr[b] = b * pagesPerSeq;
+    for (size_t i = 0; i < indices.size(); ++i) indices[i] = static_cast<int32_t>(i);
+    for (int b = 0; b < mMaxRows; ++b) {
+      last[b] = kvLen - (pagesPerSeq - 1) * pageSize;
+      newSlot[b] = (static_cast<int64_t>(b) * pagesPerSeq + (kvLen - 1) / pageSize) * pageSize + (kvLen - 1) % pageSize;
+    }
+    kvIndptr = static_cast<int32_t*>(alloc(indptr.size() * 4));
+    kvIndices = static_cast<int32_t*>(alloc(indices.size() * 4));
+    kvLast = static_cast<int32_t*>(alloc(last.size() * 4));
+    kvSlots = static_cast<int64_t*>(alloc(newSlot.size() * 8));
+    CK(cudaMemcpy(kvIndptr, indptr.data(), indptr.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(kvIndices, indices.data(), indices.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(kvLast, last.data(), last.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(kvSlots, newSlot.data(), newSlot.size() * 8, cudaMemcpyHostToDevice));
+    for (int mm = 1; mm <= mMaxRows; ++mm)
+      attnWsBytes = std::max(attnWsBytes, planPagedDecode(mm, 56, 8, 128, kvLen, sms).workspace_bytes);
+    if (attnWsBytes > 0) attnWs = alloc(attnWsBytes);
+  }
   CK(cudaStreamSynchronize(stream));
 
   cudaEvent_t e0, e1;
@@ -925,8 +969,11 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
   for (int l2 : l2List)
   for (Int8Scheme sc : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128})
     for (int m : {1, 8, 16})
-      for (bool withSmall : {false, true}) {
+      for (int variant : {0, 1, 2}) {
+        if (variant == 2 && kvLen <= 0) continue;
+        const bool withSmall = variant > 0, realAttn = variant == 2;
         const bool grp = sc == Int8Scheme::PerGroup128;
+        const DecodePlan plan = realAttn ? planPagedDecode(m, 56, 8, 128, kvLen, sms) : DecodePlan{};
         auto small = [&](bf16* dst, const bf16* src, size_t n) {
           launchMaybePdl(pdlEnabled(), standInKernel, dim3(16), dim3(256), 0, stream, dst, src, n);
         };
@@ -945,8 +992,24 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
             // The step's own kernels (decoder.cpp order), attention as a stand-in (o reads it).
             addRmsNormBf16(normOut, xa, dOut, normW, m, 7168, 1e-6f, stream);
             gemmW8A16(W(0), normOut, m, qkvOut, nullptr, stream, ws, wsBytes);
-            qkvRopeAppendBf16(qh, kC, vC, qkvOut, cosT, sinT, ivl::DType::F32, slots, m, 56, 8, 64, stream);
-            small(attn, qh, static_cast<size_t>(m) * 7168);
+            if (realAttn) {
+              PagedKV kv;
+              kv.k_pages = kLayer[l];
+              kv.v_pages = vLayer[l];
+              kv.kv_indptr = kvIndptr;
+              kv.kv_indices = kvIndices;
+              kv.kv_last_page_len = kvLast;
+              kv.batch = m;
+              kv.page_size = pageSize;
+              kv.num_kv_heads = 8;
+              kv.head_dim = 128;
+              qkvRopeAppendBf16(qh, kLayer[l], vLayer[l], qkvOut, cosT, sinT, ivl::DType::F32, kvSlots, m, 56, 8, 64,
+                                stream);
+              pagedDecode(qh, 56 * 128, attn, 56, kv, plan, attnWs, attnWsBytes, 0.f, stream);
+            } else {
+              qkvRopeAppendBf16(qh, kC, vC, qkvOut, cosT, sinT, ivl::DType::F32, slots, m, 56, 8, 64, stream);
+              small(attn, qh, static_cast<size_t>(m) * 7168);
+            }
             gemmW8A16(W(1), attn, m, oOut, nullptr, stream, ws, wsBytes);
             addRmsNormBf16(normOut, xa, oOut, normW, m, 7168, 1e-6f, stream);
             gemmW8A16(W(2), normOut, m, guOut, nullptr, stream, ws, wsBytes);
@@ -974,7 +1037,7 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
           us[pdl] = t[pdl][t[pdl].size() / 2];
         }
         const double bytes = static_cast<double>(packedPerLayer + (grp ? grPerLayer : pcPerLayer));
-        const char* kn = withSmall ? "step" : "4 GEMV";
+        const char* kn = realAttn ? "step+attn" : withSmall ? "step" : "4 GEMV";
         std::printf("%-13s %2d %-12s %4d | %10.1f %8.2f %7.1f | %10.1f %8.2f %7.1f | %5.1f%%\n",
                     grp ? "per-group128" : "per-channel", m, kn, l2, us[0], bytes / (us[0] * 1e-6) / 1e12,
                     100.0 * bytes / (us[0] * 1e-6) / roofline, us[1], bytes / (us[1] * 1e-6) / 1e12,
@@ -997,7 +1060,7 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
 }
 
 static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, int layers,
-                    const std::vector<int>& l2List) {
+                    const std::vector<int>& l2List, int kvLen) {
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   cudaDeviceProp prop{};
@@ -1203,7 +1266,7 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
               names[i], layer[i][0], 1e6 / (60.0 * layer[i][0]), layer[i][1], 1e6 / (60.0 * layer[i][1])));
     }
   }
-  if (layers > 0) runLayerChain(layers, reps, l2List, row);
+  if (layers > 0) runLayerChain(layers, reps, l2List, kvLen, row);
   js.raw("\n]\n}\n");
   js.close();
   CK(cudaStreamDestroy(stream));
@@ -1484,7 +1547,7 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "validate";
   bool small = false, sweep = false, race = false;
   const char* json = "w8a16-bench.json";
-  int reps = 30, layers = 60;
+  int reps = 30, layers = 60, kvLen = 0;
   bool shapesToo = true;
   std::vector<int> l2List = {0};
   for (int i = 2; i < argc; ++i) {
@@ -1495,6 +1558,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--layers") && i + 1 < argc) layers = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--no-shapes")) shapesToo = false;
+    else if (!std::strcmp(argv[i], "--kv") && i + 1 < argc) kvLen = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--l2-ahead") && i + 1 < argc) {  // comma list of units, layer chain
       l2List.clear();
       for (const char* c = argv[++i]; *c;) {
@@ -1518,13 +1582,13 @@ int main(int argc, char** argv) {
       w8a16SetDecodeLab(std::atoi(d), std::getenv("W8A16_LAB_LATE_TRIGGER") != nullptr);
     else if (std::getenv("W8A16_LAB_LATE_TRIGGER") != nullptr)
       w8a16SetDecodeLab(0, true);
-    if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List);
+    if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List, kvLen);
   } catch (const ivl::Error& e) {
     std::fprintf(stderr, "ivl::Error %s: %s\n", e.codeName(), e.what());
     return 2;
   }
   std::fprintf(stderr,
                "usage: w8a16 info | validate [--small|--race] | bench [--sweep] [--json FILE] [--reps N] "
-               "[--layers N] [--no-shapes] [--l2-ahead U,U,..] | ceiling [--reps N]\n");
+               "[--layers N] [--no-shapes] [--l2-ahead U,U,..] [--kv N] | ceiling [--reps N]\n");
   return 1;
 }
