@@ -12,7 +12,7 @@ struct W8A16DecodeConfig {
   int depth = 4;          // 2048-byte weight units per warp in flight (2 or 4)
   int tilesPerWarp = 1;   // 1, or 2 (then depth 2): each warp's activation loads feed two tiles'
                           // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. The
-                          // launcher picks 2 at m = 9..16 on wide weights (w8a16ChooseDecode).
+                          // launcher picks 2 at m = 9..16 on wide per-channel weights.
 };
 
 enum class W8A16PrefillTile : int {
