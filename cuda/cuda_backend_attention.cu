@@ -306,6 +306,10 @@ void CudaBackend::pagedAttention(const Tensor& out, const Tensor& q, const KvLay
         if (impl_->decodeWorkspace.capacity() < plan.workspace_bytes) {
           impl_->decodeWorkspace.reset();
           impl_->decodeWorkspace = ScratchBlock(impl_->ctx->allocator, plan.workspace_bytes);
+          // zeroed once for a fused-merge plan's arrival counters (the kernel leaves them zero)
+          if (plan.fused_merge)
+            IVL_CUDA_CHECK(cudaMemsetAsync(impl_->decodeWorkspace.get(), 0, impl_->decodeWorkspace.capacity(),
+                                           impl_->stream));
         }
         pagedDecode(q.ptr<bf16>(), C, out.ptr<bf16>(), int(nHeads), kv, plan, impl_->decodeWorkspace.get(),
                     impl_->decodeWorkspace.capacity(), float(scale), impl_->stream);

@@ -77,18 +77,22 @@ struct DecodePlan {
   int num_splits = 1;          // CTAs per (sequence, kv head); 1 = no merge kernel
   int chunk_len = 0;           // keys per split (multiple of 64); the last split takes the rest
   size_t workspace_bytes = 0;  // device scratch pagedDecode needs (0 when num_splits == 1)
+  bool fused_merge = false;    // the split kernel's last CTA per (sequence, kv head) merges; the
+                               // workspace then holds arrival counters that must be zero before
+                               // its first use (the kernel leaves them zero)
 };
 
 // Host-only: choose splits from the batch, the longest kv length and the SM count (read it
 // once with cudaDeviceGetAttribute(cudaDevAttrMultiProcessorCount)). max_kv_len bounds the
 // kv lengths of this step; a longer sequence is still correct (its last split runs longer).
-// force_splits > 0 overrides the choice (tests, benchmarks).
+// force_splits > 0 overrides the choice (tests, benchmarks). fused_merge: 1 / 0 forces the
+// merge in the split kernel on / off, -1 follows INTERNVL_CUDA_ATTN_FUSED_MERGE (off unless 1).
 DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int head_dim,
-                           int max_kv_len, int num_sms, int force_splits = 0);
+                           int max_kv_len, int num_sms, int force_splits = 0, int fused_merge = -1);
 
 // workspace: device memory of at least plan.workspace_bytes, 256-byte aligned (may be null
-// when that is 0). It is reused by the next call on the same stream, so one buffer sized for
-// the largest batch serves every layer.
+// when that is 0), zeroed before its first use when plan.fused_merge. It is reused by the next
+// call on the same stream, so one buffer sized for the largest batch serves every layer.
 void pagedDecode(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
                  int num_qo_heads, const PagedKV& kv, const DecodePlan& plan, void* workspace,
                  size_t workspace_bytes, float sm_scale, cudaStream_t stream);

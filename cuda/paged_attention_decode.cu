@@ -13,6 +13,7 @@
 // launched with programmatic dependent launch on Hopper (decodeWithPdl; lab v2-pdl).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -48,7 +49,34 @@ struct DecodeParams {
   float scaleLog2;
   float* partO;           // [batch, numQoHeads, numSplits, D]   (numSplits > 1)
   float* partLse;         // [batch, numQoHeads, numSplits]      log2 domain
+  int* mergeCounters;     // [batch, numKvHeads] arrival counters, zero between calls: the last
+                          // split CTA merges (DecodePlan::fused_merge); null: the merge kernel
 };
+
+// Fused merge: the arrival counters sit in a fixed head of the workspace (so any call's layout
+// finds them where the previous call re-armed them), then the partials.
+constexpr int kMaxMergeCounters = 16384;
+constexpr size_t kMergeCounterBytes = kMaxMergeCounters * sizeof(int);
+
+// out[bh, d] of a split call: the active splits' partials combined,
+// sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M). L2_ONLY: loads that bypass L1 (the fused
+// merge reads partials other CTAs of its own grid wrote).
+template <int HEAD_DIM, bool L2_ONLY>
+__device__ __forceinline__ float mergeSplits(const DecodeParams& p, int64_t bh, int d, int nActive) {
+  const float* lse = p.partLse + bh * p.numSplits;
+  const float* po = p.partO + bh * p.numSplits * HEAD_DIM;
+  const auto ld = [](const float* x) { return L2_ONLY ? __ldcg(x) : *x; };
+  float mMax = -INFINITY;
+  for (int s = 0; s < nActive; ++s) mMax = fmaxf(mMax, ld(lse + s));
+  const float mUse = mMax == -INFINITY ? 0.f : mMax;
+  float num = 0.f, den = 0.f;
+  for (int s = 0; s < nActive; ++s) {
+    const float f = attn::fastExp2(ld(lse + s) - mUse);
+    num += f * ld(po + int64_t(s) * HEAD_DIM + d);
+    den += f;
+  }
+  return den > 0.f ? num / den : 0.f;
+}
 
 template <int HEAD_DIM, int STAGES>
 constexpr size_t decodeSmemBytes() {
@@ -64,8 +92,9 @@ __device__ __forceinline__ int activeSplits(int kvLen, int chunk, int numSplits)
   return max(1, min(numSplits, (kvLen + chunk - 1) / chunk));
 }
 
-// HEAD_DIM: 64, 96 or 128. STAGES: K/V tiles in flight (>= 2).
-template <int HEAD_DIM, int STAGES>
+// HEAD_DIM: 64, 96 or 128. STAGES: K/V tiles in flight (>= 2). FUSED_MERGE: with several
+// splits, the last CTA of each (sequence, kv head) merges (p.mergeCounters).
+template <int HEAD_DIM, int STAGES, bool FUSED_MERGE = false>
 __global__ void __launch_bounds__(kWarps * 32)
 decodeKernel(const DecodeParams p) {
   constexpr int D = HEAD_DIM;
@@ -248,6 +277,26 @@ decodeKernel(const DecodeParams p) {
       if (d == 0) p.partLse[slot] = den > 0.f ? mMax + log2f(den) : -INFINITY;
     }
   }
+  if constexpr (!FUSED_MERGE) return;
+  if (p.numSplits == 1) return;
+
+  // Fused merge: the last active split of (b, hkv) to arrive combines the group's partials, as
+  // decodeMergeKernel would, and re-arms the counter. The next call, even launched early with
+  // PDL, touches the workspace only after its wait, i.e. after this grid has completed.
+  __shared__ int amLast;
+  int* counter = p.mergeCounters + int64_t(b) * p.numKvHeads + hkv;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) amLast = atomicAdd(counter, 1) == nActive - 1;
+  __syncthreads();
+  if (!amLast) return;
+  __threadfence();
+  for (int idx = tid; idx < group * D; idx += NT) {
+    const int r = idx / D, d = idx % D;
+    const int64_t bh = int64_t(b) * p.numQoHeads + hkv * group + r;
+    p.out[bh * D + d] = __float2bfloat16_rn(mergeSplits<D, true>(p, bh, d, nActive));
+  }
+  if (tid == 0) *counter = 0;
 }
 
 // One CTA per (sequence, q head), HEAD_DIM threads: out = merge of the active splits.
@@ -265,26 +314,26 @@ decodeMergeKernel(const DecodeParams p) {
   const int d = threadIdx.x;
   const int kvLen = attn::pagedKvLen(p.kvIndptr, p.kvLastPageLen, p.pageSize, b);
   const int nActive = activeSplits(kvLen, p.chunkLen, p.numSplits);
-  const float* lse = p.partLse + int64_t(bh) * p.numSplits;
-  const float* po = p.partO + int64_t(bh) * p.numSplits * HEAD_DIM;
-  float mMax = -INFINITY;
-  for (int s = 0; s < nActive; ++s) mMax = fmaxf(mMax, lse[s]);
-  const float mUse = mMax == -INFINITY ? 0.f : mMax;
-  float num = 0.f, den = 0.f;
-  for (int s = 0; s < nActive; ++s) {
-    const float f = attn::fastExp2(lse[s] - mUse);
-    num += f * po[int64_t(s) * HEAD_DIM + d];
-    den += f;
-  }
-  p.out[int64_t(bh) * HEAD_DIM + d] = __float2bfloat16_rn(den > 0.f ? num / den : 0.f);
+  p.out[int64_t(bh) * HEAD_DIM + d] = __float2bfloat16_rn(mergeSplits<HEAD_DIM, false>(p, bh, d, nActive));
 }
 
 inline size_t alignUp(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
-inline size_t workspaceBytes(int batch, int numQoHeads, int D, int splits) {
+inline size_t workspaceBytes(int batch, int numQoHeads, int D, int splits, bool fusedMerge) {
   if (splits <= 1) return 0;
   const size_t slots = size_t(batch) * numQoHeads * splits;
-  return alignUp(slots * D * sizeof(float), 256) + alignUp(slots * sizeof(float), 256);
+  return (fusedMerge ? kMergeCounterBytes : 0) + alignUp(slots * D * sizeof(float), 256) +
+         alignUp(slots * sizeof(float), 256);
+}
+
+// INTERNVL_CUDA_ATTN_FUSED_MERGE=1: plans merge in the split kernel's last CTA instead of a
+// merge kernel (read once; off until measured in the decode step).
+inline bool fusedMergeByDefault() {
+  static const bool on = [] {
+    const char* e = std::getenv("INTERNVL_CUDA_ATTN_FUSED_MERGE");
+    return e != nullptr && e[0] == '1';
+  }();
+  return on;
 }
 
 // Launch the merge kernel with programmatic dependent launch? Only on compute capability 9.x,
@@ -314,11 +363,11 @@ inline bool decodeWithPdl() {
 
 template <int D, int STAGES>
 void launchDecode(const DecodeParams& p, int batch, cudaStream_t stream, bool pdl) {
-  auto kernel = decodeKernel<D, STAGES>;
+  auto kernel = p.mergeCounters != nullptr ? decodeKernel<D, STAGES, true> : decodeKernel<D, STAGES, false>;
   const size_t smem = decodeSmemBytes<D, STAGES>();
   IVL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   launchMaybePdl(pdl, kernel, dim3(p.numSplits, p.numKvHeads, batch), dim3(kWarps * 32), smem, stream, p);
-  if (p.numSplits == 1) return;
+  if (p.numSplits == 1 || p.mergeCounters != nullptr) return;
   // With PDL the merge grid may be scheduled while the split kernel drains; its wait holds every
   // read of the partials until that grid has completed and flushed.
   auto merge = pdl ? decodeMergeKernel<D, true> : decodeMergeKernel<D, false>;
@@ -362,7 +411,9 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
   arg((reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(kv.k_pages) |
        reinterpret_cast<uintptr_t>(kv.v_pages)) % 16 == 0,
       "q and the pages must be 16-byte aligned");
-  const size_t need = workspaceBytes(kv.batch, num_qo_heads, D, plan.num_splits);
+  arg(!plan.fused_merge || int64_t(kv.batch) * kv.num_kv_heads <= kMaxMergeCounters,
+      "plan must come from planPagedDecode (fused merge beyond the counters)");
+  const size_t need = workspaceBytes(kv.batch, num_qo_heads, D, plan.num_splits, plan.fused_merge);
   arg(workspace_bytes >= need && (need == 0 || workspace != nullptr) &&
           reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
       "workspace of " + std::to_string(need) + " bytes (256-byte aligned) required, got " +
@@ -383,9 +434,10 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
   p.scaleLog2 = (sm_scale > 0.f ? sm_scale : 1.f / std::sqrt(float(D))) * 1.4426950408889634f;
   if (plan.num_splits > 1) {
     const size_t slots = size_t(kv.batch) * num_qo_heads * plan.num_splits;
-    p.partO = static_cast<float*>(workspace);
-    p.partLse = reinterpret_cast<float*>(static_cast<char*>(workspace) +
-                                         alignUp(slots * D * sizeof(float), 256));
+    char* parts = static_cast<char*>(workspace) + (plan.fused_merge ? kMergeCounterBytes : 0);
+    if (plan.fused_merge) p.mergeCounters = static_cast<int*>(workspace);
+    p.partO = reinterpret_cast<float*>(parts);
+    p.partLse = reinterpret_cast<float*>(parts + alignUp(slots * D * sizeof(float), 256));
   }
   return p;
 }
@@ -393,7 +445,7 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
 }  // namespace decode_detail
 
 DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int head_dim,
-                           int max_kv_len, int num_sms, int force_splits) {
+                           int max_kv_len, int num_sms, int force_splits, int fused_merge) {
   using namespace decode_detail;
   DecodePlan plan;
   const int base = std::max(1, batch) * std::max(1, num_kv_heads);  // CTAs without splitting
@@ -422,7 +474,9 @@ DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int he
   splits = std::max(1, (maxLen + chunk - 1) / chunk);
   plan.num_splits = splits;
   plan.chunk_len = chunk;
-  plan.workspace_bytes = workspaceBytes(batch, num_qo_heads, head_dim, splits);
+  plan.fused_merge = splits > 1 && (fused_merge < 0 ? fusedMergeByDefault() : fused_merge != 0) &&
+                     int64_t(std::max(1, batch)) * num_kv_heads <= kMaxMergeCounters;
+  plan.workspace_bytes = workspaceBytes(batch, num_qo_heads, head_dim, splits, plan.fused_merge);
   return plan;
 }
 

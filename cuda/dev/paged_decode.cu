@@ -9,7 +9,9 @@
 //       v2s2 / v2s4 = 2 / 4 stages (production: 3), v2-nosplit = one split, v2-half /
 //       v2-double = half / twice the planner's splits, v2-pdl = merge kernel launched with
 //       programmatic dependent launch (griddepcontrol.wait) to hide its launch latency (run 3:
-//       12.3 vs 14.4 us at 40B batch 1, 2k keys; candidate for the default).
+//       12.3 vs 14.4 us at 40B batch 1, 2k keys; candidate for the default), v2-fused = no
+//       merge kernel: the last split CTA of each (sequence, kv head) merges
+//       (DecodePlan::fused_merge, INTERNVL_CUDA_ATTN_FUSED_MERGE=1; not yet run on a GPU).
 #include "../paged_attention_decode.cu"
 #include "common.h"
 
@@ -156,7 +158,7 @@ static bool runCase(const Case& cs, const Device& dev, uint64_t seed, std::vecto
   const PlanCase plans[] = {{"auto", maxKv, 0}, {"splits=3", maxKv, 3}, {"max/4", std::max(1, maxKv / 4), 0}};
   for (const auto& pc : plans) {
     if (pc.force == 3 && maxKv < 3 * 64) continue;
-    const DecodePlan plan = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, pc.maxLen, dev.sms, pc.force);
+    const DecodePlan plan = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, pc.maxLen, dev.sms, pc.force, 0);
     DevBuf<unsigned char> ws(plan.workspace_bytes);
     poison(out.p, out.n);
     launchV2(3, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n);
@@ -164,11 +166,23 @@ static bool runCase(const Case& cs, const Device& dev, uint64_t seed, std::vecto
                 fmt("v2 %s splits=%d", pc.what, plan.num_splits));
   }
   {
-    const DecodePlan plan = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, maxKv, dev.sms);
+    const DecodePlan plan = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, maxKv, dev.sms, 0, 0);
     DevBuf<unsigned char> ws(plan.workspace_bytes);
     poison(out.p, out.n);
     launchV2(-3, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n);
     ok &= check("v2-pdl", fmt("v2-pdl splits=%d", plan.num_splits));
+  }
+  {
+    // v2-fused: the last split CTA merges (DecodePlan::fused_merge), twice on one zeroed
+    // workspace: the second call needs the counters the first re-armed.
+    const DecodePlan plan = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, maxKv, dev.sms, maxKv >= 3 * 64 ? 3 : 0, 1);
+    DevBuf<unsigned char> ws(plan.workspace_bytes);
+    if (ws.n) LAB_CHECK(cudaMemset(ws.p, 0, ws.n));
+    for (int rep = 0; rep < 2; ++rep) {
+      poison(out.p, out.n);
+      launchV2(3, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n);
+      ok &= check("v2-fused", fmt("v2-fused splits=%d call %d", plan.num_splits, rep + 1));
+    }
   }
   if (withV1) {
     poison(out.p, out.n);
@@ -244,7 +258,7 @@ static void bench(const Options& o, const Device& dev) {
                    ver, m.cfg.model, Hq, Hkv, D, batch, kv, splits, t.medianMs * 1e3, t.minMs * 1e3,
                    bytes, gbps, 100 * gbps / kPeakGBps);
         };
-        const DecodePlan plan = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms);
+        const DecodePlan plan = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, 0, 0);
         DevBuf<unsigned char> ws(plan.workspace_bytes);
         row("v2", plan.num_splits,
             bencher.time([&] { launchV2(3, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n); }, o.reps));
@@ -253,18 +267,24 @@ static void bench(const Options& o, const Device& dev) {
               bencher.time([&] { launchV2(2, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n); }, o.reps));
           row("v2s4", plan.num_splits,
               bencher.time([&] { launchV2(4, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n); }, o.reps));
-          if (plan.num_splits > 1)
+          if (plan.num_splits > 1) {
             row("v2-pdl", plan.num_splits,
                 bencher.time([&] { launchV2(-3, q.p, qStride, out.p, Hq, c, plan, ws.p, ws.n); }, o.reps));
+            const DecodePlan fp = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, 0, 1);
+            DevBuf<unsigned char> fws(fp.workspace_bytes);
+            LAB_CHECK(cudaMemset(fws.p, 0, fws.n));
+            row("v2-fused", fp.num_splits,
+                bencher.time([&] { launchV2(3, q.p, qStride, out.p, Hq, c, fp, fws.p, fws.n); }, o.reps));
+          }
           for (int f : {plan.num_splits / 2, plan.num_splits * 2}) {  // is the planner's choice right?
             if (f < 2 || batch > 8) continue;
-            const DecodePlan fp = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, f);
+            const DecodePlan fp = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, f, 0);
             DevBuf<unsigned char> fws(fp.workspace_bytes);
             row(f < plan.num_splits ? "v2-half" : "v2-double", fp.num_splits,
                 bencher.time([&] { launchV2(3, q.p, qStride, out.p, Hq, c, fp, fws.p, fws.n); }, o.reps));
           }
           if (plan.num_splits > 1) {
-            const DecodePlan one = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, 1);
+            const DecodePlan one = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, 1, 0);
             row("v2-nosplit", 1,
                 bencher.time([&] { launchV2(3, q.p, qStride, out.p, Hq, c, one, nullptr, 0); }, o.reps));
           }

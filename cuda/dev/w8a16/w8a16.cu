@@ -956,7 +956,10 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
     CK(cudaMemcpy(kvSlots, newSlot.data(), newSlot.size() * 8, cudaMemcpyHostToDevice));
     for (int mm = 1; mm <= mMaxRows; ++mm)
       attnWsBytes = std::max(attnWsBytes, planPagedDecode(mm, 56, 8, 128, kvLen, sms).workspace_bytes);
-    if (attnWsBytes > 0) attnWs = alloc(attnWsBytes);
+    if (attnWsBytes > 0) {  // zeroed: a fused-merge plan (INTERNVL_CUDA_ATTN_FUSED_MERGE=1) keeps counters there
+      attnWs = alloc(attnWsBytes);
+      CK(cudaMemset(attnWs, 0, attnWsBytes));
+    }
   }
   CK(cudaStreamSynchronize(stream));
 
