@@ -303,14 +303,18 @@ void CudaBackend::pagedAttention(const Tensor& out, const Tensor& q, const KvLay
       if (oneQueryEach && group <= 16) {
         const DecodePlan plan = planPagedDecode(int(B), int(nHeads), int(nKvHeads), int(D),
                                                 int(std::min<int64_t>(maxKv, INT32_MAX)), impl_->numSms);
-        if (impl_->decodeWorkspace.capacity() < plan.workspace_bytes) {
+        const bool grown = impl_->decodeWorkspace.capacity() < plan.workspace_bytes;
+        if (grown) {
           impl_->decodeWorkspace.reset();
           impl_->decodeWorkspace = ScratchBlock(impl_->ctx->allocator, plan.workspace_bytes);
-          // zeroed once for a fused-merge plan's arrival counters (the kernel leaves them zero)
-          if (plan.fused_merge)
-            IVL_CUDA_CHECK(cudaMemsetAsync(impl_->decodeWorkspace.get(), 0, impl_->decodeWorkspace.capacity(),
-                                           impl_->stream));
         }
+        // A fused-merge plan needs its arrival counters zero: after (re)allocation, or after a
+        // split plan without them (too many sequences for the counters) wrote partials over
+        // those bytes. The kernel leaves them zero, so otherwise they already are.
+        if (plan.fused_merge && (grown || !impl_->decodeCountersArmed))
+          IVL_CUDA_CHECK(cudaMemsetAsync(impl_->decodeWorkspace.get(), 0, impl_->decodeWorkspace.capacity(),
+                                         impl_->stream));
+        if (plan.num_splits > 1) impl_->decodeCountersArmed = plan.fused_merge;
         pagedDecode(q.ptr<bf16>(), C, out.ptr<bf16>(), int(nHeads), kv, plan, impl_->decodeWorkspace.get(),
                     impl_->decodeWorkspace.capacity(), float(scale), impl_->stream);
         impl_->lastAttention = AttentionPath::PagedDecode;

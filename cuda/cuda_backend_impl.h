@@ -173,6 +173,7 @@ struct CudaBackend::Impl {
   ScratchBlock gemmWorkspace;
   std::unique_ptr<GemmBf16> gemm;
   ScratchBlock decodeWorkspace;  // grow-only, for pagedDecode's split-K partials
+  bool decodeCountersArmed = false;  // its fused-merge counters are zero (last split call was fused)
   ScratchBlock int8Workspace;    // grow-only, zeroed split-K counters + partials of the W8A16 decode GEMM
   UploadCache slotsUpload;       // kvWrite / qkvRopeKvWrite slots
   UploadCache pagedMetaUpload;   // pagedAttention's CSR metadata
