@@ -96,6 +96,17 @@ __device__ __forceinline__ float quadSum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
+// Max / sum over a whole warp.
+__device__ __forceinline__ float warpMax(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+__device__ __forceinline__ float warpSum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
 
 // Shared-memory row stride (elements) of a [rows][HEAD_DIM] bf16 tile: +8 elements (16 B)
 // so that the 8 rows one ldmatrix phase reads start in 8 different 4-bank groups

@@ -9,8 +9,10 @@
 // K/V tile is loaded once for all G heads. Each of the 4 warps takes 16 keys of the tile and
 // keeps its own online-softmax state; the warps merge through shared memory at the end. With
 // several splits each CTA writes a normalized partial (o, lse) in fp32 and decodeMergeKernel
-// combines them: out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M). Both kernels can be
-// launched with programmatic dependent launch on Hopper (decodeWithPdl; lab v2-pdl).
+// combines them: out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M) (or, with
+// DecodePlan::fused_merge, the last split CTA of each (sequence, kv head) does). Both kernels
+// can be launched with programmatic dependent launch on Hopper (decodeWithPdl; lab v2-pdl);
+// the split kernel then loads its first K/V tiles (all but the step's new key) before its wait.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -51,31 +53,96 @@ struct DecodeParams {
   float* partLse;         // [batch, numQoHeads, numSplits]      log2 domain
   int* mergeCounters;     // [batch, numKvHeads] arrival counters, zero between calls: the last
                           // split CTA merges (DecodePlan::fused_merge); null: the merge kernel
+  bool earlyKv;           // load the first K/V tiles before the PDL wait (all keys but the last)
 };
 
 // Fused merge: the arrival counters sit in a fixed head of the workspace (so any call's layout
 // finds them where the previous call re-armed them), then the partials.
 constexpr int kMaxMergeCounters = 16384;
+constexpr int kMaxFusedSplits = 256;  // the merging CTA's weights fit its shared memory
 constexpr size_t kMergeCounterBytes = kMaxMergeCounters * sizeof(int);
 
 // out[bh, d] of a split call: the active splits' partials combined,
-// sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M). L2_ONLY: loads that bypass L1 (the fused
-// merge reads partials other CTAs of its own grid wrote).
-template <int HEAD_DIM, bool L2_ONLY>
+// sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M).
+template <int HEAD_DIM>
 __device__ __forceinline__ float mergeSplits(const DecodeParams& p, int64_t bh, int d, int nActive) {
   const float* lse = p.partLse + bh * p.numSplits;
   const float* po = p.partO + bh * p.numSplits * HEAD_DIM;
-  const auto ld = [](const float* x) { return L2_ONLY ? __ldcg(x) : *x; };
   float mMax = -INFINITY;
-  for (int s = 0; s < nActive; ++s) mMax = fmaxf(mMax, ld(lse + s));
+  for (int s = 0; s < nActive; ++s) mMax = fmaxf(mMax, lse[s]);
   const float mUse = mMax == -INFINITY ? 0.f : mMax;
   float num = 0.f, den = 0.f;
   for (int s = 0; s < nActive; ++s) {
-    const float f = attn::fastExp2(ld(lse + s) - mUse);
-    num += f * ld(po + int64_t(s) * HEAD_DIM + d);
+    const float f = attn::fastExp2(lse[s] - mUse);
+    num += f * po[int64_t(s) * HEAD_DIM + d];
     den += f;
   }
   return den > 0.f ? num / den : 0.f;
+}
+
+// The fused merge's combine, by one CTA for a whole query group (rows bh0 .. bh0+group-1).
+// One CTA has few threads for group * D outputs, so each thread keeps several float4 outputs
+// and every split's loads for them in flight at once, with the weights
+// 2^(lse_s - M) / sum_s' 2^(lse_s' - M) worked out once per row (sW: group * nActive floats).
+// The partials were written by other CTAs of this grid: L2 loads (__ldcg), never L1.
+template <int HEAD_DIM>
+__device__ __forceinline__ void mergeGroupInCta(const DecodeParams& p, int64_t bh0, int group, int nActive,
+                                                float* sW) {
+  constexpr int NT = kWarps * 32;
+  constexpr int V4 = HEAD_DIM / 4;
+  constexpr int ITEMS = (16 * V4 + NT - 1) / NT;  // float4 outputs per thread at group 16
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  __syncthreads();  // sW aliases shared memory the split's own epilogue just read
+  for (int i = tid; i < group * nActive; i += NT) {
+    const int r = i / nActive, s = i % nActive;
+    sW[i] = __ldcg(p.partLse + (bh0 + r) * p.numSplits + s);
+  }
+  __syncthreads();
+  for (int r = warp; r < group; r += kWarps) {
+    float* w = sW + r * nActive;
+    float mMax = -INFINITY;
+    for (int s = lane; s < nActive; s += 32) mMax = fmaxf(mMax, w[s]);
+    mMax = attn::warpMax(mMax);
+    const float mUse = mMax == -INFINITY ? 0.f : mMax;
+    float den = 0.f;
+    for (int s = lane; s < nActive; s += 32) den += attn::fastExp2(w[s] - mUse);
+    den = attn::warpSum(den);
+    const float inv = den > 0.f ? 1.f / den : 0.f;
+    __syncwarp();
+    for (int s = lane; s < nActive; s += 32) w[s] = attn::fastExp2(w[s] - mUse) * inv;
+  }
+  __syncthreads();
+  float4 acc[ITEMS];
+  const float4* src[ITEMS];
+  const float* wRow[ITEMS];
+#pragma unroll
+  for (int k = 0; k < ITEMS; ++k) {
+    acc[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+    const int idx = min(tid + k * NT, group * V4 - 1), r = idx / V4, c = idx % V4;
+    src[k] = reinterpret_cast<const float4*>(p.partO + (bh0 + r) * p.numSplits * HEAD_DIM) + c;
+    wRow[k] = sW + r * nActive;
+  }
+#pragma unroll 2
+  for (int s = 0; s < nActive; ++s) {
+#pragma unroll
+    for (int k = 0; k < ITEMS; ++k) {
+      if (tid + k * NT >= group * V4) continue;
+      const float w = wRow[k][s];
+      const float4 v = __ldcg(src[k] + s * V4);
+      acc[k].x = fmaf(w, v.x, acc[k].x);
+      acc[k].y = fmaf(w, v.y, acc[k].y);
+      acc[k].z = fmaf(w, v.z, acc[k].z);
+      acc[k].w = fmaf(w, v.w, acc[k].w);
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < ITEMS; ++k) {
+    const int idx = tid + k * NT;
+    if (idx >= group * V4) continue;
+    const int r = idx / V4, c = idx % V4;
+    const uint2 packed = make_uint2(attn::packBf16x2(acc[k].x, acc[k].y), attn::packBf16x2(acc[k].z, acc[k].w));
+    *reinterpret_cast<uint2*>(p.out + (bh0 + r) * HEAD_DIM + c * 4) = packed;
+  }
 }
 
 template <int HEAD_DIM, int STAGES>
@@ -104,6 +171,8 @@ decodeKernel(const DecodeParams p) {
   constexpr int NT = kWarps * 32;
   constexpr int OLD = D + 4;  // fp32 row stride of the merge buffer (breaks bank alignment)
   static_assert(D % 32 == 0 && STAGES >= 2, "bad configuration");
+  static_assert(decodeSmemBytes<D, STAGES>() >= size_t(16) * kMaxFusedSplits * sizeof(float),
+                "the fused merge's weights must fit");
 
   extern __shared__ __align__(16) unsigned char smemRaw[];
   bf16* sQ = reinterpret_cast<bf16*>(smemRaw);  // [16][LDS]
@@ -111,14 +180,17 @@ decodeKernel(const DecodeParams p) {
   bf16* sV = sK + STAGES * BN * LDS;            // [STAGES][BN][LDS]
 
   // Launched with PDL (decodeWithPdl): the next kernel (the merge, or the o projection's GEMV,
-  // which streams its weights before its own wait) may be scheduled now; nothing here is read
-  // before the wait, since q, the KV rows and the page tables come from earlier work of the step.
+  // which streams its weights before its own wait) may be scheduled now.
   pdlLaunchDependents();
-  pdlWait();
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
   const int split = blockIdx.x, hkv = blockIdx.y, b = blockIdx.z;
   const int group = p.numQoHeads / p.numKvHeads;
+  // Before the wait (earlyKv): the page tables and the K/V rows of every key but the sequence's
+  // last are final before the step's first kernel (the caller's contract, pagedDecode); only q
+  // and the last key (appended by this step's rope_append) come from the kernel before. So the
+  // first tiles stream in while that kernel finishes, and only q and one row wait for it.
+  if (!p.earlyKv) pdlWait();
   const int kvLen = attn::pagedKvLen(p.kvIndptr, p.kvLastPageLen, p.pageSize, b);
   const int nActive = activeSplits(kvLen, p.chunkLen, p.numSplits);
   if (split >= nActive) return;
@@ -127,20 +199,17 @@ decodeKernel(const DecodeParams p) {
   const int numTiles = max(0, (kvEnd - kvStart + BN - 1) / BN);
   const int pageBegin = p.kvIndptr[b];
   const int64_t rowStride = int64_t(p.numKvHeads) * D;
+  const int lastKey = kvLen - 1;
 
-  // Q rows: the group's heads hkv*G .. hkv*G+G-1; rows >= G zero-filled.
-  for (int c = tid; c < 16 * CHUNKS; c += NT) {
-    const int r = c / CHUNKS, ch = c % CHUNKS;
-    const bool valid = r < group;
-    const bf16* src = p.q + int64_t(b) * p.qStride + (hkv * group + (valid ? r : 0)) * D + ch * 8;
-    attn::cpAsync16(sQ + r * LDS + ch * 8, src, valid);
-  }
-  auto loadKV = [&](int tile, int stage) {
+  // skipKey: a row left for a later load (the last key, before the wait); rows past kvEnd are
+  // zero-filled (their scores are masked, and 0 * garbage could be NaN).
+  auto loadKV = [&](int tile, int stage, int skipKey) {
     bf16* dK = sK + stage * BN * LDS;
     bf16* dV = sV + stage * BN * LDS;
     for (int c = tid; c < BN * CHUNKS; c += NT) {
       const int r = c / CHUNKS, ch = c % CHUNKS;
       const int j = kvStart + tile * BN + r;
+      if (j == skipKey) continue;
       const bool valid = j < kvEnd;
       const int jj = valid ? j : kvStart;
       const int64_t page = p.kvIndices[pageBegin + jj / p.pageSize];
@@ -149,10 +218,34 @@ decodeKernel(const DecodeParams p) {
       attn::cpAsync16(dV + r * LDS + ch * 8, p.vPages + off, valid);
     }
   };
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < numTiles) loadKV(s, s);
+  const int early = p.earlyKv ? min(numTiles, STAGES - 1) : 0;  // tiles loaded before the wait
+  for (int s = 0; s < early; ++s) {
+    loadKV(s, s, lastKey);
     attn::cpAsyncCommit();
   }
+  if (p.earlyKv) pdlWait();
+
+  // Q rows: the group's heads hkv*G .. hkv*G+G-1; rows >= G zero-filled.
+  for (int c = tid; c < 16 * CHUNKS; c += NT) {
+    const int r = c / CHUNKS, ch = c % CHUNKS;
+    const bool valid = r < group;
+    const bf16* src = p.q + int64_t(b) * p.qStride + (hkv * group + (valid ? r : 0)) * D + ch * 8;
+    attn::cpAsync16(sQ + r * LDS + ch * 8, src, valid);
+  }
+  // The last key's row, if an early tile skipped it.
+  const int lastTile = (lastKey - kvStart) / BN;
+  if (lastKey >= kvStart && lastKey < kvEnd && lastTile < early && tid < CHUNKS) {
+    const int64_t page = p.kvIndices[pageBegin + lastKey / p.pageSize];
+    const int64_t off = (page * p.pageSize + lastKey % p.pageSize) * rowStride + hkv * D + tid * 8;
+    const int r = lastKey - kvStart - lastTile * BN;
+    attn::cpAsync16(sK + (lastTile * BN + r) * LDS + tid * 8, p.kPages + off, true);
+    attn::cpAsync16(sV + (lastTile * BN + r) * LDS + tid * 8, p.vPages + off, true);
+  }
+  for (int s = early; s < STAGES - 1; ++s) {
+    if (s < numTiles) loadKV(s, s, -1);
+    attn::cpAsyncCommit();
+  }
+  if (early > 0) attn::cpAsyncCommit();  // early tiles committed before; q (+ last key) now
 
   uint32_t qf[D / 16][4];
   float o[D / 8][4];
@@ -162,9 +255,13 @@ decodeKernel(const DecodeParams p) {
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
   for (int t = 0; t < numTiles; ++t) {
-    attn::cpAsyncWait<STAGES - 2>();
+    // With early tiles, q's group was committed after them: the first tile waits for all.
+    if (early > 0 && t == 0)
+      attn::cpAsyncWait<0>();
+    else
+      attn::cpAsyncWait<STAGES - 2>();
     __syncthreads();
-    if (t + STAGES - 1 < numTiles) loadKV(t + STAGES - 1, (t + STAGES - 1) % STAGES);
+    if (t + STAGES - 1 < numTiles) loadKV(t + STAGES - 1, (t + STAGES - 1) % STAGES, -1);
     attn::cpAsyncCommit();
     if (t == 0) {
 #pragma unroll
@@ -291,11 +388,8 @@ decodeKernel(const DecodeParams p) {
   __syncthreads();
   if (!amLast) return;
   __threadfence();
-  for (int idx = tid; idx < group * D; idx += NT) {
-    const int r = idx / D, d = idx % D;
-    const int64_t bh = int64_t(b) * p.numQoHeads + hkv * group + r;
-    p.out[bh * D + d] = __float2bfloat16_rn(mergeSplits<D, true>(p, bh, d, nActive));
-  }
+  mergeGroupInCta<D>(p, int64_t(b) * p.numQoHeads + hkv * group, group, nActive,
+                     reinterpret_cast<float*>(smemRaw));
   if (tid == 0) *counter = 0;
 }
 
@@ -314,7 +408,7 @@ decodeMergeKernel(const DecodeParams p) {
   const int d = threadIdx.x;
   const int kvLen = attn::pagedKvLen(p.kvIndptr, p.kvLastPageLen, p.pageSize, b);
   const int nActive = activeSplits(kvLen, p.chunkLen, p.numSplits);
-  p.out[int64_t(bh) * HEAD_DIM + d] = __float2bfloat16_rn(mergeSplits<HEAD_DIM, false>(p, bh, d, nActive));
+  p.out[int64_t(bh) * HEAD_DIM + d] = __float2bfloat16_rn(mergeSplits<HEAD_DIM>(p, bh, d, nActive));
 }
 
 inline size_t alignUp(size_t x, size_t a) { return (x + a - 1) / a * a; }
@@ -332,6 +426,15 @@ inline bool fusedMergeByDefault() {
   static const bool on = [] {
     const char* e = std::getenv("INTERNVL_CUDA_ATTN_FUSED_MERGE");
     return e != nullptr && e[0] == '1';
+  }();
+  return on;
+}
+
+// INTERNVL_CUDA_ATTN_EARLY_KV=0: load every K/V tile after the PDL wait (read once).
+inline bool earlyKvByDefault() {
+  static const bool on = [] {
+    const char* e = std::getenv("INTERNVL_CUDA_ATTN_EARLY_KV");
+    return !(e != nullptr && e[0] == '0');
   }();
   return on;
 }
@@ -411,8 +514,9 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
   arg((reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(kv.k_pages) |
        reinterpret_cast<uintptr_t>(kv.v_pages)) % 16 == 0,
       "q and the pages must be 16-byte aligned");
-  arg(!plan.fused_merge || int64_t(kv.batch) * kv.num_kv_heads <= kMaxMergeCounters,
-      "plan must come from planPagedDecode (fused merge beyond the counters)");
+  arg(!plan.fused_merge ||
+          (int64_t(kv.batch) * kv.num_kv_heads <= kMaxMergeCounters && plan.num_splits <= kMaxFusedSplits),
+      "plan must come from planPagedDecode (fused merge beyond the counters or splits)");
   const size_t need = workspaceBytes(kv.batch, num_qo_heads, D, plan.num_splits, plan.fused_merge);
   arg(workspace_bytes >= need && (need == 0 || workspace != nullptr) &&
           reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
@@ -432,6 +536,7 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
   p.numSplits = plan.num_splits;
   p.chunkLen = plan.chunk_len;
   p.scaleLog2 = (sm_scale > 0.f ? sm_scale : 1.f / std::sqrt(float(D))) * 1.4426950408889634f;
+  p.earlyKv = earlyKvByDefault();
   if (plan.num_splits > 1) {
     const size_t slots = size_t(kv.batch) * num_qo_heads * plan.num_splits;
     char* parts = static_cast<char*>(workspace) + (plan.fused_merge ? kMergeCounterBytes : 0);
@@ -475,7 +580,8 @@ DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int he
   plan.num_splits = splits;
   plan.chunk_len = chunk;
   plan.fused_merge = splits > 1 && (fused_merge < 0 ? fusedMergeByDefault() : fused_merge != 0) &&
-                     int64_t(std::max(1, batch)) * num_kv_heads <= kMaxMergeCounters;
+                     int64_t(std::max(1, batch)) * num_kv_heads <= kMaxMergeCounters &&
+                     splits <= kMaxFusedSplits;
   plan.workspace_bytes = workspaceBytes(batch, num_qo_heads, head_dim, splits, plan.fused_merge);
   return plan;
 }

@@ -6,7 +6,7 @@
 #   2. jest test/gpu (goldens on CUDA, int8, device map on virtual devices, API) except faults
 #   3. jest test/gpu/faults.test.ts alone (it claims most of the GPU for a moment)
 #   4. 40B decode batch 1 in int8 and bf16: wall clock per step (bench/profile.mjs), each twice,
-#      alternating with DECODE_AB's switches if set; the parity harness runs twice more after
+#      alternating with each of DECODE_AB's switch sets; the parity harness runs twice more after
 #      step 1, with INTERNVL_CUDA_PDL_ATTENTION=0 and with INTERNVL_CUDA_ATTN_FUSED_MERGE=1
 #   5. compute-sanitizer memcheck over the harness's --small cases, with the time left
 # Logs go to $OUT (summary.txt first).
@@ -46,9 +46,10 @@ say "jest test/gpu rc=$? $(grep -E '^Tests:' "$OUT/jest.txt")"
 timeout "$(left ${FAULTS_S:-90})" "${J[@]}" --runInBand test/gpu/faults.test.ts >"$OUT/faults.txt" 2>&1
 say "jest faults rc=$? $(grep -E '^Tests:' "$OUT/faults.txt")"
 # Each dtype twice over (so the run-to-run spread shows), each time followed by the same with
-# DECODE_AB's switches when set: a same-session A/B of a new default, e.g.
-# DECODE_AB=INTERNVL_CUDA_NORM_WIDE=0 (that one settled 2026-11-29, docs/ENGINE.md).
-AB=${DECODE_AB:-}
+# each of DECODE_AB's switch sets (';' between sets) when set: a same-session A/B of a new
+# default, e.g. DECODE_AB='INTERNVL_CUDA_NORM_WIDE=0' (that one settled 2026-11-29,
+# docs/ENGINE.md) or DECODE_AB='A=0;A=0 B=1'.
+IFS=';' read -ra ABS <<<"${DECODE_AB:-}"
 decode() {  # decode DTYPE LABEL [VAR=VALUE ...]
   local dt=$1 label=$2; shift 2
   env "$@" timeout "$(left 45)" node bench/profile.mjs --config bench/configs/InternVL2-40B.json --phase decode \
@@ -58,7 +59,9 @@ decode() {  # decode DTYPE LABEL [VAR=VALUE ...]
 for dt in ${DECODE_DTYPES:-int8 bf16}; do
   for pass in 1 2; do
     decode "$dt" ""
-    [[ -n $AB ]] && decode "$dt" ", $AB" $AB
+    for ab in "${ABS[@]}"; do
+      [[ -n ${ab// /} ]] && decode "$dt" ", $ab" $ab
+    done
   done
 done
 if [[ $built == 1 ]]; then
