@@ -107,7 +107,6 @@ struct DecodeParams {
   int tb;                // tiles (16 rows) per block; warps = tb tiles x (8 / tb) K lanes
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
-  int lateTrigger;       // 1: pdlLaunchDependents() after the weight loop instead of first (lab)
 };
 
 constexpr int kDecodeThreads = 256;
@@ -257,7 +256,8 @@ __global__ void __launch_bounds__(kDecodeThreads, decodeMinBlocks<MT, DEPTH, TPW
   // counters and finished reading the partials; and the next call, which may start during this
   // one, does its own wait before its first counter or partial access, i.e. after this grid
   // has completed. So calls never see each other's split-K state in flight.
-  if (!p.lateTrigger) pdlLaunchDependents();
+  // (Triggering after the weight loop instead was slower at both ring depths, lab README.)
+  pdlLaunchDependents();
 #pragma unroll
   for (int d = 0; d < DEPTH; ++d)
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
@@ -271,8 +271,6 @@ __global__ void __launch_bounds__(kDecodeThreads, decodeMinBlocks<MT, DEPTH, TPW
       }
     }
   }
-
-  if (p.lateTrigger) pdlLaunchDependents();
 
   // Block reduction over the K lanes. Accumulator (swapped product, C = W_tile · x^T):
   // acc[mt][0..1] = (row gi, activations mt*8 + 2ti, +1), acc[mt][2..3] = row gi + 8.
@@ -322,8 +320,18 @@ __global__ void __launch_bounds__(kDecodeThreads, decodeMinBlocks<MT, DEPTH, TPW
     const int mm = e / rowsB, nl = e - mm * rowsB;
     const int n = nBase + nl;
     if (n >= p.n) continue;
+    // Eight splits' loads in flight at a time (a plain loop issued them about one by one: this
+    // block's latency is the grid's tail), summed in split order all the same.
+    const float* part = p.partial + static_cast<size_t>(mm) * p.n + n;
+    const size_t stride = static_cast<size_t>(p.m) * p.n;
     float v = 0.f;
-    for (int s = 0; s < p.splitK; ++s) v += __ldcg(p.partial + (static_cast<size_t>(s) * p.m + mm) * p.n + n);
+    for (int s0 = 0; s0 < p.splitK; s0 += 8) {
+      float t[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) t[j] = s0 + j < p.splitK ? __ldcg(part + (s0 + j) * stride) : 0.f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v += t[j];
+    }
     p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
   }
   if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
@@ -646,17 +654,16 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 // DecodeParams::l2Ahead for every call (w8a16SetL2Ahead; 0: the lab measured every distance
 // slower, README).
 std::atomic<int> l2AheadUnits{0};
-// w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's) and the trigger position.
-std::atomic<int> labSmallDepth{0}, labLateTrigger{0};
+// w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's).
+std::atomic<int> labSmallDepth{0};
 
 }  // namespace w8a16
 
 using w8a16::bf16;
 
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
-void w8a16SetDecodeLab(int smallDepth, bool lateTrigger) {
+void w8a16SetDecodeLab(int smallDepth) {
   w8a16::labSmallDepth.store(smallDepth == 2 || smallDepth == 4 ? smallDepth : 0, std::memory_order_relaxed);
-  w8a16::labLateTrigger.store(lateTrigger ? 1 : 0, std::memory_order_relaxed);
 }
 
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
@@ -799,7 +806,6 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
-  p.lateTrigger = w8a16::labLateTrigger.load(std::memory_order_relaxed);
   const int blocksN = (p.tilesN + p.tb * cfg.tilesPerWarp - 1) / (p.tb * cfg.tilesPerWarp);
   if (cfg.splitK > 1) {
     const size_t need = w8a16DecodeWorkspaceBytes(w, m, cfg);

@@ -32,9 +32,8 @@ W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount);
 void w8a16SetL2Ahead(int units);
 
 // Decode kernel, process-wide, for the lab's layer-chain A/Bs: the ring depth at m <= 8 (2 or 4;
-// 0 = the launcher's) and whether blocks signal programmatic dependents after their weight loop
-// instead of first thing.
-void w8a16SetDecodeLab(int smallDepth, bool lateTrigger);
+// 0 = the launcher's).
+void w8a16SetDecodeLab(int smallDepth);
 
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);

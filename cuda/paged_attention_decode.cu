@@ -63,19 +63,36 @@ constexpr int kMaxFusedSplits = 256;  // the merging CTA's weights fit its share
 constexpr size_t kMergeCounterBytes = kMaxMergeCounters * sizeof(int);
 
 // out[bh, d] of a split call: the active splits' partials combined,
-// sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M).
+// sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M), with eight splits' loads in flight at a time
+// (one by one, the merge's latency grew with the split count).
 template <int HEAD_DIM>
 __device__ __forceinline__ float mergeSplits(const DecodeParams& p, int64_t bh, int d, int nActive) {
   const float* lse = p.partLse + bh * p.numSplits;
-  const float* po = p.partO + bh * p.numSplits * HEAD_DIM;
+  const float* po = p.partO + bh * p.numSplits * HEAD_DIM + d;
   float mMax = -INFINITY;
-  for (int s = 0; s < nActive; ++s) mMax = fmaxf(mMax, lse[s]);
+  for (int s0 = 0; s0 < nActive; s0 += 8) {
+    float t[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) t[j] = s0 + j < nActive ? lse[s0 + j] : -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) mMax = fmaxf(mMax, t[j]);
+  }
   const float mUse = mMax == -INFINITY ? 0.f : mMax;
   float num = 0.f, den = 0.f;
-  for (int s = 0; s < nActive; ++s) {
-    const float f = attn::fastExp2(lse[s] - mUse);
-    num += f * po[int64_t(s) * HEAD_DIM + d];
-    den += f;
+  for (int s0 = 0; s0 < nActive; s0 += 8) {
+    float l[8], o[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const bool in = s0 + j < nActive;
+      l[j] = in ? lse[s0 + j] : -INFINITY;
+      o[j] = in ? po[int64_t(s0 + j) * HEAD_DIM] : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float f = attn::fastExp2(l[j] - mUse);  // 0 for a padded slot
+      num += f * o[j];
+      den += f;
+    }
   }
   return den > 0.f ? num / den : 0.f;
 }
@@ -201,15 +218,12 @@ decodeKernel(const DecodeParams p) {
   const int64_t rowStride = int64_t(p.numKvHeads) * D;
   const int lastKey = kvLen - 1;
 
-  // skipKey: a row left for a later load (the last key, before the wait); rows past kvEnd are
-  // zero-filled (their scores are masked, and 0 * garbage could be NaN).
-  auto loadKV = [&](int tile, int stage, int skipKey) {
+  auto loadKV = [&](int tile, int stage) {
     bf16* dK = sK + stage * BN * LDS;
     bf16* dV = sV + stage * BN * LDS;
     for (int c = tid; c < BN * CHUNKS; c += NT) {
       const int r = c / CHUNKS, ch = c % CHUNKS;
       const int j = kvStart + tile * BN + r;
-      if (j == skipKey) continue;
       const bool valid = j < kvEnd;
       const int jj = valid ? j : kvStart;
       const int64_t page = p.kvIndices[pageBegin + jj / p.pageSize];
@@ -218,11 +232,23 @@ decodeKernel(const DecodeParams p) {
       attn::cpAsync16(dV + r * LDS + ch * 8, p.vPages + off, valid);
     }
   };
-  const int early = p.earlyKv ? min(numTiles, STAGES - 1) : 0;  // tiles loaded before the wait
-  for (int s = 0; s < early; ++s) {
-    loadKV(s, s, lastKey);
-    attn::cpAsyncCommit();
+  // Tiles loaded before the wait, each row but the last key's (rows past kvEnd zero-filled, as
+  // in loadKV: their scores are masked, and 0 * garbage could be NaN). A separate loop, so the
+  // streaming loop's loads stay as they were (with the skip in loadKV itself, 2026-11-29,
+  // long contexts streamed up to 1.5x slower).
+  const int early = p.earlyKv ? min(numTiles, STAGES - 1) : 0;
+  for (int c = tid; c < early * BN * CHUNKS; c += NT) {
+    const int tile = c / (BN * CHUNKS), r = c / CHUNKS % BN, ch = c % CHUNKS;
+    const int j = kvStart + tile * BN + r;
+    if (j == lastKey) continue;
+    const bool valid = j < kvEnd;
+    const int jj = valid ? j : kvStart;
+    const int64_t page = p.kvIndices[pageBegin + jj / p.pageSize];
+    const int64_t off = (page * p.pageSize + jj % p.pageSize) * rowStride + hkv * D + ch * 8;
+    attn::cpAsync16(sK + (tile * BN + r) * LDS + ch * 8, p.kPages + off, valid);
+    attn::cpAsync16(sV + (tile * BN + r) * LDS + ch * 8, p.vPages + off, valid);
   }
+  if (early > 0) attn::cpAsyncCommit();
   if (p.earlyKv) pdlWait();
 
   // Q rows: the group's heads hkv*G .. hkv*G+G-1; rows >= G zero-filled.
@@ -242,10 +268,15 @@ decodeKernel(const DecodeParams p) {
     attn::cpAsync16(sV + (lastTile * BN + r) * LDS + tid * 8, p.vPages + off, true);
   }
   for (int s = early; s < STAGES - 1; ++s) {
-    if (s < numTiles) loadKV(s, s, -1);
+    if (s < numTiles) loadKV(s, s);
     attn::cpAsyncCommit();
   }
-  if (early > 0) attn::cpAsyncCommit();  // early tiles committed before; q (+ last key) now
+  // With early tiles, q's loads are in a group after theirs: commit it and wait for all here,
+  // and the loop's waits hold as before.
+  if (early > 0) {
+    attn::cpAsyncCommit();
+    attn::cpAsyncWait<0>();
+  }
 
   uint32_t qf[D / 16][4];
   float o[D / 8][4];
@@ -255,13 +286,9 @@ decodeKernel(const DecodeParams p) {
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
 
   for (int t = 0; t < numTiles; ++t) {
-    // With early tiles, q's group was committed after them: the first tile waits for all.
-    if (early > 0 && t == 0)
-      attn::cpAsyncWait<0>();
-    else
-      attn::cpAsyncWait<STAGES - 2>();
+    attn::cpAsyncWait<STAGES - 2>();
     __syncthreads();
-    if (t + STAGES - 1 < numTiles) loadKV(t + STAGES - 1, (t + STAGES - 1) % STAGES, -1);
+    if (t + STAGES - 1 < numTiles) loadKV(t + STAGES - 1, (t + STAGES - 1) % STAGES);
     attn::cpAsyncCommit();
     if (t == 0) {
 #pragma unroll

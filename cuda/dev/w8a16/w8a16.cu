@@ -1582,9 +1582,7 @@ int main(int argc, char** argv) {
     if (mode == "ceiling") return runCeiling(std::max(10, reps));
     if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (const char* d = std::getenv("W8A16_LAB_DEPTH"))  // decode ring depth at m <= 8, chain A/Bs
-      w8a16SetDecodeLab(std::atoi(d), std::getenv("W8A16_LAB_LATE_TRIGGER") != nullptr);
-    else if (std::getenv("W8A16_LAB_LATE_TRIGGER") != nullptr)
-      w8a16SetDecodeLab(0, true);
+      w8a16SetDecodeLab(std::atoi(d));
     if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List, kvLen);
   } catch (const ivl::Error& e) {
     std::fprintf(stderr, "ivl::Error %s: %s\n", e.codeName(), e.what());
