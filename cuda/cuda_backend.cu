@@ -148,6 +148,8 @@ CudaBackend::Impl::Impl(const CudaBackendOptions& o) : options(o), device(o.devi
   genericAttention = o.genericAttention || (env && env[0] == '1');
   const char* fused = std::getenv("INTERNVL_CUDA_FUSED_VIT");
   fusedVit = !(fused && fused[0] == '0');
+  const char* ropeEnv = std::getenv("INTERNVL_CUDA_ATTN_ROPE");
+  ropeInAttention = !(ropeEnv && ropeEnv[0] == '0');
   gemmWorkspace = ScratchBlock(ctx->allocator, o.gemmWorkspaceBytes);
   gemm = std::make_unique<GemmBf16>(stream, gemmWorkspace.get(), o.gemmWorkspaceBytes);
 }

@@ -112,6 +112,9 @@ class CudaBackend final : public Backend {
                       const Tensor& cos, const Tensor& sin, const PagedBatch& batch) override;
   void pagedAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const PagedBatch& batch,
                       int64_t nHeads, int64_t nKvHeads, double scale) override;
+  void qkvRopeAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const Tensor& qkv, int64_t nHeads,
+                        int64_t nKvHeads, const Tensor& cos, const Tensor& sin, const PagedBatch& batch,
+                        double scale) override;
 
   void patchify(const Tensor& out, const Tensor& pixels, int64_t patch) override;
   void vitEmbed(const Tensor& out, const Tensor& patches, const Tensor& cls, const Tensor& pos) override;

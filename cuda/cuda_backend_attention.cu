@@ -233,115 +233,170 @@ void CudaBackend::qkvAttention(const Tensor& out, const Tensor& qkv, const Tenso
   });
 }
 
+namespace {
+
+// pagedAttention's body. rope: from qkvRopeAttention, which has checked that this batch takes
+// the decode kernel (every other path needs the roped q and cache rows it does not write).
+void pagedAttentionOn(CudaBackend::Impl& im, const Tensor& out, const Tensor& q, const KvLayer& layer,
+                      const PagedBatch& batch, int64_t nHeads, int64_t nKvHeads, double scale,
+                      const DecodeRope* rope) {
+  needDType(q, DType::BF16, "pagedAttention: q");
+  needDType(out, DType::BF16, "pagedAttention: out");
+  needDType(layer.k, DType::BF16, "pagedAttention: cache k");
+  needDType(layer.v, DType::BF16, "pagedAttention: cache v");
+  const int64_t T = batch.numTokens(), B = batch.numSequences(), bs = batch.blockSize;
+  need(nHeads > 0 && nKvHeads > 0 && nHeads % nKvHeads == 0 && q.cols() % nHeads == 0,
+       "pagedAttention: heads must divide evenly");
+  const int64_t C = q.cols(), D = C / nHeads, group = nHeads / nKvHeads;
+  need(q.rows() == T && out.rows() == T && out.cols() == C, "pagedAttention: shape mismatch");
+  need(layer.k.rank() == 4 && layer.v.shape() == layer.k.shape() && layer.k.dim(1) == bs &&
+           layer.k.dim(2) == nKvHeads && layer.k.dim(3) == D,
+       "pagedAttention: cache layout");
+  // The CSR metadata, checked on the host: a bad page id would be a wild device read.
+  need(int64_t(batch.qoIndptr.size()) == B + 1 && int64_t(batch.kvIndptr.size()) == B + 1 &&
+           batch.qoIndptr[0] == 0 && batch.kvIndptr[0] == 0 && batch.qoIndptr[B] == T &&
+           batch.kvIndptr[B] == int64_t(batch.kvIndices.size()),
+       "pagedAttention: malformed qoIndptr/kvIndptr");
+  const int64_t numBlocks = layer.k.dim(0);
+  for (int32_t pg : batch.kvIndices) need(pg >= 0 && pg < numBlocks, "pagedAttention: page id out of range");
+  std::vector<int32_t> seqOf(static_cast<size_t>(T));
+  bool standard = true, oneQueryEach = B > 0;
+  int64_t maxKv = 0, maxQo = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t q0 = batch.qoIndptr[b], q1 = batch.qoIndptr[b + 1];
+    need(q0 <= q1 && batch.kvIndptr[b] <= batch.kvIndptr[b + 1], "pagedAttention: indptr not monotonic");
+    const int64_t pagesB = batch.kvIndptr[b + 1] - batch.kvIndptr[b];
+    need(pagesB == 0 || (batch.kvLastPageLen[b] >= 1 && batch.kvLastPageLen[b] <= bs),
+         "pagedAttention: kvLastPageLen out of range");
+    const int64_t kvLen = batch.kvLength(b), qoLen = q1 - q0;
+    maxKv = std::max(maxKv, kvLen);
+    maxQo = std::max(maxQo, qoLen);
+    if (qoLen != 1) oneQueryEach = false;
+    for (int32_t t = q0; t < q1; ++t) {
+      seqOf[size_t(t)] = int32_t(b);
+      const int64_t pos = batch.positions[size_t(t)];
+      need(pos >= 0 && pos + 1 <= kvLen, "pagedAttention: query position beyond the cached tokens");
+      if (pos != kvLen - qoLen + (t - q0)) standard = false;
+    }
+  }
+  if (T == 0) return;
+
+  PackedUpload meta(im.ctx->allocator, im.staging, im.stream,
+                    {{batch.qoIndptr.data(), batch.qoIndptr.size() * 4},
+                     {batch.kvIndptr.data(), batch.kvIndptr.size() * 4},
+                     {batch.kvIndices.data(), batch.kvIndices.size() * 4},
+                     {batch.kvLastPageLen.data(), batch.kvLastPageLen.size() * 4},
+                     {batch.positions.data(), batch.positions.size() * 4},
+                     {seqOf.data(), seqOf.size() * 4}},
+                    &im.pagedMetaUpload);
+
+  const bool tuned = !im.genericAttention && standard && tunedHeadDim(D) && scale > 0 && C % 8 == 0 &&
+                     B <= 65535 && nHeads <= 65535 && aligned16(q.raw()) && aligned16(out.raw()) &&
+                     aligned16(layer.k.raw()) && aligned16(layer.v.raw());
+  require(rope == nullptr || (tuned && oneQueryEach && group <= 16), ErrorCode::Internal,
+          "qkvRopeAttention: the batch does not take the decode kernel");
+  if (tuned) {
+    PagedKV kv;
+    kv.k_pages = layer.k.ptr<bf16>();
+    kv.v_pages = layer.v.ptr<bf16>();
+    kv.kv_indptr = meta.at<int32_t>(1);
+    kv.kv_indices = meta.at<int32_t>(2);
+    kv.kv_last_page_len = meta.at<int32_t>(3);
+    kv.batch = int(B);
+    kv.page_size = int(bs);
+    kv.num_kv_heads = int(nKvHeads);
+    kv.head_dim = int(D);
+    if (oneQueryEach && group <= 16) {
+      const DecodePlan plan = planPagedDecode(int(B), int(nHeads), int(nKvHeads), int(D),
+                                              int(std::min<int64_t>(maxKv, INT32_MAX)), im.numSms);
+      const bool grown = im.decodeWorkspace.capacity() < plan.workspace_bytes;
+      if (grown) {
+        im.decodeWorkspace.reset();
+        im.decodeWorkspace = ScratchBlock(im.ctx->allocator, plan.workspace_bytes);
+      }
+      // A fused-merge plan needs its arrival counters zero: after (re)allocation, or after a
+      // split plan without them (too many sequences for the counters) wrote partials over
+      // those bytes. The kernel leaves them zero, so otherwise they already are.
+      if (plan.fused_merge && (grown || !im.decodeCountersArmed))
+        IVL_CUDA_CHECK(cudaMemsetAsync(im.decodeWorkspace.get(), 0, im.decodeWorkspace.capacity(),
+                                       im.stream));
+      if (plan.num_splits > 1) im.decodeCountersArmed = plan.fused_merge;
+      pagedDecode(q.ptr<bf16>(), C, out.ptr<bf16>(), int(nHeads), kv, plan, im.decodeWorkspace.get(),
+                  im.decodeWorkspace.capacity(), float(scale), im.stream, rope);
+      im.lastAttention = AttentionPath::PagedDecode;
+    } else {
+      pagedPrefill(q.ptr<bf16>(), C, out.ptr<bf16>(), meta.at<int32_t>(0), int(nHeads), int(maxQo), kv,
+                   /*causal=*/true, float(scale), im.stream);
+      im.lastAttention = AttentionPath::PagedPrefill;
+    }
+    return;
+  }
+  GenericParams p{};
+  p.q = q.ptr<bf16>();
+  p.qStride = C;
+  p.k = layer.k.ptr<bf16>();
+  p.v = layer.v.ptr<bf16>();
+  p.out = out.ptr<bf16>();
+  p.nHeads = int(nHeads);
+  p.nKvHeads = int(nKvHeads);
+  p.D = int(D);
+  p.scale = float(scale);
+  p.seqOf = meta.at<int32_t>(5);
+  p.positions = meta.at<int32_t>(4);
+  p.kvIndptr = meta.at<int32_t>(1);
+  p.kvIndices = meta.at<int32_t>(2);
+  p.pageSize = int(bs);
+  launchGeneric(true, p, T, im.stream);
+  im.lastAttention = AttentionPath::GenericPaged;
+}
+
+}  // namespace
+
 void CudaBackend::pagedAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const PagedBatch& batch,
                                  int64_t nHeads, int64_t nKvHeads, double scale) {
+  impl_->op([&] { pagedAttentionOn(*impl_, out, q, layer, batch, nHeads, nKvHeads, scale, nullptr); });
+}
+
+// Decode steps (one query per sequence, each at its sequence's last position, the last key's
+// slot the one its page table names) rope inside the decode kernel: one launch fewer per layer
+// (qkvRopeAppend), q never written. Anything else, or INTERNVL_CUDA_ATTN_ROPE=0, composes
+// qkvRopeKvWrite and pagedAttention. The conditions below are those under which
+// pagedAttentionOn takes the decode kernel, plus the rope's own.
+void CudaBackend::qkvRopeAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const Tensor& qkv,
+                                   int64_t nHeads, int64_t nKvHeads, const Tensor& cos, const Tensor& sin,
+                                   const PagedBatch& batch, double scale) {
+  const int64_t T = batch.numTokens(), B = batch.numSequences(), bs = batch.blockSize;
+  const int64_t half = cos.defined() ? cos.cols() : 0, D = 2 * half;
+  const auto bf16Of = [](const Tensor& t) { return t.defined() && t.dtype() == DType::BF16; };
+  bool fits = impl_->ropeInAttention && !impl_->genericAttention && T == B && B > 0 && B <= 65535 && bs > 0 &&
+              nKvHeads > 0 && nHeads % nKvHeads == 0 && nHeads / nKvHeads <= 16 && nHeads <= 65535 &&
+              tunedHeadDim(D) && scale > 0 && bf16Of(q) && bf16Of(out) && bf16Of(qkv) && bf16Of(layer.k) &&
+              bf16Of(layer.v) && sin.defined() && cos.dtype() == sin.dtype() &&
+              (cos.dtype() == DType::BF16 || cos.dtype() == DType::F32) && cos.rows() == T && sin.rows() == T &&
+              sin.cols() == half && q.rows() == T && q.cols() == nHeads * D && out.rows() == T &&
+              out.cols() == nHeads * D && qkv.rows() == T && qkv.cols() == (nHeads + 2 * nKvHeads) * D &&
+              layer.k.rank() == 4 && layer.v.shape() == layer.k.shape() && layer.k.dim(1) == bs &&
+              layer.k.dim(2) == nKvHeads && layer.k.dim(3) == D && aligned16(q.raw()) && aligned16(out.raw()) &&
+              aligned16(layer.k.raw()) && aligned16(layer.v.raw()) &&
+              int64_t(batch.qoIndptr.size()) == B + 1 && int64_t(batch.kvIndptr.size()) == B + 1 &&
+              int64_t(batch.kvLastPageLen.size()) == B && int64_t(batch.positions.size()) == T &&
+              int64_t(batch.slots.size()) == T;
+  for (int64_t b = 0; fits && b < B; ++b) {
+    const int64_t pos = batch.positions[size_t(b)];
+    const int64_t page = batch.kvIndptr[b] + (pos >= 0 ? pos / bs : 0);
+    fits = batch.qoIndptr[b] == b && batch.qoIndptr[b + 1] == b + 1 && pos >= 0 && pos == batch.kvLength(b) - 1 &&
+           batch.kvIndptr[b] <= batch.kvIndptr[b + 1] && page < batch.kvIndptr[b + 1] &&
+           page < int64_t(batch.kvIndices.size()) &&
+           batch.slots[size_t(b)] == int64_t(batch.kvIndices[size_t(page)]) * bs + pos % bs;
+  }
+  if (!fits) return Backend::qkvRopeAttention(out, q, layer, qkv, nHeads, nKvHeads, cos, sin, batch, scale);
   impl_->op([&] {
-    needDType(q, DType::BF16, "pagedAttention: q");
-    needDType(out, DType::BF16, "pagedAttention: out");
-    needDType(layer.k, DType::BF16, "pagedAttention: cache k");
-    needDType(layer.v, DType::BF16, "pagedAttention: cache v");
-    const int64_t T = batch.numTokens(), B = batch.numSequences(), bs = batch.blockSize;
-    need(nHeads > 0 && nKvHeads > 0 && nHeads % nKvHeads == 0 && q.cols() % nHeads == 0,
-         "pagedAttention: heads must divide evenly");
-    const int64_t C = q.cols(), D = C / nHeads, group = nHeads / nKvHeads;
-    need(q.rows() == T && out.rows() == T && out.cols() == C, "pagedAttention: shape mismatch");
-    need(layer.k.rank() == 4 && layer.v.shape() == layer.k.shape() && layer.k.dim(1) == bs &&
-             layer.k.dim(2) == nKvHeads && layer.k.dim(3) == D,
-         "pagedAttention: cache layout");
-    // The CSR metadata, checked on the host: a bad page id would be a wild device read.
-    need(int64_t(batch.qoIndptr.size()) == B + 1 && int64_t(batch.kvIndptr.size()) == B + 1 &&
-             batch.qoIndptr[0] == 0 && batch.kvIndptr[0] == 0 && batch.qoIndptr[B] == T &&
-             batch.kvIndptr[B] == int64_t(batch.kvIndices.size()),
-         "pagedAttention: malformed qoIndptr/kvIndptr");
-    const int64_t numBlocks = layer.k.dim(0);
-    for (int32_t pg : batch.kvIndices) need(pg >= 0 && pg < numBlocks, "pagedAttention: page id out of range");
-    std::vector<int32_t> seqOf(static_cast<size_t>(T));
-    bool standard = true, oneQueryEach = B > 0;
-    int64_t maxKv = 0, maxQo = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      const int32_t q0 = batch.qoIndptr[b], q1 = batch.qoIndptr[b + 1];
-      need(q0 <= q1 && batch.kvIndptr[b] <= batch.kvIndptr[b + 1], "pagedAttention: indptr not monotonic");
-      const int64_t pagesB = batch.kvIndptr[b + 1] - batch.kvIndptr[b];
-      need(pagesB == 0 || (batch.kvLastPageLen[b] >= 1 && batch.kvLastPageLen[b] <= bs),
-           "pagedAttention: kvLastPageLen out of range");
-      const int64_t kvLen = batch.kvLength(b), qoLen = q1 - q0;
-      maxKv = std::max(maxKv, kvLen);
-      maxQo = std::max(maxQo, qoLen);
-      if (qoLen != 1) oneQueryEach = false;
-      for (int32_t t = q0; t < q1; ++t) {
-        seqOf[size_t(t)] = int32_t(b);
-        const int64_t pos = batch.positions[size_t(t)];
-        need(pos >= 0 && pos + 1 <= kvLen, "pagedAttention: query position beyond the cached tokens");
-        if (pos != kvLen - qoLen + (t - q0)) standard = false;
-      }
-    }
-    if (T == 0) return;
-
-    PackedUpload meta(impl_->ctx->allocator, impl_->staging, impl_->stream,
-                      {{batch.qoIndptr.data(), batch.qoIndptr.size() * 4},
-                       {batch.kvIndptr.data(), batch.kvIndptr.size() * 4},
-                       {batch.kvIndices.data(), batch.kvIndices.size() * 4},
-                       {batch.kvLastPageLen.data(), batch.kvLastPageLen.size() * 4},
-                       {batch.positions.data(), batch.positions.size() * 4},
-                       {seqOf.data(), seqOf.size() * 4}},
-                      &impl_->pagedMetaUpload);
-
-    const bool tuned = !impl_->genericAttention && standard && tunedHeadDim(D) && scale > 0 && C % 8 == 0 &&
-                       B <= 65535 && nHeads <= 65535 && aligned16(q.raw()) && aligned16(out.raw()) &&
-                       aligned16(layer.k.raw()) && aligned16(layer.v.raw());
-    if (tuned) {
-      PagedKV kv;
-      kv.k_pages = layer.k.ptr<bf16>();
-      kv.v_pages = layer.v.ptr<bf16>();
-      kv.kv_indptr = meta.at<int32_t>(1);
-      kv.kv_indices = meta.at<int32_t>(2);
-      kv.kv_last_page_len = meta.at<int32_t>(3);
-      kv.batch = int(B);
-      kv.page_size = int(bs);
-      kv.num_kv_heads = int(nKvHeads);
-      kv.head_dim = int(D);
-      if (oneQueryEach && group <= 16) {
-        const DecodePlan plan = planPagedDecode(int(B), int(nHeads), int(nKvHeads), int(D),
-                                                int(std::min<int64_t>(maxKv, INT32_MAX)), impl_->numSms);
-        const bool grown = impl_->decodeWorkspace.capacity() < plan.workspace_bytes;
-        if (grown) {
-          impl_->decodeWorkspace.reset();
-          impl_->decodeWorkspace = ScratchBlock(impl_->ctx->allocator, plan.workspace_bytes);
-        }
-        // A fused-merge plan needs its arrival counters zero: after (re)allocation, or after a
-        // split plan without them (too many sequences for the counters) wrote partials over
-        // those bytes. The kernel leaves them zero, so otherwise they already are.
-        if (plan.fused_merge && (grown || !impl_->decodeCountersArmed))
-          IVL_CUDA_CHECK(cudaMemsetAsync(impl_->decodeWorkspace.get(), 0, impl_->decodeWorkspace.capacity(),
-                                         impl_->stream));
-        if (plan.num_splits > 1) impl_->decodeCountersArmed = plan.fused_merge;
-        pagedDecode(q.ptr<bf16>(), C, out.ptr<bf16>(), int(nHeads), kv, plan, impl_->decodeWorkspace.get(),
-                    impl_->decodeWorkspace.capacity(), float(scale), impl_->stream);
-        impl_->lastAttention = AttentionPath::PagedDecode;
-      } else {
-        pagedPrefill(q.ptr<bf16>(), C, out.ptr<bf16>(), meta.at<int32_t>(0), int(nHeads), int(maxQo), kv,
-                     /*causal=*/true, float(scale), impl_->stream);
-        impl_->lastAttention = AttentionPath::PagedPrefill;
-      }
-      return;
-    }
-    GenericParams p{};
-    p.q = q.ptr<bf16>();
-    p.qStride = C;
-    p.k = layer.k.ptr<bf16>();
-    p.v = layer.v.ptr<bf16>();
-    p.out = out.ptr<bf16>();
-    p.nHeads = int(nHeads);
-    p.nKvHeads = int(nKvHeads);
-    p.D = int(D);
-    p.scale = float(scale);
-    p.seqOf = meta.at<int32_t>(5);
-    p.positions = meta.at<int32_t>(4);
-    p.kvIndptr = meta.at<int32_t>(1);
-    p.kvIndices = meta.at<int32_t>(2);
-    p.pageSize = int(bs);
-    launchGeneric(true, p, T, impl_->stream);
-    impl_->lastAttention = AttentionPath::GenericPaged;
+    DecodeRope rope;
+    rope.qkv = qkv.ptr<bf16>();
+    rope.cos = cos.raw();
+    rope.sin = sin.raw();
+    rope.bf16_tables = cos.dtype() == DType::BF16;
+    pagedAttentionOn(*impl_, out, q, layer, batch, nHeads, nKvHeads, scale, &rope);
   });
 }
 

@@ -181,6 +181,9 @@ struct CudaBackend::Impl {
   // The fused ViT kernels (addScaledNorm, qkvAttention in place); INTERNVL_CUDA_FUSED_VIT=0
   // runs the interface's composed defaults instead (the fused kernels' oracle on the GPU).
   bool fusedVit = true;
+  // Decode attention ropes q and the new key itself (qkvRopeAttention); INTERNVL_CUDA_ATTN_ROPE=0
+  // composes qkvRopeKvWrite and pagedAttention instead.
+  bool ropeInAttention = true;
   bool poisoned = false;
   std::string poisonReason;
   AttentionPath lastAttention = AttentionPath::None;

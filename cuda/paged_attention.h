@@ -98,8 +98,20 @@ DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int he
 // before it waits for the kernel before it: no kernel since the stream's latest plain launch
 // (copy, memset, kernel without PDL) may write those (the decode step writes only each
 // sequence's last key). INTERNVL_CUDA_ATTN_EARLY_KV=0 moves every K/V read after the wait.
+//
+// rope (optional): the queries and the new keys arrive raw and the kernel ropes them (what
+// qkvRopeAppendBf16 would do first, bit for bit): q is then ignored, each sequence's query heads
+// come from its row of rope->qkv, and its last key's cache row (the page table's, which must be
+// the slot the step appended) is written here from the same row before attention reads it.
+struct DecodeRope {
+  const __nv_bfloat16* qkv = nullptr;  // [batch, (num_qo_heads + 2 num_kv_heads) head_dim] q | k | v
+  const void* cos = nullptr;           // [batch, head_dim / 2] at each sequence's query position
+  const void* sin = nullptr;
+  bool bf16_tables = false;            // cos/sin BF16, else F32
+};
 void pagedDecode(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
                  int num_qo_heads, const PagedKV& kv, const DecodePlan& plan, void* workspace,
-                 size_t workspace_bytes, float sm_scale, cudaStream_t stream);
+                 size_t workspace_bytes, float sm_scale, cudaStream_t stream,
+                 const DecodeRope* rope = nullptr);
 
 }  // namespace ivl::cuda

@@ -23,6 +23,7 @@
 #include "check.h"
 #include "paged_attention.h"
 #include "pdl.h"
+#include "rope_rotate.h"
 
 namespace ivl::cuda {
 namespace decode_detail {
@@ -54,6 +55,11 @@ struct DecodeParams {
   int* mergeCounters;     // [batch, numKvHeads] arrival counters, zero between calls: the last
                           // split CTA merges (DecodePlan::fused_merge); null: the merge kernel
   bool earlyKv;           // load the first K/V tiles before the PDL wait (all keys but the last)
+  // Rope in the kernel (DecodeRope; qkv null: q is roped already and the new key is cached):
+  const bf16* qkv;        // [batch, (numQoHeads + 2 numKvHeads) D] raw q | k | v rows
+  const void* ropeCos;    // [batch, D/2], BF16 (ropeBf16Tables) or F32
+  const void* ropeSin;
+  bool ropeBf16Tables;
 };
 
 // Fused merge: the arrival counters sit in a fixed head of the workspace (so any call's layout
@@ -251,21 +257,76 @@ decodeKernel(const DecodeParams p) {
   if (early > 0) attn::cpAsyncCommit();
   if (p.earlyKv) pdlWait();
 
-  // Q rows: the group's heads hkv*G .. hkv*G+G-1; rows >= G zero-filled.
-  for (int c = tid; c < 16 * CHUNKS; c += NT) {
-    const int r = c / CHUNKS, ch = c % CHUNKS;
-    const bool valid = r < group;
-    const bf16* src = p.q + int64_t(b) * p.qStride + (hkv * group + (valid ? r : 0)) * D + ch * 8;
-    attn::cpAsync16(sQ + r * LDS + ch * 8, src, valid);
-  }
-  // The last key's row, if an early tile skipped it.
   const int lastTile = (lastKey - kvStart) / BN;
-  if (lastKey >= kvStart && lastKey < kvEnd && lastTile < early && tid < CHUNKS) {
-    const int64_t page = p.kvIndices[pageBegin + lastKey / p.pageSize];
-    const int64_t off = (page * p.pageSize + lastKey % p.pageSize) * rowStride + hkv * D + tid * 8;
-    const int r = lastKey - kvStart - lastTile * BN;
-    attn::cpAsync16(sK + (lastTile * BN + r) * LDS + tid * 8, p.kPages + off, true);
-    attn::cpAsync16(sV + (lastTile * BN + r) * LDS + tid * 8, p.vPages + off, true);
+  const bool ownsLast = lastKey >= kvStart && lastKey < kvEnd;  // the split holding the new key
+  if (p.qkv == nullptr) {
+    // Q rows: the group's heads hkv*G .. hkv*G+G-1; rows >= G zero-filled.
+    for (int c = tid; c < 16 * CHUNKS; c += NT) {
+      const int r = c / CHUNKS, ch = c % CHUNKS;
+      const bool valid = r < group;
+      const bf16* src = p.q + int64_t(b) * p.qStride + (hkv * group + (valid ? r : 0)) * D + ch * 8;
+      attn::cpAsync16(sQ + r * LDS + ch * 8, src, valid);
+    }
+    // The last key's row, if an early tile skipped it.
+    if (ownsLast && lastTile < early && tid < CHUNKS) {
+      const int64_t page = p.kvIndices[pageBegin + lastKey / p.pageSize];
+      const int64_t off = (page * p.pageSize + lastKey % p.pageSize) * rowStride + hkv * D + tid * 8;
+      const int r = lastKey - kvStart - lastTile * BN;
+      attn::cpAsync16(sK + (lastTile * BN + r) * LDS + tid * 8, p.kPages + off, true);
+      attn::cpAsync16(sV + (lastTile * BN + r) * LDS + tid * 8, p.vPages + off, true);
+    }
+  } else {
+    // Rope here (DecodeRope): the group's q heads from the raw qkv row into sQ (rows >= G zero),
+    // and, in the split holding it, the new key: roped k and v into the cache (this kernel is
+    // its writer on the decode step) and into the early tile that skipped it.
+    constexpr int HALF = D / 2;
+    const bf16* row = p.qkv + int64_t(b) * (p.numQoHeads + 2 * p.numKvHeads) * D;
+    const auto table = [&](const void* t, int i) {
+      return p.ropeBf16Tables ? __bfloat162float(static_cast<const bf16*>(t)[int64_t(b) * HALF + i])
+                              : static_cast<const float*>(t)[int64_t(b) * HALF + i];
+    };
+    for (int c = tid; c < 16 * HALF; c += NT) {
+      const int r = c / HALF, i = c % HALF;
+      bf16 lo = __float2bfloat16_rn(0.f), hi = lo;
+      if (r < group) {
+        const bf16* x = row + (hkv * group + r) * D;
+        ropeRotate(__bfloat162float(x[i]), __bfloat162float(x[i + HALF]), table(p.ropeCos, i), table(p.ropeSin, i),
+                   lo, hi);
+      }
+      sQ[r * LDS + i] = lo;
+      sQ[r * LDS + i + HALF] = hi;
+    }
+    if (ownsLast) {
+      const int64_t page = p.kvIndices[pageBegin + lastKey / p.pageSize];
+      const int64_t off = (page * p.pageSize + lastKey % p.pageSize) * rowStride + hkv * D;
+      bf16* kDst = const_cast<bf16*>(p.kPages) + off;  // the cache is written here, read elsewhere
+      bf16* vDst = const_cast<bf16*>(p.vPages) + off;
+      const bf16* kx = row + (p.numQoHeads + hkv) * D;
+      const bf16* vx = row + (p.numQoHeads + p.numKvHeads + hkv) * D;
+      const int r = lastKey - kvStart - lastTile * BN;
+      const bool inEarly = lastTile < early;
+      for (int i = tid; i < HALF; i += NT) {
+        bf16 lo, hi;
+        ropeRotate(__bfloat162float(kx[i]), __bfloat162float(kx[i + HALF]), table(p.ropeCos, i),
+                   table(p.ropeSin, i), lo, hi);
+        const bf16 v0 = vx[i], v1 = vx[i + HALF];
+        kDst[i] = lo;
+        kDst[i + HALF] = hi;
+        vDst[i] = v0;
+        vDst[i + HALF] = v1;
+        if (inEarly) {
+          bf16* sk = sK + (lastTile * BN + r) * LDS;
+          bf16* sv = sV + (lastTile * BN + r) * LDS;
+          sk[i] = lo;
+          sk[i + HALF] = hi;
+          sv[i] = v0;
+          sv[i + HALF] = v1;
+        }
+      }
+    }
+    // The new key's cache row is read back below (cp.async, through L2) when no early tile took
+    // it: the barrier orders this block's writes before those reads.
+    __syncthreads();
   }
   for (int s = early; s < STAGES - 1; ++s) {
     if (s < numTiles) loadKV(s, s);
@@ -516,7 +577,8 @@ void dispatchDecode(int D, const DecodeParams& p, int batch, cudaStream_t stream
 // Validated kernel parameters of pagedDecode (shared with the lab). `empty`: nothing to do.
 inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int num_qo_heads,
                                  const PagedKV& kv, const DecodePlan& plan, void* workspace,
-                                 size_t workspace_bytes, float sm_scale, bool* empty) {
+                                 size_t workspace_bytes, float sm_scale, bool* empty,
+                                 const DecodeRope* rope = nullptr) {
   const auto arg = [](bool ok, const std::string& what) {
     ivl::require(ok, ivl::ErrorCode::InvalidArg, "pagedDecode: " + what);
   };
@@ -564,6 +626,13 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
   p.chunkLen = plan.chunk_len;
   p.scaleLog2 = (sm_scale > 0.f ? sm_scale : 1.f / std::sqrt(float(D))) * 1.4426950408889634f;
   p.earlyKv = earlyKvByDefault();
+  if (rope != nullptr) {
+    arg(rope->qkv && rope->cos && rope->sin, "rope: null pointer");
+    p.qkv = rope->qkv;
+    p.ropeCos = rope->cos;
+    p.ropeSin = rope->sin;
+    p.ropeBf16Tables = rope->bf16_tables;
+  }
   if (plan.num_splits > 1) {
     const size_t slots = size_t(kv.batch) * num_qo_heads * plan.num_splits;
     char* parts = static_cast<char*>(workspace) + (plan.fused_merge ? kMergeCounterBytes : 0);
@@ -615,11 +684,11 @@ DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int he
 
 void pagedDecode(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
                  int num_qo_heads, const PagedKV& kv, const DecodePlan& plan, void* workspace,
-                 size_t workspace_bytes, float sm_scale, cudaStream_t stream) {
+                 size_t workspace_bytes, float sm_scale, cudaStream_t stream, const DecodeRope* rope) {
   using namespace decode_detail;
   bool empty = false;
   const DecodeParams p = decodeParams(q, q_stride, out, num_qo_heads, kv, plan, workspace,
-                                      workspace_bytes, sm_scale, &empty);
+                                      workspace_bytes, sm_scale, &empty, rope);
   if (empty) return;
   dispatchDecode<kStages>(kv.head_dim, p, kv.batch, stream, decodeWithPdl());
 }

@@ -4,6 +4,7 @@
 
 #include "check.h"
 #include "pdl.h"
+#include "rope_rotate.h"
 
 namespace ivl::cuda {
 
@@ -15,10 +16,10 @@ constexpr int kThreads = 256;
 __device__ __forceinline__ float toF(bf16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float loadF(const float* p, int64_t i) { return p[i]; }
 __device__ __forceinline__ float loadF(const bf16* p, int64_t i) { return __bfloat162float(p[i]); }
-__device__ __forceinline__ float rb(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
 
 // One item per (token, head of q|k|v, rotation pair i < half): q and k pairs are rotated
-// (same rounding as ropeKernel in elementwise.cu), v pairs copied.
+// (same rounding as ropeKernel in elementwise.cu; ropeRotate, which decode attention's rope
+// shares), v pairs copied.
 template <typename CS>
 __global__ void qkvRopeAppendKernel(bf16* __restrict__ q, bf16* __restrict__ kCache, bf16* __restrict__ vCache,
                                     const bf16* __restrict__ qkv, const CS* __restrict__ cosT,
@@ -45,8 +46,7 @@ __global__ void qkvRopeAppendKernel(bf16* __restrict__ q, bf16* __restrict__ kCa
     }
     const float c = loadF(cosT, t * half + i), s = loadF(sinT, t * half + i);
     bf16* dst = h < Hq ? q + t * Hq * D + h * D : kCache + slots[t] * KV * D + (h - Hq) * D;
-    dst[i] = __float2bfloat16_rn(rb(a * c) - rb(b * s));
-    dst[i + half] = __float2bfloat16_rn(rb(b * c) + rb(a * s));
+    ropeRotate(a, b, c, s, dst[i], dst[i + half]);
   }
 }
 

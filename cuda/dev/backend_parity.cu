@@ -649,10 +649,12 @@ void testQkvRope(Harness& h, const char* label, int64_t nHeads, int64_t nKv, int
   IVL_CUDA_CHECK(cudaMemset(lg.k.raw(), 0xff, lg.k.nbytes()));
   IVL_CUDA_CHECK(cudaMemset(lg.v.raw(), 0xff, lg.v.nbytes()));
   IVL_CUDA_CHECK(cudaDeviceSynchronize());
+  Pair ctxK, ctxV;
   if (Tc > 0) {
-    Pair k = h.act({Tc, row}, 1.5f), v = h.act({Tc, row});
-    h.cpu.kvWrite(lc, k.c, v.c, L.context);
-    h.gpu.kvWrite(lg, k.g, v.g, L.context);
+    ctxK = h.act({Tc, row}, 1.5f);
+    ctxV = h.act({Tc, row});
+    h.cpu.kvWrite(lc, ctxK.c, ctxV.c, L.context);
+    h.gpu.kvWrite(lg, ctxK.g, ctxV.g, L.context);
   }
   Pair qkv = h.act({Tq, (nHeads + 2 * nKv) * D}, 1.5f);
   auto [cs, sn] = ropeTables(h, L.step.positions, D, f32Tables);
@@ -689,6 +691,31 @@ void testQkvRope(Harness& h, const char* label, int64_t nHeads, int64_t nKv, int
   h.cpu.pagedAttention(o.c, qG, cacheG, L.step, nHeads, nKv, scale);
   h.gpu.pagedAttention(o.g, q.g, lg, L.step, nHeads, nKv, scale);
   h.compare("qkvRope+pagedAttention", shape, o, 1.0 / 64, 1.0 / 64, cuda::attentionPathName(h.gpu.lastAttentionPath()));
+
+  // The same step through qkvRopeAttention on a second cache holding the same context: on a
+  // decode batch the attention kernel ropes q and the new key itself. Its output against the
+  // same CPU reference, and the cache it leaves against the one qkvRopeKvWrite wrote (the same
+  // rope arithmetic: equal bit for bit), NaN everywhere else.
+  KvLayer lf{h.gpu.alloc(DType::BF16, lg.k.shape()), h.gpu.alloc(DType::BF16, lg.v.shape())};
+  h.gpu.synchronize();
+  IVL_CUDA_CHECK(cudaMemset(lf.k.raw(), 0xff, lf.k.nbytes()));
+  IVL_CUDA_CHECK(cudaMemset(lf.v.raw(), 0xff, lf.v.nbytes()));
+  IVL_CUDA_CHECK(cudaDeviceSynchronize());
+  if (Tc > 0) h.gpu.kvWrite(lf, ctxK.g, ctxV.g, L.context);
+  Pair of{o.c, h.gpu.alloc(DType::BF16, {Tq, nHeads * D})};
+  Tensor qf = h.gpu.alloc(DType::BF16, {Tq, nHeads * D});
+  h.gpu.qkvRopeAttention(of.g, qf, lf, qkv.g, nHeads, nKv, cs.g, sn.g, L.step, scale);
+  const std::string fusedPath = cuda::attentionPathName(h.gpu.lastAttentionPath());
+  h.compare("qkvRopeAttention", shape, of, 1.0 / 64, 1.0 / 64, fusedPath);
+  const std::vector<float> kf = h.down(h.gpu, lf.k), vf = h.down(h.gpu, lf.v);
+  int64_t differ = 0;
+  for (size_t i = 0; i < kf.size(); ++i) {
+    const bool same = (std::isnan(kf[i]) && std::isnan(kg[i])) || kf[i] == kg[i];
+    const bool sameV = (std::isnan(vf[i]) && std::isnan(vg[i])) || vf[i] == vg[i];
+    if (!same || !sameV) ++differ;
+  }
+  h.expect(differ == 0, "qkvRopeAttention " + shape + " (" + fusedPath + "): cache equal to qkvRopeKvWrite's (" +
+                            std::to_string(differ) + " elements differ)");
 }
 
 // The per-step metadata uploads (UploadCache in PackedUpload): every layer of a step sends the
@@ -1257,6 +1284,15 @@ int main(int argc, char** argv) {
     testQkvRope(h, "decode", 8, 1, 128, 16, qDecode);
     testQkvRope(h, "prefill", 8, 1, 128, 16, {{0, 3}, {16, 1}}, true);
     testQkvRope(h, "prefill bs7", 4, 1, 64, 7, {{0, 6}, {0, 7}, {0, 8}, {6, 2}});
+    // Decode over several splits: the new key in an early tile of its split, or (splits of 192
+    // keys: 40 sequences) in a later one, which reads it back from the cache the kernel wrote.
+    testQkvRope(h, "decode splits", 8, 1, 128, 16, {{130, 1}, {300, 1}, {63, 1}});
+    if (!S) {
+      std::vector<Seq> forty;
+      for (int i = 0; i < 40; ++i) forty.push_back({100 + (i * 97) % 300, 1});
+      testQkvRope(h, "decode splits", 16, 2, 128, 16, forty);
+      testQkvRope(h, "decode splits", 64, 8, 128, 16, {{300, 1}, {1000, 1}, {129, 1}, {64, 1}}, true);
+    }
     if (!S) {
       testQkvRope(h, "decode", 14, 2, 64, 16, qDecode);       // InternVL2-1B (Qwen2-0.5B): group 7
       testQkvRope(h, "prefill", 14, 2, 64, 16, qPrefill);

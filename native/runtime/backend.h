@@ -261,6 +261,16 @@ class Backend {
   //   q, out : [T, nHeads·D]; keys/values come from the pages (kvWrite first).
   virtual void pagedAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const PagedBatch& batch,
                               int64_t nHeads, int64_t nKvHeads, double scale) = 0;
+  // qkvRopeKvWrite, then pagedAttention(out, q, ...): from the stacked qkv rows to the attention
+  // output. q [T, nHeads·D] is scratch for the roped queries, which this form writes. The seam
+  // where a backend may rope inside attention (CUDA, decode steps: the rope is done by the
+  // attention kernel and q is left untouched).
+  virtual void qkvRopeAttention(const Tensor& out, const Tensor& q, const KvLayer& layer, const Tensor& qkv,
+                                int64_t nHeads, int64_t nKvHeads, const Tensor& cos, const Tensor& sin,
+                                const PagedBatch& batch, double scale) {
+    qkvRopeKvWrite(q, layer, qkv, nHeads, nKvHeads, cos, sin, batch);
+    pagedAttention(out, q, layer, batch, nHeads, nKvHeads, scale);
+  }
 
   // ---- vision ---------------------------------------------------------------
   // Conv2d(k = stride = p) input as rows: out[T·G·G, 3·p·p] from pixels[T, 3, S, S], G = S / p,

@@ -96,7 +96,7 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
       if (stackedQkv) {
         if (pending) be.addRmsNormMatmul(s.qkv, s.a, x, s.r, L.attnNorm, l.rmsEps, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
         else be.matmul(s.qkv, s.a, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
-        be.qkvRopeKvWrite(s.q, cache, s.qkv, Hq, KV, s.cos, s.sin, batch);
+        be.qkvRopeAttention(s.o, s.q, cache, s.qkv, Hq, KV, s.cos, s.sin, batch, scale);
       } else {
         if (pending) be.addRmsNorm(s.a, x, s.r, L.attnNorm, l.rmsEps);
         be.matmul(s.q, s.a, L.wq, L.bq ? &L.bq : nullptr);
@@ -105,9 +105,9 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
         be.rope(s.q, Hq, s.cos, s.sin);
         be.rope(s.k, KV, s.cos, s.sin);
         be.kvWrite(cache, s.k, s.v, batch);
+        be.pagedAttention(s.o, s.q, cache, batch, Hq, KV, scale);
       }
       pending = false;
-      be.pagedAttention(s.o, s.q, cache, batch, Hq, KV, scale);
       be.matmul(s.r, s.o, L.wo, L.bo ? &L.bo : nullptr);
       // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
       if (stackedGateUp) {
