@@ -509,7 +509,7 @@ inline size_t workspaceBytes(int batch, int numQoHeads, int D, int splits, bool 
 }
 
 // INTERNVL_CUDA_ATTN_FUSED_MERGE=1: plans merge in the split kernel's last CTA instead of a
-// merge kernel (read once; off until measured in the decode step).
+// merge kernel (read once). Off: measured slower in the decode step (docs/ENGINE.md).
 inline bool fusedMergeByDefault() {
   static const bool on = [] {
     const char* e = std::getenv("INTERNVL_CUDA_ATTN_FUSED_MERGE");

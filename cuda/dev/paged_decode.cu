@@ -11,7 +11,8 @@
 //       programmatic dependent launch (griddepcontrol.wait) to hide its launch latency (run 3:
 //       12.3 vs 14.4 us at 40B batch 1, 2k keys; candidate for the default), v2-fused = no
 //       merge kernel: the last split CTA of each (sequence, kv head) merges
-//       (DecodePlan::fused_merge, INTERNVL_CUDA_ATTN_FUSED_MERGE=1; not yet run on a GPU).
+//       (DecodePlan::fused_merge, INTERNVL_CUDA_ATTN_FUSED_MERGE=1; measured 2026-11-29, not
+//       adopted: 15.5 vs 13.7 us at 40B batch 1, 2k keys; docs/ENGINE.md).
 #include "../paged_attention_decode.cu"
 #include "common.h"
 

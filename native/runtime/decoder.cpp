@@ -76,7 +76,8 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
   // (addRmsNormMatmul, like siluMulHalvesMatmul a seam where a backend may fuse; none does
   // now): the attention block's with the MLP norm and gate/up, the MLP block's with the next
   // layer's input norm and qkv when that layer is on the same device (`pending`: s.r still
-  // holds the MLP's output).
+  // holds the MLP's output). Likewise the stacked qkv rows go to attention through one seam,
+  // qkvRopeAttention, which the CUDA backend fuses on decode steps (rope inside attention).
   int at = map_.embed;
   for (size_t i0 = 0; i0 < nLayers;) {
     const int dev = map_.layer(i0);
