@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "attention_mma.h"
 #include "cuda_backend_impl.h"
 #include "norm.h"
 #include "paged_attention.h"
@@ -51,16 +52,8 @@ struct GenericParams {
   int pageSize;
 };
 
-__device__ __forceinline__ float warpMax(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ float warpSum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+using attn::warpMax;
+using attn::warpSum;
 
 template <bool PAGED>
 __global__ void __launch_bounds__(kGenThreads) genericAttentionKernel(GenericParams p) {
