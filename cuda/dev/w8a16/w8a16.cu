@@ -920,7 +920,11 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
 
   // "step+attn" (kvLen > 0): each layer's own paged K/V cache (page size 16, 8 kv heads x 128)
   // holding kvLen keys for each of mMaxRows sequences; sequence b owns pages
-  // b * pagesPerSeq ..; its new key (written by qkvRopeAppend this step) is key kvLen - 1.
+  // b * pagesPerSeq ..; its new key is key kvLen - 1, written as in the product: by the decode
+  // attention, which ropes it and q itself (CudaBackend::qkvRopeAttention), or with
+  // INTERNVL_CUDA_ATTN_ROPE=0 by qkvRopeAppend first.
+  const char* ropeEnv = std::getenv("INTERNVL_CUDA_ATTN_ROPE");
+  const bool ropeInAttention = !(ropeEnv != nullptr && ropeEnv[0] == '0');
   const int pageSize = 16, pagesPerSeq = kvLen > 0 ? (kvLen + pageSize - 1) / pageSize : 0;
   const size_t kvLayerElems = static_cast<size_t>(mMaxRows) * pagesPerSeq * pageSize * 8 * 128;
   std::vector<bf16*> kLayer, vLayer;
@@ -1006,9 +1010,17 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
               kv.page_size = pageSize;
               kv.num_kv_heads = 8;
               kv.head_dim = 128;
-              qkvRopeAppendBf16(qh, kLayer[l], vLayer[l], qkvOut, cosT, sinT, ivl::DType::F32, kvSlots, m, 56, 8, 64,
-                                stream);
-              pagedDecode(qh, 56 * 128, attn, 56, kv, plan, attnWs, attnWsBytes, 0.f, stream);
+              if (ropeInAttention) {
+                DecodeRope rope;
+                rope.qkv = qkvOut;
+                rope.cos = cosT;
+                rope.sin = sinT;
+                pagedDecode(qh, 56 * 128, attn, 56, kv, plan, attnWs, attnWsBytes, 0.f, stream, &rope);
+              } else {
+                qkvRopeAppendBf16(qh, kLayer[l], vLayer[l], qkvOut, cosT, sinT, ivl::DType::F32, kvSlots, m, 56, 8,
+                                  64, stream);
+                pagedDecode(qh, 56 * 128, attn, 56, kv, plan, attnWs, attnWsBytes, 0.f, stream);
+              }
             } else {
               qkvRopeAppendBf16(qh, kC, vC, qkvOut, cosT, sinT, ivl::DType::F32, slots, m, 56, 8, 64, stream);
               small(attn, qh, static_cast<size_t>(m) * 7168);
