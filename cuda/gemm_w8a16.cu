@@ -136,6 +136,19 @@ constexpr int decodeMinBlocks() {
   return MT >= 3 && (DEPTH == 4 || TPW == 2) ? 1 : 2;
 }
 
+// Each of a lane's MT activation rows (mt * 8 + gi, the MMA's n side): where its 8 columns at
+// ti * 8 start, and whether the row exists (rows >= m read row 0 and are never stored).
+template <int MT>
+__device__ __forceinline__ void activationRows(const DecodeParams& p, int gi, int ti, const bf16* (&xRow)[MT],
+                                               bool (&rowOk)[MT]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int r = mt * 8 + gi;
+    rowOk[mt] = r < p.m;
+    xRow[mt] = p.x + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k + ti * 8;
+  }
+}
+
 // One 2 KB weight unit (128 columns of K, group g) of each of a warp's TPW tiles against the
 // activation rows: t += W_tile(unit) · x^T, per-group scaled into acc by the caller's order
 // (see decodeKernel's compute). Shared by the decode kernels.
@@ -230,12 +243,7 @@ __global__ void __launch_bounds__(kDecodeThreads, decodeMinBlocks<MT, DEPTH, TPW
   }
   const bf16* xRow[MT];
   bool rowOk[MT];
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-    const int r = mt * 8 + gi;
-    rowOk[mt] = r < p.m;
-    xRow[mt] = p.x + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k + ti * 8;
-  }
+  activationRows<MT>(p, gi, ti, xRow, rowOk);
 
   float acc[TPW][MT][4];
 #pragma unroll
@@ -400,12 +408,7 @@ __global__ void __launch_bounds__(kDecodeThreads, streamMinBlocks<MT, DEPTH>()) 
 
   const bf16* xRow[MT];
   bool rowOk[MT];
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-    const int r = mt * 8 + gi;
-    rowOk[mt] = r < p.m;
-    xRow[mt] = p.x + static_cast<size_t>(rowOk[mt] ? r : 0) * p.k + ti * 8;
-  }
+  activationRows<MT>(p, gi, ti, xRow, rowOk);
   float acc[1][MT][4];
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) acc[0][mt][0] = acc[0][mt][1] = acc[0][mt][2] = acc[0][mt][3] = 0.f;
