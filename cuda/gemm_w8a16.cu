@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -865,8 +866,13 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 // DecodeParams::l2Ahead for every call (w8a16SetL2Ahead; 0: the lab measured every distance
 // slower, README).
 std::atomic<int> l2AheadUnits{0};
-// w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's), stream-K at m <= 8.
-std::atomic<int> labSmallDepth{0}, labStreamK{0};
+// w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's), stream-K at m <= 8, which
+// INTERNVL_CUDA_W8A16_STREAMK=1 also turns on (experimental, off until measured).
+std::atomic<int> labSmallDepth{0};
+std::atomic<int> labStreamK{[] {
+  const char* e = std::getenv("INTERNVL_CUDA_W8A16_STREAMK");
+  return e != nullptr && e[0] == '1' ? 1 : 0;
+}()};
 
 }  // namespace w8a16
 
