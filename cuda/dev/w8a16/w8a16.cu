@@ -1242,10 +1242,15 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
                 if (tpw == 2 && depth != 2) continue;  // two tiles per warp run at depth 2
                 const int blocksN = ((n + 15) / 16 + tb * tpw - 1) / (tb * tpw);
                 std::vector<int> splits = {1};
-                for (int mult : {1, 2}) {
+                // Up to 4x the slot-filling split: at m = 16 a block's K slice of x (16 rows)
+                // fits L1 only when split finely (q / o at 2 splits: 115 KB a block).
+                for (int mult : {1, 2, 4}) {
                   const int s = std::min(groups, std::max(1, mult * sms / blocksN));
                   if (std::find(splits.begin(), splits.end(), s) == splits.end()) splits.push_back(s);
                 }
+                for (int s : {4, 8})
+                  if (m == 16 && s <= groups && std::find(splits.begin(), splits.end(), s) == splits.end())
+                    splits.push_back(s);
                 for (int s : splits) {
                   W8A16DecodeConfig c{tb, s, depth, tpw};
                   if (w8a16DecodeWorkspaceBytes(*wp, m, c) > ws.n) continue;
