@@ -7,6 +7,7 @@
 
 #include "cuda_backend_impl.h"
 #include "elementwise.h"
+#include "env_switch.h"
 #include "norm.h"
 #include "qkv_rope_append.h"
 #include "vit_ops.h"
@@ -144,12 +145,9 @@ CudaBackend::Impl::Impl(const CudaBackendOptions& o) : options(o), device(o.devi
     cudaStreamDestroy(stream);
     throw;
   }
-  const char* env = std::getenv("INTERNVL_CUDA_GENERIC_ATTENTION");
-  genericAttention = o.genericAttention || (env && env[0] == '1');
-  const char* fused = std::getenv("INTERNVL_CUDA_FUSED_VIT");
-  fusedVit = !(fused && fused[0] == '0');
-  const char* ropeEnv = std::getenv("INTERNVL_CUDA_ATTN_ROPE");
-  ropeInAttention = !(ropeEnv && ropeEnv[0] == '0');
+  genericAttention = o.genericAttention || envSwitch("INTERNVL_CUDA_GENERIC_ATTENTION", false);
+  fusedVit = envSwitch("INTERNVL_CUDA_FUSED_VIT", true);
+  ropeInAttention = envSwitch("INTERNVL_CUDA_ATTN_ROPE", true);
   gemmWorkspace = ScratchBlock(ctx->allocator, o.gemmWorkspaceBytes);
   gemm = std::make_unique<GemmBf16>(stream, gemmWorkspace.get(), o.gemmWorkspaceBytes);
 }

@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "check.h"
+#include "env_switch.h"
 #include "gemm_w8a16_tuning.h"
 #include "pdl.h"
 
@@ -869,10 +870,7 @@ std::atomic<int> l2AheadUnits{0};
 // w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's), stream-K at m <= 8, which
 // INTERNVL_CUDA_W8A16_STREAMK=1 also turns on (experimental, off until measured).
 std::atomic<int> labSmallDepth{0};
-std::atomic<int> labStreamK{[] {
-  const char* e = std::getenv("INTERNVL_CUDA_W8A16_STREAMK");
-  return e != nullptr && e[0] == '1' ? 1 : 0;
-}()};
+std::atomic<int> labStreamK{envSwitch("INTERNVL_CUDA_W8A16_STREAMK", false) ? 1 : 0};
 
 }  // namespace w8a16
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "check.h"
+#include "env_switch.h"
 #include "pdl.h"
 
 namespace ivl::cuda {
@@ -165,10 +166,7 @@ __global__ void normKernel(const NormArgs a) {
 // 1024-thread blocks for rows of more than 512 accesses (below); INTERNVL_CUDA_NORM_WIDE=0 keeps
 // the 256-thread blocks there, for same-session A/Bs.
 bool wideRowBlocks() {
-  static const bool on = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_NORM_WIDE");
-    return !(e != nullptr && e[0] == '0');
-  }();
+  static const bool on = envSwitch("INTERNVL_CUDA_NORM_WIDE", true);
   return on;
 }
 

@@ -21,6 +21,7 @@
 
 #include "attention_mma.h"
 #include "check.h"
+#include "env_switch.h"
 #include "paged_attention.h"
 #include "pdl.h"
 #include "rope_rotate.h"
@@ -564,19 +565,13 @@ inline size_t workspaceBytes(int batch, int numQoHeads, int D, int splits, bool 
 // INTERNVL_CUDA_ATTN_FUSED_MERGE=1: plans merge in the split kernel's last CTA instead of a
 // merge kernel (read once). Off: measured slower in the decode step (docs/ENGINE.md).
 inline bool fusedMergeByDefault() {
-  static const bool on = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_ATTN_FUSED_MERGE");
-    return e != nullptr && e[0] == '1';
-  }();
+  static const bool on = envSwitch("INTERNVL_CUDA_ATTN_FUSED_MERGE", false);
   return on;
 }
 
 // INTERNVL_CUDA_ATTN_EARLY_KV=0: load every K/V tile after the PDL wait (read once).
 inline bool earlyKvByDefault() {
-  static const bool on = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_ATTN_EARLY_KV");
-    return !(e != nullptr && e[0] == '0');
-  }();
+  static const bool on = envSwitch("INTERNVL_CUDA_ATTN_EARLY_KV", true);
   return on;
 }
 
@@ -584,10 +579,7 @@ inline bool earlyKvByDefault() {
 // cluster merging through DSMEM, where 2..8 splits and compute capability 9.x (read once; off
 // until measured in the decode step).
 inline bool clusterMergeByDefault() {
-  static const bool on = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_ATTN_CLUSTER_MERGE");
-    return e != nullptr && e[0] == '1';
-  }();
+  static const bool on = envSwitch("INTERNVL_CUDA_ATTN_CLUSTER_MERGE", false);
   return on;
 }
 
@@ -609,10 +601,7 @@ inline bool mergeWithPdl() {
 // 40B decode step bf16 20.02 -> 19.08 ms, int8 12.01 -> 11.96 ms); INTERNVL_CUDA_PDL_ATTENTION=0
 // turns it off alone, INTERNVL_CUDA_PDL=0 with the rest of PDL.
 inline bool decodeWithPdl() {
-  static const bool allowed = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_PDL_ATTENTION");
-    return !(e != nullptr && e[0] == '0');
-  }();
+  static const bool allowed = envSwitch("INTERNVL_CUDA_PDL_ATTENTION", true);
   return allowed && pdlEnabled();
 }
 

@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "check.h"
+#include "env_switch.h"
 
 namespace ivl::cuda {
 
@@ -51,10 +52,7 @@ inline std::atomic<int>& overrideFlag() {
   return v;
 }
 inline bool envAllows() {
-  static const bool allowed = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_PDL");
-    return !(e != nullptr && e[0] == '0');
-  }();
+  static const bool allowed = envSwitch("INTERNVL_CUDA_PDL", true);
   return allowed;
 }
 // Per device: 0 unknown, 1 capable (9.x), 2 not.
