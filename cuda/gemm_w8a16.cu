@@ -944,8 +944,11 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
     const int lab = w8a16::labSmallDepth.load(std::memory_order_relaxed);
     if (m <= 8 && lab > 0) c.depth = lab;
     if (m <= 8 && !manyWaves && w8a16::labStreamK.load(std::memory_order_relaxed) != 0) {
+      // Depth 2 at three blocks per SM unless the lab asks otherwise: the grid fills every slot,
+      // which is what depth 2 lacked in single waves (lab README).
       W8A16DecodeConfig sk = c;
       sk.streamK = true;
+      sk.depth = lab > 0 ? lab : 2;
       if (w8a16DecodeWorkspaceBytes(w, m, sk) <= workspaceBytes) return sk;
     }
     return fitSplit(c, want);
