@@ -229,8 +229,8 @@ decodeKernel(const DecodeParams p) {
   const int group = p.numQoHeads / p.numKvHeads;
   // Before the wait (earlyKv): the page tables and the K/V rows of every key but the sequence's
   // last are final before the step's first kernel (the caller's contract, pagedDecode); only q
-  // and the last key (appended by this step's rope_append) come from the kernel before. So the
-  // first tiles stream in while that kernel finishes, and only q and one row wait for it.
+  // and the last key come from this step (rope_append before, or this kernel: DecodeRope). So
+  // the first tiles stream in while the kernel before finishes, and only q and one row wait.
   if (!p.earlyKv) pdlWait();
   const int kvLen = attn::pagedKvLen(p.kvIndptr, p.kvLastPageLen, p.pageSize, b);
   const int nActive = activeSplits(kvLen, p.chunkLen, p.numSplits);
