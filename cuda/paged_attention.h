@@ -100,10 +100,10 @@ DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int he
 // when that is 0), zeroed before its first use when plan.fused_merge. It is reused by the next
 // call on the same stream, so one buffer sized for the largest batch serves every layer.
 // Each query is its sequence's last key (rope_append appended it, or `rope` below does).
-// Launched with programmatic dependent launch (pdl.h), the kernel reads the page tables and the K/V rows of every other key
-// before it waits for the kernel before it: no kernel since the stream's latest plain launch
-// (copy, memset, kernel without PDL) may write those (the decode step writes only each
-// sequence's last key). INTERNVL_CUDA_ATTN_EARLY_KV=0 moves every K/V read after the wait.
+// Launched with programmatic dependent launch (pdl.h), the kernel reads the page tables and the
+// K/V rows of every other key before it waits for the kernel before it: no kernel since the
+// stream's latest plain launch (copy, memset, kernel without PDL) may write those (the decode
+// step writes only each sequence's last key). INTERNVL_CUDA_ATTN_EARLY_KV=0 moves every K/V read after the wait.
 //
 // rope (optional): the queries and the new keys arrive raw and the kernel ropes them (what
 // qkvRopeAppendBf16 would do first, bit for bit): q is then ignored, each sequence's query heads
