@@ -19,7 +19,6 @@
 #include <type_traits>
 
 #include "check.h"
-#include "env_switch.h"
 #include "gemm_w8a16_tuning.h"
 #include "pdl.h"
 
@@ -109,15 +108,9 @@ struct DecodeParams {
   int tb;                // tiles (16 rows) per block; warps = tb tiles x (8 / tb) K lanes
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
-  // Stream-K (decodeStreamKernel): the grid streams `streamRounds` rounds, roundsPerCol per
-  // column block of tb tiles; a round is each warp's next DEPTH units of its tile.
-  int streamRounds, roundsPerCol;
 };
 
 constexpr int kDecodeThreads = 256;
-// Stream-K grids are at most this many blocks per SM (the workspace is sized by it; the
-// kernels' registers allow 2 or 3).
-constexpr int kStreamMaxBlocksPerSm = 8;
 
 // MT:      activation row blocks of 8 (the MMA's n side): handles m <= 8 * MT.
 // GROUPED: per-group scales (applied per 128-column unit) instead of per-channel (epilogue).
@@ -153,7 +146,7 @@ __device__ __forceinline__ void activationRows(const DecodeParams& p, int gi, in
 
 // One 2 KB weight unit (128 columns of K, group g) of each of a warp's TPW tiles against the
 // activation rows: t += W_tile(unit) · x^T, per-group scaled into acc by the caller's order
-// (see decodeKernel's compute). Shared by the decode kernels.
+// (see decodeKernel's compute).
 template <int MT, int TPW>
 __device__ __forceinline__ void unitMma(float (&t)[TPW][MT][4], const uint4 (&w)[TPW][4], int g, int k, int ti,
                                         const bf16* const (&xRow)[MT], const bool (&rowOk)[MT]) {
@@ -376,139 +369,6 @@ __global__ void __launch_bounds__(kDecodeThreads, decodeMinBlocks<MT, DEPTH, TPW
     p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
   }
   if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
-}
-
-// Stream-K decode (W8A16DecodeConfig::streamK; lab-only until measured, README "Next: a stream-K
-// GEMV"): a grid of about the resident blocks, block b streaming rounds
-// [b R / P, (b + 1) R / P) of the flattened (column block, round) sequence, so its register ring
-// runs on from one column block's units into the next's without a restart, and every block gets
-// the same share however many column blocks there are. A round gives each warp (tile tw, K lane
-// kw) DEPTH units of its tile: units (round % roundsPerCol) * kwCount * DEPTH + d * kwCount + kw,
-// d < DEPTH, so ring slot d stays a compile-time index across column blocks. Where a block's
-// range leaves a column block, all its warps reduce through shared memory and write that
-// segment: y itself when the segment is the whole column block, else a partial in slot
-// b + c (unique along the sequence), the column block's last segment to arrive summing them in
-// sequence order (deterministic) and re-arming its counter.
-// Three blocks per SM for the m <= 8 depth-2 variant (what the stacked gate/up streams at best
-// with: a grid of the resident blocks is the point), else decodeKernel's bound.
-template <int MT, int DEPTH>
-constexpr int streamMinBlocks() {
-  return MT == 1 && DEPTH == 2 ? 3 : decodeMinBlocks<MT, DEPTH, 1>();
-}
-
-template <int MT, bool GROUPED, int DEPTH>
-__global__ void __launch_bounds__(kDecodeThreads, streamMinBlocks<MT, DEPTH>()) decodeStreamKernel(const DecodeParams p) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int gi = lane >> 2, ti = lane & 3;
-  const int tb = p.tb, kwCount = 8 / tb;
-  const int tw = warp % tb, kw = warp / tb;
-  const long long R = p.streamRounds, P = gridDim.x;
-  const int rpc = p.roundsPerCol;
-  const int r0 = static_cast<int>(R * blockIdx.x / P), r1 = static_cast<int>(R * (blockIdx.x + 1) / P);
-  // The block whose range holds round x: the largest b with floor(b R / P) <= x.
-  const auto blockOf = [&](long long x) { return static_cast<int>(((x + 1) * P - 1) / R); };
-
-  const bf16* xRow[MT];
-  bool rowOk[MT];
-  activationRows<MT>(p, gi, ti, xRow, rowOk);
-  float acc[1][MT][4];
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) acc[0][mt][0] = acc[0][mt][1] = acc[0][mt][2] = acc[0][mt][3] = 0.f;
-
-  // Round r's slot d for this warp: its tile and unit, false past N or K.
-  const auto unitOf = [&](int r, int d, int& tile, int& g) {
-    tile = (r / rpc) * tb + tw;
-    g = (r % rpc) * kwCount * DEPTH + d * kwCount + kw;
-    return tile < p.tilesN && g < p.groups;
-  };
-  uint4 wb[DEPTH][1][4];
-  float sb[DEPTH][1][2];
-  const auto load = [&](uint4 (&w)[1][4], float (&s)[1][2], int tile, int g, auto pinned) {
-    const uint4* src = p.qw + (static_cast<size_t>(tile) * p.groups + g) * 128 + lane;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) w[0][j] = ldgStream<decltype(pinned)::value>(src + j * 32);
-    if constexpr (GROUPED) {
-      const float* sc = p.scales + (static_cast<size_t>(tile) * p.groups + g) * 16 + gi;
-      s[0][0] = __ldg(sc);
-      s[0][1] = __ldg(sc + 8);
-    }
-  };
-
-  // PDL as in decodeKernel: the first round's weights stream in before the wait.
-  pdlLaunchDependents();
-#pragma unroll
-  for (int d = 0; d < DEPTH; ++d) {
-    int tile, g;
-    if (r0 < r1 && unitOf(r0, d, tile, g)) load(wb[d], sb[d], tile, g, std::true_type{});
-  }
-  pdlWait();
-
-  __shared__ float red[8][16][MT * 8 + 1];
-  __shared__ int amLast;
-  const int rowsB = tb * 16;
-  for (int r = r0; r < r1; ++r) {
-#pragma unroll
-    for (int d = 0; d < DEPTH; ++d) {
-      int tile, g;
-      if (unitOf(r, d, tile, g)) {
-        float t[1][MT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) t[0][mt][0] = t[0][mt][1] = t[0][mt][2] = t[0][mt][3] = 0.f;
-        unitMma<MT, 1>(t, wb[d], g, p.k, ti, xRow, rowOk);
-        foldUnit<MT, 1, GROUPED>(acc, t, sb[d]);
-      }
-      if (r + 1 < r1 && unitOf(r + 1, d, tile, g)) load(wb[d], sb[d], tile, g, std::false_type{});
-    }
-    const int c = r / rpc;
-    if (r + 1 < r1 && (r + 1) / rpc == c) continue;
-
-    // This block's segment of column block c ends here (a block-uniform point).
-    accToRed<MT, 1>(red, acc, warp, gi, ti);
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) acc[0][mt][0] = acc[0][mt][1] = acc[0][mt][2] = acc[0][mt][3] = 0.f;
-    __syncthreads();
-    const int first = blockOf(static_cast<long long>(c) * rpc);
-    const int last = blockOf(min(R, static_cast<long long>(c + 1) * rpc) - 1);
-    const int nBase = c * rowsB;
-    const auto finish = [&](float v, int n) {
-      if constexpr (!GROUPED) v *= __ldg(p.scales + n);
-      if (p.bias != nullptr) v += __bfloat162float(p.bias[n]);
-      return __float2bfloat16_rn(v);
-    };
-    const auto slotOf = [&](int b, int mm) {
-      return p.partial + ((static_cast<size_t>(b) + c) * p.m + mm) * rowsB;
-    };
-    for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
-      const int mm = e / rowsB, nl = e - mm * rowsB;
-      const int n = nBase + nl;
-      if (n >= p.n) continue;
-      float v = 0.f;
-      for (int kwi = 0; kwi < kwCount; ++kwi) v += red[kwi * tb + (nl >> 4)][nl & 15][mm];
-      if (first == last)
-        p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
-      else
-        slotOf(blockIdx.x, mm)[nl] = v;
-    }
-    if (first != last) {
-      __threadfence();
-      __syncthreads();
-      if (threadIdx.x == 0) amLast = atomicAdd(p.counters + c, 1) == last - first;
-      __syncthreads();
-      if (amLast) {
-        __threadfence();
-        for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
-          const int mm = e / rowsB, nl = e - mm * rowsB;
-          const int n = nBase + nl;
-          if (n >= p.n) continue;
-          float v = 0.f;
-          for (int b = first; b <= last; ++b) v += __ldcg(slotOf(b, mm) + nl);
-          p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
-        }
-        if (threadIdx.x == 0) p.counters[c] = 0;
-      }
-    }
-    __syncthreads();  // red and amLast are rewritten at the next segment's end
-  }
 }
 
 // ---- prefill: tiled tensor-core GEMM -------------------------------------------------------
@@ -779,45 +639,6 @@ void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaSt
   }
 }
 
-// Stream-K: a grid of min(rounds, resident blocks) (the occupancy API's count for this variant,
-// read once per device), never more blocks than rounds (each block must own a round).
-template <int MT, bool GROUPED, int DEPTH>
-void launchStreamT(DecodeParams p, int blocksN, cudaStream_t stream) {
-  auto kernel = decodeStreamKernel<MT, GROUPED, DEPTH>;
-  static std::atomic<int> perSm[64];
-  const int dev = currentDevice();
-  int occ = dev < 64 ? perSm[dev].load(std::memory_order_relaxed) : 0;
-  if (occ <= 0) {
-    IVL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kDecodeThreads, 0));
-    occ = std::max(1, std::min(occ, kStreamMaxBlocksPerSm));
-    if (dev < 64) perSm[dev].store(occ, std::memory_order_relaxed);
-  }
-  const int kwCount = 8 / p.tb;
-  p.roundsPerCol = (p.groups + kwCount * DEPTH - 1) / (kwCount * DEPTH);
-  const long long rounds = static_cast<long long>(blocksN) * p.roundsPerCol;
-  ivl::require(rounds <= INT32_MAX, ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: stream-K grid too large");
-  p.streamRounds = static_cast<int>(rounds);
-  const int grid = static_cast<int>(std::min<long long>(rounds, static_cast<long long>(occ) * smCount()));
-  launchMaybePdl(pdlEnabled(), kernel, dim3(grid), dim3(kDecodeThreads), 0, stream, p);
-}
-
-template <bool GROUPED>
-void launchStreamMT(const DecodeParams& p, int blocksN, int depth, cudaStream_t stream) {
-  const auto byDepth = [&](auto mt) {
-    constexpr int MT = decltype(mt)::value;
-    if (depth <= 2)
-      launchStreamT<MT, GROUPED, 2>(p, blocksN, stream);
-    else
-      launchStreamT<MT, GROUPED, 4>(p, blocksN, stream);
-  };
-  switch ((p.m + 7) / 8) {
-    case 1: byDepth(std::integral_constant<int, 1>{}); break;
-    case 2: byDepth(std::integral_constant<int, 2>{}); break;
-    case 3: byDepth(std::integral_constant<int, 3>{}); break;
-    default: byDepth(std::integral_constant<int, 4>{}); break;
-  }
-}
-
 template <int BM, int BN, int WM, int WN, int STAGES, int MINB, bool GROUPED>
 void launchPrefillT(const PrefillParams& p, cudaStream_t stream) {
   using P = Prefill<BM, BN, WM, WN, STAGES, MINB, GROUPED>;
@@ -867,30 +688,21 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 // DecodeParams::l2Ahead for every call (w8a16SetL2Ahead; 0: the lab measured every distance
 // slower, README).
 std::atomic<int> l2AheadUnits{0};
-// w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's), stream-K at m <= 8, which
-// INTERNVL_CUDA_W8A16_STREAMK=1 also turns on (experimental, off until measured).
+// w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's).
 std::atomic<int> labSmallDepth{0};
-std::atomic<int> labStreamK{envSwitch("INTERNVL_CUDA_W8A16_STREAMK", false) ? 1 : 0};
 
 }  // namespace w8a16
 
 using w8a16::bf16;
 
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
-void w8a16SetDecodeLab(int smallDepth, bool streamK) {
+void w8a16SetDecodeLab(int smallDepth) {
   w8a16::labSmallDepth.store(smallDepth == 2 || smallDepth == 4 ? smallDepth : 0, std::memory_order_relaxed);
-  w8a16::labStreamK.store(streamK ? 1 : 0, std::memory_order_relaxed);
 }
 
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
-  const int tilesN = (w.n + 15) / 16;
-  if (cfg.streamK) {  // counters, then a partial per (block, column block) segment: < P + C
-    const int blocksN = (tilesN + cfg.tilesPerBlock - 1) / cfg.tilesPerBlock;
-    if (blocksN > w8a16::kMaxCounters) return static_cast<size_t>(-1);
-    const size_t slots = static_cast<size_t>(w8a16::kStreamMaxBlocksPerSm) * w8a16::smCount() + blocksN;
-    return w8a16::kCounterBytes + slots * m * cfg.tilesPerBlock * 16 * sizeof(float);
-  }
   if (cfg.splitK <= 1) return 0;
+  const int tilesN = (w.n + 15) / 16;
   const int perBlock = cfg.tilesPerBlock * cfg.tilesPerWarp;
   const int blocksN = (tilesN + perBlock - 1) / perBlock;
   if (blocksN > w8a16::kMaxCounters) return static_cast<size_t>(-1);  // cannot split this wide a grid
@@ -943,14 +755,6 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
     c.depth = m <= 8 && !manyWaves ? 4 : 2;
     const int lab = w8a16::labSmallDepth.load(std::memory_order_relaxed);
     if (m <= 8 && lab > 0) c.depth = lab;
-    if (m <= 8 && !manyWaves && w8a16::labStreamK.load(std::memory_order_relaxed) != 0) {
-      // Depth 2 at three blocks per SM unless the lab asks otherwise: the grid fills every slot,
-      // which is what depth 2 lacked in single waves (lab README).
-      W8A16DecodeConfig sk = c;
-      sk.streamK = true;
-      sk.depth = lab > 0 ? lab : 2;
-      if (w8a16DecodeWorkspaceBytes(w, m, sk) <= workspaceBytes) return sk;
-    }
     return fitSplit(c, want);
   };
   // Two tiles per warp at m = 9..16 (sweep of 2026-11-29, results/w8a16-2026-11-29-h200-run4-*):
@@ -1037,24 +841,6 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   p.splitK = cfg.splitK;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
   const int blocksN = (p.tilesN + p.tb * cfg.tilesPerWarp - 1) / (p.tb * cfg.tilesPerWarp);
-  if (cfg.streamK) {
-    ivl::require(cfg.tilesPerWarp == 1 && cfg.splitK == 1, ivl::ErrorCode::InvalidArg,
-                 "gemmW8A16Decode: stream-K runs one tile per warp, unsplit");
-    const size_t need = w8a16DecodeWorkspaceBytes(w, m, cfg);
-    ivl::require(need != static_cast<size_t>(-1) && workspace != nullptr && workspaceBytes >= need &&
-                     reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
-                 ivl::ErrorCode::InvalidArg,
-                 "gemmW8A16Decode: stream-K needs a zeroed, 256-byte aligned workspace of " + std::to_string(need) +
-                     " bytes and at most " + std::to_string(w8a16::kMaxCounters) + " blocks along N");
-    p.counters = static_cast<int*>(workspace);
-    p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
-    if (w.scheme == Int8Scheme::PerGroup128)
-      w8a16::launchStreamMT<true>(p, blocksN, cfg.depth, stream);
-    else
-      w8a16::launchStreamMT<false>(p, blocksN, cfg.depth, stream);
-    IVL_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
   if (cfg.splitK > 1) {
     const size_t need = w8a16DecodeWorkspaceBytes(w, m, cfg);
     ivl::require(blocksN <= w8a16::kMaxCounters, ivl::ErrorCode::InvalidArg,

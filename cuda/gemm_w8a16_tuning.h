@@ -13,9 +13,6 @@ struct W8A16DecodeConfig {
   int tilesPerWarp = 1;   // 1, or 2 (then depth 2): each warp's activation loads feed two tiles'
                           // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. The
                           // launcher picks 2 at m = 9..16 on wide per-channel weights.
-  bool streamK = false;   // a grid of the resident blocks, each streaming an equal contiguous
-                          // share of the (column block, unit) sequence (decodeStreamKernel);
-                          // one tile per warp, splitK 1; lab-only until measured
 };
 
 enum class W8A16PrefillTile : int {
@@ -35,8 +32,8 @@ W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount);
 void w8a16SetL2Ahead(int units);
 
 // Decode kernel, process-wide, for the lab's layer-chain A/Bs: the ring depth at m <= 8 (2 or 4;
-// 0 = the launcher's), and stream-K for the single-wave grids at m <= 8.
-void w8a16SetDecodeLab(int smallDepth, bool streamK = false);
+// 0 = the launcher's).
+void w8a16SetDecodeLab(int smallDepth);
 
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);

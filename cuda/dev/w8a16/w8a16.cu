@@ -416,12 +416,9 @@ static int runValidate(bool small, bool race) {
   }
   // (tiles per block, split, depth, tiles per warp); two tiles per warp also at odd tile counts
   // (N = 1000, 77: the last warp's second tile is past the end)
-  // (..., stream-K: tiles per block and depth only)
   std::vector<W8A16DecodeConfig> decodeCfgs = {{8, 1, 4},    {8, 3, 2},    {4, 1, 2},    {4, 7, 4},   {2, 1, 4},
-                                               {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2},
-                                               {2, 1, 2, 1, true}, {2, 1, 4, 1, true}, {4, 1, 2, 1, true},
-                                               {8, 1, 4, 1, true}};
-  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}, {2, 1, 2, 1, true}, {8, 1, 4, 1, true}};
+                                               {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2}};
+  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}};
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   int sms = 0;
@@ -550,7 +547,7 @@ static int runValidate(bool small, bool race) {
             cc.splitK = std::min(cc.splitK, w8a16Groups(k));
             const std::string name = "decode tb" + std::to_string(cc.tilesPerBlock) + " split" +
                                      std::to_string(cc.splitK) + " depth" + std::to_string(cc.depth) +
-                                     (cc.tilesPerWarp == 2 ? " tpw2" : "") + (cc.streamK ? " streamK" : "");
+                                     (cc.tilesPerWarp == 2 ? " tpw2" : "");
             check(name, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cc, ws.p, ws.n, stream); });
           }
         }
@@ -1261,18 +1258,6 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
                   if (us < bestUs) bestUs = us, best = name;
                 }
               }
-            if (m <= 8) {  // stream-K: a grid of the resident blocks (README "Next: a stream-K GEMV")
-              for (int tb : {2, 4, 8})
-                for (int depth : {2, 4}) {
-                  W8A16DecodeConfig c{tb, 1, depth, 1, true};
-                  if (w8a16DecodeWorkspaceBytes(*wp, m, c) > ws.n) continue;
-                  const double us =
-                      timer.median([&] { gemmW8A16Decode(*wp, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
-                  const std::string name = fmt("decode tb%d depth%d streamK", tb, depth);
-                  emit(grp ? "sweep per-group128" : "sweep per-channel", name, us, wBytes);
-                  if (us < bestUs) bestUs = us, best = name;
-                }
-            }
           }
           if (m >= 64 && !grp) {
             for (int t = 0; t < kW8A16PrefillTileCount; ++t) {
@@ -1613,11 +1598,8 @@ int main(int argc, char** argv) {
     if (mode == "validate") return runValidate(small, race);
     if (mode == "ceiling") return runCeiling(std::max(10, reps));
     if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
-    // Chain A/Bs: the decode ring depth at m <= 8, and stream-K for the single-wave grids.
-    const char* d = std::getenv("W8A16_LAB_DEPTH");
-    const char* sk = std::getenv("W8A16_LAB_STREAMK");
-    if (d != nullptr || sk != nullptr)
-      w8a16SetDecodeLab(d != nullptr ? std::atoi(d) : 0, sk != nullptr && sk[0] == '1');
+    if (const char* d = std::getenv("W8A16_LAB_DEPTH"))  // decode ring depth at m <= 8, chain A/Bs
+      w8a16SetDecodeLab(std::atoi(d));
     if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List, kvLen);
   } catch (const ivl::Error& e) {
     std::fprintf(stderr, "ivl::Error %s: %s\n", e.codeName(), e.what());
