@@ -96,25 +96,6 @@ __device__ __forceinline__ float quadSum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
-// Thread-block clusters (sm_90): a barrier over every thread of the cluster (release / acquire:
-// shared-memory writes before it are visible to the cluster's reads after it), and loads from
-// another CTA's shared memory (`rank` in the cluster, the same offset as `p` in this CTA's).
-// Compiled out below sm_90, where no cluster launch happens.
-__device__ __forceinline__ void clusterSync() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ float ldClusterF32(const float* p, uint32_t rank) {
-  float v = 0.f;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smemAddr(p)), "r"(rank));
-  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(remote) : "memory");
-#endif
-  return v;
-}
-
 // Max / sum over a whole warp.
 __device__ __forceinline__ float warpMax(float x) {
 #pragma unroll

@@ -80,9 +80,6 @@ struct DecodePlan {
   bool fused_merge = false;    // the split kernel's last CTA per (sequence, kv head) merges; the
                                // workspace then holds arrival counters that must be zero before
                                // its first use (the kernel leaves them zero)
-  bool cluster_merge = false;  // 2..8 splits launched as one thread-block cluster per (sequence,
-                               // kv head), merging through distributed shared memory (sm_90):
-                               // no merge kernel and no workspace
 };
 
 // Host-only: choose splits from the batch, the longest kv length and the SM count (read it
@@ -90,11 +87,8 @@ struct DecodePlan {
 // kv lengths of this step; a longer sequence is still correct (its last split runs longer).
 // force_splits > 0 overrides the choice (tests, benchmarks). fused_merge: 1 / 0 forces the
 // merge in the split kernel on / off, -1 follows INTERNVL_CUDA_ATTN_FUSED_MERGE (off unless 1).
-// cluster_merge: likewise for the cluster merge (INTERNVL_CUDA_ATTN_CLUSTER_MERGE, which also
-// needs compute capability 9.x; forcing it on is for sm_90 only); it wins over fused_merge.
 DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int head_dim,
-                           int max_kv_len, int num_sms, int force_splits = 0, int fused_merge = -1,
-                           int cluster_merge = -1);
+                           int max_kv_len, int num_sms, int force_splits = 0, int fused_merge = -1);
 
 // workspace: device memory of at least plan.workspace_bytes, 256-byte aligned (may be null
 // when that is 0), zeroed before its first use when plan.fused_merge. It is reused by the next

@@ -56,7 +56,6 @@ struct DecodeParams {
   int* mergeCounters;     // [batch, numKvHeads] arrival counters, zero between calls: the last
                           // split CTA merges (DecodePlan::fused_merge); null: the merge kernel
   bool earlyKv;           // load the first K/V tiles before the PDL wait (all keys but the last)
-  bool clusterMerge;      // the splits of (b, hkv) are one cluster and merge through its DSMEM
   // Rope in the kernel (DecodeRope; qkv null: q is roped already and the new key is cached):
   const bf16* qkv;        // [batch, (numQoHeads + 2 numKvHeads) D] raw q | k | v rows
   const void* ropeCos;    // [batch, D/2], BF16 (ropeBf16Tables) or F32
@@ -184,23 +183,9 @@ __device__ __forceinline__ int activeSplits(int kvLen, int chunk, int numSplits)
   return max(1, min(numSplits, (kvLen + chunk - 1) / chunk));
 }
 
-// The cluster merge's buffers, past the cross-warp merge's: each CTA's normalized partial
-// [16][D] and its lse [16] (log2 domain), read by the cluster's other CTAs.
-template <int HEAD_DIM>
-constexpr size_t clusterPartOffset() {
-  return size_t(kWarps * 16 * (HEAD_DIM + 4) + 2 * kWarps * 16) * sizeof(float);
-}
-template <int HEAD_DIM>
-constexpr size_t clusterPartEnd() {
-  return clusterPartOffset<HEAD_DIM>() + size_t(16 * HEAD_DIM + 16) * sizeof(float);
-}
-constexpr int kMaxClusterSplits = 8;  // the portable cluster size
-
 // HEAD_DIM: 64, 96 or 128. STAGES: K/V tiles in flight (>= 2). FUSED_MERGE: with several
-// splits, the last CTA of each (sequence, kv head) merges (p.mergeCounters). CLUSTER_MERGE:
-// launched with the splits of each (sequence, kv head) as one cluster (p.clusterMerge), whose
-// CTAs merge through distributed shared memory: no merge kernel, no workspace.
-template <int HEAD_DIM, int STAGES, bool FUSED_MERGE = false, bool CLUSTER_MERGE = false>
+// splits, the last CTA of each (sequence, kv head) merges (p.mergeCounters).
+template <int HEAD_DIM, int STAGES, bool FUSED_MERGE = false>
 __global__ void __launch_bounds__(kWarps * 32)
 decodeKernel(const DecodeParams p) {
   constexpr int D = HEAD_DIM;
@@ -212,8 +197,6 @@ decodeKernel(const DecodeParams p) {
   static_assert(D % 32 == 0 && STAGES >= 2, "bad configuration");
   static_assert(decodeSmemBytes<D, STAGES>() >= size_t(16) * kMaxFusedSplits * sizeof(float),
                 "the fused merge's weights must fit");
-  static_assert(!CLUSTER_MERGE || decodeSmemBytes<D, STAGES>() >= clusterPartEnd<D>(),
-                "the cluster merge's partials must fit");
 
   extern __shared__ __align__(16) unsigned char smemRaw[];
   bf16* sQ = reinterpret_cast<bf16*>(smemRaw);  // [16][LDS]
@@ -234,9 +217,7 @@ decodeKernel(const DecodeParams p) {
   if (!p.earlyKv) pdlWait();
   const int kvLen = attn::pagedKvLen(p.kvIndptr, p.kvLastPageLen, p.pageSize, b);
   const int nActive = activeSplits(kvLen, p.chunkLen, p.numSplits);
-  // A cluster's CTAs all stay to the end (barriers, shared memory the others read); an inactive
-  // split has no keys and contributes an empty partial.
-  if (!CLUSTER_MERGE && split >= nActive) return;
+  if (split >= nActive) return;
   const int kvStart = split * p.chunkLen;
   const int kvEnd = split == nActive - 1 ? kvLen : min(kvLen, kvStart + p.chunkLen);
   const int numTiles = max(0, (kvEnd - kvStart + BN - 1) / BN);
@@ -474,47 +455,13 @@ decodeKernel(const DecodeParams p) {
     }
     const float val = den > 0.f ? num / den : 0.f;
     const int hq = hkv * group + r;
-    if constexpr (CLUSTER_MERGE) {
-      float* part = reinterpret_cast<float*>(smemRaw + clusterPartOffset<D>());
-      part[r * D + d] = val;
-      if (d == 0) part[16 * D + r] = den > 0.f ? mMax + log2f(den) : -INFINITY;
-    } else if (p.numSplits == 1) {
+    if (p.numSplits == 1) {
       p.out[(int64_t(b) * p.numQoHeads + hq) * D + d] = __float2bfloat16_rn(val);
     } else {
       const int64_t slot = (int64_t(b) * p.numQoHeads + hq) * p.numSplits + split;
       p.partO[slot * D + d] = val;
       if (d == 0) p.partLse[slot] = den > 0.f ? mMax + log2f(den) : -INFINITY;
     }
-  }
-  if constexpr (CLUSTER_MERGE) {
-    // Every CTA of the cluster (= the splits of (b, hkv), rank = split) combines its share of
-    // the group's outputs from all the partials, over DSMEM; the second barrier keeps each
-    // CTA's shared memory alive until the others have read it.
-    attn::clusterSync();
-    const float* part = reinterpret_cast<const float*>(smemRaw + clusterPartOffset<D>());
-    for (int idx = split * NT + tid; idx < group * D; idx += p.numSplits * NT) {
-      const int r = idx / D, d = idx % D;
-      float lse[kMaxClusterSplits], val[kMaxClusterSplits];
-      float mMax = -INFINITY;
-#pragma unroll
-      for (int s = 0; s < kMaxClusterSplits; ++s) {
-        const bool in = s < nActive;
-        lse[s] = in ? attn::ldClusterF32(part + 16 * D + r, s) : -INFINITY;
-        val[s] = in ? attn::ldClusterF32(part + r * D + d, s) : 0.f;
-        mMax = fmaxf(mMax, lse[s]);
-      }
-      const float mUse = mMax == -INFINITY ? 0.f : mMax;
-      float num = 0.f, den = 0.f;
-#pragma unroll
-      for (int s = 0; s < kMaxClusterSplits; ++s) {
-        const float f = attn::fastExp2(lse[s] - mUse);  // 0 for an empty or absent split
-        num += f * val[s];
-        den += f;
-      }
-      p.out[(int64_t(b) * p.numQoHeads + hkv * group + r) * D + d] = __float2bfloat16_rn(den > 0.f ? num / den : 0.f);
-    }
-    attn::clusterSync();
-    return;
   }
   if constexpr (!FUSED_MERGE) return;
   if (p.numSplits == 1) return;
@@ -575,14 +522,6 @@ inline bool earlyKvByDefault() {
   return on;
 }
 
-// INTERNVL_CUDA_ATTN_CLUSTER_MERGE=1: plans the splits of each (sequence, kv head) as one
-// cluster merging through DSMEM, where 2..8 splits and compute capability 9.x (read once; off
-// until measured in the decode step).
-inline bool clusterMergeByDefault() {
-  static const bool on = envSwitch("INTERNVL_CUDA_ATTN_CLUSTER_MERGE", false);
-  return on;
-}
-
 // Launch the merge kernel with programmatic dependent launch? Only on compute capability 9.x,
 // where the sm_90a machine code (which has the griddepcontrol.wait) runs: a newer GPU would JIT
 // the compute_80 PTX, where the wait is compiled out. Lab, 2026-11-28: 40B batch 1 at 2k / 8k /
@@ -607,17 +546,10 @@ inline bool decodeWithPdl() {
 
 template <int D, int STAGES>
 void launchDecode(const DecodeParams& p, int batch, cudaStream_t stream, bool pdl) {
-  const size_t smem = decodeSmemBytes<D, STAGES>();
-  const dim3 grid(p.numSplits, p.numKvHeads, batch);
-  if (p.clusterMerge) {
-    auto kernel = decodeKernel<D, STAGES, false, true>;
-    IVL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    launchClusterMaybePdl(pdl, unsigned(p.numSplits), kernel, grid, dim3(kWarps * 32), smem, stream, p);
-    return;
-  }
   auto kernel = p.mergeCounters != nullptr ? decodeKernel<D, STAGES, true> : decodeKernel<D, STAGES, false>;
+  const size_t smem = decodeSmemBytes<D, STAGES>();
   IVL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  launchMaybePdl(pdl, kernel, grid, dim3(kWarps * 32), smem, stream, p);
+  launchMaybePdl(pdl, kernel, dim3(p.numSplits, p.numKvHeads, batch), dim3(kWarps * 32), smem, stream, p);
   if (p.numSplits == 1 || p.mergeCounters != nullptr) return;
   // With PDL the merge grid may be scheduled while the split kernel drains; its wait holds every
   // read of the partials until that grid has completed and flushed.
@@ -666,9 +598,7 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
   arg(!plan.fused_merge ||
           (int64_t(kv.batch) * kv.num_kv_heads <= kMaxMergeCounters && plan.num_splits <= kMaxFusedSplits),
       "plan must come from planPagedDecode (fused merge beyond the counters or splits)");
-  arg(!plan.cluster_merge || (plan.num_splits >= 2 && plan.num_splits <= kMaxClusterSplits && !plan.fused_merge),
-      "plan must come from planPagedDecode (cluster merge of 2..8 splits)");
-  const size_t need = plan.cluster_merge ? 0 : workspaceBytes(kv.batch, num_qo_heads, D, plan.num_splits, plan.fused_merge);
+  const size_t need = workspaceBytes(kv.batch, num_qo_heads, D, plan.num_splits, plan.fused_merge);
   arg(workspace_bytes >= need && (need == 0 || workspace != nullptr) &&
           reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
       "workspace of " + std::to_string(need) + " bytes (256-byte aligned) required, got " +
@@ -695,8 +625,7 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
     p.ropeSin = rope->sin;
     p.ropeBf16Tables = rope->bf16_tables;
   }
-  p.clusterMerge = plan.cluster_merge;
-  if (plan.num_splits > 1 && !plan.cluster_merge) {
+  if (plan.num_splits > 1) {
     const size_t slots = size_t(kv.batch) * num_qo_heads * plan.num_splits;
     char* parts = static_cast<char*>(workspace) + (plan.fused_merge ? kMergeCounterBytes : 0);
     if (plan.fused_merge) p.mergeCounters = static_cast<int*>(workspace);
@@ -709,8 +638,7 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
 }  // namespace decode_detail
 
 DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int head_dim,
-                           int max_kv_len, int num_sms, int force_splits, int fused_merge,
-                           int cluster_merge) {
+                           int max_kv_len, int num_sms, int force_splits, int fused_merge) {
   using namespace decode_detail;
   DecodePlan plan;
   const int base = std::max(1, batch) * std::max(1, num_kv_heads);  // CTAs without splitting
@@ -742,11 +670,7 @@ DecodePlan planPagedDecode(int batch, int num_qo_heads, int num_kv_heads, int he
   plan.fused_merge = splits > 1 && (fused_merge < 0 ? fusedMergeByDefault() : fused_merge != 0) &&
                      int64_t(std::max(1, batch)) * num_kv_heads <= kMaxMergeCounters &&
                      splits <= kMaxFusedSplits;
-  plan.cluster_merge = splits >= 2 && splits <= kMaxClusterSplits &&
-                       (cluster_merge < 0 ? clusterMergeByDefault() && mergeWithPdl() : cluster_merge != 0);
-  if (plan.cluster_merge) plan.fused_merge = false;
-  plan.workspace_bytes =
-      plan.cluster_merge ? 0 : workspaceBytes(batch, num_qo_heads, head_dim, splits, plan.fused_merge);
+  plan.workspace_bytes = workspaceBytes(batch, num_qo_heads, head_dim, splits, plan.fused_merge);
   return plan;
 }
 

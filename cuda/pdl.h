@@ -84,12 +84,11 @@ inline bool pdlEnabled() {
 }
 
 // Launches kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when `pdl`
-// (callers pass pdlEnabled(), or false for a kernel without pdlWait) and, with clusterX > 1, as
-// clusters of clusterX blocks along x (sm_90). Launch errors throw.
+// (callers pass pdlEnabled(), or false for a kernel without pdlWait). Launch errors throw.
 template <class... KArgs, class... Args>
-void launchClusterMaybePdl(bool pdl, unsigned clusterX, void (*kernel)(KArgs...), dim3 grid, dim3 block,
-                           size_t smem, cudaStream_t stream, Args&&... args) {
-  if (!pdl && clusterX <= 1) {
+void launchMaybePdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                    Args&&... args) {
+  if (!pdl) {
     kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
     IVL_CUDA_CHECK(cudaGetLastError());
     return;
@@ -99,26 +98,12 @@ void launchClusterMaybePdl(bool pdl, unsigned clusterX, void (*kernel)(KArgs...)
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  unsigned n = 0;
-  if (pdl) {
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n++].val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (clusterX > 1) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = clusterX;
-    attr[n].val.clusterDim.y = 1;
-    attr[n++].val.clusterDim.z = 1;
-  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = n;
+  cfg.numAttrs = 1;
   IVL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
-}
-template <class... KArgs, class... Args>
-void launchMaybePdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                    Args&&... args) {
-  launchClusterMaybePdl(pdl, 1u, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace ivl::cuda

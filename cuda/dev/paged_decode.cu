@@ -12,10 +12,7 @@
 //       12.3 vs 14.4 us at 40B batch 1, 2k keys; candidate for the default), v2-fused = no
 //       merge kernel: the last split CTA of each (sequence, kv head) merges
 //       (DecodePlan::fused_merge, INTERNVL_CUDA_ATTN_FUSED_MERGE=1; measured 2026-11-29, not
-//       adopted: 15.5 vs 13.7 us at 40B batch 1, 2k keys; docs/ENGINE.md), v2-cluster = the
-//       splits of each (sequence, kv head) as one cluster merging through DSMEM
-//       (DecodePlan::cluster_merge, INTERNVL_CUDA_ATTN_CLUSTER_MERGE=1; 2..8 splits, sm_90;
-//       written 2026-11-29 without device time left, not yet run).
+//       adopted: 15.5 vs 13.7 us at 40B batch 1, 2k keys; docs/ENGINE.md).
 #include "../paged_attention_decode.cu"
 #include "common.h"
 
@@ -188,19 +185,6 @@ static bool runCase(const Case& cs, const Device& dev, uint64_t seed, std::vecto
       ok &= check("v2-fused", fmt("v2-fused splits=%d call %d", plan.num_splits, rep + 1));
     }
   }
-  if (ivl::cuda::decode_detail::mergeWithPdl()) {
-    // v2-cluster (sm_90): three splits, and the understated plan; shorter sequences of a batch
-    // leave splits without keys, which still take part in their cluster's merge.
-    for (const auto& pc : plans) {
-      if (pc.force == 0 && pc.maxLen == maxKv) continue;
-      if (pc.force == 3 && maxKv < 3 * 64) continue;
-      const DecodePlan plan = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, pc.maxLen, dev.sms, pc.force, 0, 1);
-      if (!plan.cluster_merge) continue;
-      poison(out.p, out.n);
-      launchV2(3, q.p, qStride, out.p, Hq, c, plan, nullptr, 0);
-      ok &= check("v2-cluster", fmt("v2-cluster %s splits=%d", pc.what, plan.num_splits));
-    }
-  }
   if (withV1) {
     poison(out.p, out.n);
     launchV1(q.p, qStride, out.p, Hq, c);
@@ -292,10 +276,6 @@ static void bench(const Options& o, const Device& dev) {
             LAB_CHECK(cudaMemset(fws.p, 0, fws.n));
             row("v2-fused", fp.num_splits,
                 bencher.time([&] { launchV2(3, q.p, qStride, out.p, Hq, c, fp, fws.p, fws.n); }, o.reps));
-            const DecodePlan cp = ivl::cuda::planPagedDecode(batch, Hq, Hkv, D, kv, dev.sms, 0, 0, 1);
-            if (cp.cluster_merge)
-              row("v2-cluster", cp.num_splits,
-                  bencher.time([&] { launchV2(3, q.p, qStride, out.p, Hq, c, cp, nullptr, 0); }, o.reps));
           }
           for (int f : {plan.num_splits / 2, plan.num_splits * 2}) {  // is the planner's choice right?
             if (f < 2 || batch > 8) continue;
