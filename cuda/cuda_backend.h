@@ -92,6 +92,7 @@ class CudaBackend final : public Backend {
   void gelu(const Tensor& y, const Tensor& x) override;
   void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) override;
   void siluMulHalves(const Tensor& y, const Tensor& gu) override;
+  void matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& gu) override;
   void add(const Tensor& y, const Tensor& a, const Tensor& b) override;
   void addScaled(const Tensor& y, const Tensor& x, const Tensor& s) override;
   void addScaledNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& s, const Tensor& w,

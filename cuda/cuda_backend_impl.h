@@ -184,6 +184,9 @@ struct CudaBackend::Impl {
   // Decode attention ropes q and the new key itself (qkvRopeAttention); INTERNVL_CUDA_ATTN_ROPE=0
   // composes qkvRopeKvWrite and pagedAttention instead.
   bool ropeInAttention = true;
+  // INTERNVL_CUDA_W8A16_SILU=0: int8 decode rows run the stacked gate/up GEMV and then
+  // siluMulHalves, instead of the activation in the GEMV's epilogue (matmulSiluMulHalves).
+  bool siluInGemv = true;
   bool poisoned = false;
   std::string poisonReason;
   AttentionPath lastAttention = AttentionPath::None;

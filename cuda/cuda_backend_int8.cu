@@ -170,6 +170,27 @@ void CudaBackend::siluMulHalves(const Tensor& y, const Tensor& gu) {
   });
 }
 
+// Int8 decode rows: the GEMV forms the activation in its epilogue (gemmW8A16SiluMul) and gu
+// stays untouched; other weights and row counts, and the configurations that cannot pair the
+// halves, compose (Backend's matmul, then siluMulHalves).
+void CudaBackend::matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& gu) {
+  const bool fused = impl_->op([&] {
+    if (!impl_->siluInGemv || !w.defined() || w.dtype() != DType::I8 || !w.hasScales()) return false;
+    const int64_t M = x.rows(), F = y.cols();
+    needDType(x, DType::BF16, "matmulSiluMulHalves: x");
+    needDType(y, DType::BF16, "matmulSiluMulHalves: y");
+    need(w.cols() == x.cols() && w.rows() == 2 * F && y.rows() == M,
+         "matmulSiluMulHalves: shape mismatch y" + shapeString(y.shape()) + " = act(x" + shapeString(x.shape()) +
+             " · w" + shapeString(w.shape()) + "ᵀ)");
+    if (M == 0 || F == 0) return true;
+    if (M > kDecodeMaxRows || F % kW8A16Tile != 0) return false;
+    const W8A16Weight d = impl_->int8View(w);
+    const auto [ws, wsBytes] = impl_->int8DecodeWorkspace(w8a16WorkspaceBytes(d));
+    return gemmW8A16SiluMul(d, x.ptr<bf16>(), int(M), y.ptr<bf16>(), impl_->stream, ws, wsBytes);
+  });
+  if (!fused) Backend::matmulSiluMulHalves(y, x, w, gu);
+}
+
 void CudaBackend::splitColumns(const std::vector<Tensor>& dsts, const Tensor& src) {
   impl_->op([&] {
     const int64_t M = src.rows(), C = src.cols();

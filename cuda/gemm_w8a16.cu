@@ -21,6 +21,7 @@
 #include "check.h"
 #include "gemm_w8a16_tuning.h"
 #include "pdl.h"
+#include "silu_mul.h"
 
 namespace ivl::cuda {
 namespace w8a16 {
@@ -108,6 +109,7 @@ struct DecodeParams {
   int tb;                // tiles (16 rows) per block; warps = tb tiles x (8 / tb) K lanes
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
+  int tilesF;            // SILU: tiles of each half of the stacked [gate | up] weight (N = 32 tilesF)
 };
 
 constexpr int kDecodeThreads = 256;
@@ -214,13 +216,89 @@ __device__ __forceinline__ void accToRed(float (&red)[8][16 * TPW][MT * 8 + 1], 
     }
 }
 
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1>
-__global__ void __launch_bounds__(kDecodeThreads, decodeMinBlocks<MT, DEPTH, TPW>()) decodeKernel(const DecodeParams p) {
+// The SILU form's end (decodeKernel): block b's outputs y[mm][b·tb/2·16 + j], j < tb/2·16, from
+// the gate rows in warp tiles j / 16 and the up rows tb/2 tiles further on. Unsplit, the block
+// writes them; split along K, every block writes its gate and up sums as partials (rows n and
+// F + n of the [splitK][m][2F] workspace) and the column's last block to arrive sums them in
+// split order, as the plain kernel's reducer does, and forms the activation.
+template <int MT, bool GROUPED, class Finish>
+__device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float (&red)[8][16][MT * 8 + 1], int split,
+                                             const Finish& finish) {
+  const int tb = p.tb, kwCount = 8 / tb, half = tb >> 1;
+  const int outRows = half * 16, oBase = blockIdx.x * outRows, F = p.tilesF * 16;
+  for (int e = threadIdx.x; e < outRows * p.m; e += kDecodeThreads) {
+    const int mm = e / outRows, j = e - mm * outRows;
+    const int n = oBase + j;
+    if (n >= F) continue;
+    const int twG = j >> 4, r = j & 15;
+    float g = 0.f, u = 0.f;
+    for (int kwi = 0; kwi < kwCount; ++kwi) {
+      g += red[kwi * tb + twG][r][mm];
+      u += red[kwi * tb + twG + half][r][mm];
+    }
+    if (p.splitK == 1) {
+      p.y[static_cast<size_t>(mm) * F + n] =
+          __float2bfloat16_rn(siluMulRef(__bfloat162float(finish(g, n)), __bfloat162float(finish(u, F + n))));
+    } else {
+      float* part = p.partial + (static_cast<size_t>(split) * p.m + mm) * p.n;
+      part[n] = g;
+      part[F + n] = u;
+    }
+  }
+  if (p.splitK == 1) return;
+  __shared__ int amLast;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) amLast = atomicAdd(p.counters + blockIdx.x, 1) == p.splitK - 1;
+  __syncthreads();
+  if (!amLast) return;
+  __threadfence();
+  const size_t stride = static_cast<size_t>(p.m) * p.n;
+  for (int e = threadIdx.x; e < outRows * p.m; e += kDecodeThreads) {
+    const int mm = e / outRows, n = oBase + e - mm * outRows;
+    if (n >= F) continue;
+    const float* part = p.partial + static_cast<size_t>(mm) * p.n + n;
+    float g = 0.f, u = 0.f;  // in split order, eight splits' loads in flight at a time
+    for (int s0 = 0; s0 < p.splitK; s0 += 8) {
+      float tg[8], tu[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        tg[i] = s0 + i < p.splitK ? __ldcg(part + (s0 + i) * stride) : 0.f;
+        tu[i] = s0 + i < p.splitK ? __ldcg(part + (s0 + i) * stride + F) : 0.f;
+      }
+#pragma unroll
+      for (int i = 0; i < 8; ++i) g += tg[i], u += tu[i];
+    }
+    p.y[static_cast<size_t>(mm) * F + n] =
+        __float2bfloat16_rn(siluMulRef(__bfloat162float(finish(g, n)), __bfloat162float(finish(u, F + n))));
+  }
+  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+}
+
+// SILU (gemmW8A16SiluMul; TPW 1, tb even): the weight is a stacked [gate | up] of 2F rows and
+// y [m, F] receives silu(gate) · up, the MLP's activation, instead of the projection. Block b's
+// first tb / 2 warp tiles are gate tiles b·tb/2 + j and the rest the up tiles F/16 apart, so the
+// block holds both halves of its outputs and the activation is formed in its epilogue (or by
+// the split-K reducer): the separate siluMulHalves kernel, and its boundary in the step's
+// kernel chain, are gone. Each tile's sums are those of the plain kernel (same units, same
+// orders), and the activation rounds gate and up to bf16 first, as the composed ops do.
+//
+// The plain m <= 8 depth-2 variant runs three blocks per SM with the 80 registers ptxas gives it
+// unbounded (what the stacked gate/up streams best with, w8a16ChooseDecode); the SILU form of it
+// is held to them too (unbounded it took 94, two blocks per SM).
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false>
+__global__ void __launch_bounds__(kDecodeThreads, SILU && MT == 1 && DEPTH == 2 ? 3 : decodeMinBlocks<MT, DEPTH, TPW>())
+    decodeKernel(const DecodeParams p) {
+  static_assert(!SILU || TPW == 1, "the SiLU epilogue pairs one gate and one up tile per warp pair");
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
   const int tb = p.tb, kwCount = 8 / tb;
   const int tw = warp % tb, kw = warp / tb;
-  const int tile = (blockIdx.x * tb + tw) * TPW;  // the warp's first tile
+  int tile = (blockIdx.x * tb + tw) * TPW;  // the warp's first tile
+  if constexpr (SILU) {  // past the last pair: tilesN, which streams nothing
+    const int half = tb >> 1, j = blockIdx.x * half + tw % half;
+    tile = j < p.tilesF ? j + (tw >= half ? p.tilesF : 0) : p.tilesN;
+  }
   const int split = blockIdx.y;
   const int g0 = static_cast<int>(static_cast<long long>(p.groups) * split / p.splitK);
   const int g1 = static_cast<int>(static_cast<long long>(p.groups) * (split + 1) / p.splitK);
@@ -320,13 +398,17 @@ __global__ void __launch_bounds__(kDecodeThreads, decodeMinBlocks<MT, DEPTH, TPW
   accToRed<MT, TPW>(red, acc, warp, gi, ti);
   __syncthreads();
 
-  const int rowsB = tb * 16 * TPW;
-  const int nBase = blockIdx.x * rowsB;
   auto finish = [&](float v, int n) {
     if constexpr (!GROUPED) v *= __ldg(p.scales + n);
     if (p.bias != nullptr) v += __bfloat162float(p.bias[n]);
     return __float2bfloat16_rn(v);
   };
+  if constexpr (SILU) {
+    siluEpilogue<MT, GROUPED>(p, red, split, finish);
+    return;
+  }
+  const int rowsB = tb * 16 * TPW;
+  const int nBase = blockIdx.x * rowsB;
   for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
     const int mm = e / rowsB, nl = e - mm * rowsB;
     const int n = nBase + nl;
@@ -612,16 +694,20 @@ void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& do
 
 // With PDL (pdl.h) when the device and the environment allow: decodeKernel waits before it
 // touches anything a previous kernel writes.
-template <int MT, bool GROUPED, int DEPTH, int TPW>
+template <int MT, bool GROUPED, int DEPTH, int TPW, bool SILU = false>
 void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW>, grid, dim3(kDecodeThreads), 0, stream, p);
+  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, SILU>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
 // depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
 template <int MT, bool GROUPED>
-void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
-  if (tpw == 2)
+void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, cudaStream_t stream) {
+  if (silu && depth <= 2)
+    launchDecodeT<MT, GROUPED, 2, 1, true>(p, grid, stream);
+  else if (silu)
+    launchDecodeT<MT, GROUPED, 4, 1, true>(p, grid, stream);
+  else if (tpw == 2)
     launchDecodeT<MT, GROUPED, 2, 2>(p, grid, stream);
   else if (depth <= 2)
     launchDecodeT<MT, GROUPED, 2, 1>(p, grid, stream);
@@ -630,12 +716,12 @@ void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, cud
 }
 
 template <bool GROUPED>
-void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, cudaStream_t stream) {
+void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, cudaStream_t stream) {
   switch ((p.m + 7) / 8) {
-    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, stream); break;
-    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, stream); break;
-    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, stream); break;
-    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, stream); break;
+    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, silu, stream); break;
+    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, silu, stream); break;
+    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, silu, stream); break;
+    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, silu, stream); break;
   }
 }
 
@@ -813,9 +899,10 @@ size_t w8a16WorkspaceBytes(const W8A16Weight& w) {
 }
 
 namespace w8a16 {
-// The decode kernel with an explicit configuration (the caller has checked w, x, m and y).
+// The decode kernel with an explicit configuration (the caller has checked w, x, m and y);
+// silu: the SILU form (y [m, N / 2] = silu(gate) · up of a stacked [gate | up] weight).
 void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
-                void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+                void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu = false) {
   if (m == 0) return;
   ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
@@ -840,7 +927,13 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
-  const int blocksN = (p.tilesN + p.tb * cfg.tilesPerWarp - 1) / (p.tb * cfg.tilesPerWarp);
+  int blocksN = (p.tilesN + p.tb * cfg.tilesPerWarp - 1) / (p.tb * cfg.tilesPerWarp);
+  if (silu) {
+    ivl::require(w.n % 32 == 0 && cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg,
+                 "gemmW8A16SiluMul: the stacked weight needs two halves of whole 16-row tiles and one tile per warp");
+    p.tilesF = p.tilesN / 2;
+    blocksN = (p.tilesF + p.tb / 2 - 1) / (p.tb / 2);
+  }
   if (cfg.splitK > 1) {
     const size_t need = w8a16DecodeWorkspaceBytes(w, m, cfg);
     ivl::require(blocksN <= w8a16::kMaxCounters, ivl::ErrorCode::InvalidArg,
@@ -856,9 +949,9 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   }
   const dim3 grid(blocksN, cfg.splitK);
   if (w.scheme == Int8Scheme::PerGroup128)
-    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
+    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   else
-    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, stream);
+    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -874,6 +967,24 @@ void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const 
                      const W8A16DecodeConfig& cfg, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
   w8a16::checkCall(w, x, m, y, "gemmW8A16Decode");
   w8a16::decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
+}
+
+bool gemmW8A16SiluMul(const W8A16Weight& w, const bf16* x, int m, bf16* y, cudaStream_t stream, void* workspace,
+                      size_t workspaceBytes) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16SiluMul");
+  if (m == 0) return true;
+  if (m > kW8A16DecodeMaxM || w.n % 32 != 0) return false;
+  const W8A16DecodeConfig cfg =
+      w8a16ChooseDecode(w, m, w8a16::smCount(), workspace != nullptr ? workspaceBytes : 0);
+  if (cfg.tilesPerWarp != 1) return false;  // two tiles per warp (m = 9..16) would be given up
+  w8a16::decodeCall(w, x, m, y, nullptr, cfg, workspace, workspaceBytes, stream, true);
+  return true;
+}
+
+void gemmW8A16SiluMulDecode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const W8A16DecodeConfig& cfg,
+                            void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16SiluMul");
+  w8a16::decodeCall(w, x, m, y, nullptr, cfg, workspace, workspaceBytes, stream, true);
 }
 
 void gemmW8A16Prefill(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,

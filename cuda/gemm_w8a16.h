@@ -48,4 +48,12 @@ void gemmW8A16(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat1
                const __nv_bfloat16* bias, cudaStream_t stream, void* workspace = nullptr,
                size_t workspaceBytes = 0);
 
+// The stacked [gate | up] projection and the MLP activation in one decode kernel: w is [2F, K]
+// (gate rows, then up rows; F % 16 == 0), y [m, F] = silu(x · gateᵀ) · (x · upᵀ), each product
+// rounded to bf16 before the activation as gemmW8A16 then siluMulHalves would (the same bits).
+// Returns false, having done nothing, where the launcher's decode configuration cannot pair the
+// halves (m > kW8A16DecodeMaxM, two tiles per warp at m = 9..16): the caller composes instead.
+bool gemmW8A16SiluMul(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y, cudaStream_t stream,
+                      void* workspace = nullptr, size_t workspaceBytes = 0);
+
 }  // namespace ivl::cuda

@@ -42,6 +42,10 @@ size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeC
 void gemmW8A16Decode(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
                      const __nv_bfloat16* bias, const W8A16DecodeConfig& cfg, void* workspace,
                      size_t workspaceBytes, cudaStream_t stream);
+// gemmW8A16SiluMul with an explicit configuration (one tile per warp, tilesPerBlock 2, 4 or 8).
+void gemmW8A16SiluMulDecode(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
+                            const W8A16DecodeConfig& cfg, void* workspace, size_t workspaceBytes,
+                            cudaStream_t stream);
 void gemmW8A16Prefill(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
                       const __nv_bfloat16* bias, W8A16PrefillTile tile, cudaStream_t stream);
 

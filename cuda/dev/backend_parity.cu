@@ -1016,6 +1016,28 @@ void testStackedInt8(Harness& h, int64_t M, int64_t K, WeightUse use) {
            "stackedWeight int8 refuses a part that starts inside a 16-row tile (40 + 32 rows)");
 }
 
+// The stacked int8 gate/up and the MLP activation (matmulSiluMulHalves): CUDA forms silu(gate) ·
+// up in the decode GEMV's epilogue where it can pair the halves (int8 rows m <= 32 but for the
+// two-tiles-per-warp configurations) and composes elsewhere. Against the CPU's composed fp32
+// ops, and bit for bit against CUDA's own matmul + siluMulHalves (the epilogue rounds gate and
+// up to bf16 first, as the composed ops do, and each tile's sums are the plain GEMV's).
+void testMatmulSiluInt8(Harness& h, int64_t M, int64_t F, int64_t K, WeightUse use) {
+  const std::vector<uint16_t> wb = int8Weights(h, 2 * F, K);
+  Tensor wc = h.cpu.weightFromHost(wb.data(), DType::BF16, {2 * F, K}, use);
+  Tensor wg = h.gpu.weightFromHost(wb.data(), DType::BF16, {2 * F, K}, use);
+  const std::string shape = dims({M, F, K}) + (use == WeightUse::Int8PerGroup128 ? " g128" : " ch");
+  Pair x = h.act({M, K});
+  Pair y = h.empty({M, F}), gu = h.empty({M, 2 * F});
+  h.cpu.matmulSiluMulHalves(y.c, x.c, wc, gu.c);
+  h.gpu.matmulSiluMulHalves(y.g, x.g, wg, gu.g);
+  h.compare("matmulSiluMulHalves int8", shape, y, 1.0 / 32, int8Atol(M), int8Route(M));
+  Tensor gu2 = h.gpu.alloc(DType::BF16, {M, 2 * F}), y2 = h.gpu.alloc(DType::BF16, {M, F});
+  h.gpu.matmul(gu2, x.g, wg, nullptr);
+  h.gpu.siluMulHalves(y2, gu2);
+  const std::vector<float> fused = h.down(h.gpu, y.g), composed = h.down(h.gpu, y2);
+  h.expect(fused == composed, "matmulSiluMulHalves int8 " + shape + ": equal bit for bit to matmul + siluMulHalves");
+}
+
 void testInt8Errors(Harness& h) {
   std::vector<uint16_t> w(size_t(16 * 100), f32ToBf16(0.5f));
   try {
@@ -1319,6 +1341,7 @@ int main(int argc, char** argv) {
       testMatmulInt8(h, 17, 128, 4096, use, true);
       testMatmulInt8(h, 12, 4352, 264, use, true);  // m 9..16 on a wide weight: two tiles per warp
       testStackedInt8(h, 5, 264, use);
+      for (int64_t M : {1, 3, 12, 33}) testMatmulSiluInt8(h, M, 80, 4096, use);  // split K, odd tile pairs
       if (!S) {
         for (int64_t M : {int64_t(1), int64_t(16), int64_t(33), int64_t(97), int64_t(200)}) {
           testMatmulInt8(h, M, 896, 904, use, true);    // q projection shape, K ends in an 8-column group
@@ -1330,6 +1353,7 @@ int main(int argc, char** argv) {
         testMatmulInt8(h, 1025, 1024, 1024, use, true);
         testStackedInt8(h, 33, 896, use);
         testStackedInt8(h, 130, 1032, use);
+        for (int64_t M : {1, 8, 16, 24}) testMatmulSiluInt8(h, M, 2432, 896, use);  // 2F = 4864 rows
       }
     }
     testInt8Errors(h);

@@ -187,13 +187,13 @@ class Backend {
   virtual void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) = 0;
   // y[M, F] = silu(gu[:, :F]) ⊙ gu[:, F:]   (the output of a stacked gate/up matmul gu[M, 2F])
   virtual void siluMulHalves(const Tensor& y, const Tensor& gu) = 0;
-  // y[M, N] = siluMulHalves(gu) · w[N, F]ᵀ: the MLP's down projection after a stacked gate/up
-  // matmul. g [M, F] is scratch for the activations, which this form writes. The seam where a
-  // backend may fuse the two (and leave g untouched); none does now (a W8A16 fusion measured
-  // slower on the H200: cuda/dev/w8a16/README.md).
-  virtual void siluMulHalvesMatmul(const Tensor& y, const Tensor& g, const Tensor& gu, const Tensor& w) {
-    siluMulHalves(g, gu);
-    matmul(y, g, w, nullptr);
+  // y[M, F] = siluMulHalves(x · w[2F, C]ᵀ): a stacked [gate | up] projection and the MLP's
+  // activation. gu [M, 2F] is scratch for the projection, which this form writes. The seam where
+  // a backend may form the activation in the projection's epilogue (and leave gu untouched): the
+  // CUDA backend does for int8 decode rows (gemmW8A16SiluMul).
+  virtual void matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& gu) {
+    matmul(gu, x, w, nullptr);
+    siluMulHalves(y, gu);
   }
   // y = a + b, elementwise (y may alias a)
   virtual void add(const Tensor& y, const Tensor& a, const Tensor& b) = 0;

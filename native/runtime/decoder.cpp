@@ -73,10 +73,11 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
   // Layers run in runs of consecutive layers on one device; x moves between runs. The
   // residual add of each block is fused with the norm that follows it (addRmsNorm) and, where
   // the weights are stacked, issued as one op with the projection that reads that norm
-  // (addRmsNormMatmul, like siluMulHalvesMatmul a seam where a backend may fuse; none does
-  // now): the attention block's with the MLP norm and gate/up, the MLP block's with the next
-  // layer's input norm and qkv when that layer is on the same device (`pending`: s.r still
-  // holds the MLP's output). Likewise the stacked qkv rows go to attention through one seam,
+  // (addRmsNormMatmul, a seam where a backend may fuse; none does now): the MLP block's with
+  // the next layer's input norm and qkv when that layer is on the same device (`pending`: s.r
+  // still holds the MLP's output). The stacked gate/up and the activation are one seam,
+  // matmulSiluMulHalves, which the CUDA backend fuses for int8 decode rows (the activation in
+  // the GEMV's epilogue); likewise the stacked qkv rows go to attention through one seam,
   // qkvRopeAttention, which the CUDA backend fuses on decode steps (rope inside attention).
   int at = map_.embed;
   for (size_t i0 = 0; i0 < nLayers;) {
@@ -112,8 +113,9 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
       be.matmul(s.r, s.o, L.wo, L.bo ? &L.bo : nullptr);
       // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
       if (stackedGateUp) {
-        be.addRmsNormMatmul(s.gu, s.a, x, s.r, L.mlpNorm, l.rmsEps, L.gateUp, nullptr);
-        be.siluMulHalvesMatmul(s.r, s.g, s.gu, L.down);
+        be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
+        be.matmulSiluMulHalves(s.g, s.a, L.gateUp, s.gu);
+        be.matmul(s.r, s.g, L.down, nullptr);
       } else {
         be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
         be.matmul(s.g, s.a, L.gate, nullptr);

@@ -550,6 +550,53 @@ static int runValidate(bool small, bool race) {
                                      (cc.tilesPerWarp == 2 ? " tpw2" : "");
             check(name, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cc, ws.p, ws.n, stream); });
           }
+          // The SiLU epilogue (gemmW8A16SiluMul) on the first N & ~31 rows read as a stacked
+          // [gate | up]: bit for bit what the same configuration's plain GEMV followed by
+          // siluMulHalves gives (one tile per warp; the launcher's choice too).
+          if ((n & ~31) > 0) {
+            W8A16Weight wv = wq;
+            wv.n = n & ~31;
+            const int F = wv.n / 2;
+            Dev<bf16> dGu(static_cast<size_t>(m) * wv.n), dAct(static_cast<size_t>(m) * F), dRef(dAct.n);
+            std::vector<uint16_t> got(dAct.n), want(dAct.n);
+            auto siluCheck = [&](const std::string& name, const W8A16DecodeConfig* c) {
+              CK(cudaMemsetAsync(dAct.p, 0xFF, dAct.n * sizeof(bf16), stream));
+              bool ran = true;
+              try {
+                if (c != nullptr) {
+                  gemmW8A16Decode(wv, dX.p, m, dGu.p, nullptr, *c, ws.p, ws.n, stream);
+                  gemmW8A16SiluMulDecode(wv, dX.p, m, dAct.p, *c, ws.p, ws.n, stream);
+                } else {
+                  gemmW8A16(wv, dX.p, m, dGu.p, nullptr, stream, ws.p, ws.n);
+                  ran = gemmW8A16SiluMul(wv, dX.p, m, dAct.p, stream, ws.p, ws.n);
+                }
+                siluMulHalvesBf16(dRef.p, dGu.p, m, F, stream);
+              } catch (const ivl::Error& e) {
+                std::printf("  silu %s m=%d: threw %s: %s\n", name.c_str(), m, e.codeName(), e.what());
+                ++failures;
+                return;
+              }
+              CK(cudaStreamSynchronize(stream));
+              if (!ran) return;  // the launcher declined (two tiles per warp): the caller composes
+              dAct.down(got.data());
+              dRef.down(want.data());
+              long bad = 0;
+              for (size_t i = 0; i < got.size(); ++i) bad += got[i] != want[i];
+              failures += bad != 0;
+              if (bad != 0 || small)
+                std::printf("  N=%d K=%d %s silu epilogue %-27s m=%4d  mismatches %ld of %zu  %s\n", wv.n, k, sname,
+                            name.c_str(), m, bad, got.size(), bad == 0 ? "OK" : "FAIL");
+            };
+            siluCheck("launcher", nullptr);
+            for (const auto& c : decodeCfgs) {
+              if (c.tilesPerWarp != 1) continue;
+              W8A16DecodeConfig cc = c;
+              cc.splitK = std::min(cc.splitK, w8a16Groups(k));
+              siluCheck("tb" + std::to_string(cc.tilesPerBlock) + " split" + std::to_string(cc.splitK) + " depth" +
+                            std::to_string(cc.depth),
+                        &cc);
+            }
+          }
         }
         if (small || race || m == 1 || m == 7 || m == 16 || m == 33 || m == 118 || m == 152 || m == 1024) {
           for (int t = 0; t < kW8A16PrefillTileCount; ++t) {
