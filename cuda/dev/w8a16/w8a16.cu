@@ -972,6 +972,17 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
   // INTERNVL_CUDA_ATTN_ROPE=0 by qkvRopeAppend first.
   const char* ropeEnv = std::getenv("INTERNVL_CUDA_ATTN_ROPE");
   const bool ropeInAttention = !(ropeEnv != nullptr && ropeEnv[0] == '0');
+  // W8A16_LAB_SILU=0: the gate/up GEMV and then siluMulHalves, as the product with
+  // INTERNVL_CUDA_W8A16_SILU=0; by default the activation is formed in the GEMV's epilogue
+  // (gemmW8A16SiluMul), where its configuration allows.
+  const char* siluEnv = std::getenv("W8A16_LAB_SILU");
+  const bool siluInGemv = !(siluEnv != nullptr && siluEnv[0] == '0');
+  const auto gateUpAct = [&](const W8A16Weight& w, const bf16* in, int m, bf16* gu, bf16* act, void* ws,
+                             size_t wsBytes) {
+    if (siluInGemv && gemmW8A16SiluMul(w, in, m, act, stream, ws, wsBytes)) return;
+    gemmW8A16(w, in, m, gu, nullptr, stream, ws, wsBytes);
+    siluMulHalvesBf16(act, gu, m, w.n / 2, stream);
+  };
   const int pageSize = 16, pagesPerSeq = kvLen > 0 ? (kvLen + pageSize - 1) / pageSize : 0;
   const size_t kvLayerElems = static_cast<size_t>(mMaxRows) * pagesPerSeq * pageSize * 8 * 128;
   std::vector<bf16*> kLayer, vLayer;
@@ -1039,8 +1050,12 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
             if (!withSmall) {
               gemmW8A16(W(0), xa, m, qkvOut, nullptr, stream, ws, wsBytes);
               gemmW8A16(W(1), qkvOut, m, oOut, nullptr, stream, ws, wsBytes);
-              gemmW8A16(W(2), oOut, m, guOut, nullptr, stream, ws, wsBytes);
-              gemmW8A16(W(3), guOut, m, xa, nullptr, stream, ws, wsBytes);
+              if (siluInGemv && gemmW8A16SiluMul(W(2), oOut, m, h, stream, ws, wsBytes)) {
+                gemmW8A16(W(3), h, m, xa, nullptr, stream, ws, wsBytes);
+              } else {
+                gemmW8A16(W(2), oOut, m, guOut, nullptr, stream, ws, wsBytes);
+                gemmW8A16(W(3), guOut, m, xa, nullptr, stream, ws, wsBytes);
+              }
               continue;
             }
             // The step's own kernels (decoder.cpp order), attention as a stand-in (o reads it).
@@ -1074,8 +1089,7 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
             }
             gemmW8A16(W(1), attn, m, oOut, nullptr, stream, ws, wsBytes);
             addRmsNormBf16(normOut, xa, oOut, normW, m, 7168, 1e-6f, stream);
-            gemmW8A16(W(2), normOut, m, guOut, nullptr, stream, ws, wsBytes);
-            siluMulHalvesBf16(h, guOut, m, 20480, stream);
+            gateUpAct(W(2), normOut, m, guOut, h, ws, wsBytes);
             gemmW8A16(W(3), h, m, dOut, nullptr, stream, ws, wsBytes);
           }
         };
