@@ -283,11 +283,14 @@ __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float 
 // kernel chain, are gone. Each tile's sums are those of the plain kernel (same units, same
 // orders), and the activation rounds gate and up to bf16 first, as the composed ops do.
 //
-// The plain m <= 8 depth-2 variant runs three blocks per SM with the 80 registers ptxas gives it
-// unbounded (what the stacked gate/up streams best with, w8a16ChooseDecode); the SILU form of it
-// is held to them too (unbounded it took 94, two blocks per SM).
+// The plain per-channel m <= 8 depth-2 variant runs three blocks per SM with the 80 registers
+// ptxas gives it unbounded (what the stacked gate/up streams best with, w8a16ChooseDecode); the
+// SILU form of it is held to them too (unbounded it took 94, two blocks per SM). Not the
+// per-group one: held to 80 it streamed the 40B gate/up 1.2x slower at m = 8 (lab silu-sweep,
+// 108.6 against 90.6 us), while the plain per-group variant takes 89 registers, two blocks.
 template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false>
-__global__ void __launch_bounds__(kDecodeThreads, SILU && MT == 1 && DEPTH == 2 ? 3 : decodeMinBlocks<MT, DEPTH, TPW>())
+__global__ void __launch_bounds__(kDecodeThreads,
+                                  SILU && !GROUPED && MT == 1 && DEPTH == 2 ? 3 : decodeMinBlocks<MT, DEPTH, TPW>())
     decodeKernel(const DecodeParams p) {
   static_assert(!SILU || TPW == 1, "the SiLU epilogue pairs one gate and one up tile per warp pair");
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;

@@ -1401,6 +1401,43 @@ static int runShapeSweep(int n, int k, int reps) {
   return 0;
 }
 
+// The SILU form against the plain GEMV of the same stacked [gate | up] weight, config by config
+// (unsplit; L2 flushed): what pairing tile j with tile F/16 + j costs a block's stream.
+static int runSiluSweep(int n, int k, int reps) {
+  cudaStream_t stream;
+  CK(cudaStreamCreate(&stream));
+  Timer timer(stream, reps);
+  Dev<bf16> dW(static_cast<size_t>(n) * k), dX(static_cast<size_t>(8) * k), dY(static_cast<size_t>(8) * n);
+  fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 17 + n + k, 0.02f);
+  fillRandomBf16<<<64, 256, 0, stream>>>(dX.p, dX.n, 99 + k, 1.0f);
+  Dev<uint8_t> dP(w8a16PackedBytes(n, k)), dP2(w8a16PackedBytes(n, k));
+  Dev<float> dSc(w8a16ScaleCount(n, k, Int8Scheme::PerChannel)), dSg(w8a16ScaleCount(n, k, Int8Scheme::PerGroup128));
+  W8A16Weight wts[2] = {{dP.p, dSc.p, n, k, Int8Scheme::PerChannel}, {dP2.p, dSg.p, n, k, Int8Scheme::PerGroup128}};
+  for (auto& w : wts) quantizeW8A16(dW.p, w, stream);
+  Dev<uint8_t> ws(256u << 20);
+  CK(cudaMemset(ws.p, 0, ws.n));
+  CK(cudaStreamSynchronize(stream));
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  std::printf("SILU form vs plain on the stacked N=%d K=%d (us, L2 flushed, median of %d)\n", n, k, reps);
+  for (const W8A16Weight& w : wts)
+    for (int m : {1, 8}) {
+      const char* sname = w.scheme == Int8Scheme::PerChannel ? "per-channel" : "per-group128";
+      const double tl = timer.median([&] { gemmW8A16(w, dX.p, m, dY.p, nullptr, stream, ws.p, ws.n); });
+      const double ts = timer.median([&] { gemmW8A16SiluMul(w, dX.p, m, dY.p, stream, ws.p, ws.n); });
+      std::printf("%-12s m=%d launcher: plain %.2f  silu %.2f\n", sname, m, tl, ts);
+      for (int tb : {2, 4, 8})
+        for (int depth : {2, 4}) {
+          const W8A16DecodeConfig c{tb, 1, depth};
+          const double up = timer.median([&] { gemmW8A16Decode(w, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
+          const double us = timer.median([&] { gemmW8A16SiluMulDecode(w, dX.p, m, dY.p, c, ws.p, ws.n, stream); });
+          std::printf("  tb%d depth%d: plain %.2f  silu %.2f\n", tb, depth, up, us);
+        }
+    }
+  CK(cudaStreamDestroy(stream));
+  return 0;
+}
+
 // ---- read ceiling --------------------------------------------------------------------------
 //
 // How fast can this GPU stream a weight matrix at all? The decode GEMV reaches ~77-80 % of the
@@ -1659,6 +1696,7 @@ int main(int argc, char** argv) {
     if (mode == "validate") return runValidate(small, race);
     if (mode == "ceiling") return runCeiling(std::max(10, reps));
     if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
+    if (mode == "silu-sweep" && argc >= 4) return runSiluSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (const char* d = std::getenv("W8A16_LAB_DEPTH"))  // decode ring depth at m <= 8, chain A/Bs
       w8a16SetDecodeLab(std::atoi(d));
     if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List, kvLen);
@@ -1668,6 +1706,7 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr,
                "usage: w8a16 info | validate [--small|--race] | bench [--sweep] [--json FILE] [--reps N] "
-               "[--layers N] [--no-shapes] [--l2-ahead U,U,..] [--kv N] | ceiling [--reps N]\n");
+               "[--layers N] [--no-shapes] [--l2-ahead U,U,..] [--kv N] | ceiling [--reps N] | shape-sweep N K | "
+               "silu-sweep N K\n");
   return 1;
 }
