@@ -216,6 +216,19 @@ __device__ __forceinline__ void accToRed(float (&red)[8][16 * TPW][MT * 8 + 1], 
     }
 }
 
+// Split-K, once the block's partials are written: whether it is the last block of its column
+// of blocks to arrive (block-uniform), the one that sums the partials and re-arms the counter.
+__device__ __forceinline__ bool lastToArrive(const DecodeParams& p) {
+  __shared__ int amLast;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) amLast = atomicAdd(p.counters + blockIdx.x, 1) == p.splitK - 1;
+  __syncthreads();
+  if (!amLast) return false;
+  __threadfence();
+  return true;
+}
+
 // The SILU form's end (decodeKernel): block b's outputs y[mm][b·tb/2·16 + j], j < tb/2·16, from
 // the gate rows in warp tiles j / 16 and the up rows tb/2 tiles further on. Unsplit, the block
 // writes them; split along K, every block writes its gate and up sums as partials (rows n and
@@ -245,14 +258,7 @@ __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float 
       part[F + n] = u;
     }
   }
-  if (p.splitK == 1) return;
-  __shared__ int amLast;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) amLast = atomicAdd(p.counters + blockIdx.x, 1) == p.splitK - 1;
-  __syncthreads();
-  if (!amLast) return;
-  __threadfence();
+  if (p.splitK == 1 || !lastToArrive(p)) return;
   const size_t stride = static_cast<size_t>(p.m) * p.n;
   for (int e = threadIdx.x; e < outRows * p.m; e += kDecodeThreads) {
     const int mm = e / outRows, n = oBase + e - mm * outRows;
@@ -428,13 +434,7 @@ __global__ void __launch_bounds__(kDecodeThreads,
 
   // Split-K: the last block of this column of blocks to arrive sums the partials in split
   // order (deterministic) and writes y; it then re-arms the counter for the next call.
-  __shared__ int amLast;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) amLast = atomicAdd(p.counters + blockIdx.x, 1) == p.splitK - 1;
-  __syncthreads();
-  if (!amLast) return;
-  __threadfence();
+  if (!lastToArrive(p)) return;
   for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
     const int mm = e / rowsB, nl = e - mm * rowsB;
     const int n = nBase + nl;

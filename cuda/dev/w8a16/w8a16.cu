@@ -1357,23 +1357,42 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
 // Every decode configuration (tiles per block x split-K x depth) on one shape, m = 1 and 8, both
 // schemes, L2 flushed: for shapes whose block count sits just above the resident slots (qkv
 // 9216 x 7168: 288 blocks of 2 tiles on 264 slots), which the launcher's split rule leaves at 1.
-static int runShapeSweep(int n, int k, int reps) {
-  cudaStream_t stream;
-  CK(cudaStreamCreate(&stream));
-  Timer timer(stream, reps);
-  Dev<bf16> dW(static_cast<size_t>(n) * k), dX(static_cast<size_t>(8) * k), dY(static_cast<size_t>(8) * n);
-  fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 17 + n + k, 0.02f);
-  fillRandomBf16<<<64, 256, 0, stream>>>(dX.p, dX.n, 99 + k, 1.0f);
-  Dev<uint8_t> dP(w8a16PackedBytes(n, k));
-  Dev<float> dSc(w8a16ScaleCount(n, k, Int8Scheme::PerChannel)), dSg(w8a16ScaleCount(n, k, Int8Scheme::PerGroup128));
-  Dev<uint8_t> dP2(w8a16PackedBytes(n, k));
-  W8A16Weight ws2[2] = {{dP.p, dSc.p, n, k, Int8Scheme::PerChannel}, {dP2.p, dSg.p, n, k, Int8Scheme::PerGroup128}};
-  for (auto& w : ws2) quantizeW8A16(dW.p, w, stream);
-  Dev<uint8_t> ws(256u << 20);
-  CK(cudaMemset(ws.p, 0, ws.n));
-  CK(cudaStreamSynchronize(stream));
+// One N x K weight in both schemes, 8 activation rows and a zeroed 256 MB workspace: what the
+// single-shape sweeps time.
+struct SweepRig {
+  cudaStream_t stream = nullptr;
   int sms = 0;
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  Dev<bf16> dW, dX, dY;
+  Dev<uint8_t> dP, dP2, ws;
+  Dev<float> dSc, dSg;
+  W8A16Weight w[2];
+  SweepRig(int n, int k)
+      : dW(static_cast<size_t>(n) * k), dX(static_cast<size_t>(8) * k), dY(static_cast<size_t>(8) * n),
+        dP(w8a16PackedBytes(n, k)), dP2(w8a16PackedBytes(n, k)), ws(256u << 20),
+        dSc(w8a16ScaleCount(n, k, Int8Scheme::PerChannel)), dSg(w8a16ScaleCount(n, k, Int8Scheme::PerGroup128)),
+        w{{dP.p, dSc.p, n, k, Int8Scheme::PerChannel}, {dP2.p, dSg.p, n, k, Int8Scheme::PerGroup128}} {
+    CK(cudaStreamCreate(&stream));
+    fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 17 + n + k, 0.02f);
+    fillRandomBf16<<<64, 256, 0, stream>>>(dX.p, dX.n, 99 + k, 1.0f);
+    for (auto& wt : w) quantizeW8A16(dW.p, wt, stream);
+    CK(cudaMemset(ws.p, 0, ws.n));
+    CK(cudaStreamSynchronize(stream));
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  }
+  ~SweepRig() { cudaStreamDestroy(stream); }
+  SweepRig(const SweepRig&) = delete;
+  SweepRig& operator=(const SweepRig&) = delete;
+};
+
+static int runShapeSweep(int n, int k, int reps) {
+  SweepRig rig(n, k);
+  cudaStream_t stream = rig.stream;
+  const int sms = rig.sms;
+  Timer timer(stream, reps);
+  auto& dX = rig.dX;
+  auto& dY = rig.dY;
+  auto& ws = rig.ws;
+  auto& ws2 = rig.w;
   const int groups = w8a16Groups(k);
   std::printf("decode configs on N=%d K=%d (us, L2 flushed, median of %d)\n", n, k, reps);
   for (const W8A16Weight& w : ws2)
@@ -1397,28 +1416,19 @@ static int runShapeSweep(int n, int k, int reps) {
           std::printf("  tb%d depth%d (%d blocks x split):%s\n", tb, depth, blocksN, line.c_str());
         }
     }
-  CK(cudaStreamDestroy(stream));
   return 0;
 }
 
 // The SILU form against the plain GEMV of the same stacked [gate | up] weight, config by config
 // (unsplit; L2 flushed): what pairing tile j with tile F/16 + j costs a block's stream.
 static int runSiluSweep(int n, int k, int reps) {
-  cudaStream_t stream;
-  CK(cudaStreamCreate(&stream));
+  SweepRig rig(n, k);
+  cudaStream_t stream = rig.stream;
   Timer timer(stream, reps);
-  Dev<bf16> dW(static_cast<size_t>(n) * k), dX(static_cast<size_t>(8) * k), dY(static_cast<size_t>(8) * n);
-  fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 17 + n + k, 0.02f);
-  fillRandomBf16<<<64, 256, 0, stream>>>(dX.p, dX.n, 99 + k, 1.0f);
-  Dev<uint8_t> dP(w8a16PackedBytes(n, k)), dP2(w8a16PackedBytes(n, k));
-  Dev<float> dSc(w8a16ScaleCount(n, k, Int8Scheme::PerChannel)), dSg(w8a16ScaleCount(n, k, Int8Scheme::PerGroup128));
-  W8A16Weight wts[2] = {{dP.p, dSc.p, n, k, Int8Scheme::PerChannel}, {dP2.p, dSg.p, n, k, Int8Scheme::PerGroup128}};
-  for (auto& w : wts) quantizeW8A16(dW.p, w, stream);
-  Dev<uint8_t> ws(256u << 20);
-  CK(cudaMemset(ws.p, 0, ws.n));
-  CK(cudaStreamSynchronize(stream));
-  int sms = 0;
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  auto& dX = rig.dX;
+  auto& dY = rig.dY;
+  auto& ws = rig.ws;
+  auto& wts = rig.w;
   std::printf("SILU form vs plain on the stacked N=%d K=%d (us, L2 flushed, median of %d)\n", n, k, reps);
   for (const W8A16Weight& w : wts)
     for (int m : {1, 8}) {
@@ -1434,7 +1444,6 @@ static int runSiluSweep(int n, int k, int reps) {
           std::printf("  tb%d depth%d: plain %.2f  silu %.2f\n", tb, depth, up, us);
         }
     }
-  CK(cudaStreamDestroy(stream));
   return 0;
 }
 
