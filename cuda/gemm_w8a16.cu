@@ -234,7 +234,7 @@ __device__ __forceinline__ bool lastToArrive(const DecodeParams& p) {
 // writes them; split along K, every block writes its gate and up sums as partials (rows n and
 // F + n of the [splitK][m][2F] workspace) and the column's last block to arrive sums them in
 // split order, as the plain kernel's reducer does, and forms the activation.
-template <int MT, bool GROUPED, class Finish>
+template <int MT, class Finish>
 __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float (&red)[8][16][MT * 8 + 1], int split,
                                              const Finish& finish) {
   const int tb = p.tb, kwCount = 8 / tb, half = tb >> 1;
@@ -413,7 +413,7 @@ __global__ void __launch_bounds__(kDecodeThreads,
     return __float2bfloat16_rn(v);
   };
   if constexpr (SILU) {
-    siluEpilogue<MT, GROUPED>(p, red, split, finish);
+    siluEpilogue<MT>(p, red, split, finish);
     return;
   }
   const int rowsB = tb * 16 * TPW;

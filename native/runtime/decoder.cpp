@@ -112,17 +112,15 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
       pending = false;
       be.matmul(s.r, s.o, L.wo, L.bo ? &L.bo : nullptr);
       // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
+      be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
       if (stackedGateUp) {
-        be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
         be.matmulSiluMulHalves(s.g, s.a, L.gateUp, s.gu);
-        be.matmul(s.r, s.g, L.down, nullptr);
       } else {
-        be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
         be.matmul(s.g, s.a, L.gate, nullptr);
         be.matmul(s.u, s.a, L.up, nullptr);
         be.siluMul(s.g, s.g, s.u);
-        be.matmul(s.r, s.g, L.down, nullptr);
       }
+      be.matmul(s.r, s.g, L.down, nullptr);
       if (i + 1 < i1) pending = true;  // the next layer's first op adds s.r and norms
       else be.add(x, x, s.r);
     }
