@@ -500,7 +500,7 @@ __device__ __forceinline__ void bulkCopy(void* dst, const void* src, uint32_t by
 #endif
 
 constexpr int kRingThreads = kDecodeThreads + 32;  // the 8 warps of decodeKernel + one producer warp
-constexpr int kRingSlotBytes = 8 * 2048;           // a stage: one 2 KB unit for each consumer warp
+constexpr int kRingSlotBytes = 8 * 2048;           // a stage holds U 2 KB units for each consumer warp
 
 // decodeKernel's sums (TPW 1, same units in the same order per warp, same reductions: bit for bit
 // the same y) with the weights streamed through a ring of STAGES stages in shared memory instead
@@ -511,10 +511,13 @@ constexpr int kRingSlotBytes = 8 * 2048;           // a stage: one 2 KB unit for
 // ring refills a slot only after its unit is consumed: lab README, "the mechanism"), and a
 // block keeps up to STAGES x 16 KB requested. Stage i holds, for warp (tw, kw), the unit
 // g0 + kw + i * kwCount of its tile, decodeKernel's unit i of that warp.
-template <int MT, bool GROUPED, int STAGES, bool SILU = false>
-__global__ void __launch_bounds__(kRingThreads, MT >= 3 ? 1 : 2) decodeRingKernel(const DecodeParams p) {
+// U: units per warp and stage (copies of U x 8 KB at two tiles a block); MINB: blocks per SM
+// asked of ptxas (2, or 3 with 4 x 16 KB or less of ring).
+template <int MT, bool GROUPED, int STAGES, int U, int MINB, bool SILU = false>
+__global__ void __launch_bounds__(kRingThreads, MT >= 3 ? 1 : MINB) decodeRingKernel(const DecodeParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  extern __shared__ __align__(128) uint4 ring[];  // [STAGES][8 slots][128]: slot tw * kwCount + kw
+  // [STAGES][8 U slots][128]: warp (tw, kw)'s u-th unit of a stage in slot (tw * U + u) * kwCount + kw
+  extern __shared__ __align__(128) uint4 ring[];
   __shared__ uint64_t full[STAGES], empty[STAGES];
   __shared__ float red[8][16][MT * 8 + 1];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -522,7 +525,7 @@ __global__ void __launch_bounds__(kRingThreads, MT >= 3 ? 1 : 2) decodeRingKerne
   const int split = blockIdx.y;
   const int g0 = static_cast<int>(static_cast<long long>(p.groups) * split / p.splitK);
   const int g1 = static_cast<int>(static_cast<long long>(p.groups) * (split + 1) / p.splitK);
-  const int nStages = (g1 - g0 + kwCount - 1) / kwCount;
+  const int nStages = (g1 - g0 + U * kwCount - 1) / (U * kwCount);
   auto tileOf = [&](int tw) {  // as decodeKernel's: tilesN (nothing) past the last tile / pair
     if constexpr (SILU) {
       const int half = tb >> 1, j = blockIdx.x * half + tw % half;
@@ -551,14 +554,14 @@ __global__ void __launch_bounds__(kRingThreads, MT >= 3 ? 1 : 2) decodeRingKerne
       for (int i = 0; i < nStages; ++i) {
         const int slot = i % STAGES;
         if (i >= STAGES) mbarWait(&empty[slot], ((i / STAGES) + 1) & 1);  // stage i - STAGES consumed
-        const int gs = g0 + i * kwCount, cnt = min(kwCount, g1 - gs);
+        const int gs = g0 + i * U * kwCount, cnt = min(U * kwCount, g1 - gs);
         uint32_t bytes = 0;
         for (int tw = 0; tw < tb; ++tw) bytes += tileOf(tw) < p.tilesN ? cnt * 2048u : 0u;
         mbarArriveExpectTx(&full[slot], bytes);
         for (int tw = 0; tw < tb; ++tw) {
           const int tile = tileOf(tw);
           if (tile < p.tilesN)
-            bulkCopy(ring + (slot * 8 + tw * kwCount) * 128,
+            bulkCopy(ring + (slot * 8 * U + tw * U * kwCount) * 128,
                      p.qw + (static_cast<size_t>(tile) * p.groups + gs) * 128, cnt * 2048u, &full[slot]);
         }
       }
@@ -573,42 +576,57 @@ __global__ void __launch_bounds__(kRingThreads, MT >= 3 ? 1 : 2) decodeRingKerne
     const bf16* xRow[MT];
     bool rowOk[MT];
     activationRows<MT>(p, gi, ti, xRow, rowOk);
-    const uint4* mine = ring + (tw * kwCount + kw) * 128 + lane;
-    // Stage i's unit into registers; then the slot goes back to the producer. Every warp waits
-    // and arrives at every stage, so the empty barriers count 8 arrivals each phase.
-    auto fetch = [&](int i, uint4 (&w)[1][4], float (&s)[1][2]) {
+    const uint4* mine = ring + (tw * U * kwCount + kw) * 128 + lane;
+    // Stage i's U units into registers; then the slot goes back to the producer. Every warp
+    // waits and arrives at every stage, so the empty barriers count 8 arrivals each phase.
+    auto fetch = [&](int i, uint4 (&w)[U][1][4], float (&s)[U][1][2]) {
       const int slot = i % STAGES;
       mbarWait(&full[slot], (i / STAGES) & 1);
-      if (i < nMine) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) w[0][j] = mine[slot * 8 * 128 + j * 32];
-        if constexpr (GROUPED) {
-          const int g = g0 + kw + i * kwCount;
-          s[0][0] = __ldg(sTile + static_cast<size_t>(g) * 16);
-          s[0][1] = __ldg(sTile + static_cast<size_t>(g) * 16 + 8);
+      for (int u = 0; u < U; ++u) {
+        if (i * U + u < nMine) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) w[u][0][j] = mine[(slot * 8 * U + u * kwCount) * 128 + j * 32];
+          if constexpr (GROUPED) {
+            const int g = g0 + kw + (i * U + u) * kwCount;
+            s[u][0][0] = __ldg(sTile + static_cast<size_t>(g) * 16);
+            s[u][0][1] = __ldg(sTile + static_cast<size_t>(g) * 16 + 8);
+          }
         }
       }
       __syncwarp();
       if (lane == 0) mbarArrive(&empty[slot]);
     };
-    auto compute = [&](const uint4 (&w)[1][4], const float (&s)[1][2], int i) {
-      float t[1][MT][4];
+    auto compute = [&](const uint4 (&w)[U][1][4], const float (&s)[U][1][2], int i) {
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) t[0][mt][0] = t[0][mt][1] = t[0][mt][2] = t[0][mt][3] = 0.f;
-      unitMma<MT, 1>(t, w, g0 + kw + i * kwCount, p.k, ti, xRow, rowOk);
-      foldUnit<MT, 1, GROUPED>(acc, t, s);
+      for (int u = 0; u < U; ++u) {
+        if (i * U + u >= nMine) break;
+        float t[1][MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) t[0][mt][0] = t[0][mt][1] = t[0][mt][2] = t[0][mt][3] = 0.f;
+        unitMma<MT, 1>(t, w[u], g0 + kw + (i * U + u) * kwCount, p.k, ti, xRow, rowOk);
+        foldUnit<MT, 1, GROUPED>(acc, t, s[u]);
+      }
     };
-    // Two register buffers: stage i + 1 is read from the ring while stage i is computed.
-    uint4 wA[1][4], wB[1][4];
-    float sA[1][2], sB[1][2];
-    if (nStages > 0) fetch(0, wA, sA);
+    // U = 1: two register buffers, stage i + 1 read from the ring while stage i is computed.
+    // U = 2: one (its two units are independent work already; two buffers would spill).
+    uint4 wA[U][1][4], wB[1][1][4];
+    float sA[U][1][2], sB[1][1][2];
     pdlWait();
-    for (int i = 0; i < nStages; i += 2) {
-      if (i + 1 < nStages) fetch(i + 1, wB, sB);
-      if (i < nMine) compute(wA, sA, i);
-      if (i + 1 >= nStages) break;
-      if (i + 2 < nStages) fetch(i + 2, wA, sA);
-      if (i + 1 < nMine) compute(wB, sB, i + 1);
+    if constexpr (U == 1) {
+      if (nStages > 0) fetch(0, wA, sA);
+      for (int i = 0; i < nStages; i += 2) {
+        if (i + 1 < nStages) fetch(i + 1, wB, sB);
+        compute(wA, sA, i);
+        if (i + 1 >= nStages) break;
+        if (i + 2 < nStages) fetch(i + 2, wA, sA);
+        compute(wB, sB, i + 1);
+      }
+    } else {
+      for (int i = 0; i < nStages; ++i) {
+        fetch(i, wA, sA);
+        compute(wA, sA, i);
+      }
     }
     accToRed<MT, 1>(red, acc, warp, gi, ti);
   }
@@ -889,31 +907,45 @@ void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, boo
     launchDecodeT<MT, GROUPED, 4, 1>(p, grid, stream);
 }
 
-// The ring kernel: STAGES x 16 KB of dynamic shared memory (two blocks per SM up to 6 stages).
-template <int MT, bool GROUPED, int STAGES, bool SILU>
+// The ring kernel: STAGES x U x 16 KB of dynamic shared memory.
+template <int MT, bool GROUPED, int STAGES, int U, int MINB, bool SILU>
 void launchRingT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  auto kernel = decodeRingKernel<MT, GROUPED, STAGES, SILU>;
-  constexpr size_t smem = static_cast<size_t>(STAGES) * kRingSlotBytes;
+  auto kernel = decodeRingKernel<MT, GROUPED, STAGES, U, MINB, SILU>;
+  constexpr size_t smem = static_cast<size_t>(STAGES) * U * kRingSlotBytes;
   static std::atomic<unsigned long long> done{0};
   ensureSmem(kernel, smem, done);
   launchMaybePdl(pdlEnabled(), kernel, grid, dim3(kRingThreads), smem, stream, p);
 }
 
-template <int MT, bool GROUPED>
-void launchRingStages(const DecodeParams& p, dim3 grid, int stages, bool silu, cudaStream_t stream) {
-  if (stages <= 4)
-    silu ? launchRingT<MT, GROUPED, 4, true>(p, grid, stream) : launchRingT<MT, GROUPED, 4, false>(p, grid, stream);
+template <int MT, bool GROUPED, int STAGES, int U, int MINB>
+void launchRingS(const DecodeParams& p, dim3 grid, bool silu, cudaStream_t stream) {
+  if (silu)
+    launchRingT<MT, GROUPED, STAGES, U, MINB, true>(p, grid, stream);
   else
-    silu ? launchRingT<MT, GROUPED, 6, true>(p, grid, stream) : launchRingT<MT, GROUPED, 6, false>(p, grid, stream);
+    launchRingT<MT, GROUPED, STAGES, U, MINB, false>(p, grid, stream);
+}
+
+// The ring variants the lab times (W8A16DecodeConfig::ringStages / ringUnits / ringBlocks).
+template <int MT, bool GROUPED>
+void launchRingStages(const DecodeParams& p, dim3 grid, const W8A16DecodeConfig& c, bool silu, cudaStream_t stream) {
+  if (c.ringUnits == 2)
+    c.ringBlocks == 3 ? launchRingS<MT, GROUPED, 2, 2, 3>(p, grid, silu, stream)
+                      : launchRingS<MT, GROUPED, 3, 2, 2>(p, grid, silu, stream);
+  else if (c.ringBlocks == 3)
+    launchRingS<MT, GROUPED, 4, 1, 3>(p, grid, silu, stream);
+  else if (c.ringStages <= 4)
+    launchRingS<MT, GROUPED, 4, 1, 2>(p, grid, silu, stream);
+  else
+    launchRingS<MT, GROUPED, 6, 1, 2>(p, grid, silu, stream);
 }
 
 template <bool GROUPED>
-void launchRingMT(const DecodeParams& p, dim3 grid, int stages, bool silu, cudaStream_t stream) {
+void launchRingMT(const DecodeParams& p, dim3 grid, const W8A16DecodeConfig& c, bool silu, cudaStream_t stream) {
   switch ((p.m + 7) / 8) {
-    case 1: launchRingStages<1, GROUPED>(p, grid, stages, silu, stream); break;
-    case 2: launchRingStages<2, GROUPED>(p, grid, stages, silu, stream); break;
-    case 3: launchRingStages<3, GROUPED>(p, grid, stages, silu, stream); break;
-    default: launchRingStages<4, GROUPED>(p, grid, stages, silu, stream); break;
+    case 1: launchRingStages<1, GROUPED>(p, grid, c, silu, stream); break;
+    case 2: launchRingStages<2, GROUPED>(p, grid, c, silu, stream); break;
+    case 3: launchRingStages<3, GROUPED>(p, grid, c, silu, stream); break;
+    default: launchRingStages<4, GROUPED>(p, grid, c, silu, stream); break;
   }
 }
 
@@ -978,8 +1010,9 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 std::atomic<int> l2AheadUnits{0};
 // w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's).
 std::atomic<int> labSmallDepth{0};
-// w8a16SetDecodeRing: shared-memory ring stages for one-tile configs (-1: the environment's).
-std::atomic<int> labRingStages{-1};
+// w8a16SetDecodeRing: shared-memory ring stages for one-tile configs (-1: the environment's),
+// units per stage and blocks per SM.
+std::atomic<int> labRingStages{-1}, labRingUnits{1}, labRingBlocks{2};
 
 int ringStagesWanted() {
   const int lab = labRingStages.load(std::memory_order_relaxed);
@@ -1001,8 +1034,10 @@ void w8a16SetDecodeLab(int smallDepth) {
   w8a16::labSmallDepth.store(smallDepth == 2 || smallDepth == 4 ? smallDepth : 0, std::memory_order_relaxed);
 }
 
-void w8a16SetDecodeRing(int stages) {
-  w8a16::labRingStages.store(stages == 4 || stages == 6 || stages == 0 ? stages : -1, std::memory_order_relaxed);
+void w8a16SetDecodeRing(int stages, int units, int blocks) {
+  w8a16::labRingStages.store(stages >= 0 && stages <= 6 ? stages : -1, std::memory_order_relaxed);
+  w8a16::labRingUnits.store(units == 2 ? 2 : 1, std::memory_order_relaxed);
+  w8a16::labRingBlocks.store(blocks == 3 ? 3 : 2, std::memory_order_relaxed);
 }
 
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
@@ -1171,9 +1206,9 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     ivl::require(cfg.tilesPerWarp == 1 && pdlCapable(), ivl::ErrorCode::InvalidArg,
                  "gemmW8A16Decode: the shared-memory ring runs one tile per warp, on compute capability 9.x");
     if (w.scheme == Int8Scheme::PerGroup128)
-      w8a16::launchRingMT<true>(p, grid, cfg.ringStages, silu, stream);
+      w8a16::launchRingMT<true>(p, grid, cfg, silu, stream);
     else
-      w8a16::launchRingMT<false>(p, grid, cfg.ringStages, silu, stream);
+      w8a16::launchRingMT<false>(p, grid, cfg, silu, stream);
   } else if (w.scheme == Int8Scheme::PerGroup128)
     w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   else
@@ -1184,7 +1219,11 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
 // The shared-memory ring where it is asked for (ringStagesWanted) and can run.
 W8A16DecodeConfig withRing(W8A16DecodeConfig c) {
   const int stages = ringStagesWanted();
-  if (stages > 0 && c.tilesPerWarp == 1 && pdlCapable()) c.ringStages = stages;
+  if (stages > 0 && c.tilesPerWarp == 1 && pdlCapable()) {
+    c.ringStages = stages;
+    c.ringUnits = labRingUnits.load(std::memory_order_relaxed);
+    c.ringBlocks = labRingBlocks.load(std::memory_order_relaxed);
+  }
   return c;
 }
 

@@ -17,6 +17,8 @@ struct W8A16DecodeConfig {
                           // through a shared-memory ring of 4 or 6 stages of 16 KB filled by
                           // bulk copies (decodeRingKernel) instead of each warp's registers;
                           // depth is then unused.
+  int ringUnits = 1;      // units per warp and stage (1, or 2 with 3 stages of 32 KB)
+  int ringBlocks = 2;     // blocks per SM (2, or 3 with 4 x 16 KB / 2 x 32 KB stages)
 };
 
 enum class W8A16PrefillTile : int {
@@ -42,7 +44,7 @@ void w8a16SetDecodeLab(int smallDepth);
 // Decode kernel, process-wide, for the lab's A/Bs: the shared-memory ring's stages for the
 // launcher's one-tile configurations (4 or 6; 0 = register rings; -1 = the environment's,
 // INTERNVL_CUDA_W8A16_RING).
-void w8a16SetDecodeRing(int stages);
+void w8a16SetDecodeRing(int stages, int units = 1, int blocks = 2);
 
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);

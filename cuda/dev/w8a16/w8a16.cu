@@ -399,6 +399,14 @@ static long validateChain(bool small, cudaStream_t stream, std::vector<Summary>&
 
 static long validateStepChain(bool small, cudaStream_t stream);
 
+// The shared-memory ring's variants (W8A16DecodeConfig::ringStages, ringUnits, ringBlocks).
+struct RingVariant {
+  const char* name;
+  int stages, units, blocks;
+};
+static const RingVariant kRingVariants[] = {
+    {"ring4", 4, 1, 2}, {"ring6", 6, 1, 2}, {"ring3x2", 3, 2, 2}, {"ring4b3", 4, 1, 3}, {"ring2x2b3", 2, 2, 3}};
+
 static int runValidate(bool small, bool race) {
   std::vector<ValShape> shapes;
   std::vector<int> ms;
@@ -554,10 +562,12 @@ static int runValidate(bool small, bool race) {
             // The shared-memory ring: the same sums in the same order, so bit for bit the
             // register ring's y of the same configuration.
             yRegs = y;
-            for (int stages : {4, 6}) {
+            for (const auto& rv : kRingVariants) {
               W8A16DecodeConfig cr = cc;
-              cr.ringStages = stages;
-              const std::string rname = name + " ring" + std::to_string(stages);
+              cr.ringStages = rv.stages;
+              cr.ringUnits = rv.units;
+              cr.ringBlocks = rv.blocks;
+              const std::string rname = name + " " + rv.name;
               check(rname, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cr, ws.p, ws.n, stream); });
               long diff = 0;
               for (size_t i = 0; i < y.size(); ++i) diff += y[i] != yRegs[i];
@@ -1490,12 +1500,13 @@ static int runRingSweep(int n, int k, int reps) {
       auto run = [&](W8A16DecodeConfig c) {
         return timer.median([&] { gemmW8A16Decode(w, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
       };
-      std::string line;
-      for (int stages : {0, 4, 6}) {
+      std::string line = fmt("  registers %.2f", run(chosen));
+      for (const auto& rv : kRingVariants) {
         W8A16DecodeConfig c = chosen;
-        c.ringStages = stages;
-        if (stages > 0 && c.tilesPerWarp != 1) continue;
-        line += fmt("  %s %.2f", stages == 0 ? "registers" : stages == 4 ? "ring4" : "ring6", run(c));
+        c.ringStages = rv.stages;
+        c.ringUnits = rv.units;
+        c.ringBlocks = rv.blocks;
+        if (c.tilesPerWarp == 1) line += fmt("  %s %.2f", rv.name, run(c));
       }
       std::printf("%-12s m=%d launcher (tb%d split%d depth%d):%s\n", sname, m, chosen.tilesPerBlock, chosen.splitK,
                   chosen.depth, line.c_str());
@@ -1504,9 +1515,11 @@ static int runRingSweep(int n, int k, int reps) {
           W8A16DecodeConfig c{tb, split, m <= 8 ? 4 : 2};
           if (w8a16DecodeWorkspaceBytes(w, m, c) > ws.n) continue;
           std::string l2 = fmt("  registers d%d %.2f", c.depth, run(c));
-          for (int stages : {4, 6}) {
-            c.ringStages = stages;
-            l2 += fmt("  ring%d %.2f", stages, run(c));
+          for (const auto& rv : kRingVariants) {
+            c.ringStages = rv.stages;
+            c.ringUnits = rv.units;
+            c.ringBlocks = rv.blocks;
+            l2 += fmt("  %s %.2f", rv.name, run(c));
           }
           std::printf("  tb%d split%d:%s\n", tb, split, l2.c_str());
           if (chosen.splitK == 1) break;
@@ -1777,8 +1790,11 @@ int main(int argc, char** argv) {
     if (mode == "ring-sweep" && argc >= 4) return runRingSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (const char* d = std::getenv("W8A16_LAB_DEPTH"))  // decode ring depth at m <= 8, chain A/Bs
       w8a16SetDecodeLab(std::atoi(d));
-    if (const char* r = std::getenv("W8A16_LAB_RING"))  // shared-memory ring stages (0: registers), chain A/Bs
-      w8a16SetDecodeRing(std::atoi(r));
+    if (const char* r = std::getenv("W8A16_LAB_RING")) {  // "stages[,units[,blocks]]" (0: registers), chain A/Bs
+      int v[3] = {0, 1, 2};
+      std::sscanf(r, "%d,%d,%d", &v[0], &v[1], &v[2]);
+      w8a16SetDecodeRing(v[0], v[1], v[2]);
+    }
     if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List, kvLen);
   } catch (const ivl::Error& e) {
     std::fprintf(stderr, "ivl::Error %s: %s\n", e.codeName(), e.what());
