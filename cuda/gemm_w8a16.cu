@@ -229,18 +229,17 @@ __device__ __forceinline__ bool lastToArrive(const DecodeParams& p) {
   return true;
 }
 
-// The SILU form's end (decodeKernel, decodeRingKernel; worker as in plainEpilogue): block b's
-// outputs y[mm][b·tb/2·16 + j], j < tb/2·16, from the gate rows in warp tiles j / 16 and the up
-// rows tb/2 tiles further on. Unsplit, the block writes them; split along K, every block writes
-// its gate and up sums as partials (rows n and F + n of the [splitK][m][2F] workspace) and the
-// column's last block to arrive sums them in split order, as the plain kernel's reducer does, and
-// forms the activation.
+// The SILU form's end (decodeKernel): block b's outputs y[mm][b·tb/2·16 + j], j < tb/2·16, from
+// the gate rows in warp tiles j / 16 and the up rows tb/2 tiles further on. Unsplit, the block
+// writes them; split along K, every block writes its gate and up sums as partials (rows n and
+// F + n of the [splitK][m][2F] workspace) and the column's last block to arrive sums them in
+// split order, as the plain kernel's reducer does, and forms the activation.
 template <int MT, class Finish>
 __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float (&red)[8][16][MT * 8 + 1], int split,
-                                             bool worker, const Finish& finish) {
+                                             const Finish& finish) {
   const int tb = p.tb, kwCount = 8 / tb, half = tb >> 1;
   const int outRows = half * 16, oBase = blockIdx.x * outRows, F = p.tilesF * 16;
-  for (int e = threadIdx.x; worker && e < outRows * p.m; e += kDecodeThreads) {
+  for (int e = threadIdx.x; e < outRows * p.m; e += kDecodeThreads) {
     const int mm = e / outRows, j = e - mm * outRows;
     const int n = oBase + j;
     if (n >= F) continue;
@@ -261,7 +260,7 @@ __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float 
   }
   if (p.splitK == 1 || !lastToArrive(p)) return;
   const size_t stride = static_cast<size_t>(p.m) * p.n;
-  for (int e = threadIdx.x; worker && e < outRows * p.m; e += kDecodeThreads) {
+  for (int e = threadIdx.x; e < outRows * p.m; e += kDecodeThreads) {
     const int mm = e / outRows, n = oBase + e - mm * outRows;
     if (n >= F) continue;
     const float* part = p.partial + static_cast<size_t>(mm) * p.n + n;
@@ -278,54 +277,6 @@ __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float 
     }
     p.y[static_cast<size_t>(mm) * F + n] =
         __float2bfloat16_rn(siluMulRef(__bfloat162float(finish(g, n)), __bfloat162float(finish(u, F + n))));
-  }
-  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
-}
-
-// The plain form's end (decodeKernel, decodeRingKernel): block b's rows of y from the K lanes'
-// sums in red, or, split along K, its partials, the column's last block to arrive summing them.
-// Threads past kDecodeThreads (worker false: the ring kernel's producer warp) only take part
-// in the block barriers.
-template <int MT, int TPW, class Finish>
-__device__ __forceinline__ void plainEpilogue(const DecodeParams& p, const float (&red)[8][16 * TPW][MT * 8 + 1],
-                                              int split, bool worker, const Finish& finish) {
-  const int tb = p.tb, kwCount = 8 / tb;
-  const int rowsB = tb * 16 * TPW;
-  const int nBase = blockIdx.x * rowsB;
-  for (int e = threadIdx.x; worker && e < rowsB * p.m; e += kDecodeThreads) {
-    const int mm = e / rowsB, nl = e - mm * rowsB;
-    const int n = nBase + nl;
-    if (n >= p.n) continue;
-    const int twi = (nl >> 4) / TPW, r = ((nl >> 4) % TPW) * 16 + (nl & 15);  // warp tile, its row
-    float v = 0.f;
-    for (int kwi = 0; kwi < kwCount; ++kwi) v += red[kwi * tb + twi][r][mm];
-    if (p.splitK == 1)
-      p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
-    else
-      p.partial[(static_cast<size_t>(split) * p.m + mm) * p.n + n] = v;
-  }
-  if (p.splitK == 1) return;
-
-  // Split-K: the last block of this column of blocks to arrive sums the partials in split
-  // order (deterministic) and writes y; it then re-arms the counter for the next call.
-  if (!lastToArrive(p)) return;
-  for (int e = threadIdx.x; worker && e < rowsB * p.m; e += kDecodeThreads) {
-    const int mm = e / rowsB, nl = e - mm * rowsB;
-    const int n = nBase + nl;
-    if (n >= p.n) continue;
-    // Eight splits' loads in flight at a time (a plain loop issued them about one by one: this
-    // block's latency is the grid's tail), summed in split order all the same.
-    const float* part = p.partial + static_cast<size_t>(mm) * p.n + n;
-    const size_t stride = static_cast<size_t>(p.m) * p.n;
-    float v = 0.f;
-    for (int s0 = 0; s0 < p.splitK; s0 += 8) {
-      float t[8];
-#pragma unroll
-      for (int j = 0; j < 8; ++j) t[j] = s0 + j < p.splitK ? __ldcg(part + (s0 + j) * stride) : 0.f;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v += t[j];
-    }
-    p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
   }
   if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
 }
@@ -462,187 +413,47 @@ __global__ void __launch_bounds__(kDecodeThreads,
     return __float2bfloat16_rn(v);
   };
   if constexpr (SILU) {
-    siluEpilogue<MT>(p, red, split, true, finish);
+    siluEpilogue<MT>(p, red, split, finish);
     return;
   }
-  plainEpilogue<MT, TPW>(p, red, split, true, finish);
-}
-
-// ---- decode, shared-memory ring: bulk copies from one producer thread ----------------------
-
-// Bulk async copies (the sm_90 TMA engine) into shared memory, completion counted on mbarriers.
-// Only the ring kernel uses them, and it runs only on compute capability 9.x (decodeCall).
-__device__ __forceinline__ void mbarInit(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smemAddr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbarArrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smemAddr(bar)) : "memory");
-}
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-__device__ __forceinline__ void mbarArriveExpectTx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smemAddr(bar)), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void mbarWait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n .reg .pred done;\n"
-      "WAIT_%=:\n mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n @!done bra WAIT_%=;\n}\n" ::"r"(
-          smemAddr(bar)),
-      "r"(parity)
-      : "memory");
-}
-__device__ __forceinline__ void bulkCopy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   smemAddr(dst)),
-               "l"(src), "r"(bytes), "r"(smemAddr(bar))
-               : "memory");
-}
-#endif
-
-constexpr int kRingThreads = kDecodeThreads + 32;  // the 8 warps of decodeKernel + one producer warp
-constexpr int kRingSlotBytes = 8 * 2048;           // a stage holds U 2 KB units for each consumer warp
-
-// decodeKernel's sums (TPW 1, same units in the same order per warp, same reductions: bit for bit
-// the same y) with the weights streamed through a ring of STAGES stages in shared memory instead
-// of each warp's registers. One producer thread issues, per stage and tile, one bulk copy of the
-// tile's kwCount consecutive units (8 KB at two tiles a block), as far ahead as the ring allows;
-// the 8 consumer warps read their unit of a stage into registers, give the slot back at once and
-// then compute. So the bytes in flight no longer wait on the warps' consumption (the register
-// ring refills a slot only after its unit is consumed: lab README, "the mechanism"), and a
-// block keeps up to STAGES x 16 KB requested. Stage i holds, for warp (tw, kw), the unit
-// g0 + kw + i * kwCount of its tile, decodeKernel's unit i of that warp.
-// U: units per warp and stage (copies of U x 8 KB at two tiles a block); MINB: blocks per SM
-// asked of ptxas (2, or 3 with 4 x 16 KB or less of ring).
-template <int MT, bool GROUPED, int STAGES, int U, int MINB, bool SILU = false>
-__global__ void __launch_bounds__(kRingThreads, MT >= 3 ? 1 : MINB) decodeRingKernel(const DecodeParams p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // [STAGES][8 U slots][128]: warp (tw, kw)'s u-th unit of a stage in slot (tw * U + u) * kwCount + kw
-  extern __shared__ __align__(128) uint4 ring[];
-  __shared__ uint64_t full[STAGES], empty[STAGES];
-  __shared__ float red[8][16][MT * 8 + 1];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int tb = p.tb, kwCount = 8 / tb;
-  const int split = blockIdx.y;
-  const int g0 = static_cast<int>(static_cast<long long>(p.groups) * split / p.splitK);
-  const int g1 = static_cast<int>(static_cast<long long>(p.groups) * (split + 1) / p.splitK);
-  const int nStages = (g1 - g0 + U * kwCount - 1) / (U * kwCount);
-  auto tileOf = [&](int tw) {  // as decodeKernel's: tilesN (nothing) past the last tile / pair
-    if constexpr (SILU) {
-      const int half = tb >> 1, j = blockIdx.x * half + tw % half;
-      return j < p.tilesF ? j + (tw >= half ? p.tilesF : 0) : p.tilesN;
-    } else {
-      return min(static_cast<int>(blockIdx.x) * tb + tw, p.tilesN);
-    }
-  };
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < STAGES; ++s) {
-      mbarInit(&full[s], 1);
-      mbarInit(&empty[s], 8);
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  const int rowsB = tb * 16 * TPW;
+  const int nBase = blockIdx.x * rowsB;
+  for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
+    const int mm = e / rowsB, nl = e - mm * rowsB;
+    const int n = nBase + nl;
+    if (n >= p.n) continue;
+    const int twi = (nl >> 4) / TPW, r = ((nl >> 4) % TPW) * 16 + (nl & 15);  // warp tile, its row
+    float v = 0.f;
+    for (int kwi = 0; kwi < kwCount; ++kwi) v += red[kwi * tb + twi][r][mm];
+    if (p.splitK == 1)
+      p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
+    else
+      p.partial[(static_cast<size_t>(split) * p.m + mm) * p.n + n] = v;
   }
-  __syncthreads();
-  // PDL (see decodeKernel): only the weights stream before the consumers' pdlWait.
-  pdlLaunchDependents();
+  if (p.splitK == 1) return;
 
-  float acc[1][MT][4];
+  // Split-K: the last block of this column of blocks to arrive sums the partials in split
+  // order (deterministic) and writes y; it then re-arms the counter for the next call.
+  if (!lastToArrive(p)) return;
+  for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
+    const int mm = e / rowsB, nl = e - mm * rowsB;
+    const int n = nBase + nl;
+    if (n >= p.n) continue;
+    // Eight splits' loads in flight at a time (a plain loop issued them about one by one: this
+    // block's latency is the grid's tail), summed in split order all the same.
+    const float* part = p.partial + static_cast<size_t>(mm) * p.n + n;
+    const size_t stride = static_cast<size_t>(p.m) * p.n;
+    float v = 0.f;
+    for (int s0 = 0; s0 < p.splitK; s0 += 8) {
+      float t[8];
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt) acc[0][mt][0] = acc[0][mt][1] = acc[0][mt][2] = acc[0][mt][3] = 0.f;
-  const int gi = lane >> 2, ti = lane & 3;
-  if (warp == 8) {
-    if (lane == 0) {
-      for (int i = 0; i < nStages; ++i) {
-        const int slot = i % STAGES;
-        if (i >= STAGES) mbarWait(&empty[slot], ((i / STAGES) + 1) & 1);  // stage i - STAGES consumed
-        const int gs = g0 + i * U * kwCount, cnt = min(U * kwCount, g1 - gs);
-        uint32_t bytes = 0;
-        for (int tw = 0; tw < tb; ++tw) bytes += tileOf(tw) < p.tilesN ? cnt * 2048u : 0u;
-        mbarArriveExpectTx(&full[slot], bytes);
-        for (int tw = 0; tw < tb; ++tw) {
-          const int tile = tileOf(tw);
-          if (tile < p.tilesN)
-            bulkCopy(ring + (slot * 8 * U + tw * U * kwCount) * 128,
-                     p.qw + (static_cast<size_t>(tile) * p.groups + gs) * 128, cnt * 2048u, &full[slot]);
-        }
-      }
+      for (int j = 0; j < 8; ++j) t[j] = s0 + j < p.splitK ? __ldcg(part + (s0 + j) * stride) : 0.f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v += t[j];
     }
-    pdlWait();  // writes nothing global; waits only to keep pdl.h's contract literal
-  } else {
-    const int tw = warp % tb, kw = warp / tb;
-    const int tile = tileOf(tw);
-    const int nMine = (tile < p.tilesN && g0 + kw < g1) ? (g1 - g0 - kw + kwCount - 1) / kwCount : 0;
-    const float* sTile =
-        GROUPED ? p.scales + static_cast<size_t>(min(tile, p.tilesN - 1)) * p.groups * 16 + gi : nullptr;
-    const bf16* xRow[MT];
-    bool rowOk[MT];
-    activationRows<MT>(p, gi, ti, xRow, rowOk);
-    const uint4* mine = ring + (tw * U * kwCount + kw) * 128 + lane;
-    // Stage i's U units into registers; then the slot goes back to the producer. Every warp
-    // waits and arrives at every stage, so the empty barriers count 8 arrivals each phase.
-    auto fetch = [&](int i, uint4 (&w)[U][1][4], float (&s)[U][1][2]) {
-      const int slot = i % STAGES;
-      mbarWait(&full[slot], (i / STAGES) & 1);
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (i * U + u < nMine) {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) w[u][0][j] = mine[(slot * 8 * U + u * kwCount) * 128 + j * 32];
-          if constexpr (GROUPED) {
-            const int g = g0 + kw + (i * U + u) * kwCount;
-            s[u][0][0] = __ldg(sTile + static_cast<size_t>(g) * 16);
-            s[u][0][1] = __ldg(sTile + static_cast<size_t>(g) * 16 + 8);
-          }
-        }
-      }
-      __syncwarp();
-      if (lane == 0) mbarArrive(&empty[slot]);
-    };
-    auto compute = [&](const uint4 (&w)[U][1][4], const float (&s)[U][1][2], int i) {
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (i * U + u >= nMine) break;
-        float t[1][MT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) t[0][mt][0] = t[0][mt][1] = t[0][mt][2] = t[0][mt][3] = 0.f;
-        unitMma<MT, 1>(t, w[u], g0 + kw + (i * U + u) * kwCount, p.k, ti, xRow, rowOk);
-        foldUnit<MT, 1, GROUPED>(acc, t, s[u]);
-      }
-    };
-    // U = 1: two register buffers, stage i + 1 read from the ring while stage i is computed.
-    // U = 2: one (its two units are independent work already; two buffers would spill).
-    uint4 wA[U][1][4], wB[1][1][4];
-    float sA[U][1][2], sB[1][1][2];
-    pdlWait();
-    if constexpr (U == 1) {
-      if (nStages > 0) fetch(0, wA, sA);
-      for (int i = 0; i < nStages; i += 2) {
-        if (i + 1 < nStages) fetch(i + 1, wB, sB);
-        compute(wA, sA, i);
-        if (i + 1 >= nStages) break;
-        if (i + 2 < nStages) fetch(i + 2, wA, sA);
-        compute(wB, sB, i + 1);
-      }
-    } else {
-      for (int i = 0; i < nStages; ++i) {
-        fetch(i, wA, sA);
-        compute(wA, sA, i);
-      }
-    }
-    accToRed<MT, 1>(red, acc, warp, gi, ti);
+    p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
   }
-  __syncthreads();
-
-  auto finish = [&](float v, int n) {
-    if constexpr (!GROUPED) v *= __ldg(p.scales + n);
-    if (p.bias != nullptr) v += __bfloat162float(p.bias[n]);
-    return __float2bfloat16_rn(v);
-  };
-  const bool worker = threadIdx.x < kDecodeThreads;
-  if constexpr (SILU)
-    siluEpilogue<MT>(p, red, split, worker, finish);
-  else
-    plainEpilogue<MT, 1>(p, red, split, worker, finish);
-#endif
+  if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
 }
 
 // ---- prefill: tiled tensor-core GEMM -------------------------------------------------------
@@ -907,48 +718,6 @@ void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, boo
     launchDecodeT<MT, GROUPED, 4, 1>(p, grid, stream);
 }
 
-// The ring kernel: STAGES x U x 16 KB of dynamic shared memory.
-template <int MT, bool GROUPED, int STAGES, int U, int MINB, bool SILU>
-void launchRingT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  auto kernel = decodeRingKernel<MT, GROUPED, STAGES, U, MINB, SILU>;
-  constexpr size_t smem = static_cast<size_t>(STAGES) * U * kRingSlotBytes;
-  static std::atomic<unsigned long long> done{0};
-  ensureSmem(kernel, smem, done);
-  launchMaybePdl(pdlEnabled(), kernel, grid, dim3(kRingThreads), smem, stream, p);
-}
-
-template <int MT, bool GROUPED, int STAGES, int U, int MINB>
-void launchRingS(const DecodeParams& p, dim3 grid, bool silu, cudaStream_t stream) {
-  if (silu)
-    launchRingT<MT, GROUPED, STAGES, U, MINB, true>(p, grid, stream);
-  else
-    launchRingT<MT, GROUPED, STAGES, U, MINB, false>(p, grid, stream);
-}
-
-// The ring variants the lab times (W8A16DecodeConfig::ringStages / ringUnits / ringBlocks).
-template <int MT, bool GROUPED>
-void launchRingStages(const DecodeParams& p, dim3 grid, const W8A16DecodeConfig& c, bool silu, cudaStream_t stream) {
-  if (c.ringUnits == 2)
-    c.ringBlocks == 3 ? launchRingS<MT, GROUPED, 2, 2, 3>(p, grid, silu, stream)
-                      : launchRingS<MT, GROUPED, 3, 2, 2>(p, grid, silu, stream);
-  else if (c.ringBlocks == 3)
-    launchRingS<MT, GROUPED, 4, 1, 3>(p, grid, silu, stream);
-  else if (c.ringStages <= 4)
-    launchRingS<MT, GROUPED, 4, 1, 2>(p, grid, silu, stream);
-  else
-    launchRingS<MT, GROUPED, 6, 1, 2>(p, grid, silu, stream);
-}
-
-template <bool GROUPED>
-void launchRingMT(const DecodeParams& p, dim3 grid, const W8A16DecodeConfig& c, bool silu, cudaStream_t stream) {
-  switch ((p.m + 7) / 8) {
-    case 1: launchRingStages<1, GROUPED>(p, grid, c, silu, stream); break;
-    case 2: launchRingStages<2, GROUPED>(p, grid, c, silu, stream); break;
-    case 3: launchRingStages<3, GROUPED>(p, grid, c, silu, stream); break;
-    default: launchRingStages<4, GROUPED>(p, grid, c, silu, stream); break;
-  }
-}
-
 template <bool GROUPED>
 void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, cudaStream_t stream) {
   switch ((p.m + 7) / 8) {
@@ -1010,20 +779,6 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 std::atomic<int> l2AheadUnits{0};
 // w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's).
 std::atomic<int> labSmallDepth{0};
-// w8a16SetDecodeRing: shared-memory ring stages for one-tile configs (-1: the environment's),
-// units per stage and blocks per SM.
-std::atomic<int> labRingStages{-1}, labRingUnits{1}, labRingBlocks{2};
-
-int ringStagesWanted() {
-  const int lab = labRingStages.load(std::memory_order_relaxed);
-  if (lab >= 0) return lab;
-  static const int env = [] {
-    const char* e = std::getenv("INTERNVL_CUDA_W8A16_RING");
-    const int v = e != nullptr ? std::atoi(e) : 0;
-    return v == 4 || v == 6 ? v : 0;
-  }();
-  return env;
-}
 
 }  // namespace w8a16
 
@@ -1032,12 +787,6 @@ using w8a16::bf16;
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
 void w8a16SetDecodeLab(int smallDepth) {
   w8a16::labSmallDepth.store(smallDepth == 2 || smallDepth == 4 ? smallDepth : 0, std::memory_order_relaxed);
-}
-
-void w8a16SetDecodeRing(int stages, int units, int blocks) {
-  w8a16::labRingStages.store(stages >= 0 && stages <= 6 ? stages : -1, std::memory_order_relaxed);
-  w8a16::labRingUnits.store(units == 2 ? 2 : 1, std::memory_order_relaxed);
-  w8a16::labRingBlocks.store(blocks == 3 ? 3 : 2, std::memory_order_relaxed);
 }
 
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
@@ -1202,35 +951,17 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
   }
   const dim3 grid(blocksN, cfg.splitK);
-  if (cfg.ringStages > 0) {
-    ivl::require(cfg.tilesPerWarp == 1 && pdlCapable(), ivl::ErrorCode::InvalidArg,
-                 "gemmW8A16Decode: the shared-memory ring runs one tile per warp, on compute capability 9.x");
-    if (w.scheme == Int8Scheme::PerGroup128)
-      w8a16::launchRingMT<true>(p, grid, cfg, silu, stream);
-    else
-      w8a16::launchRingMT<false>(p, grid, cfg, silu, stream);
-  } else if (w.scheme == Int8Scheme::PerGroup128)
+  if (w.scheme == Int8Scheme::PerGroup128)
     w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   else
     w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
 }
 
-// The shared-memory ring where it is asked for (ringStagesWanted) and can run.
-W8A16DecodeConfig withRing(W8A16DecodeConfig c) {
-  const int stages = ringStagesWanted();
-  if (stages > 0 && c.tilesPerWarp == 1 && pdlCapable()) {
-    c.ringStages = stages;
-    c.ringUnits = labRingUnits.load(std::memory_order_relaxed);
-    c.ringBlocks = labRingBlocks.load(std::memory_order_relaxed);
-  }
-  return c;
-}
-
 // The launcher's configuration for m decode rows on `sms` SMs (w8a16ChooseDecode), then the call.
 void decodeChosen(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, int sms, void* workspace,
                   size_t workspaceBytes, cudaStream_t stream) {
-  const W8A16DecodeConfig cfg = withRing(w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0));
+  const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
   decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
 }
 }  // namespace w8a16
@@ -1247,7 +978,7 @@ bool gemmW8A16SiluMul(const W8A16Weight& w, const bf16* x, int m, bf16* y, cudaS
   if (m == 0) return true;
   if (m > kW8A16DecodeMaxM || w.n % 32 != 0) return false;
   const W8A16DecodeConfig cfg =
-      w8a16::withRing(w8a16ChooseDecode(w, m, w8a16::smCount(), workspace != nullptr ? workspaceBytes : 0));
+      w8a16ChooseDecode(w, m, w8a16::smCount(), workspace != nullptr ? workspaceBytes : 0);
   if (cfg.tilesPerWarp != 1) return false;  // two tiles per warp (m = 9..16) would be given up
   w8a16::decodeCall(w, x, m, y, nullptr, cfg, workspace, workspaceBytes, stream, true);
   return true;

@@ -13,12 +13,6 @@ struct W8A16DecodeConfig {
   int tilesPerWarp = 1;   // 1, or 2 (then depth 2): each warp's activation loads feed two tiles'
                           // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. The
                           // launcher picks 2 at m = 9..16 on wide per-channel weights.
-  int ringStages = 0;     // > 0 (one tile per warp, compute capability 9.x): the weights stream
-                          // through a shared-memory ring of 4 or 6 stages of 16 KB filled by
-                          // bulk copies (decodeRingKernel) instead of each warp's registers;
-                          // depth is then unused.
-  int ringUnits = 1;      // units per warp and stage (1, or 2 with 3 stages of 32 KB)
-  int ringBlocks = 2;     // blocks per SM (2, or 3 with 4 x 16 KB / 2 x 32 KB stages)
 };
 
 enum class W8A16PrefillTile : int {
@@ -40,11 +34,6 @@ void w8a16SetL2Ahead(int units);
 // Decode kernel, process-wide, for the lab's layer-chain A/Bs: the ring depth at m <= 8 (2 or 4;
 // 0 = the launcher's).
 void w8a16SetDecodeLab(int smallDepth);
-
-// Decode kernel, process-wide, for the lab's A/Bs: the shared-memory ring's stages for the
-// launcher's one-tile configurations (4 or 6; 0 = register rings; -1 = the environment's,
-// INTERNVL_CUDA_W8A16_RING).
-void w8a16SetDecodeRing(int stages, int units = 1, int blocks = 2);
 
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);

@@ -66,9 +66,10 @@ inline std::atomic<int>& capable(int dev) {
 // Forces PDL on (1) or off (0) for later launches, or back to the environment's choice (-1).
 inline void pdlSetOverride(int mode) { pdl_detail::overrideFlag().store(mode, std::memory_order_relaxed); }
 
-// Whether the current device runs the sm_90a machine code (compute capability 9.x), which has
-// the PDL instructions (and the bulk copies the W8A16 ring kernel uses).
-inline bool pdlCapable() {
+// Whether launches on the current device use the PDL attribute.
+inline bool pdlEnabled() {
+  const int o = pdl_detail::overrideFlag().load(std::memory_order_relaxed);
+  if (o == 0 || (o < 0 && !pdl_detail::envAllows())) return false;
   int dev = 0;
   IVL_CUDA_CHECK(cudaGetDevice(&dev));
   std::atomic<int>& c = pdl_detail::capable(dev);
@@ -80,13 +81,6 @@ inline bool pdlCapable() {
     c.store(v, std::memory_order_relaxed);
   }
   return v == 1;
-}
-
-// Whether launches on the current device use the PDL attribute.
-inline bool pdlEnabled() {
-  const int o = pdl_detail::overrideFlag().load(std::memory_order_relaxed);
-  if (o == 0 || (o < 0 && !pdl_detail::envAllows())) return false;
-  return pdlCapable();
 }
 
 // Launches kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when `pdl`

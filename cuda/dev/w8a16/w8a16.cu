@@ -399,14 +399,6 @@ static long validateChain(bool small, cudaStream_t stream, std::vector<Summary>&
 
 static long validateStepChain(bool small, cudaStream_t stream);
 
-// The shared-memory ring's variants (W8A16DecodeConfig::ringStages, ringUnits, ringBlocks).
-struct RingVariant {
-  const char* name;
-  int stages, units, blocks;
-};
-static const RingVariant kRingVariants[] = {
-    {"ring4", 4, 1, 2}, {"ring6", 6, 1, 2}, {"ring3x2", 3, 2, 2}, {"ring4b3", 4, 1, 3}, {"ring2x2b3", 2, 2, 3}};
-
 static int runValidate(bool small, bool race) {
   std::vector<ValShape> shapes;
   std::vector<int> ms;
@@ -550,7 +542,6 @@ static int runValidate(bool small, bool race) {
         check("launcher", cls, [&] { gemmW8A16(wq, dX.p, m, dY.p, biasP, stream, ws.p, ws.n); });
         check("launcher-no-workspace", cls, [&] { gemmW8A16(wq, dX.p, m, dY.p, biasP, stream); });
         if (m <= kW8A16DecodeMaxM) {
-          std::vector<uint16_t> yRegs(y.size());
           for (const auto& c : decodeCfgs) {
             W8A16DecodeConfig cc = c;
             cc.splitK = std::min(cc.splitK, w8a16Groups(k));
@@ -558,28 +549,7 @@ static int runValidate(bool small, bool race) {
                                      std::to_string(cc.splitK) + " depth" + std::to_string(cc.depth) +
                                      (cc.tilesPerWarp == 2 ? " tpw2" : "");
             check(name, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cc, ws.p, ws.n, stream); });
-            if (cc.tilesPerWarp != 1) continue;
-            // The shared-memory ring: the same sums in the same order, so bit for bit the
-            // register ring's y of the same configuration.
-            yRegs = y;
-            for (const auto& rv : kRingVariants) {
-              W8A16DecodeConfig cr = cc;
-              cr.ringStages = rv.stages;
-              cr.ringUnits = rv.units;
-              cr.ringBlocks = rv.blocks;
-              const std::string rname = name + " " + rv.name;
-              check(rname, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cr, ws.p, ws.n, stream); });
-              long diff = 0;
-              for (size_t i = 0; i < y.size(); ++i) diff += y[i] != yRegs[i];
-              failures += diff != 0;
-              if (diff != 0 || small)
-                std::printf("  N=%d K=%d %s %-34s m=%4d  bitwise vs register ring: %ld differ  %s\n", n, k, sname,
-                            rname.c_str(), m, diff, diff == 0 ? "OK" : "FAIL");
-            }
           }
-          w8a16SetDecodeRing(6);
-          check("launcher ring6", cls, [&] { gemmW8A16(wq, dX.p, m, dY.p, biasP, stream, ws.p, ws.n); });
-          w8a16SetDecodeRing(-1);
           // The SiLU epilogue (gemmW8A16SiluMul) on the first N & ~31 rows read as a stacked
           // [gate | up]: bit for bit what the same configuration's plain GEMV followed by
           // siluMulHalves gives (one tile per warp; the launcher's choice too).
@@ -618,18 +588,13 @@ static int runValidate(bool small, bool race) {
                             name.c_str(), m, bad, got.size(), bad == 0 ? "OK" : "FAIL");
             };
             siluCheck("launcher", nullptr);
-            w8a16SetDecodeRing(6);
-            siluCheck("launcher ring6", nullptr);
-            w8a16SetDecodeRing(-1);
             for (const auto& c : decodeCfgs) {
               if (c.tilesPerWarp != 1) continue;
               W8A16DecodeConfig cc = c;
               cc.splitK = std::min(cc.splitK, w8a16Groups(k));
-              const std::string name = "tb" + std::to_string(cc.tilesPerBlock) + " split" +
-                                       std::to_string(cc.splitK) + " depth" + std::to_string(cc.depth);
-              siluCheck(name, &cc);
-              cc.ringStages = 4;
-              siluCheck(name + " ring4", &cc);
+              siluCheck("tb" + std::to_string(cc.tilesPerBlock) + " split" + std::to_string(cc.splitK) + " depth" +
+                            std::to_string(cc.depth),
+                        &cc);
             }
           }
         }
@@ -1482,52 +1447,6 @@ static int runSiluSweep(int n, int k, int reps) {
   return 0;
 }
 
-// The shared-memory ring (decodeRingKernel) against the register ring, config by config (L2
-// flushed): the launcher's tile count and split, then every tile count unsplit and at the
-// launcher's split, ring 4 and 6.
-static int runRingSweep(int n, int k, int reps) {
-  SweepRig rig(n, k);
-  cudaStream_t stream = rig.stream;
-  Timer timer(stream, reps);
-  auto& dX = rig.dX;
-  auto& dY = rig.dY;
-  auto& ws = rig.ws;
-  std::printf("shared-memory ring vs register ring on N=%d K=%d (us, L2 flushed, median of %d)\n", n, k, reps);
-  for (const W8A16Weight& w : rig.w)
-    for (int m : {1, 8}) {
-      const char* sname = w.scheme == Int8Scheme::PerChannel ? "per-channel" : "per-group128";
-      const W8A16DecodeConfig chosen = w8a16ChooseDecode(w, m, rig.sms, ws.n);
-      auto run = [&](W8A16DecodeConfig c) {
-        return timer.median([&] { gemmW8A16Decode(w, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
-      };
-      std::string line = fmt("  registers %.2f", run(chosen));
-      for (const auto& rv : kRingVariants) {
-        W8A16DecodeConfig c = chosen;
-        c.ringStages = rv.stages;
-        c.ringUnits = rv.units;
-        c.ringBlocks = rv.blocks;
-        if (c.tilesPerWarp == 1) line += fmt("  %s %.2f", rv.name, run(c));
-      }
-      std::printf("%-12s m=%d launcher (tb%d split%d depth%d):%s\n", sname, m, chosen.tilesPerBlock, chosen.splitK,
-                  chosen.depth, line.c_str());
-      for (int tb : {2, 4, 8})
-        for (int split : {1, chosen.splitK}) {
-          W8A16DecodeConfig c{tb, split, m <= 8 ? 4 : 2};
-          if (w8a16DecodeWorkspaceBytes(w, m, c) > ws.n) continue;
-          std::string l2 = fmt("  registers d%d %.2f", c.depth, run(c));
-          for (const auto& rv : kRingVariants) {
-            c.ringStages = rv.stages;
-            c.ringUnits = rv.units;
-            c.ringBlocks = rv.blocks;
-            l2 += fmt("  %s %.2f", rv.name, run(c));
-          }
-          std::printf("  tb%d split%d:%s\n", tb, split, l2.c_str());
-          if (chosen.splitK == 1) break;
-        }
-    }
-  return 0;
-}
-
 // ---- read ceiling --------------------------------------------------------------------------
 //
 // How fast can this GPU stream a weight matrix at all? The decode GEMV reaches ~77-80 % of the
@@ -1787,14 +1706,8 @@ int main(int argc, char** argv) {
     if (mode == "ceiling") return runCeiling(std::max(10, reps));
     if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (mode == "silu-sweep" && argc >= 4) return runSiluSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
-    if (mode == "ring-sweep" && argc >= 4) return runRingSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (const char* d = std::getenv("W8A16_LAB_DEPTH"))  // decode ring depth at m <= 8, chain A/Bs
       w8a16SetDecodeLab(std::atoi(d));
-    if (const char* r = std::getenv("W8A16_LAB_RING")) {  // "stages[,units[,blocks]]" (0: registers), chain A/Bs
-      int v[3] = {0, 1, 2};
-      std::sscanf(r, "%d,%d,%d", &v[0], &v[1], &v[2]);
-      w8a16SetDecodeRing(v[0], v[1], v[2]);
-    }
     if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List, kvLen);
   } catch (const ivl::Error& e) {
     std::fprintf(stderr, "ivl::Error %s: %s\n", e.codeName(), e.what());
@@ -1803,6 +1716,6 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: w8a16 info | validate [--small|--race] | bench [--sweep] [--json FILE] [--reps N] "
                "[--layers N] [--no-shapes] [--l2-ahead U,U,..] [--kv N] | ceiling [--reps N] | shape-sweep N K | "
-               "silu-sweep N K | ring-sweep N K\n");
+               "silu-sweep N K\n");
   return 1;
 }
