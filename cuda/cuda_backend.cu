@@ -8,6 +8,7 @@
 #include "cuda_backend_impl.h"
 #include "elementwise.h"
 #include "env_switch.h"
+#include "gemv_bf16.h"
 #include "norm.h"
 #include "qkv_rope_append.h"
 #include "vit_ops.h"
@@ -390,6 +391,11 @@ void CudaBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, cons
     ScratchBlock tmp;
     const bf16* b = bias ? impl_->biasBf16(*bias, tmp) : nullptr;
     if (w.dtype() == DType::I8) return impl_->matmulInt8(y, x, w, b);
+    // Decode rows (the LM head; every linear of a bf16 model): the streaming GEMV, which
+    // outruns cuBLASLt's choice there (gemv_bf16.h; INTERNVL_CUDA_BF16_GEMV=0 keeps cuBLASLt).
+    static const bool gemv = envSwitch("INTERNVL_CUDA_BF16_GEMV", true);
+    if (gemv && gemvBf16Fits(x.ptr<bf16>(), w.ptr<bf16>(), M, N, K))
+      return gemvBf16(y.ptr<bf16>(), x.ptr<bf16>(), w.ptr<bf16>(), b, M, N, K, impl_->stream);
     impl_->gemm->run(y.ptr<bf16>(), x.ptr<bf16>(), w.ptr<bf16>(), b, M, N, K);
   });
 }

@@ -9,7 +9,7 @@ NVCC=${NVCC:-nvcc}
 FLAGS="-std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr -lineinfo -I$ROOT/cuda -I$ROOT/native"
 pids=()
 for src in $ROOT/cuda/gemm_w8a16.cu $ROOT/cuda/quantize_int8.cu $ROOT/cuda/norm.cu $ROOT/cuda/elementwise.cu \
-    $ROOT/cuda/qkv_rope_append.cu $ROOT/cuda/paged_attention_decode.cu w8a16.cu cublas_shim.cpp; do
+    $ROOT/cuda/qkv_rope_append.cu $ROOT/cuda/paged_attention_decode.cu $ROOT/cuda/gemv_bf16.cu w8a16.cu cublas_shim.cpp; do
   obj=build/$(basename "$src").o
   $NVCC $FLAGS -c "$src" -o "$obj" &
   pids+=($!)
