@@ -19,7 +19,6 @@
 // and the path for the tiny fixtures (head_dim 16).
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "attention_mma.h"
 #include "cuda_backend_impl.h"
@@ -301,13 +300,8 @@ void pagedAttentionOn(CudaBackend::Impl& im, const Tensor& out, const Tensor& q,
     kv.num_kv_heads = int(nKvHeads);
     kv.head_dim = int(D);
     if (oneQueryEach && group <= 16) {
-      // INTERNVL_CUDA_ATTN_SPLITS=N forces N splits (A/Bs of the planner; unset: its choice).
-      static const int forcedSplits = [] {
-        const char* e = std::getenv("INTERNVL_CUDA_ATTN_SPLITS");
-        return e != nullptr ? std::max(0, std::atoi(e)) : 0;
-      }();
       const DecodePlan plan = planPagedDecode(int(B), int(nHeads), int(nKvHeads), int(D),
-                                              int(std::min<int64_t>(maxKv, INT32_MAX)), im.numSms, forcedSplits);
+                                              int(std::min<int64_t>(maxKv, INT32_MAX)), im.numSms);
       const bool grown = im.decodeWorkspace.capacity() < plan.workspace_bytes;
       if (grown) {
         im.decodeWorkspace.reset();
