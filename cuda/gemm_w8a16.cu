@@ -294,12 +294,9 @@ __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float 
 // SILU form of it is held to them too (unbounded it took 94, two blocks per SM). Not the
 // per-group one: held to 80 it streamed the 40B gate/up 1.2x slower at m = 8 (lab silu-sweep,
 // 108.6 against 90.6 us), while the plain per-group variant takes 89 registers, two blocks.
-// MINB > 0 (lab): blocks per SM asked of ptxas instead.
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false, int MINB = 0>
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false>
 __global__ void __launch_bounds__(kDecodeThreads,
-                                  MINB > 0 ? MINB
-                                  : SILU && !GROUPED && MT == 1 && DEPTH == 2 ? 3
-                                                                              : decodeMinBlocks<MT, DEPTH, TPW>())
+                                  SILU && !GROUPED && MT == 1 && DEPTH == 2 ? 3 : decodeMinBlocks<MT, DEPTH, TPW>())
     decodeKernel(const DecodeParams p) {
   static_assert(!SILU || TPW == 1, "the SiLU epilogue pairs one gate and one up tile per warp pair");
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -688,11 +685,6 @@ int smCount() {
   return count;
 }
 
-// w8a16SetDecodeFour (lab): one-row per-channel depth-2 GEMVs at four blocks per SM.
-std::atomic<bool> labFourBlocks{false};
-// w8a16SetSiluTiles (lab): tiles per block of the unsplit one-tile SILU GEMV (0: the launcher's).
-std::atomic<int> labSiluTiles{0};
-
 // Per kernel instantiation: the dynamic shared-memory limit is raised once per device.
 template <class Kernel>
 void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& doneMask) {
@@ -705,26 +697,15 @@ void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& do
 
 // With PDL (pdl.h) when the device and the environment allow: decodeKernel waits before it
 // touches anything a previous kernel writes.
-template <int MT, bool GROUPED, int DEPTH, int TPW, bool SILU = false, int MINB = 0>
+template <int MT, bool GROUPED, int DEPTH, int TPW, bool SILU = false>
 void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, SILU, MINB>, grid, dim3(kDecodeThreads), 0, stream,
-                 p);
+  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, SILU>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
 // depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
 template <int MT, bool GROUPED>
 void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, cudaStream_t stream) {
-  // Lab: the per-channel one-row depth-2 variants at four blocks per SM (64 registers).
-  if constexpr (MT == 1 && !GROUPED) {
-    if (labFourBlocks.load(std::memory_order_relaxed) && depth <= 2 && tpw == 1) {
-      if (silu)
-        launchDecodeT<1, false, 2, 1, true, 4>(p, grid, stream);
-      else
-        launchDecodeT<1, false, 2, 1, false, 4>(p, grid, stream);
-      return;
-    }
-  }
   if (silu && depth <= 2)
     launchDecodeT<MT, GROUPED, 2, 1, true>(p, grid, stream);
   else if (silu)
@@ -804,8 +785,6 @@ std::atomic<int> labSmallDepth{0};
 using w8a16::bf16;
 
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
-void w8a16SetSiluTiles(int tb) { w8a16::labSiluTiles.store(tb == 2 || tb == 4 || tb == 8 ? tb : 0, std::memory_order_relaxed); }
-void w8a16SetDecodeFour(bool on) { w8a16::labFourBlocks.store(on, std::memory_order_relaxed); }
 void w8a16SetDecodeLab(int smallDepth) {
   w8a16::labSmallDepth.store(smallDepth == 2 || smallDepth == 4 ? smallDepth : 0, std::memory_order_relaxed);
 }
@@ -1001,13 +980,6 @@ bool gemmW8A16SiluMul(const W8A16Weight& w, const bf16* x, int m, bf16* y, cudaS
   const W8A16DecodeConfig cfg =
       w8a16ChooseDecode(w, m, w8a16::smCount(), workspace != nullptr ? workspaceBytes : 0);
   if (cfg.tilesPerWarp != 1) return false;  // two tiles per warp (m = 9..16) would be given up
-  const int labTiles = w8a16::labSiluTiles.load(std::memory_order_relaxed);
-  if (labTiles > 0 && cfg.splitK == 1) {
-    W8A16DecodeConfig c = cfg;
-    c.tilesPerBlock = labTiles;
-    w8a16::decodeCall(w, x, m, y, nullptr, c, workspace, workspaceBytes, stream, true);
-    return true;
-  }
   w8a16::decodeCall(w, x, m, y, nullptr, cfg, workspace, workspaceBytes, stream, true);
   return true;
 }

@@ -35,14 +35,6 @@ void w8a16SetL2Ahead(int units);
 // 0 = the launcher's).
 void w8a16SetDecodeLab(int smallDepth);
 
-// Decode kernel, process-wide, for the lab: the one-row per-channel depth-2 variants (the stacked
-// gate/up's) held to four blocks per SM (64 registers) instead of three.
-void w8a16SetDecodeFour(bool on);
-
-// Decode kernel, process-wide, for the lab: tiles per block of the unsplit SILU GEMV (2, 4, 8;
-// 0 = the launcher's).
-void w8a16SetSiluTiles(int tb);
-
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);
 

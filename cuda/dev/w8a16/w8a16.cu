@@ -1781,10 +1781,6 @@ int main(int argc, char** argv) {
       std::printf("w8a16 lab: %d CUDA device(s)\n", count);
       return count > 0 ? 0 : 1;
     }
-    if (const char* f = std::getenv("W8A16_LAB_FOUR"))  // one-row depth-2 GEMVs at 4 blocks per SM
-      w8a16SetDecodeFour(std::atoi(f) == 1);
-    if (const char* t = std::getenv("W8A16_LAB_SILU_TB"))  // SILU GEMV tiles per block (unsplit), A/Bs
-      w8a16SetSiluTiles(std::atoi(t));
     if (mode == "validate") return runValidate(small, race);
     if (mode == "ceiling") return runCeiling(std::max(10, reps));
     if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
