@@ -110,7 +110,6 @@ struct DecodeParams {
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
   int tilesF;            // SILU: tiles of each half of the stacked [gate | up] weight (N = 32 tilesF)
-  int prologueL2;        // units per warp beyond the ring prefetched into L2 before the PDL wait
 };
 
 constexpr int kDecodeThreads = 256;
@@ -391,16 +390,6 @@ __global__ void __launch_bounds__(kDecodeThreads,
 #pragma unroll
   for (int d = 0; d < DEPTH; ++d)
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
-  // Lab: the next units into L2 as well, one 128-byte line per lane (while the kernel before
-  // this one leaves HBM idle, e.g. the decode attention before the o projection).
-  if (p.prologueL2 > 0 && lane < 16) {
-    for (int d = DEPTH; d < DEPTH + p.prologueL2 && d < nMine; ++d) {
-      const size_t g = static_cast<size_t>(g0 + kw + d * kwCount);
-#pragma unroll
-      for (int tt = 0; tt < TPW; ++tt)
-        l2Prefetch(reinterpret_cast<const char*>(wTile[tt] - lane + g * 128) + lane * 128);
-    }
-  }
   pdlWait();
   for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
@@ -790,15 +779,12 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 std::atomic<int> l2AheadUnits{0};
 // w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's).
 std::atomic<int> labSmallDepth{0};
-// w8a16SetPrologueL2Once: DecodeParams::prologueL2 of the next decode call only.
-std::atomic<int> labPrologueL2{0};
 
 }  // namespace w8a16
 
 using w8a16::bf16;
 
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
-void w8a16SetPrologueL2Once(int units) { w8a16::labPrologueL2.store(std::max(0, units), std::memory_order_relaxed); }
 void w8a16SetDecodeLab(int smallDepth) {
   w8a16::labSmallDepth.store(smallDepth == 2 || smallDepth == 4 ? smallDepth : 0, std::memory_order_relaxed);
 }
@@ -944,7 +930,6 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
-  p.prologueL2 = w8a16::labPrologueL2.exchange(0, std::memory_order_relaxed);
   int blocksN = (p.tilesN + p.tb * cfg.tilesPerWarp - 1) / (p.tb * cfg.tilesPerWarp);
   if (silu) {
     ivl::require(w.n % 32 == 0 && cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg,

@@ -35,10 +35,6 @@ void w8a16SetL2Ahead(int units);
 // 0 = the launcher's).
 void w8a16SetDecodeLab(int smallDepth);
 
-// Decode kernel, for the lab: the next decode call only also prefetches `units` more weight units
-// per warp into L2 before its PDL wait (0 = none).
-void w8a16SetPrologueL2Once(int units);
-
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);
 

@@ -1032,9 +1032,6 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
   const double roofline = 4.3e12;
   std::printf("%-13s %2s %-12s %4s | %10s %8s %7s | %10s %8s %7s | %6s\n", "scheme", "m", "kernels", "l2ah",
               "off us/l", "TB/s", "%4.3", "PDL us/l", "TB/s", "%4.3", "gain");
-  // W8A16_LAB_O_L2=P: the o projection after the real attention also prefetches its next P units
-  // per warp into L2 before its PDL wait.
-  const int oPrologueL2 = std::getenv("W8A16_LAB_O_L2") ? std::atoi(std::getenv("W8A16_LAB_O_L2")) : 0;
   for (int l2 : l2List)
   for (Int8Scheme sc : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128})
     for (int m : {1, 8, 16})
@@ -1091,7 +1088,6 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
               qkvRopeAppendBf16(qh, kC, vC, qkvOut, cosT, sinT, ivl::DType::F32, slots, m, 56, 8, 64, stream);
               small(attn, qh, static_cast<size_t>(m) * 7168);
             }
-            if (realAttn) w8a16SetPrologueL2Once(oPrologueL2);
             gemmW8A16(W(1), attn, m, oOut, nullptr, stream, ws, wsBytes);
             addRmsNormBf16(normOut, xa, oOut, normW, m, 7168, 1e-6f, stream);
             gateUpAct(W(2), normOut, m, guOut, h, ws, wsBytes);
