@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "check.h"
+#include "ld_stream.h"
 #include "gemm_w8a16_tuning.h"
 #include "pdl.h"
 #include "silu_mul.h"
@@ -49,23 +50,6 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Streamed weight load: read once, so keep it out of L1 (which holds the reused activations).
-// PINNED: volatile, so the compiler keeps it ahead of a later pdlWait() (the prologue's loads
-// are meant to be in flight while the previous kernel finishes).
-template <bool PINNED = false>
-__device__ __forceinline__ uint4 ldgStream(const uint4* p) {
-  uint4 r;
-  if constexpr (PINNED)
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
-  else
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-  return r;
 }
 
 __device__ __forceinline__ void l2Prefetch(const void* p) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "check.h"
+#include "ld_stream.h"
 #include "pdl.h"
 
 namespace ivl::cuda {
@@ -31,20 +32,6 @@ struct Params {
   int n, k8;         // k8 = k / 8
 };
 
-// Streamed once: kept out of L1, which holds x. PINNED (volatile): issued before a later pdlWait.
-template <bool PINNED>
-__device__ __forceinline__ uint4 ldgStream(const uint4* p) {
-  uint4 r;
-  if constexpr (PINNED)
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
-  else
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-  return r;
-}
 
 // Two bf16 in a word -> floats: the low one shifted up, the high one masked.
 __device__ __forceinline__ float lo(uint32_t v) { return __uint_as_float(v << 16); }
