@@ -21,6 +21,7 @@
 #include "check.h"
 #include "ld_stream.h"
 #include "gemm_w8a16_tuning.h"
+#include "kernel_trace.h"
 #include "pdl.h"
 #include "silu_mul.h"
 
@@ -283,6 +284,7 @@ __global__ void __launch_bounds__(kDecodeThreads,
                                   SILU && !GROUPED && MT == 1 && DEPTH == 2 ? 3 : decodeMinBlocks<MT, DEPTH, TPW>())
     decodeKernel(const DecodeParams p) {
   static_assert(!SILU || TPW == 1, "the SiLU epilogue pairs one gate and one up tile per warp pair");
+  IVL_TRACE_SCOPE;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
   const int tb = p.tb, kwCount = 8 / tb;
@@ -375,6 +377,7 @@ __global__ void __launch_bounds__(kDecodeThreads,
   for (int d = 0; d < DEPTH; ++d)
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
   pdlWait();
+  IVL_TRACE_GO;
   for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
     for (int d = 0; d < DEPTH; ++d) {
@@ -767,6 +770,12 @@ std::atomic<int> labSmallDepth{0};
 }  // namespace w8a16
 
 using w8a16::bf16;
+
+#ifdef IVL_KERNEL_TRACE
+cudaError_t w8a16TraceArm(KernelTraceRecord* buf, unsigned* count, unsigned cap) {
+  return kernel_trace::arm(buf, count, cap);
+}
+#endif
 
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
 void w8a16SetDecodeLab(int smallDepth) {

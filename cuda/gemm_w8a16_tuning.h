@@ -2,6 +2,7 @@
 // (cuda/dev/w8a16) and tests: the launcher in gemm_w8a16.h picks these itself.
 #pragma once
 #include "gemm_w8a16.h"
+#include "kernel_trace.h"
 
 namespace ivl::cuda {
 
@@ -34,6 +35,11 @@ void w8a16SetL2Ahead(int units);
 // Decode kernel, process-wide, for the lab's layer-chain A/Bs: the ring depth at m <= 8 (2 or 4;
 // 0 = the launcher's).
 void w8a16SetDecodeLab(int smallDepth);
+
+#ifdef IVL_KERNEL_TRACE
+// Lab: the decode GEMVs record their blocks into buf (kernel_trace.h; null stops).
+cudaError_t w8a16TraceArm(KernelTraceRecord* buf, unsigned* count, unsigned cap);
+#endif
 
 // Workspace bytes a decode call with this configuration needs.
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "kernel_trace.h"
+
 namespace ivl::cuda {
 
 void layerNormBf16(__nv_bfloat16* y, const __nv_bfloat16* x, const float* w, const float* b, int64_t rows,
@@ -28,5 +30,10 @@ void addScaledNormBf16(__nv_bfloat16* y, __nv_bfloat16* x, const __nv_bfloat16* 
 // full width C of the q part (weight qW) and of the k part (kW), one launch for both.
 void qkNormBf16(__nv_bfloat16* qkv, int64_t rows, int64_t C, const float* qW, const float* kW, float eps,
                 cudaStream_t stream);
+
+#ifdef IVL_KERNEL_TRACE
+// Lab: the norm kernels record their blocks into buf (kernel_trace.h; null stops).
+cudaError_t normTraceArm(KernelTraceRecord* buf, unsigned* count, unsigned cap);
+#endif
 
 }  // namespace ivl::cuda

@@ -34,6 +34,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernel_trace.h"
+
 namespace ivl::cuda {
 
 // One layer's paged K/V cache and the batch's page tables (see the layout above).
@@ -113,5 +115,11 @@ void pagedDecode(const __nv_bfloat16* q, int64_t q_stride, __nv_bfloat16* out,
                  int num_qo_heads, const PagedKV& kv, const DecodePlan& plan, void* workspace,
                  size_t workspace_bytes, float sm_scale, cudaStream_t stream,
                  const DecodeRope* rope = nullptr);
+
+#ifdef IVL_KERNEL_TRACE
+// Lab: the decode attention kernels (split and merge) record their blocks into buf
+// (kernel_trace.h; null stops).
+cudaError_t decodeAttentionTraceArm(KernelTraceRecord* buf, unsigned* count, unsigned cap);
+#endif
 
 }  // namespace ivl::cuda

@@ -35,6 +35,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -875,6 +876,95 @@ __global__ void standInKernel(bf16* dst, const bf16* src, size_t n) {
 // runs), without and with PDL; also as the step runs them ("step": with the step's own
 // addRmsNorm, qkvRopeAppend and siluMulHalves between the GEMVs, and a stand-in kernel for the
 // attention). Median of `reps` passes.
+
+#ifdef IVL_KERNEL_TRACE
+// W8A16_LAB_TRACE=PREFIX (the trace build, TRACE=1 ./build.sh, defines IVL_KERNEL_TRACE): one more PDL pass of the chain with
+// every block of the GEMVs, norms and decode attention kernels timed (kernel_trace.h). Writes
+// PREFIX-m<M>-launches.csv (one line per launch: blocks, first / last block start, first / last
+// return from the PDL wait, last end; µs from the pass's first block) and PREFIX-m<M>-blocks.csv
+// (every block), and prints per position in the layer (middle layers) how long after the
+// previous launch's end each launch's first block passed its wait and when it ended.
+template <class Pass>
+static void traceChainPass(Pass&& pass, cudaStream_t stream, const std::string& prefix, int m, int layers) {
+  const unsigned cap = 1u << 20;
+  Dev<KernelTraceRecord> buf(cap);
+  Dev<unsigned> count(1);
+  CK(cudaMemset(count.p, 0, sizeof(unsigned)));
+  CK(w8a16TraceArm(buf.p, count.p, cap));
+  CK(normTraceArm(buf.p, count.p, cap));
+  CK(decodeAttentionTraceArm(buf.p, count.p, cap));
+  pdlSetOverride(1);
+  pass();
+  CK(cudaStreamSynchronize(stream));
+  pdlSetOverride(-1);
+  CK(w8a16TraceArm(nullptr, count.p, 0));
+  CK(normTraceArm(nullptr, count.p, 0));
+  CK(decodeAttentionTraceArm(nullptr, count.p, 0));
+  unsigned n = 0;
+  count.down(&n);
+  n = std::min(n, cap);
+  std::vector<KernelTraceRecord> rec(cap);
+  buf.down(rec.data());
+  rec.resize(n);
+  struct Launch {
+    unsigned long long grid, start = ~0ull, lastStart = 0, go = ~0ull, lastGo = 0, end = 0;
+    int blocks = 0;
+  };
+  std::map<unsigned long long, Launch> byGrid;
+  for (const auto& r : rec) {
+    Launch& l = byGrid[r.grid];
+    l.grid = r.grid;
+    l.start = std::min(l.start, r.start);
+    l.lastStart = std::max(l.lastStart, r.start);
+    if (r.go) l.go = std::min(l.go, r.go), l.lastGo = std::max(l.lastGo, r.go);
+    l.end = std::max(l.end, r.end);
+    ++l.blocks;
+  }
+  std::vector<Launch> ls;
+  for (auto& kv : byGrid) ls.push_back(kv.second);
+  std::sort(ls.begin(), ls.end(), [](const Launch& a, const Launch& b) { return a.start < b.start; });
+  if (ls.empty()) return;
+  const unsigned long long t0 = ls.front().start;
+  auto us = [&](unsigned long long t) { return t == ~0ull || t == 0 ? -1.0 : (double(t) - double(t0)) / 1000.0; };
+  const std::string base = prefix + "-m" + std::to_string(m);
+  if (FILE* f = std::fopen((base + "-launches.csv").c_str(), "w")) {
+    std::fprintf(f, "launch,blocks,first_start_us,last_start_us,first_go_us,last_go_us,end_us\n");
+    for (size_t i = 0; i < ls.size(); ++i)
+      std::fprintf(f, "%zu,%d,%.3f,%.3f,%.3f,%.3f,%.3f\n", i, ls[i].blocks, us(ls[i].start), us(ls[i].lastStart),
+                   us(ls[i].go), us(ls[i].lastGo), us(ls[i].end));
+    std::fclose(f);
+  }
+  if (FILE* f = std::fopen((base + "-blocks.csv").c_str(), "w")) {
+    std::map<unsigned long long, size_t> idx;
+    for (size_t i = 0; i < ls.size(); ++i) idx[ls[i].grid] = i;
+    std::fprintf(f, "launch,block,sm,start_us,go_us,end_us\n");
+    for (const auto& r : rec)
+      std::fprintf(f, "%zu,%u,%u,%.3f,%.3f,%.3f\n", idx[r.grid], r.block, r.sm, us(r.start), us(r.go), us(r.end));
+    std::fclose(f);
+  }
+  const size_t per = ls.size() / std::max(1, layers);
+  std::printf("trace m=%d: %zu launches, %u blocks, %zu launches a layer (pass %.1f us)\n", m, ls.size(), n, per,
+              us(ls.back().end));
+  if (per == 0 || ls.size() != per * layers) return;
+  std::printf("  pos blocks | first go - prev end | end - prev end | end - first go | last start - first start (us, mean of middle layers)\n");
+  for (size_t p = 0; p < per; ++p) {
+    double a = 0, b = 0, c = 0, d = 0;
+    int cnt = 0;
+    for (int l = 2; l < layers - 2; ++l) {
+      const Launch& x = ls[l * per + p];
+      const Launch& prev = ls[l * per + p - 1];
+      a += us(x.go) - us(prev.end);
+      b += us(x.end) - us(prev.end);
+      c += us(x.end) - us(x.go);
+      d += us(x.lastStart) - us(x.start);
+      ++cnt;
+    }
+    std::printf("  %3zu %6d | %8.2f | %8.2f | %8.2f | %8.2f\n", p, ls[per * 2 + p].blocks, a / cnt, b / cnt, c / cnt,
+                d / cnt);
+  }
+}
+#endif
+
 static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2List, int kvLen,
                           const std::function<void(const std::string&)>& row) {
   struct Shape {
@@ -1108,6 +1198,10 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
             if (r >= 0) t[pdl].push_back(ms * 1000.f / layers);
           }
         pdlSetOverride(-1);
+#ifdef IVL_KERNEL_TRACE
+        if (const char* trace = std::getenv("W8A16_LAB_TRACE"); trace && !grp && realAttn && (m == 1 || m == 8))
+          traceChainPass(pass, stream, trace, m, layers);
+#endif
         double us[2];
         for (int pdl = 0; pdl < 2; ++pdl) {
           std::sort(t[pdl].begin(), t[pdl].end());
