@@ -166,70 +166,6 @@ __global__ void normKernel(const NormArgs a) {
   }
 }
 
-// One row per block of GROUP threads and at most one VEC access per thread (rows of up to
-// GROUP·VEC elements: the LLMs' hidden sizes): normKernel's arithmetic, the same bits, but the
-// weights (constant during a step) are read before the PDL wait, and the row stays in registers
-// across the reductions instead of being read again. At decode's handful of rows the kernel's
-// time is its chain of memory round trips after the wait: in the 40B int8 decode chain each
-// addRmsNorm took 3.4 us from its wait to its end (W8A16 lab trace, 2026-11-29 session 9), and
-// the norm weights, evicted from L2 by the GEMVs' weight streams, were one DRAM round trip of it.
-template <int GROUP, int VEC, bool RMS, bool ADD>
-__global__ void __launch_bounds__(GROUP) normRowKernel(const NormArgs a) {
-  IVL_TRACE_SCOPE;
-  __shared__ float red[32];
-  const int64_t cols = a.cols, c = int64_t(threadIdx.x) * VEC;
-  const bool has = c < cols;
-  const int64_t off = int64_t(blockIdx.x) * (a.ld ? a.ld : cols) + (blockIdx.y ? a.part : 0);
-  const bf16* xr = a.x + off;
-  bf16* yr = a.y + off;
-  const float* __restrict__ w = blockIdx.y ? a.w2 : a.w;
-  float wv[VEC], bv[VEC];
-#pragma unroll
-  for (int j = 0; j < VEC; ++j) {
-    wv[j] = has ? w[c + j] : 0.f;
-    bv[j] = !RMS && has ? a.b[c + j] : 0.f;
-  }
-  pdlLaunchDependents();
-  pdlWait();
-  IVL_TRACE_GO;
-  float v[VEC];
-#pragma unroll
-  for (int j = 0; j < VEC; ++j) v[j] = 0.f;
-  if (has) {
-    loadRow<VEC>(xr, c, v);
-    if constexpr (ADD) {
-      float rv[VEC];
-      loadRow<VEC>(a.r + int64_t(blockIdx.x) * cols, c, rv);
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) v[j] = a.s ? rb(v[j] + rb(rv[j] * a.s[c + j])) : rb(v[j] + rv[j]);
-      storeRow<VEC>(const_cast<bf16*>(xr), c, v);
-    }
-  }
-  float mean = 0.0f;
-  if constexpr (!RMS) {
-    float s = 0.0f;
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) s += v[j];
-    mean = groupSum<GROUP>(has ? s : 0.f, red) / float(cols);
-  }
-  float ss = 0.0f;
-#pragma unroll
-  for (int j = 0; j < VEC; ++j) ss += (v[j] - mean) * (v[j] - mean);
-  const float rstd = rsqrtf(groupSum<GROUP>(has ? ss : 0.f, red) / float(cols) + a.eps);
-  if (!has) return;
-  float o[VEC];
-#pragma unroll
-  for (int j = 0; j < VEC; ++j) o[j] = RMS ? wv[j] * rb(v[j] * rstd) : (v[j] - mean) * rstd * wv[j] + bv[j];
-  storeRow<VEC>(yr, c, o);
-}
-
-// normRowKernel where a row is one access per thread; INTERNVL_CUDA_NORM_EARLY=0 keeps
-// normKernel there, for same-session A/Bs.
-bool rowKernelWanted() {
-  static const bool on = envSwitch("INTERNVL_CUDA_NORM_EARLY", true);
-  return on;
-}
-
 // 1024-thread blocks for rows of more than 512 accesses (below); INTERNVL_CUDA_NORM_WIDE=0 keeps
 // the 256-thread blocks there, for same-session A/Bs.
 bool wideRowBlocks() {
@@ -254,15 +190,13 @@ void launchNorm(const NormArgs& a, cudaStream_t stream, unsigned parts = 1) {
     if (vec) go(normKernel<32, 8, RMS, ADD>, grid, 256);
     else go(normKernel<32, 1, RMS, ADD>, grid, 256);
   } else if (perRow <= (wideRowBlocks() ? 512 : 1024)) {
-    if (vec && perRow <= 256 && rowKernelWanted()) go(normRowKernel<256, 8, RMS, ADD>, unsigned(a.rows), 256);
-    else if (vec) go(normKernel<256, 8, RMS, ADD>, unsigned(a.rows), 256);
+    if (vec) go(normKernel<256, 8, RMS, ADD>, unsigned(a.rows), 256);
     else go(normKernel<256, 1, RMS, ADD>, unsigned(a.rows), 256);
   } else {
     // Wide rows (the LLMs' 3584..8192 hidden sizes) get a whole 1024-thread block: each pass
     // over the row is then one round of loads instead of up to four dependent ones, which at
     // decode's handful of rows is the kernel's whole cost (it waits on latency, not bandwidth).
-    if (vec && perRow <= 1024 && rowKernelWanted()) go(normRowKernel<1024, 8, RMS, ADD>, unsigned(a.rows), 1024);
-    else if (vec) go(normKernel<1024, 8, RMS, ADD>, unsigned(a.rows), 1024);
+    if (vec) go(normKernel<1024, 8, RMS, ADD>, unsigned(a.rows), 1024);
     else go(normKernel<1024, 1, RMS, ADD>, unsigned(a.rows), 1024);
   }
 }

@@ -62,7 +62,6 @@ struct DecodeParams {
   const void* ropeCos;    // [batch, D/2], BF16 (ropeBf16Tables) or F32
   const void* ropeSin;
   bool ropeBf16Tables;
-  bool ropeEarly;         // rope tables read before the PDL wait (with earlyKv), q's loads batched
 };
 
 // Fused merge: the arrival counters sit in a fixed head of the workspace (so any call's layout
@@ -262,24 +261,6 @@ decodeKernel(const DecodeParams p) {
     attn::cpAsync16(sV + (tile * BN + r) * LDS + ch * 8, p.vPages + off, valid);
   }
   if (early > 0) attn::cpAsyncCommit();
-  // The rope tables (DecodeRope), this thread's entries: final before the step's first kernel,
-  // like the page tables, so with earlyKv they load before the wait as well.
-  constexpr int HALF = D / 2, QIT = 16 * HALF / NT;  // q pairs per thread
-  static_assert(16 * HALF % NT == 0 && HALF <= NT, "rope work split");
-  float qCos[QIT], qSin[QIT], kCos = 0.f, kSin = 0.f;
-  const auto table = [&](const void* t, int i) {
-    return p.ropeBf16Tables ? __bfloat162float(static_cast<const bf16*>(t)[int64_t(b) * HALF + i])
-                            : static_cast<const float*>(t)[int64_t(b) * HALF + i];
-  };
-  if (p.qkv != nullptr && p.ropeEarly) {
-#pragma unroll
-    for (int k = 0; k < QIT; ++k) {
-      const int i = (tid + k * NT) % HALF;
-      qCos[k] = table(p.ropeCos, i);
-      qSin[k] = table(p.ropeSin, i);
-    }
-    if (tid < HALF) kCos = table(p.ropeCos, tid), kSin = table(p.ropeSin, tid);
-  }
   if (p.earlyKv) {
     pdlWait();
     IVL_TRACE_GO;
@@ -307,38 +288,22 @@ decodeKernel(const DecodeParams p) {
     // Rope here (DecodeRope): the group's q heads from the raw qkv row into sQ (rows >= G zero),
     // and, in the split holding it, the new key: roped k and v into the cache (this kernel is
     // its writer on the decode step) and into the early tile that skipped it.
+    constexpr int HALF = D / 2;
     const bf16* row = p.qkv + int64_t(b) * (p.numQoHeads + 2 * p.numKvHeads) * D;
-    if (p.ropeEarly) {
-      // Every q load of this thread issued before the first rotation: one round trip after the
-      // wait instead of one per pair (lab trace: 6.4 us from the wait to the end of this kernel).
-      float xl[QIT], xh[QIT];
-#pragma unroll
-      for (int k = 0; k < QIT; ++k) {
-        const int c = tid + k * NT, r = c / HALF, i = c % HALF;
-        const bf16* x = row + (hkv * group + (r < group ? r : 0)) * D;
-        xl[k] = __bfloat162float(x[i]);
-        xh[k] = __bfloat162float(x[i + HALF]);
+    const auto table = [&](const void* t, int i) {
+      return p.ropeBf16Tables ? __bfloat162float(static_cast<const bf16*>(t)[int64_t(b) * HALF + i])
+                              : static_cast<const float*>(t)[int64_t(b) * HALF + i];
+    };
+    for (int c = tid; c < 16 * HALF; c += NT) {
+      const int r = c / HALF, i = c % HALF;
+      bf16 lo = __float2bfloat16_rn(0.f), hi = lo;
+      if (r < group) {
+        const bf16* x = row + (hkv * group + r) * D;
+        ropeRotate(__bfloat162float(x[i]), __bfloat162float(x[i + HALF]), table(p.ropeCos, i), table(p.ropeSin, i),
+                   lo, hi);
       }
-#pragma unroll
-      for (int k = 0; k < QIT; ++k) {
-        const int c = tid + k * NT, r = c / HALF, i = c % HALF;
-        bf16 lo = __float2bfloat16_rn(0.f), hi = lo;
-        if (r < group) ropeRotate(xl[k], xh[k], qCos[k], qSin[k], lo, hi);
-        sQ[r * LDS + i] = lo;
-        sQ[r * LDS + i + HALF] = hi;
-      }
-    } else {
-      for (int c = tid; c < 16 * HALF; c += NT) {
-        const int r = c / HALF, i = c % HALF;
-        bf16 lo = __float2bfloat16_rn(0.f), hi = lo;
-        if (r < group) {
-          const bf16* x = row + (hkv * group + r) * D;
-          ropeRotate(__bfloat162float(x[i]), __bfloat162float(x[i + HALF]), table(p.ropeCos, i),
-                     table(p.ropeSin, i), lo, hi);
-        }
-        sQ[r * LDS + i] = lo;
-        sQ[r * LDS + i + HALF] = hi;
-      }
+      sQ[r * LDS + i] = lo;
+      sQ[r * LDS + i + HALF] = hi;
     }
     if (ownsLast) {
       const int64_t page = p.kvIndices[pageBegin + lastKey / p.pageSize];
@@ -351,8 +316,8 @@ decodeKernel(const DecodeParams p) {
       const bool inEarly = lastTile < early;
       for (int i = tid; i < HALF; i += NT) {
         bf16 lo, hi;
-        ropeRotate(__bfloat162float(kx[i]), __bfloat162float(kx[i + HALF]), p.ropeEarly ? kCos : table(p.ropeCos, i),
-                   p.ropeEarly ? kSin : table(p.ropeSin, i), lo, hi);
+        ropeRotate(__bfloat162float(kx[i]), __bfloat162float(kx[i + HALF]), table(p.ropeCos, i),
+                   table(p.ropeSin, i), lo, hi);
         const bf16 v0 = vx[i], v1 = vx[i + HALF];
         kDst[i] = lo;
         kDst[i + HALF] = hi;
@@ -561,13 +526,6 @@ inline bool fusedMergeByDefault() {
   return on;
 }
 
-// INTERNVL_CUDA_ATTN_ROPE_EARLY=0: the rope inside decode attention reads its tables after the
-// wait and loads q pair by pair, as before 2026-11-29 session 9 (read once).
-inline bool ropeEarlyByDefault() {
-  static const bool on = envSwitch("INTERNVL_CUDA_ATTN_ROPE_EARLY", true);
-  return on;
-}
-
 // INTERNVL_CUDA_ATTN_EARLY_KV=0: load every K/V tile after the PDL wait (read once).
 inline bool earlyKvByDefault() {
   static const bool on = envSwitch("INTERNVL_CUDA_ATTN_EARLY_KV", true);
@@ -676,7 +634,6 @@ inline DecodeParams decodeParams(const bf16* q, int64_t q_stride, bf16* out, int
     p.ropeCos = rope->cos;
     p.ropeSin = rope->sin;
     p.ropeBf16Tables = rope->bf16_tables;
-    p.ropeEarly = ropeEarlyByDefault();
   }
   if (plan.num_splits > 1) {
     const size_t slots = size_t(kv.batch) * num_qo_heads * plan.num_splits;
