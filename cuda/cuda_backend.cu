@@ -391,8 +391,8 @@ void CudaBackend::matmul(const Tensor& y, const Tensor& x, const Tensor& w, cons
     ScratchBlock tmp;
     const bf16* b = bias ? impl_->biasBf16(*bias, tmp) : nullptr;
     if (w.dtype() == DType::I8) return impl_->matmulInt8(y, x, w, b);
-    // Decode rows (the LM head; every linear of a bf16 model): the streaming GEMV, which
-    // outruns cuBLASLt's choice there (gemv_bf16.h; INTERNVL_CUDA_BF16_GEMV=0 keeps cuBLASLt).
+    // Single rows (batch-1 decode: the LM head, every linear of a bf16 model): the streaming
+    // GEMV, a PDL kernel (gemv_bf16.h; INTERNVL_CUDA_BF16_GEMV=0 keeps cuBLASLt).
     static const bool gemv = envSwitch("INTERNVL_CUDA_BF16_GEMV", true);
     if (gemv && gemvBf16Fits(x.ptr<bf16>(), w.ptr<bf16>(), M, N, K))
       return gemvBf16(y.ptr<bf16>(), x.ptr<bf16>(), w.ptr<bf16>(), b, M, N, K, impl_->stream);

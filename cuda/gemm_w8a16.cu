@@ -19,9 +19,9 @@
 #include <type_traits>
 
 #include "check.h"
-#include "ld_stream.h"
 #include "gemm_w8a16_tuning.h"
 #include "kernel_trace.h"
+#include "ld_stream.h"
 #include "pdl.h"
 #include "silu_mul.h"
 

@@ -8,7 +8,6 @@
 // cuBLAS's 244; 8 chunks in flight (two blocks an SM) streamed ~20 % slower.
 #include "gemv_bf16.h"
 
-#include <algorithm>
 #include <string>
 
 #include "check.h"
@@ -31,7 +30,6 @@ struct Params {
   bf16* y;           // [n]
   int n, k8;         // k8 = k / 8
 };
-
 
 // Two bf16 in a word -> floats: the low one shifted up, the high one masked.
 __device__ __forceinline__ float lo(uint32_t v) { return __uint_as_float(v << 16); }
