@@ -388,6 +388,7 @@ __global__ void __launch_bounds__(kDecodeThreads,
     }
   }
 
+  IVL_TRACE_MARK(0);
   // Block reduction over the K lanes. Accumulator (swapped product, C = W_tile · x^T):
   // acc[mt][0..1] = (row gi, activations mt*8 + 2ti, +1), acc[mt][2..3] = row gi + 8.
   __shared__ float red[8][16 * TPW][MT * 8 + 1];

@@ -1,9 +1,9 @@
 // Block timeline of the decode step's kernels, for the W8A16 lab only (its build.sh defines
 // IVL_KERNEL_TRACE; the addon never does, and then the macros below are empty). Thread 0 of
 // every block of an instrumented kernel records the grid's launch number (%gridid), its SM, and
-// %globaltimer when the block started, when its PDL wait returned and when it ended, so the lab
-// can see how the kernels of a PDL chain overlap: which one is on the critical path, and where
-// HBM waits. A translation unit's records go to the buffer its own arm function was given.
+// %globaltimer when the block started, when its PDL wait returned, at up to two marks inside
+// (IVL_TRACE_MARK) and when it ended, so the lab can see how the kernels of a PDL chain overlap:
+// which one is on the critical path, where HBM waits, and where a kernel's own time goes. A translation unit's records go to the buffer its own arm function was given.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -13,6 +13,7 @@ namespace ivl::cuda {
 
 struct KernelTraceRecord {
   unsigned long long grid, start, go, end;  // %gridid; %globaltimer ns (go = 0: no PDL wait)
+  unsigned long long mark[2];               // at IVL_TRACE_MARK(0 / 1) inside the kernel (0: none)
   unsigned sm, block;
 };
 
@@ -35,12 +36,15 @@ __device__ __forceinline__ unsigned long long now() {
 }
 
 struct Scope {
-  unsigned long long t0 = 0, go = 0;
+  unsigned long long t0 = 0, go = 0, mark[2] = {0, 0};
   __device__ Scope() {
     if (threadIdx.x == 0) t0 = now();
   }
   __device__ void wentOn() {
     if (threadIdx.x == 0) go = now();
+  }
+  __device__ void markAt(int i) {
+    if (threadIdx.x == 0) mark[i] = now();
   }
   __device__ ~Scope() {
     if (threadIdx.x != 0) return;
@@ -51,7 +55,7 @@ struct Scope {
     asm volatile("mov.u64 %0, %%gridid;" : "=l"(grid));
     asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
     const unsigned i = atomicAdd(s.count, 1u);
-    if (i < s.cap) s.buf[i] = {grid, t0, go, now(), sm, blockIdx.x + blockIdx.y * gridDim.x};
+    if (i < s.cap) s.buf[i] = {grid, t0, go, now(), {mark[0], mark[1]}, sm, blockIdx.x + blockIdx.y * gridDim.x};
   }
 };
 
@@ -64,7 +68,9 @@ static inline cudaError_t arm(KernelTraceRecord* buf, unsigned* count, unsigned 
 }  // namespace ivl::cuda::kernel_trace
 #define IVL_TRACE_SCOPE ::ivl::cuda::kernel_trace::Scope ivlTraceScope
 #define IVL_TRACE_GO ivlTraceScope.wentOn()
+#define IVL_TRACE_MARK(i) ivlTraceScope.markAt(i)
 #else
 #define IVL_TRACE_SCOPE
 #define IVL_TRACE_GO
+#define IVL_TRACE_MARK(i)
 #endif

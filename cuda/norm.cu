@@ -141,7 +141,9 @@ __global__ void normKernel(const NormArgs a) {
       for (int j = 0; j < VEC; ++j) ss += (v[j] - mean) * (v[j] - mean);
     }
   }
+  IVL_TRACE_MARK(0);
   const float rstd = rsqrtf(groupSum<GROUP>(ss, red) / float(cols) + a.eps);
+  IVL_TRACE_MARK(1);
   if (!active) return;
   for (int64_t c = int64_t(lane) * VEC; c < cols; c += int64_t(GROUP) * VEC) {
     float v[VEC];

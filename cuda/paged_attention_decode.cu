@@ -347,6 +347,7 @@ decodeKernel(const DecodeParams p) {
     attn::cpAsyncCommit();
     attn::cpAsyncWait<0>();
   }
+  IVL_TRACE_MARK(0);
 
   uint32_t qf[D / 16][4];
   float o[D / 8][4];
@@ -427,6 +428,7 @@ decodeKernel(const DecodeParams p) {
   }
   attn::cpAsyncWait<0>();
   __syncthreads();  // tiles done: reuse shared memory for the cross-warp merge
+  IVL_TRACE_MARK(1);
 
   float* sO = reinterpret_cast<float*>(smemRaw);  // [kWarps][16][OLD] unnormalized o
   float* sM = sO + kWarps * 16 * OLD;             // [kWarps][16] max (log2 domain)

@@ -909,6 +909,8 @@ static void traceChainPass(Pass&& pass, cudaStream_t stream, const std::string& 
   struct Launch {
     unsigned long long grid, start = ~0ull, lastStart = 0, go = ~0ull, lastGo = 0, end = 0;
     int blocks = 0;
+    double markSum[2] = {0, 0};  // sums of (mark - go) over the blocks that set it, ns
+    int marks[2] = {0, 0};
   };
   std::map<unsigned long long, Launch> byGrid;
   for (const auto& r : rec) {
@@ -918,6 +920,8 @@ static void traceChainPass(Pass&& pass, cudaStream_t stream, const std::string& 
     l.lastStart = std::max(l.lastStart, r.start);
     if (r.go) l.go = std::min(l.go, r.go), l.lastGo = std::max(l.lastGo, r.go);
     l.end = std::max(l.end, r.end);
+    for (int k = 0; k < 2; ++k)
+      if (r.mark[k] && r.go) l.markSum[k] += double(r.mark[k]) - double(r.go), ++l.marks[k];
     ++l.blocks;
   }
   std::vector<Launch> ls;
@@ -937,18 +941,20 @@ static void traceChainPass(Pass&& pass, cudaStream_t stream, const std::string& 
   if (FILE* f = std::fopen((base + "-blocks.csv").c_str(), "w")) {
     std::map<unsigned long long, size_t> idx;
     for (size_t i = 0; i < ls.size(); ++i) idx[ls[i].grid] = i;
-    std::fprintf(f, "launch,block,sm,start_us,go_us,end_us\n");
+    std::fprintf(f, "launch,block,sm,start_us,go_us,mark0_us,mark1_us,end_us\n");
     for (const auto& r : rec)
-      std::fprintf(f, "%zu,%u,%u,%.3f,%.3f,%.3f\n", idx[r.grid], r.block, r.sm, us(r.start), us(r.go), us(r.end));
+      std::fprintf(f, "%zu,%u,%u,%.3f,%.3f,%.3f,%.3f,%.3f\n", idx[r.grid], r.block, r.sm, us(r.start), us(r.go),
+                   us(r.mark[0]), us(r.mark[1]), us(r.end));
     std::fclose(f);
   }
   const size_t per = ls.size() / std::max(1, layers);
   std::printf("trace m=%d: %zu launches, %u blocks, %zu launches a layer (pass %.1f us)\n", m, ls.size(), n, per,
               us(ls.back().end));
   if (per == 0 || ls.size() != per * layers) return;
-  std::printf("  pos blocks | first go - prev end | end - prev end | end - first go | last start - first start (us, mean of middle layers)\n");
+  std::printf("  pos blocks | first go - prev end | end - prev end | end - first go | last start - first start | "
+              "mark 0 - go | mark 1 - go (block means) (us, mean of middle layers)\n");
   for (size_t p = 0; p < per; ++p) {
-    double a = 0, b = 0, c = 0, d = 0;
+    double a = 0, b = 0, c = 0, d = 0, mk[2] = {0, 0};
     int cnt = 0;
     for (int l = 2; l < layers - 2; ++l) {
       const Launch& x = ls[l * per + p];
@@ -957,10 +963,11 @@ static void traceChainPass(Pass&& pass, cudaStream_t stream, const std::string& 
       b += us(x.end) - us(prev.end);
       c += us(x.end) - us(x.go);
       d += us(x.lastStart) - us(x.start);
+      for (int k = 0; k < 2; ++k) mk[k] += x.marks[k] ? x.markSum[k] / x.marks[k] / 1000.0 : -1.0;
       ++cnt;
     }
-    std::printf("  %3zu %6d | %8.2f | %8.2f | %8.2f | %8.2f\n", p, ls[per * 2 + p].blocks, a / cnt, b / cnt, c / cnt,
-                d / cnt);
+    std::printf("  %3zu %6d | %8.2f | %8.2f | %8.2f | %8.2f | %8.2f | %8.2f\n", p, ls[per * 2 + p].blocks, a / cnt,
+                b / cnt, c / cnt, d / cnt, mk[0] / cnt, mk[1] / cnt);
   }
 }
 #endif
