@@ -95,6 +95,9 @@ struct DecodeParams {
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
   int tilesF;            // SILU: tiles of each half of the stacked [gate | up] weight (N = 32 tilesF)
+#ifdef IVL_KERNEL_TRACE
+  int prologueUnits;     // trace build: ring units loaded before the PDL wait (0: all DEPTH)
+#endif
 };
 
 constexpr int kDecodeThreads = 256;
@@ -373,11 +376,24 @@ __global__ void __launch_bounds__(kDecodeThreads,
   // has completed. So calls never see each other's split-K state in flight.
   // (Triggering after the weight loop instead was slower at both ring depths, lab README.)
   pdlLaunchDependents();
+#ifdef IVL_KERNEL_TRACE
+  // Trace build: only the first prologueUnits before the wait, the rest after it (whether the
+  // prologue's loads slow the small kernel they overlap, w8a16SetPrologueUnits).
+  const int early = p.prologueUnits > 0 ? min(p.prologueUnits, DEPTH) : DEPTH;
+#pragma unroll
+  for (int d = 0; d < DEPTH; ++d)
+    if (d < nMine && d < early) load(wb[d], sb[d], d, std::true_type{});
+  pdlWait();
+  IVL_TRACE_GO;
+#pragma unroll
+  for (int d = 0; d < DEPTH; ++d)
+    if (d < nMine && d >= early) load(wb[d], sb[d], d, std::true_type{});  // pinned: after the wait
+#else
 #pragma unroll
   for (int d = 0; d < DEPTH; ++d)
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
   pdlWait();
-  IVL_TRACE_GO;
+#endif
   for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
     for (int d = 0; d < DEPTH; ++d) {
@@ -767,6 +783,10 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 std::atomic<int> l2AheadUnits{0};
 // w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's).
 std::atomic<int> labSmallDepth{0};
+#ifdef IVL_KERNEL_TRACE
+// w8a16SetPrologueUnits (trace build): ring units loaded before the PDL wait (0: all).
+std::atomic<int> labPrologueUnits{0};
+#endif
 
 }  // namespace w8a16
 
@@ -776,6 +796,7 @@ using w8a16::bf16;
 cudaError_t w8a16TraceArm(KernelTraceRecord* buf, unsigned* count, unsigned cap) {
   return kernel_trace::arm(buf, count, cap);
 }
+void w8a16SetPrologueUnits(int units) { w8a16::labPrologueUnits.store(std::max(0, units), std::memory_order_relaxed); }
 #endif
 
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
@@ -924,6 +945,9 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
+#ifdef IVL_KERNEL_TRACE
+  p.prologueUnits = w8a16::labPrologueUnits.load(std::memory_order_relaxed);
+#endif
   int blocksN = (p.tilesN + p.tb * cfg.tilesPerWarp - 1) / (p.tb * cfg.tilesPerWarp);
   if (silu) {
     ivl::require(w.n % 32 == 0 && cfg.tilesPerWarp == 1, ivl::ErrorCode::InvalidArg,

@@ -39,6 +39,9 @@ void w8a16SetDecodeLab(int smallDepth);
 #ifdef IVL_KERNEL_TRACE
 // Lab: the decode GEMVs record their blocks into buf (kernel_trace.h; null stops).
 cudaError_t w8a16TraceArm(KernelTraceRecord* buf, unsigned* count, unsigned cap);
+// Lab, trace build: how many of a warp's ring units the decode GEMV loads before its PDL wait
+// (the rest right after it; 0 = all, as always outside this build).
+void w8a16SetPrologueUnits(int units);
 #endif
 
 // Workspace bytes a decode call with this configuration needs.

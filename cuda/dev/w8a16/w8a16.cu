@@ -1882,6 +1882,10 @@ int main(int argc, char** argv) {
       std::printf("w8a16 lab: %d CUDA device(s)\n", count);
       return count > 0 ? 0 : 1;
     }
+#ifdef IVL_KERNEL_TRACE
+    if (const char* u = std::getenv("W8A16_LAB_PROLOGUE"))  // trace build: GEMV ring units before the PDL wait
+      w8a16SetPrologueUnits(std::atoi(u));
+#endif
     if (mode == "validate") return runValidate(small, race);
     if (mode == "ceiling") return runCeiling(std::max(10, reps));
     if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
