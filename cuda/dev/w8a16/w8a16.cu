@@ -878,8 +878,9 @@ __global__ void standInKernel(bf16* dst, const bf16* src, size_t n) {
 // attention). Median of `reps` passes.
 
 #ifdef IVL_KERNEL_TRACE
-// W8A16_LAB_TRACE=PREFIX (the trace build, TRACE=1 ./build.sh, defines IVL_KERNEL_TRACE): one more PDL pass of the chain with
-// every block of the GEMVs, norms and decode attention kernels timed (kernel_trace.h). Writes
+// W8A16_LAB_TRACE=PREFIX (the trace build, TRACE=1 ./build.sh, defines IVL_KERNEL_TRACE): one
+// more PDL pass of the chain with every block of the GEMVs, norms and decode attention kernels
+// timed (kernel_trace.h). Writes
 // PREFIX-m<M>-launches.csv (one line per launch: blocks, first / last block start, first / last
 // return from the PDL wait, last end; µs from the pass's first block) and PREFIX-m<M>-blocks.csv
 // (every block), and prints per position in the layer (middle layers) how long after the
