@@ -3,7 +3,8 @@
 // every block of an instrumented kernel records the grid's launch number (%gridid), its SM, and
 // %globaltimer when the block started, when its PDL wait returned, at up to two marks inside
 // (IVL_TRACE_MARK) and when it ended, so the lab can see how the kernels of a PDL chain overlap:
-// which one is on the critical path, where HBM waits, and where a kernel's own time goes. A translation unit's records go to the buffer its own arm function was given.
+// which one is on the critical path, where HBM waits, and where a kernel's own time goes. A
+// translation unit's records go to the buffer its own arm function was given.
 #pragma once
 #include <cuda_runtime.h>
 
