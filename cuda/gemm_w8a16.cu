@@ -95,7 +95,6 @@ struct DecodeParams {
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
   int tilesF;            // SILU: tiles of each half of the stacked [gate | up] weight (N = 32 tilesF)
-  int syncRounds;        // 16-warp blocks: a block barrier every syncRounds rings of DEPTH units (0: none)
 #ifdef IVL_KERNEL_TRACE
   int prologueUnits;     // trace build: ring units loaded before the PDL wait (0: all DEPTH)
 #endif
@@ -191,8 +190,8 @@ __device__ __forceinline__ void foldUnit(float (&acc)[TPW][MT][4], const float (
 
 // A warp's accumulators into the block's reduction buffer red[warp][tile row][activation]:
 // acc[tt][mt][0..1] = (row gi, activations mt*8 + 2ti, +1), [2..3] = row gi + 8.
-template <int MT, int TPW, int WARPS>
-__device__ __forceinline__ void accToRed(float (&red)[WARPS][16 * TPW][MT * 8 + 1], const float (&acc)[TPW][MT][4],
+template <int MT, int TPW>
+__device__ __forceinline__ void accToRed(float (&red)[8][16 * TPW][MT * 8 + 1], const float (&acc)[TPW][MT][4],
                                          int warp, int gi, int ti) {
 #pragma unroll
   for (int tt = 0; tt < TPW; ++tt)
@@ -283,24 +282,15 @@ __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float 
 // SILU form of it is held to them too (unbounded it took 94, two blocks per SM). Not the
 // per-group one: held to 80 it streamed the 40B gate/up 1.2x slower at m = 8 (lab silu-sweep,
 // 108.6 against 90.6 us), while the plain per-group variant takes 89 registers, two blocks.
-//
-// WARPS = 16 (one tile per warp, m <= 8, depth 4): one 512-thread block per SM instead of two of
-// 256. On an SM holding two blocks the warp scheduler favours the older one, which finishes
-// ~3 us earlier and leaves the younger one streaming with half the SM's loads in flight (block
-// trace, lab README); one block per SM, its warps optionally held in step by a barrier every
-// p.syncRounds rings, leaves no such tail on the SM.
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false, int WARPS = 8>
-__global__ void __launch_bounds__(WARPS * 32, WARPS == 16 ? 1
-                                  : SILU && !GROUPED && MT == 1 && DEPTH == 2 ? 3
-                                                                               : decodeMinBlocks<MT, DEPTH, TPW>())
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false>
+__global__ void __launch_bounds__(kDecodeThreads,
+                                  SILU && !GROUPED && MT == 1 && DEPTH == 2 ? 3 : decodeMinBlocks<MT, DEPTH, TPW>())
     decodeKernel(const DecodeParams p) {
   static_assert(!SILU || TPW == 1, "the SiLU epilogue pairs one gate and one up tile per warp pair");
-  static_assert(WARPS == 8 || (WARPS == 16 && !SILU && TPW == 1), "16-warp blocks: plain, one tile per warp");
-  constexpr int kThreads = WARPS * 32;
   IVL_TRACE_SCOPE;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
-  const int tb = p.tb, kwCount = WARPS / tb;
+  const int tb = p.tb, kwCount = 8 / tb;
   const int tw = warp % tb, kw = warp / tb;
   int tile = (blockIdx.x * tb + tw) * TPW;  // the warp's first tile
   if constexpr (SILU) {  // past the last pair: tilesN, which streams nothing
@@ -404,10 +394,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 16 ? 1
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
   pdlWait();
 #endif
-  // In step (16-warp blocks, syncRounds > 0): every warp runs the block's most rings, so the
-  // barriers match; a warp with fewer units only waits at them.
-  const int nRun = WARPS == 16 && p.syncRounds > 0 ? (g1 - g0 + kwCount - 1) / kwCount : nMine;
-  for (int i = 0, round = 1; i < nRun; i += DEPTH, ++round) {
+  for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
     for (int d = 0; d < DEPTH; ++d) {
       if (i + d < nMine) {
@@ -415,14 +402,13 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 16 ? 1
         if (i + d + DEPTH < nMine) load(wb[d], sb[d], i + d + DEPTH, std::false_type{});
       }
     }
-    if (WARPS == 16 && p.syncRounds > 0 && round % p.syncRounds == 0) __syncthreads();
   }
 
   IVL_TRACE_MARK(0);
   // Block reduction over the K lanes. Accumulator (swapped product, C = W_tile · x^T):
   // acc[mt][0..1] = (row gi, activations mt*8 + 2ti, +1), acc[mt][2..3] = row gi + 8.
-  __shared__ float red[WARPS][16 * TPW][MT * 8 + 1];
-  accToRed<MT, TPW, WARPS>(red, acc, warp, gi, ti);
+  __shared__ float red[8][16 * TPW][MT * 8 + 1];
+  accToRed<MT, TPW>(red, acc, warp, gi, ti);
   __syncthreads();
 
   auto finish = [&](float v, int n) {
@@ -436,7 +422,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 16 ? 1
   }
   const int rowsB = tb * 16 * TPW;
   const int nBase = blockIdx.x * rowsB;
-  for (int e = threadIdx.x; e < rowsB * p.m; e += kThreads) {
+  for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
     const int mm = e / rowsB, nl = e - mm * rowsB;
     const int n = nBase + nl;
     if (n >= p.n) continue;
@@ -453,7 +439,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 16 ? 1
   // Split-K: the last block of this column of blocks to arrive sums the partials in split
   // order (deterministic) and writes y; it then re-arms the counter for the next call.
   if (!lastToArrive(p)) return;
-  for (int e = threadIdx.x; e < rowsB * p.m; e += kThreads) {
+  for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
     const int mm = e / rowsB, nl = e - mm * rowsB;
     const int n = nBase + nl;
     if (n >= p.n) continue;
@@ -715,20 +701,15 @@ void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& do
 
 // With PDL (pdl.h) when the device and the environment allow: decodeKernel waits before it
 // touches anything a previous kernel writes.
-template <int MT, bool GROUPED, int DEPTH, int TPW, bool SILU = false, int WARPS = 8>
+template <int MT, bool GROUPED, int DEPTH, int TPW, bool SILU = false>
 void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, SILU, WARPS>, grid, dim3(WARPS * 32), 0, stream,
-                 p);
+  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, SILU>, grid, dim3(kDecodeThreads), 0, stream, p);
 }
 
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
 // depth 4 (the kernel's 2 blocks of 256 threads per SM leave 128 registers a thread).
 template <int MT, bool GROUPED>
-void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, int warps,
-                       cudaStream_t stream) {
-  if constexpr (MT == 1) {
-    if (warps == 16) return launchDecodeT<1, GROUPED, 4, 1, false, 16>(p, grid, stream);
-  }
+void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, cudaStream_t stream) {
   if (silu && depth <= 2)
     launchDecodeT<MT, GROUPED, 2, 1, true>(p, grid, stream);
   else if (silu)
@@ -742,12 +723,12 @@ void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, boo
 }
 
 template <bool GROUPED>
-void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, int warps, cudaStream_t stream) {
+void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, cudaStream_t stream) {
   switch ((p.m + 7) / 8) {
-    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, silu, warps, stream); break;
-    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, silu, warps, stream); break;
-    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, silu, warps, stream); break;
-    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, silu, warps, stream); break;
+    case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, silu, stream); break;
+    case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, silu, stream); break;
+    case 3: launchDecodeDepth<3, GROUPED>(p, grid, depth, tpw, silu, stream); break;
+    default: launchDecodeDepth<4, GROUPED>(p, grid, depth, tpw, silu, stream); break;
   }
 }
 
@@ -802,8 +783,6 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 std::atomic<int> l2AheadUnits{0};
 // w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's).
 std::atomic<int> labSmallDepth{0};
-// w8a16SetWideLab: barrier rounds of the 16-warp blocks (< 0: they are not used).
-std::atomic<int> labWideSync{-1};
 #ifdef IVL_KERNEL_TRACE
 // w8a16SetPrologueUnits (trace build): ring units loaded before the PDL wait (0: all).
 std::atomic<int> labPrologueUnits{0};
@@ -821,7 +800,6 @@ void w8a16SetPrologueUnits(int units) { w8a16::labPrologueUnits.store(std::max(0
 #endif
 
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
-void w8a16SetWideLab(int syncRounds) { w8a16::labWideSync.store(std::max(-1, syncRounds), std::memory_order_relaxed); }
 void w8a16SetDecodeLab(int smallDepth) {
   w8a16::labSmallDepth.store(smallDepth == 2 || smallDepth == 4 ? smallDepth : 0, std::memory_order_relaxed);
 }
@@ -835,38 +813,7 @@ size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeC
   return w8a16::kCounterBytes + static_cast<size_t>(cfg.splitK) * m * w.n * sizeof(float);
 }
 
-namespace w8a16 {
-W8A16DecodeConfig chooseDecode8(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes);
-}
-
 W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes) {
-  const W8A16DecodeConfig base = w8a16::chooseDecode8(w, m, smCount, workspaceBytes);
-  const int sync = w8a16::labWideSync.load(std::memory_order_relaxed);
-  if (sync < 0 || m > 8 || base.depth != 4 || base.tilesPerWarp != 1) return base;
-  // 16-warp blocks (lab): the tile count per block whose grid, split along K up to one block per
-  // SM, fills the SMs best (the fewest tiles per block on a tie: more K lanes per tile).
-  const int tilesN = (w.n + 15) / 16, groups = w8a16Groups(w.k);
-  const long long baseBlocks = static_cast<long long>((tilesN + base.tilesPerBlock - 1) / base.tilesPerBlock) * base.splitK;
-  if (baseBlocks > 2LL * smCount) return base;  // more than one wave: not what this is for
-  W8A16DecodeConfig best = base;
-  int bestBlocks = 0;
-  for (int tb : {4, 8, 16}) {
-    const int blocksN = (tilesN + tb - 1) / tb;
-    if (blocksN > smCount) continue;
-    W8A16DecodeConfig c;
-    c.tilesPerBlock = tb;
-    c.depth = 4;
-    c.warpsPerBlock = 16;
-    c.syncRounds = sync;
-    c.splitK = std::max(1, std::min(std::max(1, groups / 2), smCount / blocksN));
-    if (w8a16DecodeWorkspaceBytes(w, m, c) > workspaceBytes && c.splitK > 1) continue;
-    if (blocksN * c.splitK > bestBlocks) best = c, bestBlocks = blocksN * c.splitK;
-  }
-  return best;
-}
-
-namespace w8a16 {
-W8A16DecodeConfig chooseDecode8(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes) {
   // From the sweeps of 2026-11-28 (README): 2 tiles per block (each tile's K interleaved over 4
   // warps, so a block reads 8 KB contiguous per step) beat 4 and 8 at every real shape; split K
   // only until the grid has about two blocks per SM (the kv projections: 8 splits); 4 units in
@@ -946,7 +893,6 @@ W8A16DecodeConfig chooseDecode8(const W8A16Weight& w, int m, int smCount, size_t
   }
   return withSplit(2, splitFor(2));
 }
-}  // namespace w8a16
 
 W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount) {
   // From the sweep of 2026-11-28 (README): 64x64 tiles (2 blocks/SM) when 128x128 tiles cannot
@@ -978,13 +924,8 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   if (m == 0) return;
   ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
-  ivl::require(cfg.warpsPerBlock == 8 || (cfg.warpsPerBlock == 16 && m <= 8 && cfg.depth == 4 &&
-                                           cfg.tilesPerWarp == 1 && !silu && cfg.syncRounds >= 0),
-               ivl::ErrorCode::InvalidArg,
-               "gemmW8A16Decode: warpsPerBlock must be 8, or 16 with m <= 8, depth 4, one tile per warp");
-  ivl::require(cfg.tilesPerBlock == 8 || cfg.tilesPerBlock == 4 || cfg.tilesPerBlock == 2 ||
-                   (cfg.tilesPerBlock == 16 && cfg.warpsPerBlock == 16),
-               ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: tilesPerBlock must be 8, 4 or 2 (or 16 with 16 warps)");
+  ivl::require(cfg.tilesPerBlock == 8 || cfg.tilesPerBlock == 4 || cfg.tilesPerBlock == 2,
+               ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: tilesPerBlock must be 8, 4 or 2");
   ivl::require(cfg.tilesPerWarp == 1 || cfg.tilesPerWarp == 2, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: tilesPerWarp must be 1 or 2");
   const int groups = w8a16Groups(w.k);
@@ -1003,7 +944,6 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   p.tilesN = (w.n + 15) / 16;
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
-  p.syncRounds = cfg.warpsPerBlock == 16 ? cfg.syncRounds : 0;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
 #ifdef IVL_KERNEL_TRACE
   p.prologueUnits = w8a16::labPrologueUnits.load(std::memory_order_relaxed);
@@ -1030,9 +970,9 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   }
   const dim3 grid(blocksN, cfg.splitK);
   if (w.scheme == Int8Scheme::PerGroup128)
-    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, cfg.warpsPerBlock, stream);
+    w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   else
-    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, cfg.warpsPerBlock, stream);
+    w8a16::launchDecodeMT<false>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
 }
 

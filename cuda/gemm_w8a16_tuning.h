@@ -14,9 +14,6 @@ struct W8A16DecodeConfig {
   int tilesPerWarp = 1;   // 1, or 2 (then depth 2): each warp's activation loads feed two tiles'
                           // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. The
                           // launcher picks 2 at m = 9..16 on wide per-channel weights.
-  int warpsPerBlock = 8;  // 8, or 16 (m <= 8, depth 4, one tile per warp: one 512-thread block
-                          // per SM; tilesPerBlock may then be 16)
-  int syncRounds = 0;     // 16 warps: a block barrier every syncRounds rings of `depth` units
 };
 
 enum class W8A16PrefillTile : int {
@@ -38,11 +35,6 @@ void w8a16SetL2Ahead(int units);
 // Decode kernel, process-wide, for the lab's layer-chain A/Bs: the ring depth at m <= 8 (2 or 4;
 // 0 = the launcher's).
 void w8a16SetDecodeLab(int smallDepth);
-
-// Lab, process-wide, for the layer-chain A/Bs: single-wave decode grids at m <= 8 in 16-warp
-// blocks (one per SM) with a barrier every `syncRounds` rings (< 0: off, the default; 0: no
-// barrier).
-void w8a16SetWideLab(int syncRounds);
 
 #ifdef IVL_KERNEL_TRACE
 // Lab: the decode GEMVs record their blocks into buf (kernel_trace.h; null stops).

@@ -419,9 +419,8 @@ static int runValidate(bool small, bool race) {
   // (tiles per block, split, depth, tiles per warp); two tiles per warp also at odd tile counts
   // (N = 1000, 77: the last warp's second tile is past the end)
   std::vector<W8A16DecodeConfig> decodeCfgs = {{8, 1, 4},    {8, 3, 2},    {4, 1, 2},    {4, 7, 4},   {2, 1, 4},
-                                               {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2},
-                                               {4, 1, 4, 1, 16, 1}, {16, 3, 4, 1, 16, 0}, {8, 5, 4, 1, 16, 2}};
-  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}, {4, 1, 4, 1, 16, 1}, {16, 3, 4, 1, 16, 0}};
+                                               {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2}};
+  if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}};
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
   int sms = 0;
@@ -546,13 +545,11 @@ static int runValidate(bool small, bool race) {
         check("launcher-no-workspace", cls, [&] { gemmW8A16(wq, dX.p, m, dY.p, biasP, stream); });
         if (m <= kW8A16DecodeMaxM) {
           for (const auto& c : decodeCfgs) {
-            if (c.warpsPerBlock == 16 && m > 8) continue;  // 16-warp blocks: m <= 8 only
             W8A16DecodeConfig cc = c;
             cc.splitK = std::min(cc.splitK, w8a16Groups(k));
             const std::string name = "decode tb" + std::to_string(cc.tilesPerBlock) + " split" +
                                      std::to_string(cc.splitK) + " depth" + std::to_string(cc.depth) +
-                                     (cc.tilesPerWarp == 2 ? " tpw2" : "") +
-                                     (cc.warpsPerBlock == 16 ? " w16 sync" + std::to_string(cc.syncRounds) : "");
+                                     (cc.tilesPerWarp == 2 ? " tpw2" : "");
             check(name, cls, [&] { gemmW8A16Decode(wq, dX.p, m, dY.p, biasP, cc, ws.p, ws.n, stream); });
           }
           // The SiLU epilogue (gemmW8A16SiluMul) on the first N & ~31 rows read as a stacked
@@ -594,7 +591,7 @@ static int runValidate(bool small, bool race) {
             };
             siluCheck("launcher", nullptr);
             for (const auto& c : decodeCfgs) {
-              if (c.tilesPerWarp != 1 || c.warpsPerBlock != 8) continue;
+              if (c.tilesPerWarp != 1) continue;
               W8A16DecodeConfig cc = c;
               cc.splitK = std::min(cc.splitK, w8a16Groups(k));
               siluCheck("tb" + std::to_string(cc.tilesPerBlock) + " split" + std::to_string(cc.splitK) + " depth" +
@@ -1885,8 +1882,6 @@ int main(int argc, char** argv) {
     if (const char* u = std::getenv("W8A16_LAB_PROLOGUE"))  // trace build: GEMV ring units before the PDL wait
       w8a16SetPrologueUnits(std::atoi(u));
 #endif
-    if (const char* r = std::getenv("W8A16_LAB_WIDE"))  // 16-warp blocks, barrier every r rings (chain A/Bs)
-      w8a16SetWideLab(std::atoi(r));
     if (mode == "validate") return runValidate(small, race);
     if (mode == "ceiling") return runCeiling(std::max(10, reps));
     if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
