@@ -34,7 +34,10 @@ const kvCacheTokens = Math.max(16384, batch * (T + 30 + steps + 32));
 // No prefix cache unless --prefix-cache: the timed run must prefill what the 1-token run did
 // (step_ms subtracts it); with it, the emit figure shows what finished sequences cost.
 const prefixCache = process.argv.includes('--prefix-cache');
-const engine = await EngineModel.load(dir, { backend: 'cuda', imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens, dtype, prefixCache });
+// --no-mixed-steps: prefill and decode in separate forwards (the engine's default on CUDA mixes
+// them), for A/Bs of the batched decode figure, whose prefill the timed run repeats.
+const mixedSteps = process.argv.includes('--no-mixed-steps') ? { mixedSteps: false } : {};
+const engine = await EngineModel.load(dir, { backend: 'cuda', imageContextTokenId: imageToken, config, dummyWeights: true, kvCacheTokens, dtype, prefixCache, ...mixedSteps });
 
 const { pixels, ids } = randomInputs({ S, T, vocab, imageToken, seed: 7 });
 const greedy = GREEDY;
@@ -43,7 +46,7 @@ const sampled = { doSample: true, temperature: 0.8, topK: 0, topP: 0.9, repetiti
 const sampling = process.argv.includes('--sample') ? sampled : greedy;
 const gen = (seqs, n) => engine.generate({ sequences: seqs, maxNewTokens: n, eosTokenIds: [], sampling }).promise;
 
-const out = { config: path, phase, dtype, batch, sampling: sampling.doSample ? 'top-p' : 'greedy' };
+const out = { config: path, phase, dtype, batch, sampling: sampling.doSample ? 'top-p' : 'greedy', mixed_steps: mixedSteps.mixedSteps ?? 'default' };
 if (phase === 'vit') {
   const t = await engine.timeEncode(pixels(13), 13, reps);
   out.encode_s = t.encodeSeconds;
