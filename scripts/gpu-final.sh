@@ -54,10 +54,14 @@ say "jest faults rc=$? $(grep -E '^Tests:' "$OUT/faults.txt")"
 # default, e.g. DECODE_AB='INTERNVL_CUDA_NORM_WIDE=0' (that one settled 2026-11-29,
 # docs/ENGINE.md) or DECODE_AB='A=0;A=0 B=1'.
 IFS=';' read -ra ABS <<<"${DECODE_AB:-}"
-decode() {  # decode DTYPE LABEL [VAR=VALUE ...]
+# DECODE_BATCH (default 1) sets the batch; a set's words starting with -- go to profile.mjs as
+# flags, e.g. DECODE_AB='--no-mixed-steps'.
+decode() {  # decode DTYPE LABEL [VAR=VALUE | --flag ...]
   local dt=$1 label=$2; shift 2
-  env "$@" timeout "$(left 45)" node bench/profile.mjs --config bench/configs/InternVL2-40B.json --phase decode \
-    --batch 1 --steps 32 --reps 2 --dtype "$dt" >>"$OUT/decode.txt" 2>&1
+  local envs=() flags=()
+  for w in "$@"; do [[ $w == --* ]] && flags+=("$w") || envs+=("$w"); done
+  env "${envs[@]}" timeout "$(left 45)" node bench/profile.mjs --config bench/configs/InternVL2-40B.json --phase decode \
+    --batch "${DECODE_BATCH:-1}" --steps 32 --reps 2 --dtype "$dt" "${flags[@]}" >>"$OUT/decode.txt" 2>&1
   say "40B decode $dt$label: rc=$? $(tail -1 "$OUT/decode.txt" | grep -oE '"step_ms":[0-9.]+')"
 }
 for dt in ${DECODE_DTYPES:-int8 bf16}; do
