@@ -95,9 +95,10 @@ struct DecodeParams {
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
   int tilesF;            // SILU: tiles of each half of the stacked [gate | up] weight (N = 32 tilesF)
-  // Queue form (decodeQueueKernel): items are (tile, chunk of chunkUnits K units), chunksPerTile
-  // a tile, items in all; each warp streams staticItems consecutive items, then takes items
-  // from *ticket; qpart holds the chunks' partial sums, encoded so that 0 means "not yet".
+  // Queue form (decodeQueueKernel, lab-only): items are (chunk of chunkUnits K units, tile),
+  // chunk-major, chunksPerTile a tile, items in all; warp w streams items w, w + nW, ...
+  // (staticItems of them), then takes items from *ticket; qpart holds the chunks' partial sums,
+  // encoded so that 0 means "not yet".
   int chunkUnits, chunksPerTile, items, staticItems;
   int* ticket;
   unsigned* qpart;
