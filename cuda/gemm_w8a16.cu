@@ -1154,6 +1154,23 @@ size_t w8a16WorkspaceBytes(const W8A16Weight& w) {
 namespace w8a16 {
 void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
                 void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu = false);
+// What every call passes (DecodeParams or PrefillParams): the weight, x, y, bias, their shapes.
+template <class Params = DecodeParams>
+Params callParams(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias) {
+  Params p{};
+  p.qw = reinterpret_cast<const uint4*>(w.qweight);
+  p.scales = w.scales;
+  p.x = x;
+  p.bias = bias;
+  p.y = y;
+  p.m = m;
+  p.n = w.n;
+  p.k = w.k;
+  p.groups = w8a16Groups(w.k);
+  p.tilesN = (w.n + 15) / 16;
+  return p;
+}
+
 // The queue form (decodeQueueKernel) with an explicit configuration.
 void queueCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
                void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu) {
@@ -1180,17 +1197,7 @@ void queueCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* 
     plain.tilesPerBlock = 2;
     return decodeCall(w, x, m, y, bias, plain, workspace, workspaceBytes, stream, false);
   }
-  DecodeParams p{};
-  p.qw = reinterpret_cast<const uint4*>(w.qweight);
-  p.scales = w.scales;
-  p.x = x;
-  p.bias = bias;
-  p.y = y;
-  p.m = m;
-  p.n = w.n;
-  p.k = w.k;
-  p.groups = groups;
-  p.tilesN = tilesN;
+  DecodeParams p = callParams(w, x, m, y, bias);
   p.chunkUnits = U;
   p.chunksPerTile = C;
   p.items = static_cast<int>(items);
@@ -1221,17 +1228,7 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   ivl::require(cfg.splitK >= 1 && cfg.splitK <= groups && cfg.splitK <= 65535, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: splitK must be in [1, K/128]");
   if (cfg.queueUnits > 0) return queueCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, silu);
-  w8a16::DecodeParams p{};
-  p.qw = reinterpret_cast<const uint4*>(w.qweight);
-  p.scales = w.scales;
-  p.x = x;
-  p.bias = bias;
-  p.y = y;
-  p.m = m;
-  p.n = w.n;
-  p.k = w.k;
-  p.groups = groups;
-  p.tilesN = (w.n + 15) / 16;
+  w8a16::DecodeParams p = callParams(w, x, m, y, bias);
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
@@ -1302,17 +1299,7 @@ void gemmW8A16Prefill(const W8A16Weight& w, const bf16* x, int m, bf16* y, const
                       W8A16PrefillTile tile, cudaStream_t stream) {
   w8a16::checkCall(w, x, m, y, "gemmW8A16Prefill");
   if (m == 0) return;
-  w8a16::PrefillParams p{};
-  p.qw = reinterpret_cast<const uint4*>(w.qweight);
-  p.scales = w.scales;
-  p.x = x;
-  p.bias = bias;
-  p.y = y;
-  p.m = m;
-  p.n = w.n;
-  p.k = w.k;
-  p.groups = w8a16Groups(w.k);
-  p.tilesN = (w.n + 15) / 16;
+  w8a16::PrefillParams p = w8a16::callParams<w8a16::PrefillParams>(w, x, m, y, bias);
   ivl::require((static_cast<long long>(p.tilesN) * 16 + 63) / 64 <= 65535, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Prefill: N too large for the grid");
   if (w.scheme == Int8Scheme::PerGroup128)
