@@ -18,3 +18,4 @@ for u in 0 1 2 0; do
   grep -E "^trace|^  +[0-9]+ |step\+attn" "$OUT/chain-u$u.txt"
 done
 gzip -f "$OUT"/trace-*-blocks.csv
+python3 trace_tails.py "$OUT/trace-u0-m1-blocks.csv.gz" | tee "$OUT/tails-u0-m1.txt"
