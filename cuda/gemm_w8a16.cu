@@ -989,6 +989,14 @@ std::atomic<int> labQueueUnits{0}, labQueueStatic{0};
 // (the kernel zeroes what it reads), which split-K partials must never overlap.
 constexpr size_t kQueueBytes = size_t(16) << 20;
 size_t partialOffset() { return kCounterBytes + (labQueueUnits.load(std::memory_order_relaxed) > 0 ? kQueueBytes : 0); }
+// The queue form's items for weight w at chunks of `units` (0 where the kernel cannot take it: the
+// partials of m rows would overflow kQueueBytes, or a group index its 10-bit slot field).
+long long queueItems(const W8A16Weight& w, int m, int units) {
+  const int groups = w8a16Groups(w.k), u = std::min(units, groups);
+  const long long items = static_cast<long long>((w.n + 15) / 16) * ((groups + u - 1) / u);
+  const bool fits = groups <= 1024 && items < (1LL << 20) && items * m * 16 * sizeof(unsigned) <= kQueueBytes;
+  return fits ? items : 0;
+}
 #ifdef IVL_KERNEL_TRACE
 // w8a16SetPrologueUnits (trace build): ring units loaded before the PDL wait (0: all).
 std::atomic<int> labPrologueUnits{0};
@@ -1039,10 +1047,7 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
   W8A16DecodeConfig c;
   c.queueUnits = units;
   c.queueStatic = w8a16::labQueueStatic.load(std::memory_order_relaxed);
-  const int groups = w8a16Groups(w.k), chunks = (groups + std::min(units, groups) - 1) / std::min(units, groups);
-  if (groups > 1024) return base;  // the kernel packs a slot's group into 10 bits
-  if (static_cast<long long>(tilesN) * chunks * m * 16 * sizeof(unsigned) > w8a16::kQueueBytes) return base;
-  if (w8a16DecodeWorkspaceBytes(w, m, c) > workspaceBytes) return base;
+  if (w8a16::queueItems(w, m, units) == 0 || w8a16DecodeWorkspaceBytes(w, m, c) > workspaceBytes) return base;
   return c;
 }
 
@@ -1175,11 +1180,11 @@ Params callParams(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf1
 void queueCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
                void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu) {
   ivl::require(m <= 8 && !silu, ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: the queue form takes m <= 8, no SiLU");
-  const int groups = w8a16Groups(w.k), tilesN = (w.n + 15) / 16;
+  const int groups = w8a16Groups(w.k);
   const int U = std::min(cfg.queueUnits, groups), C = (groups + U - 1) / U;
-  const long long items = static_cast<long long>(tilesN) * C;
-  ivl::require(items * m * 16 * sizeof(unsigned) <= kQueueBytes && items < (1LL << 20) && groups <= 1024,
-               ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: the queue form's partials exceed its workspace area");
+  const long long items = queueItems(w, m, cfg.queueUnits);
+  ivl::require(items > 0, ivl::ErrorCode::InvalidArg,
+               "gemmW8A16Decode: the queue form's partials exceed its workspace area");
   ivl::require(workspace != nullptr && workspaceBytes >= kCounterBytes + kQueueBytes &&
                    reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
                ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: the queue form needs its zeroed workspace");
