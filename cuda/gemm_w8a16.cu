@@ -541,9 +541,11 @@ __device__ __noinline__ void queueFinish(const DecodeParams& p, int t, int gi, i
   }
 }
 
+constexpr int kQueueDepth = 4;  // weight units a warp of the queue form keeps in registers
+
 template <bool GROUPED>
 __global__ void __launch_bounds__(kDecodeThreads, 2) decodeQueueKernel(const DecodeParams p) {
-  constexpr int DEPTH = 4, WARPS = kDecodeThreads / 32;
+  constexpr int DEPTH = kQueueDepth, WARPS = kDecodeThreads / 32;
   IVL_TRACE_SCOPE;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
@@ -1188,14 +1190,13 @@ void queueCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* 
   ivl::require(workspace != nullptr && workspaceBytes >= kCounterBytes + kQueueBytes &&
                    reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
                ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: the queue form needs its zeroed workspace");
-  constexpr int kDepth = 4, kWarps = kDecodeThreads / 32;
+  constexpr int kDepth = kQueueDepth, kWarps = kDecodeThreads / 32;
   // Static run: at least one unit past the ring (no ticket before the PDL wait; one chunk may be
   // short), by default about half of a warp's share.
   const int minStatic = kDepth / U + 2;
   const int slots = 2 * smCount();
-  int r0 = cfg.queueStatic > 0 ? cfg.queueStatic
-                               : std::max<int>(minStatic, static_cast<int>(items / 2 / (static_cast<long long>(slots) * kWarps)));
-  r0 = std::max(r0, minStatic);
+  const int r0 = std::max(minStatic, cfg.queueStatic > 0 ? cfg.queueStatic
+                                                         : static_cast<int>(items / 2 / (static_cast<long long>(slots) * kWarps)));
   const long long blocks = std::min<long long>(slots, items / (static_cast<long long>(r0) * kWarps));
   if (blocks < 1) {  // too small to share out: the plain kernel
     W8A16DecodeConfig plain;

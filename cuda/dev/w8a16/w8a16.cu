@@ -422,7 +422,8 @@ static int runValidate(bool small, bool race) {
                                                {2, 16, 2},   {2, 1, 2, 2}, {2, 16, 2, 2}, {4, 7, 2, 2}, {8, 3, 2, 2}};
   if (small) decodeCfgs = {{8, 3, 2}, {4, 1, 4}, {2, 16, 4}, {2, 5, 2, 2}};
   // The queue form, when the lab switched its workspace area on (W8A16_LAB_QUEUE).
-  if (std::getenv("W8A16_LAB_QUEUE") != nullptr)
+  const bool queueLab = std::getenv("W8A16_LAB_QUEUE") != nullptr;
+  if (queueLab)
     for (W8A16DecodeConfig q : {W8A16DecodeConfig{2, 1, 4, 1, 4, 0}, W8A16DecodeConfig{2, 1, 4, 1, 2, 0},
                                 W8A16DecodeConfig{2, 1, 4, 1, 8, 5}, W8A16DecodeConfig{2, 1, 4, 1, 3, 0}})
       decodeCfgs.push_back(q);
@@ -600,7 +601,7 @@ static int runValidate(bool small, bool race) {
             };
             // With the queue form on, the launcher's plain GEMV is the queue form (another sum
             // order), which the SiLU epilogue is not meant to match bit for bit.
-            if (std::getenv("W8A16_LAB_QUEUE") == nullptr) siluCheck("launcher", nullptr);
+            if (!queueLab) siluCheck("launcher", nullptr);
             for (const auto& c : decodeCfgs) {
               if (c.tilesPerWarp != 1 || c.queueUnits > 0) continue;
               W8A16DecodeConfig cc = c;
