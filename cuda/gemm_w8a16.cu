@@ -95,13 +95,6 @@ struct DecodeParams {
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
   int tilesF;            // SILU: tiles of each half of the stacked [gate | up] weight (N = 32 tilesF)
-  // Queue form (decodeQueueKernel, lab-only): items are (chunk of chunkUnits K units, tile),
-  // chunk-major, chunksPerTile a tile, items in all; warp w streams items w, w + nW, ...
-  // (staticItems of them), then takes items from *ticket; qpart holds the chunks' partial sums,
-  // encoded so that 0 means "not yet".
-  int chunkUnits, chunksPerTile, items, staticItems;
-  int* ticket;
-  unsigned* qpart;
 #ifdef IVL_KERNEL_TRACE
   int prologueUnits;     // trace build: ring units loaded before the PDL wait (0: all DEPTH)
 #endif
@@ -467,201 +460,6 @@ __global__ void __launch_bounds__(kDecodeThreads,
   if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
 }
 
-// ---- decode, queue form: items of (tile, K chunk) shared out to the resident warps ----------
-//
-// The single-wave GEMVs end on their slowest blocks: on an SM holding two, the warp scheduler
-// favours the older one, and the younger one streams on alone for ~3 us with half the SM's
-// loads in flight (block trace, lab README). Here a grid of the resident blocks splits each
-// 16-row tile into chunks of p.chunkUnits 128-column units, numbered chunk-major (item i is
-// chunk i / tilesN of tile i % tilesN, so a tile's last chunk comes a whole round of tiles after
-// its others); warp w first streams items w, w + nW, ... (p.staticItems of them), then takes items
-// from an atomic ticket counter until none are left, so warps that the scheduler favours take
-// more and all end within about a chunk of each other. The register ring runs on across items
-// (each slot remembers its item). A chunk's sums go to qpart; the warp holding a tile's last
-// chunk sums the tile's chunks in chunk order (so y does not depend on which warp took what),
-// waiting for any not yet written: it only waits for lower items, all held by resident warps,
-// so it ends. (Session 10's first form numbered items tile-major with consecutive static runs:
-// a last chunk then often came early in a run and its warp idled until other warps reached the
-// tile's lower chunks, 1.35-2.6x slower; lab README.)
-// The partials are stored bit-inverted (a NaN with every payload bit set is stored as the
-// canonical NaN first): 0 means not written, and the reader zeroes what it read, so the area is
-// zero between calls. The last ticket handed out re-arms the counter.
-__device__ __forceinline__ unsigned queueEncode(float v) {
-  const unsigned u = __float_as_uint(v);
-  return ~(u == 0xFFFFFFFFu ? 0x7FFFFFFFu : u);
-}
-__device__ __forceinline__ unsigned queueLoad(const unsigned* p) {
-  unsigned v;
-  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
-  return v;
-}
-
-// The queue form's tile end, in the warp holding the tile's last chunk (own: that chunk's sums,
-// acc order): y = (chunk 0 + chunk 1 + ... + own) for this lane's outputs, chunks read 4 at a
-// time, each waited for until written, then zeroed. Not inlined: the hot loop keeps its
-// registers for the ring.
-template <bool GROUPED>
-__device__ __noinline__ void queueFinish(const DecodeParams& p, int t, int gi, int ti, const float (&own)[4]) {
-  const int C = p.chunksPerTile;
-  const size_t stride = static_cast<size_t>(p.tilesN) * p.m * 16;  // chunk c to c + 1 of one tile
-  unsigned* tilePart = p.qpart + static_cast<size_t>(t) * p.m * 16;
-  float v[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int c0 = 0; c0 < C - 1; c0 += 4) {  // four chunks of every output in flight
-    unsigned u[4][4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int o = 0; o < 4; ++o) {
-        const int col = 2 * ti + (o & 1), row = gi + (o >> 1) * 8;
-        u[j][o] = c0 + j < C - 1 && col < p.m ? queueLoad(tilePart + (c0 + j) * stride + col * 16 + row) : ~0u;
-      }
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int o = 0; o < 4; ++o) {
-        const int col = 2 * ti + (o & 1), row = gi + (o >> 1) * 8;
-        if (c0 + j >= C - 1 || col >= p.m) continue;
-        unsigned* at = tilePart + (c0 + j) * stride + col * 16 + row;
-        while (u[j][o] == 0u) {
-          __nanosleep(64);
-          u[j][o] = queueLoad(at);
-        }
-        v[o] += __uint_as_float(~u[j][o]);
-        __stcg(at, 0u);
-      }
-  }
-#pragma unroll
-  for (int o = 0; o < 4; ++o) {
-    const int col = 2 * ti + (o & 1), row = gi + (o >> 1) * 8, n = t * 16 + row;
-    if (col >= p.m || n >= p.n) continue;
-    float r = v[o] + own[o];
-    if constexpr (!GROUPED) r *= __ldg(p.scales + n);
-    if (p.bias != nullptr) r += __bfloat162float(p.bias[n]);
-    p.y[static_cast<size_t>(col) * p.n + n] = __float2bfloat16_rn(r);
-  }
-}
-
-constexpr int kQueueDepth = 4;  // weight units a warp of the queue form keeps in registers
-
-template <bool GROUPED>
-__global__ void __launch_bounds__(kDecodeThreads, 2) decodeQueueKernel(const DecodeParams p) {
-  constexpr int DEPTH = kQueueDepth, WARPS = kDecodeThreads / 32;
-  IVL_TRACE_SCOPE;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int gi = lane >> 2, ti = lane & 3;
-  const int nW = gridDim.x * WARPS, gw = blockIdx.x * WARPS + warp;
-  const int U = p.chunkUnits, C = p.chunksPerTile, G = p.groups;
-  const int firstDynamic = nW * p.staticItems;
-  const int tickets = nW + p.items - firstDynamic;  // grabs in all: one failing per warp
-  const bf16* xRow[1];
-  bool rowOk[1];
-  activationRows<1>(p, gi, ti, xRow, rowOk);
-
-  // Loader: the item being loaded, its next group and end; static items left after it.
-  const int tilesN = p.tilesN;
-  int lItem = gw, lStatic = p.staticItems - 1;
-  int lG = (lItem / tilesN) * U, lEnd = min(G, lG + U);
-  int lBase = (lItem % tilesN) * G;  // the item's tile's first unit
-  const float invTiles = 1.f / static_cast<float>(tilesN);
-  bool lDone = false;
-  int pending = 0;  // lane 0: the ticket taken for the next dynamic item
-  auto advance = [&]() {
-    if (++lG < lEnd) return;
-    int next = lItem + nW;
-    if (lStatic-- <= 0) {
-      const int t = __shfl_sync(0xFFFFFFFFu, pending, 0);
-      if (t == tickets - 1 && lane == 0) *p.ticket = 0;  // every ticket is out: re-arm
-      next = firstDynamic + t;
-      if (next < p.items && lane == 0) pending = atomicAdd(p.ticket, 1);
-    }
-    if (next >= p.items) {
-      lDone = true;
-      return;
-    }
-    lItem = next;
-    // c = next / tilesN through a float reciprocal (items < 2^24; corrected by one either way):
-    // an integer division here would hold registers the ring needs.
-    int c = __float2int_rz(__int2float_rn(next) * invTiles), t = next - c * tilesN;
-    if (t < 0) --c, t += tilesN;
-    else if (t >= tilesN) ++c, t -= tilesN;
-    lG = c * U;
-    lEnd = min(G, lG + U);
-    lBase = t * G;
-  };
-  uint4 wb[DEPTH][1][4];
-  float sb[DEPTH][1][2];
-  // Each ring slot's item and unit, packed item << 10 | group (the launcher keeps groups <= 1024);
-  // -1: no unit (the stream ended).
-  int slot[DEPTH];
-  auto loadInto = [&](uint4 (&w)[1][4], float (&s)[1][2], int& tag, auto pinned) {
-    if (lDone) {
-      tag = -1;
-      return;
-    }
-    const size_t unit = static_cast<size_t>(lBase + lG);
-    const uint4* src = p.qw + unit * 128 + lane;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) w[0][j] = ldgStream<decltype(pinned)::value>(src + j * 32);
-    if constexpr (GROUPED) {
-      s[0][0] = __ldg(p.scales + unit * 16 + gi);
-      s[0][1] = __ldg(p.scales + unit * 16 + gi + 8);
-    }
-    tag = lItem << 10 | lG;
-    advance();
-  };
-
-  // The launcher keeps staticItems * chunkUnits > DEPTH, so the prologue's loads and advances
-  // stay inside the static run: no ticket before the wait.
-  pdlLaunchDependents();
-#pragma unroll
-  for (int d = 0; d < DEPTH; ++d) loadInto(wb[d], sb[d], slot[d], std::true_type{});
-  pdlWait();
-  IVL_TRACE_GO;
-  if (lane == 0) pending = atomicAdd(p.ticket, 1);
-
-  float acc[1][1][4] = {{{0.f, 0.f, 0.f, 0.f}}};
-  int accItem = slot[0] >> 10;
-  auto flush = [&](int item) {
-    int c = __float2int_rz(__int2float_rn(item) * invTiles), t = item - c * tilesN;
-    if (t < 0) --c, t += tilesN;
-    else if (t >= tilesN) ++c, t -= tilesN;
-    if (c == C - 1) {
-      queueFinish<GROUPED>(p, t, gi, ti, acc[0][0]);
-      return;
-    }
-    unsigned* part = p.qpart + static_cast<size_t>(item) * p.m * 16;
-    if (2 * ti < p.m) {
-      __stcg(part + 2 * ti * 16 + gi, queueEncode(acc[0][0][0]));
-      __stcg(part + 2 * ti * 16 + gi + 8, queueEncode(acc[0][0][2]));
-    }
-    if (2 * ti + 1 < p.m) {
-      __stcg(part + (2 * ti + 1) * 16 + gi, queueEncode(acc[0][0][1]));
-      __stcg(part + (2 * ti + 1) * 16 + gi + 8, queueEncode(acc[0][0][3]));
-    }
-  };
-
-  for (bool more = accItem >= 0; more;) {
-#pragma unroll
-    for (int d = 0; d < DEPTH; ++d) {
-      if (!more) continue;
-      if (slot[d] < 0) {
-        more = false;
-        continue;
-      }
-      if (slot[d] >> 10 != accItem) {
-        flush(accItem);
-        acc[0][0][0] = acc[0][0][1] = acc[0][0][2] = acc[0][0][3] = 0.f;
-        accItem = slot[d] >> 10;
-      }
-      float tmp[1][1][4] = {{{0.f, 0.f, 0.f, 0.f}}};
-      unitMma<1, 1>(tmp, wb[d], slot[d] & 1023, p.k, ti, xRow, rowOk);
-      foldUnit<1, 1, GROUPED>(acc, tmp, sb[d]);
-      loadInto(wb[d], sb[d], slot[d], std::false_type{});
-    }
-  }
-  if (accItem >= 0) flush(accItem);
-}
-
 // ---- prefill: tiled tensor-core GEMM -------------------------------------------------------
 
 struct PrefillParams {
@@ -985,20 +783,6 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 std::atomic<int> l2AheadUnits{0};
 // w8a16SetDecodeLab: ring depth at m <= 8 (0: the launcher's).
 std::atomic<int> labSmallDepth{0};
-// w8a16SetQueueLab: chunk units (0: off) and static chunks a warp of the queue form.
-std::atomic<int> labQueueUnits{0}, labQueueStatic{0};
-// The queue form's partial sums: a region of its own after the counters, zero between calls
-// (the kernel zeroes what it reads), which split-K partials must never overlap.
-constexpr size_t kQueueBytes = size_t(16) << 20;
-size_t partialOffset() { return kCounterBytes + (labQueueUnits.load(std::memory_order_relaxed) > 0 ? kQueueBytes : 0); }
-// The queue form's items for weight w at chunks of `units` (0 where the kernel cannot take it: the
-// partials of m rows would overflow kQueueBytes, or a group index its 10-bit slot field).
-long long queueItems(const W8A16Weight& w, int m, int units) {
-  const int groups = w8a16Groups(w.k), u = std::min(units, groups);
-  const long long items = static_cast<long long>((w.n + 15) / 16) * ((groups + u - 1) / u);
-  const bool fits = groups <= 1024 && items < (1LL << 20) && items * m * 16 * sizeof(unsigned) <= kQueueBytes;
-  return fits ? items : 0;
-}
 #ifdef IVL_KERNEL_TRACE
 // w8a16SetPrologueUnits (trace build): ring units loaded before the PDL wait (0: all).
 std::atomic<int> labPrologueUnits{0};
@@ -1016,45 +800,20 @@ void w8a16SetPrologueUnits(int units) { w8a16::labPrologueUnits.store(std::max(0
 #endif
 
 void w8a16SetL2Ahead(int units) { w8a16::l2AheadUnits.store(std::max(0, units), std::memory_order_relaxed); }
-void w8a16SetQueueLab(int units, int staticItems) {
-  w8a16::labQueueUnits.store(std::max(0, units), std::memory_order_relaxed);
-  w8a16::labQueueStatic.store(std::max(0, staticItems), std::memory_order_relaxed);
-}
 void w8a16SetDecodeLab(int smallDepth) {
   w8a16::labSmallDepth.store(smallDepth == 2 || smallDepth == 4 ? smallDepth : 0, std::memory_order_relaxed);
 }
 
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg) {
-  if (cfg.queueUnits > 0) return w8a16::kCounterBytes + w8a16::kQueueBytes;
   if (cfg.splitK <= 1) return 0;
   const int tilesN = (w.n + 15) / 16;
   const int perBlock = cfg.tilesPerBlock * cfg.tilesPerWarp;
   const int blocksN = (tilesN + perBlock - 1) / perBlock;
   if (blocksN > w8a16::kMaxCounters) return static_cast<size_t>(-1);  // cannot split this wide a grid
-  return w8a16::partialOffset() + static_cast<size_t>(cfg.splitK) * m * w.n * sizeof(float);
-}
-
-namespace w8a16 {
-W8A16DecodeConfig chooseDecode8(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes);
+  return w8a16::kCounterBytes + static_cast<size_t>(cfg.splitK) * m * w.n * sizeof(float);
 }
 
 W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes) {
-  const W8A16DecodeConfig base = w8a16::chooseDecode8(w, m, smCount, workspaceBytes);
-  const int units = w8a16::labQueueUnits.load(std::memory_order_relaxed);
-  if (units <= 0 || m > 8 || base.depth != 4 || base.tilesPerWarp != 1) return base;
-  const int tilesN = (w.n + 15) / 16;
-  const long long baseBlocks =
-      static_cast<long long>((tilesN + base.tilesPerBlock - 1) / base.tilesPerBlock) * base.splitK;
-  if (baseBlocks > 2LL * smCount) return base;  // several waves: the block scheduler balances them
-  W8A16DecodeConfig c;
-  c.queueUnits = units;
-  c.queueStatic = w8a16::labQueueStatic.load(std::memory_order_relaxed);
-  if (w8a16::queueItems(w, m, units) == 0 || w8a16DecodeWorkspaceBytes(w, m, c) > workspaceBytes) return base;
-  return c;
-}
-
-namespace w8a16 {
-W8A16DecodeConfig chooseDecode8(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes) {
   // From the sweeps of 2026-11-28 (README): 2 tiles per block (each tile's K interleaved over 4
   // warps, so a block reads 8 KB contiguous per step) beat 4 and 8 at every real shape; split K
   // only until the grid has about two blocks per SM (the kv projections: 8 splits); 4 units in
@@ -1134,7 +893,6 @@ W8A16DecodeConfig chooseDecode8(const W8A16Weight& w, int m, int smCount, size_t
   }
   return withSplit(2, splitFor(2));
 }
-}  // namespace w8a16
 
 W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount) {
   // From the sweep of 2026-11-28 (README): 64x64 tiles (2 blocks/SM) when 128x128 tiles cannot
@@ -1159,8 +917,6 @@ size_t w8a16WorkspaceBytes(const W8A16Weight& w) {
 }
 
 namespace w8a16 {
-void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
-                void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu = false);
 // What every call passes (DecodeParams or PrefillParams): the weight, x, y, bias, their shapes.
 template <class Params = DecodeParams>
 Params callParams(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias) {
@@ -1178,51 +934,10 @@ Params callParams(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf1
   return p;
 }
 
-// The queue form (decodeQueueKernel) with an explicit configuration.
-void queueCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
-               void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu) {
-  ivl::require(m <= 8 && !silu, ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: the queue form takes m <= 8, no SiLU");
-  const int groups = w8a16Groups(w.k);
-  const int U = std::min(cfg.queueUnits, groups), C = (groups + U - 1) / U;
-  const long long items = queueItems(w, m, cfg.queueUnits);
-  ivl::require(items > 0, ivl::ErrorCode::InvalidArg,
-               "gemmW8A16Decode: the queue form's partials exceed its workspace area");
-  ivl::require(workspace != nullptr && workspaceBytes >= kCounterBytes + kQueueBytes &&
-                   reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
-               ivl::ErrorCode::InvalidArg, "gemmW8A16Decode: the queue form needs its zeroed workspace");
-  constexpr int kDepth = kQueueDepth, kWarps = kDecodeThreads / 32;
-  // Static run: at least one unit past the ring (no ticket before the PDL wait; one chunk may be
-  // short), by default about half of a warp's share.
-  const int minStatic = kDepth / U + 2;
-  const int slots = 2 * smCount();
-  const int r0 = std::max(minStatic, cfg.queueStatic > 0 ? cfg.queueStatic
-                                                         : static_cast<int>(items / 2 / (static_cast<long long>(slots) * kWarps)));
-  const long long blocks = std::min<long long>(slots, items / (static_cast<long long>(r0) * kWarps));
-  if (blocks < 1) {  // too small to share out: the plain kernel
-    W8A16DecodeConfig plain;
-    plain.tilesPerBlock = 2;
-    return decodeCall(w, x, m, y, bias, plain, workspace, workspaceBytes, stream, false);
-  }
-  DecodeParams p = callParams(w, x, m, y, bias);
-  p.chunkUnits = U;
-  p.chunksPerTile = C;
-  p.items = static_cast<int>(items);
-  p.staticItems = r0;
-  p.counters = static_cast<int*>(workspace);
-  p.ticket = p.counters + kMaxCounters - 1;
-  p.qpart = reinterpret_cast<unsigned*>(static_cast<char*>(workspace) + kCounterBytes);
-  const dim3 grid(static_cast<unsigned>(blocks));
-  if (w.scheme == Int8Scheme::PerGroup128)
-    launchMaybePdl(pdlEnabled(), decodeQueueKernel<true>, grid, dim3(kDecodeThreads), 0, stream, p);
-  else
-    launchMaybePdl(pdlEnabled(), decodeQueueKernel<false>, grid, dim3(kDecodeThreads), 0, stream, p);
-  IVL_CUDA_CHECK(cudaGetLastError());
-}
-
 // The decode kernel with an explicit configuration (the caller has checked w, x, m and y);
 // silu: the SILU form (y [m, N / 2] = silu(gate) · up of a stacked [gate | up] weight).
 void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
-                void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu) {
+                void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu = false) {
   if (m == 0) return;
   ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
@@ -1233,7 +948,6 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   const int groups = w8a16Groups(w.k);
   ivl::require(cfg.splitK >= 1 && cfg.splitK <= groups && cfg.splitK <= 65535, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: splitK must be in [1, K/128]");
-  if (cfg.queueUnits > 0) return queueCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, silu);
   w8a16::DecodeParams p = callParams(w, x, m, y, bias);
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
@@ -1259,7 +973,7 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
                  "gemmW8A16Decode: splitK > 1 needs a zeroed, 256-byte aligned workspace of " +
                      std::to_string(need) + " bytes");
     p.counters = static_cast<int*>(workspace);
-    p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::partialOffset());
+    p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
   }
   const dim3 grid(blocksN, cfg.splitK);
   if (w.scheme == Int8Scheme::PerGroup128)
@@ -1289,7 +1003,7 @@ bool gemmW8A16SiluMul(const W8A16Weight& w, const bf16* x, int m, bf16* y, cudaS
   if (m == 0) return true;
   if (m > kW8A16DecodeMaxM || w.n % 32 != 0) return false;
   const W8A16DecodeConfig cfg =
-      w8a16::chooseDecode8(w, m, w8a16::smCount(), workspace != nullptr ? workspaceBytes : 0);
+      w8a16ChooseDecode(w, m, w8a16::smCount(), workspace != nullptr ? workspaceBytes : 0);
   if (cfg.tilesPerWarp != 1) return false;  // two tiles per warp (m = 9..16) would be given up
   w8a16::decodeCall(w, x, m, y, nullptr, cfg, workspace, workspaceBytes, stream, true);
   return true;

@@ -14,10 +14,6 @@ struct W8A16DecodeConfig {
   int tilesPerWarp = 1;   // 1, or 2 (then depth 2): each warp's activation loads feed two tiles'
                           // MMAs; a block covers tilesPerBlock x tilesPerWarp tiles. The
                           // launcher picks 2 at m = 9..16 on wide per-channel weights.
-  int queueUnits = 0;     // > 0: the queue form (m <= 8): tiles cut into chunks of this many
-                          // units, shared out to a grid of the resident warps (tilesPerBlock,
-                          // splitK and depth are then unused)
-  int queueStatic = 0;    // queue form: chunks each warp streams before it takes tickets (0: auto)
 };
 
 enum class W8A16PrefillTile : int {
@@ -39,11 +35,6 @@ void w8a16SetL2Ahead(int units);
 // Decode kernel, process-wide, for the lab's layer-chain A/Bs: the ring depth at m <= 8 (2 or 4;
 // 0 = the launcher's).
 void w8a16SetDecodeLab(int smallDepth);
-
-// Lab, process-wide: single-wave decode grids at m <= 8 in the queue form with chunks of
-// `units` 128-column units (0: off, the default) and `staticItems` chunks a warp before the
-// queue (0: auto). Set before any workspace is sized: the queue's area shifts the split-K partials.
-void w8a16SetQueueLab(int units, int staticItems);
 
 #ifdef IVL_KERNEL_TRACE
 // Lab: the decode GEMVs record their blocks into buf (kernel_trace.h; null stops).
