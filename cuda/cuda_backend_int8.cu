@@ -16,9 +16,11 @@
 // matmul routes by the number of activation rows m (cuda/dev/w8a16/README.md measured the
 // crossovers on the 40B shapes):
 //   m <= 32        the weight-streaming decode kernel (1.5–1.8× cuBLAS bf16 at m = 1)
-//   32 < m <= 96   the tensor-core W8A16 kernel (beats dequantize + cuBLAS at m = 64)
-//   m > 96         dequantize into a bf16 scratch copy, then cuBLASLt (1.26× the bf16 GEMM
-//                  time at m = 1024, where the mma.sync kernel is 3.3×)
+//   32 < m <= 64   the tensor-core W8A16 kernel split along K, on weights of 2048 rows or more
+//                  (1.2–1.7× faster than dequantize + cuBLAS there; w8a16KernelBeatsDequant)
+//   otherwise      dequantize into a bf16 scratch copy, then cuBLASLt (as fast as the best
+//                  tensor-core tile at m = 96; 1.26× the bf16 GEMM time at m = 1024, where the
+//                  mma.sync kernel is 3.3×)
 #include <algorithm>
 
 #include "cuda_backend_impl.h"
@@ -32,7 +34,6 @@ namespace ivl::cuda {
 namespace {
 
 constexpr int64_t kDecodeMaxRows = kW8A16DecodeMaxM;  // 32
-constexpr int64_t kKernelMaxRows = 96;
 
 Int8Scheme schemeOf(WeightUse use) {
   return use == WeightUse::Int8PerGroup128 ? Int8Scheme::PerGroup128 : Int8Scheme::PerChannel;
@@ -105,14 +106,13 @@ void CudaBackend::Impl::quantizeRows(const Tensor& w, int64_t row0, const void* 
 void CudaBackend::Impl::matmulInt8(const Tensor& y, const Tensor& x, const Tensor& w, const bf16* bias) {
   const W8A16Weight d = int8View(w);
   const int64_t M = x.rows();
-  if (M > kKernelMaxRows) {
+  if (!w8a16KernelBeatsDequant(d, int(std::min<int64_t>(M, 1 << 30)))) {
     ScratchBlock deq(ctx->allocator, size_t(d.n) * size_t(d.k) * 2);  // W' [N, K] bf16
     dequantizeW8A16(d, deq.as<bf16>(), stream);
     gemm->run(y.ptr<bf16>(), x.ptr<bf16>(), deq.as<bf16>(), bias, M, d.n, d.k);
     return;
   }
-  const auto [ws, wsBytes] =
-      M <= kDecodeMaxRows ? int8DecodeWorkspace(w8a16WorkspaceBytes(d)) : std::pair<void*, size_t>{nullptr, 0};
+  const auto [ws, wsBytes] = int8DecodeWorkspace(w8a16WorkspaceBytes(d));
   gemmW8A16(d, x.ptr<bf16>(), int(M), y.ptr<bf16>(), bias, stream, ws, wsBytes);
 }
 

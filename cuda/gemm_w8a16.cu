@@ -206,16 +206,17 @@ __device__ __forceinline__ void accToRed(float (&red)[8][16 * TPW][MT * 8 + 1], 
 
 // Split-K, once the block's partials are written: whether it is the last block of its column
 // of blocks to arrive (block-uniform), the one that sums the partials and re-arms the counter.
-__device__ __forceinline__ bool lastToArrive(const DecodeParams& p) {
+__device__ __forceinline__ bool lastToArrive(int* counter, int arrivals) {
   __shared__ int amLast;
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) amLast = atomicAdd(p.counters + blockIdx.x, 1) == p.splitK - 1;
+  if (threadIdx.x == 0) amLast = atomicAdd(counter, 1) == arrivals - 1;
   __syncthreads();
   if (!amLast) return false;
   __threadfence();
   return true;
 }
+__device__ __forceinline__ bool lastToArrive(const DecodeParams& p) { return lastToArrive(p.counters + blockIdx.x, p.splitK); }
 
 // The SILU form's end (decodeKernel): block b's outputs y[mm][b·tb/2·16 + j], j < tb/2·16, from
 // the gate rows in warp tiles j / 16 and the up rows tb/2 tiles further on. Unsplit, the block
@@ -469,6 +470,9 @@ struct PrefillParams {
   const bf16* bias;      // [n] or null
   bf16* y;               // [m, n]
   int m, n, k, groups, tilesN;
+  int splitK;            // blocks along K (gridDim.z); > 1: fp32 partials through the workspace
+  float* partial;        // [splitK][m][n] (splitK > 1)
+  int* counters;         // one per output block tile, zero between calls (splitK > 1)
 };
 
 // BM, BN: block tile (rows of x, rows of W); the k tile is one 128-column group.
@@ -476,6 +480,9 @@ struct PrefillParams {
 // STAGES: cp.async pipeline depth (shared-memory buffers of x, W and group scales).
 // MINB:   blocks per SM asked of the register allocator (__launch_bounds__).
 // GROUPED: per-group scales: each k tile accumulates into a temporary that is scaled into acc.
+// Split along K (p.splitK = gridDim.z > 1, for skinny m where the output tiles alone leave SMs
+// idle): block z runs groups [G z / S, G (z + 1) / S) and stores its fp32 sums; the block tile's
+// last block to arrive adds the S partials in split order (deterministic) and finishes as unsplit.
 template <int BM, int BN, int WM, int WN, int STAGES, int MINB, bool GROUPED>
 struct Prefill {
   static constexpr int kThreads = WM * WN * 32;
@@ -500,6 +507,9 @@ __global__ void __launch_bounds__(WM* WN * 32, MINB) prefillKernel(const Prefill
   const int wm = warp / WN, wn = warp % WN;
   const int mBase = blockIdx.x * BM;
   const int tileBase = blockIdx.y * (BN / 16);
+  const int split = blockIdx.z;
+  const int g0 = static_cast<int>(static_cast<long long>(p.groups) * split / p.splitK);
+  const int nG = static_cast<int>(static_cast<long long>(p.groups) * (split + 1) / p.splitK) - g0;
 
   // Stage s: x [BM rows][16 chunks] (chunk c of row r stored at c ^ 4*(r & 1): the two rows a
   // quarter-warp reads land in different bank halves), W [BN/16 units][128 chunks], scales.
@@ -547,16 +557,16 @@ __global__ void __launch_bounds__(WM* WN * 32, MINB) prefillKernel(const Prefill
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < p.groups) loadStage(s, s);
+    if (s < nG) loadStage(s, g0 + s);
     cpAsyncCommit();
   }
 
-  for (int kt = 0; kt < p.groups; ++kt) {
+  for (int kt = 0; kt < nG; ++kt) {
     cpAsyncWait<STAGES - 2>();
     __syncthreads();  // stage kt landed for all threads; stage kt-1 is free to overwrite
     {
       const int next = kt + STAGES - 1;
-      if (next < p.groups) loadStage(next % STAGES, next);
+      if (next < nG) loadStage(next % STAGES, g0 + next);
       cpAsyncCommit();
     }
     const int s = kt % STAGES;
@@ -633,6 +643,55 @@ __global__ void __launch_bounds__(WM* WN * 32, MINB) prefillKernel(const Prefill
 
   // Epilogue: acc[mi][nb] = rows (gi, gi + 8) x columns (2ti, 2ti + 1) of n8 block nb.
   const bool pairStore = (p.n % 2) == 0;
+  if (p.splitK > 1) {
+    // This split's sums (unscaled per channel: the scale is linear), then, in the block tile's
+    // last block, every split's sums in split order in place of acc. Columns are even, so with
+    // an even n a pair is 8-byte aligned.
+    auto forEach = [&](auto&& f) {
+#pragma unroll
+      for (int nt = 0; nt < P::kNT; ++nt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int mi = 0; mi < P::kMI; ++mi)
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+              const int col = (tileBase + wn * P::kNT + nt) * 16 + 8 * h + 2 * ti;
+              const int row = mBase + wm * P::kWarpM + mi * 16 + gi + 8 * half;
+              if (col < p.n && row < p.m) f(acc[mi][nt * 2 + h], half, static_cast<size_t>(row) * p.n + col, col + 1 < p.n);
+            }
+    };
+    const size_t splitStride = static_cast<size_t>(p.m) * p.n;
+    forEach([&](float(&a)[4], int half, size_t at, bool has1) {
+      float* dst = p.partial + split * splitStride + at;
+      if (pairStore && has1) {
+        __stcg(reinterpret_cast<float2*>(dst), make_float2(a[2 * half], a[2 * half + 1]));
+      } else {
+        __stcg(dst, a[2 * half]);
+        if (has1) __stcg(dst + 1, a[2 * half + 1]);
+      }
+    });
+    int* counter = p.counters + blockIdx.y * gridDim.x + blockIdx.x;
+    if (!lastToArrive(counter, p.splitK)) return;
+    forEach([&](float(&a)[4], int half, size_t at, bool has1) {
+      const float* src = p.partial + at;
+      float v0 = 0.f, v1 = 0.f;
+      for (int s0 = 0; s0 < p.splitK; s0 += 4) {  // four splits' loads in flight, summed in order
+        float t0[4], t1[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const bool ok = s0 + j < p.splitK;
+          t0[j] = ok ? __ldcg(src + (s0 + j) * splitStride) : 0.f;
+          t1[j] = ok && has1 ? __ldcg(src + (s0 + j) * splitStride + 1) : 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v0 += t0[j], v1 += t1[j];
+      }
+      a[2 * half] = v0;
+      a[2 * half + 1] = v1;
+    });
+    if (threadIdx.x == 0) *counter = 0;
+  }
 #pragma unroll
   for (int nt = 0; nt < P::kNT; ++nt)
 #pragma unroll
@@ -738,7 +797,7 @@ void launchPrefillT(const PrefillParams& p, cudaStream_t stream) {
   auto kernel = prefillKernel<BM, BN, WM, WN, STAGES, MINB, GROUPED>;
   static std::atomic<unsigned long long> done{0};
   ensureSmem(kernel, P::kSmemBytes, done);
-  const dim3 grid((p.m + BM - 1) / BM, (p.tilesN * 16 + BN - 1) / BN);
+  const dim3 grid((p.m + BM - 1) / BM, (p.tilesN * 16 + BN - 1) / BN, p.splitK);
   kernel<<<grid, P::kThreads, P::kSmemBytes, stream>>>(p);
 }
 
@@ -749,6 +808,8 @@ void launchPrefillTile(const PrefillParams& p, W8A16PrefillTile tile, cudaStream
     case W8A16PrefillTile::M128N128S4: launchPrefillT<128, 128, 2, 4, 4, 1, GROUPED>(p, stream); break;
     case W8A16PrefillTile::M64N128S4: launchPrefillT<64, 128, 2, 4, 4, 1, GROUPED>(p, stream); break;
     case W8A16PrefillTile::M64N64S4: launchPrefillT<64, 64, 2, 2, 4, 2, GROUPED>(p, stream); break;
+    case W8A16PrefillTile::M32N128S4: launchPrefillT<32, 128, 1, 8, 4, 2, GROUPED>(p, stream); break;
+    case W8A16PrefillTile::M64N128W8S3: launchPrefillT<64, 128, 1, 8, 3, 2, GROUPED>(p, stream); break;
   }
 }
 
@@ -777,6 +838,29 @@ size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 // split-K partials [splitK][m][n]. A grid wider than kMaxCounters blocks runs without split-K.
 constexpr int kMaxCounters = 8192;
 constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
+// The split tensor-core kernel's partials are held to this many bytes (w8a16WorkspaceBytes
+// reserves them for every weight: a bound the backend can size its one workspace by, without
+// running the chooser over every m).
+constexpr size_t kPrefillPartialBytes = size_t(32) << 20;
+
+struct PrefillShape {
+  int bm, bn, perSm;  // block tile, resident blocks per SM (shared memory / registers)
+};
+PrefillShape prefillShape(W8A16PrefillTile t) {
+  switch (t) {
+    case W8A16PrefillTile::M128N128S3: return {128, 128, 1};
+    case W8A16PrefillTile::M128N128S4: return {128, 128, 1};
+    case W8A16PrefillTile::M64N128S4: return {64, 128, 1};
+    case W8A16PrefillTile::M64N64S4: return {64, 64, 2};
+    case W8A16PrefillTile::M32N128S4: return {32, 128, 2};
+    case W8A16PrefillTile::M64N128W8S3: return {64, 128, 2};
+  }
+  throw ivl::Error(ivl::ErrorCode::InvalidArg, "W8A16: unknown prefill tile " + std::to_string(static_cast<int>(t)));
+}
+long long prefillBlockTiles(const W8A16Weight& w, int m, W8A16PrefillTile t) {
+  const PrefillShape sh = prefillShape(t);
+  return static_cast<long long>((m + sh.bm - 1) / sh.bm) * ((static_cast<long long>(w.n + 15) / 16 * 16 + sh.bn - 1) / sh.bn);
+}
 
 // DecodeParams::l2Ahead for every call (w8a16SetL2Ahead; 0: the lab measured every distance
 // slower, README).
@@ -894,6 +978,48 @@ W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, si
   return withSplit(2, splitFor(2));
 }
 
+size_t w8a16PrefillWorkspaceBytes(const W8A16Weight& w, int m, const W8A16PrefillConfig& cfg) {
+  if (cfg.splitK <= 1) return 0;
+  if (w8a16::prefillBlockTiles(w, m, cfg.tile) > w8a16::kMaxCounters) return static_cast<size_t>(-1);
+  return w8a16::kCounterBytes + static_cast<size_t>(cfg.splitK) * m * w.n * sizeof(float);
+}
+
+W8A16PrefillConfig w8a16ChoosePrefillConfig(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes) {
+  // Fitted to the skinny sweep of 2026-11-29 (lab README, session 11; m = 48 and 64 on the 40B
+  // and 76B shapes). Up to m = 64 the skinny tiles, whose 8 warps side by side along N dequantize
+  // each weight fragment once: 64x128 where N has 16 or more 128-row blocks, split along K to
+  // about one wave (at most 4; 2 when the unsplit grid is one to two waves), e.g. the 40B qkv
+  // 94.6 -> 64.5 us at m = 48 (3 splits), down 160.6 -> 120.4 (4), gate/up 245 -> 209 (2),
+  // against the 64x64 tile unsplit; 32x128 split up to 8 on narrower weights (the kv
+  // projections, 59.9 -> 20.7). Above m = 64, the earlier tiles unsplit (the backend
+  // dequantizes for cuBLAS there instead: w8a16KernelBeatsDequant).
+  W8A16PrefillConfig c;
+  if (m > 64) {
+    c.tile = w8a16ChoosePrefill(w, m, smCount);
+    return c;
+  }
+  const long long blocksN128 = (static_cast<long long>(w.n) + 127) / 128;
+  const bool narrow = blocksN128 < 16;
+  c.tile = narrow ? W8A16PrefillTile::M32N128S4 : W8A16PrefillTile::M64N128W8S3;
+  const long long tiles = w8a16::prefillBlockTiles(w, m, c.tile);
+  const long long slots = static_cast<long long>(w8a16::prefillShape(c.tile).perSm) * smCount;
+  long long want = tiles <= slots ? std::min<long long>(narrow ? 8 : 4, slots / tiles) : tiles < 2 * slots ? 2 : 1;
+  want = std::min<long long>(want, w8a16Groups(w.k));
+  for (c.splitK = static_cast<int>(want); c.splitK > 1; --c.splitK) {
+    const size_t need = w8a16PrefillWorkspaceBytes(w, m, c);
+    if (need <= workspaceBytes && need - w8a16::kCounterBytes <= w8a16::kPrefillPartialBytes) break;
+  }
+  return c;
+}
+
+bool w8a16KernelBeatsDequant(const W8A16Weight& w, int m) {
+  // Same sweep: at m = 48-64 dequantize + cuBLAS bf16 beat the best split tile on the kv
+  // projections (40B k 16.6 / 17.9 us against 20.7 / 21.0), and at m = 96 on nearly every shape
+  // (40B gate/up 376 against 385, down 193 against 206); the decode kernel wins up to m = 32.
+  if (m <= kW8A16DecodeMaxM) return true;
+  return m <= 64 && (static_cast<long long>(w.n) + 127) / 128 >= 16;
+}
+
 W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount) {
   // From the sweep of 2026-11-28 (README): 64x64 tiles (2 blocks/SM) when 128x128 tiles cannot
   // fill half the GPU or m <= 64, or at m <= 256 when N is wide enough for 6 waves of 64x64
@@ -913,7 +1039,8 @@ size_t w8a16WorkspaceBytes(const W8A16Weight& w) {
     const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, static_cast<size_t>(-1));
     bytes = std::max(bytes, w8a16DecodeWorkspaceBytes(w, m, cfg));
   }
-  return bytes;
+  // The tensor-core kernel split along K (m > kW8A16DecodeMaxM): its partials' cap.
+  return std::max(bytes, w8a16::kCounterBytes + w8a16::kPrefillPartialBytes);
 }
 
 namespace w8a16 {
@@ -1015,18 +1142,38 @@ void gemmW8A16SiluMulDecode(const W8A16Weight& w, const bf16* x, int m, bf16* y,
   w8a16::decodeCall(w, x, m, y, nullptr, cfg, workspace, workspaceBytes, stream, true);
 }
 
-void gemmW8A16Prefill(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
-                      W8A16PrefillTile tile, cudaStream_t stream) {
+void gemmW8A16PrefillSplit(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
+                           const W8A16PrefillConfig& cfg, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
   w8a16::checkCall(w, x, m, y, "gemmW8A16Prefill");
   if (m == 0) return;
   w8a16::PrefillParams p = w8a16::callParams<w8a16::PrefillParams>(w, x, m, y, bias);
   ivl::require((static_cast<long long>(p.tilesN) * 16 + 63) / 64 <= 65535, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Prefill: N too large for the grid");
+  ivl::require(cfg.splitK >= 1 && cfg.splitK <= p.groups && cfg.splitK <= 65535, ivl::ErrorCode::InvalidArg,
+               "gemmW8A16Prefill: splitK must be in [1, K/128], got " + std::to_string(cfg.splitK));
+  p.splitK = cfg.splitK;
+  if (cfg.splitK > 1) {
+    const size_t need = w8a16PrefillWorkspaceBytes(w, m, cfg);
+    ivl::require(need != static_cast<size_t>(-1), ivl::ErrorCode::InvalidArg,
+                 "gemmW8A16Prefill: splitK > 1 supports at most " + std::to_string(w8a16::kMaxCounters) +
+                     " block tiles");
+    ivl::require(workspace != nullptr && workspaceBytes >= need && reinterpret_cast<uintptr_t>(workspace) % 256 == 0,
+                 ivl::ErrorCode::InvalidArg,
+                 "gemmW8A16Prefill: splitK > 1 needs a zeroed, 256-byte aligned workspace of " + std::to_string(need) +
+                     " bytes");
+    p.counters = static_cast<int*>(workspace);
+    p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
+  }
   if (w.scheme == Int8Scheme::PerGroup128)
-    w8a16::launchPrefillTile<true>(p, tile, stream);
+    w8a16::launchPrefillTile<true>(p, cfg.tile, stream);
   else
-    w8a16::launchPrefillTile<false>(p, tile, stream);
+    w8a16::launchPrefillTile<false>(p, cfg.tile, stream);
   IVL_CUDA_CHECK(cudaGetLastError());
+}
+
+void gemmW8A16Prefill(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
+                      W8A16PrefillTile tile, cudaStream_t stream) {
+  gemmW8A16PrefillSplit(w, x, m, y, bias, W8A16PrefillConfig{tile, 1}, nullptr, 0, stream);
 }
 
 void gemmW8A16(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, cudaStream_t stream,
@@ -1037,7 +1184,8 @@ void gemmW8A16(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* 
   if (m <= kW8A16DecodeMaxM) {
     w8a16::decodeChosen(w, x, m, y, bias, sms, workspace, workspaceBytes, stream);
   } else {
-    gemmW8A16Prefill(w, x, m, y, bias, w8a16ChoosePrefill(w, m, sms), stream);
+    const size_t ws = workspace != nullptr ? workspaceBytes : 0;
+    gemmW8A16PrefillSplit(w, x, m, y, bias, w8a16ChoosePrefillConfig(w, m, sms, ws), workspace, ws, stream);
   }
 }
 

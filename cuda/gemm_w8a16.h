@@ -48,6 +48,11 @@ void gemmW8A16(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat1
                const __nv_bfloat16* bias, cudaStream_t stream, void* workspace = nullptr,
                size_t workspaceBytes = 0);
 
+// Whether gemmW8A16 is faster for m rows of w than dequantizing w to bf16 and running cuBLAS
+// (measured on the H200, lab README): always up to kW8A16DecodeMaxM rows, up to 64 on weights of
+// 2048 rows or more, never above.
+bool w8a16KernelBeatsDequant(const W8A16Weight& w, int m);
+
 // The stacked [gate | up] projection and the MLP activation in one decode kernel: w is [2F, K]
 // (gate rows, then up rows; F % 16 == 0), y [m, F] = silu(x · gateᵀ) · (x · upᵀ), each product
 // rounded to bf16 before the activation as gemmW8A16 then siluMulHalves would (the same bits).

@@ -21,12 +21,25 @@ enum class W8A16PrefillTile : int {
   M128N128S4 = 1,  // same, 4 stages, 192 KB smem
   M64N128S4 = 2,   // 64x128, 8 warps (2x4, warp tile 32x32), 4 stages, 128 KB smem
   M64N64S4 = 3,    // 64x64, 4 warps (2x2, warp tile 32x32), 4 stages, 96 KB smem (2 blocks/SM)
+  // Skinny m (a batch of decode rows): 8 warps side by side along N, so each weight fragment is
+  // dequantized once per block, and 2 blocks/SM; meant to run split along K.
+  M32N128S4 = 4,   // 32x128, 8 warps (1x8, warp tile 32x16), 4 stages, 96 KB smem
+  M64N128W8S3 = 5, // 64x128, 8 warps (1x8, warp tile 64x16), 3 stages, 96 KB smem
 };
-constexpr int kW8A16PrefillTileCount = 4;
+constexpr int kW8A16PrefillTileCount = 6;
+
+// The tensor-core kernel's configuration: its tile and the blocks along K (> 1: partial sums
+// through the workspace, reduced in split order by each block tile's last block).
+struct W8A16PrefillConfig {
+  W8A16PrefillTile tile = W8A16PrefillTile::M64N64S4;
+  int splitK = 1;
+};
 
 // What the launcher would choose.
 W8A16DecodeConfig w8a16ChooseDecode(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes);
 W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount);
+// The launcher's tensor-core configuration for m rows (tile and split), within workspaceBytes.
+W8A16PrefillConfig w8a16ChoosePrefillConfig(const W8A16Weight& w, int m, int smCount, size_t workspaceBytes);
 
 // Decode kernel: weight units per warp to prefetch into L2 ahead of the register ring
 // (prefetch.global.L2), 0 = none. Process-wide, for the lab's sweep.
@@ -57,5 +70,10 @@ void gemmW8A16SiluMulDecode(const W8A16Weight& w, const __nv_bfloat16* x, int m,
                             cudaStream_t stream);
 void gemmW8A16Prefill(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
                       const __nv_bfloat16* bias, W8A16PrefillTile tile, cudaStream_t stream);
+// Split along K (cfg.splitK > 1 needs a zeroed workspace of w8a16PrefillWorkspaceBytes).
+void gemmW8A16PrefillSplit(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
+                           const __nv_bfloat16* bias, const W8A16PrefillConfig& cfg, void* workspace,
+                           size_t workspaceBytes, cudaStream_t stream);
+size_t w8a16PrefillWorkspaceBytes(const W8A16Weight& w, int m, const W8A16PrefillConfig& cfg);
 
 }  // namespace ivl::cuda

@@ -31,6 +31,7 @@
 #include "check.h"
 #include "cpu/cpu_backend.h"
 #include "cuda_backend.h"
+#include "gemm_w8a16.h"
 #include "quantize_int8.h"
 #include "runtime/bf16.h"
 #include "runtime/f16.h"
@@ -939,15 +940,22 @@ void checkInt8Same(Harness& h, const Tensor& wc, const Tensor& wg, const std::st
                std::to_string(sDiff) + " scales differ, " + std::to_string(padBad) + " bad padding)");
 }
 
-const char* int8Route(int64_t M) { return M <= 32 ? "w8a16 decode" : M <= 96 ? "w8a16 mma" : "dequant+cuBLASLt"; }
+// The backend's route for M rows of an N-row int8 weight (cuda_backend_int8.cu).
+bool int8Kernel(int64_t M, int64_t N) {
+  const cuda::W8A16Weight w{nullptr, nullptr, static_cast<int>(N), 8, cuda::Int8Scheme::PerChannel};
+  return cuda::w8a16KernelBeatsDequant(w, static_cast<int>(M));
+}
+const char* int8Route(int64_t M, int64_t N) {
+  return M <= 32 ? "w8a16 decode" : int8Kernel(M, N) ? "w8a16 mma split" : "dequant+cuBLASLt";
+}
 
-// Tolerance of the int8 matmul (rtol 2^-6 throughout). M <= 96, the W8A16 kernels: exact
+// Tolerance of the int8 matmul (rtol 2^-6 throughout). The W8A16 kernels: exact
 // integer weights and fp32 scales, so only fp32 summation order and the bf16 output differ
-// from the CPU: the default atol 2^-7·rms. M > 96 rounds W' = q·s to bf16 once before
+// from the CPU: the default atol 2^-7·rms. Dequantize + cuBLASLt rounds W' = q·s to bf16 once before
 // cuBLASLt (quantize_int8.h: dequantizeW8A16), not the contract's fp32 W': a relative error
 // of rms ≈ 1.7e-3 per weight, so ≈ 1.7e-3·rms(row) per output; int8Weights' rows reach
 // 2.6× the global rms, so ≈ 4.3e-3·rms per element: atol 2^-5·rms is over 7 sigma.
-double int8Atol(int64_t M) { return M <= 96 ? 1.0 / 128 : 1.0 / 32; }
+double int8Atol(int64_t M, int64_t N) { return int8Kernel(M, N) ? 1.0 / 128 : 1.0 / 32; }
 
 // y = x · W'ᵀ (+ b) with W' = q · s: CUDA (routes by M, gemm_w8a16 / dequantize + cuBLASLt)
 // against the CPU's fp32 product with the same q and s (int8Atol for the tolerance).
@@ -962,7 +970,7 @@ void testMatmulInt8(Harness& h, int64_t M, int64_t N, int64_t K, WeightUse use, 
   Pair y = h.empty({M, N});
   h.cpu.matmul(y.c, x.c, wc, bias ? &b.c : nullptr);
   h.gpu.matmul(y.g, x.g, wg, bias ? &b.g : nullptr);
-  h.compare("matmul int8", dims({M, N, K}) + scheme + (bias ? "+b" : ""), y, 1.0 / 64, int8Atol(M), int8Route(M));
+  h.compare("matmul int8", dims({M, N, K}) + scheme + (bias ? "+b" : ""), y, 1.0 / 64, int8Atol(M, N), int8Route(M, N));
 }
 
 StoredTensor storedBf16(const char* name, const std::vector<uint16_t>& data, int64_t rows, int64_t cols) {
@@ -999,7 +1007,8 @@ void testStackedInt8(Harness& h, int64_t M, int64_t K, WeightUse use) {
     Pair y = h.empty({M, Nq + Nk + Nv});
     h.cpu.matmul(y.c, x.c, allC, &b.c);
     h.gpu.matmul(y.g, x.g, stack, &b.g);
-    h.compare("matmul int8", dims({M, Nq + Nk + Nv, K}) + scheme + " stacked+b", y, 1.0 / 64, int8Atol(M), int8Route(M));
+    h.compare("matmul int8", dims({M, Nq + Nk + Nv, K}) + scheme + " stacked+b", y, 1.0 / 64, int8Atol(M, Nq + Nk + Nv),
+              int8Route(M, Nq + Nk + Nv));
   }
   const int64_t begins[3] = {0, Nq, Nq + Nk}, counts[3] = {Nq, Nk, Nv};
   for (int p = 0; p < 3; ++p) {
@@ -1008,7 +1017,7 @@ void testStackedInt8(Harness& h, int64_t M, int64_t K, WeightUse use) {
     h.cpu.matmul(y.c, x.c, allC.slice0(begins[p], counts[p]), &bc);
     h.gpu.matmul(y.g, x.g, stack.slice0(begins[p], counts[p]), &bg);
     h.compare("matmul int8", dims({M, counts[p], K}) + scheme + " slice " + std::to_string(begins[p]), y, 1.0 / 64,
-              int8Atol(M), int8Route(M));
+              int8Atol(M, counts[p]), int8Route(M, counts[p]));
   }
   const std::vector<uint16_t> odd = int8Weights(h, 40, K);
   const StoredTensor so = storedBf16("odd", odd, 40, K);
@@ -1030,7 +1039,7 @@ void testMatmulSiluInt8(Harness& h, int64_t M, int64_t F, int64_t K, WeightUse u
   Pair y = h.empty({M, F}), gu = h.empty({M, 2 * F});
   h.cpu.matmulSiluMulHalves(y.c, x.c, wc, gu.c);
   h.gpu.matmulSiluMulHalves(y.g, x.g, wg, gu.g);
-  h.compare("matmulSiluMulHalves int8", shape, y, 1.0 / 32, int8Atol(M), int8Route(M));
+  h.compare("matmulSiluMulHalves int8", shape, y, 1.0 / 32, int8Atol(M, 2 * F), int8Route(M, 2 * F));
   Tensor gu2 = h.gpu.alloc(DType::BF16, {M, 2 * F}), y2 = h.gpu.alloc(DType::BF16, {M, F});
   h.gpu.matmul(gu2, x.g, wg, nullptr);
   h.gpu.siluMulHalves(y2, gu2);
@@ -1329,8 +1338,8 @@ int main(int argc, char** argv) {
     testUploadCache(h);
     testCopyFrom(h, S);
 
-    // int8 (W8A16): both schemes, m = 1, 16, 32 | 33, 96 | 97, 200 (the decode kernel, the
-    // tensor-core kernel, dequantize + cuBLASLt); K = 200 and 904 end in a partial 128-column
+    // int8 (W8A16): both schemes, m = 1, 16, 32 | 33, 96 | 97, 200 (the decode kernel, then on
+    // this narrow weight dequantize + cuBLASLt; the split tensor-core kernel on the wide ones below); K = 200 and 904 end in a partial 128-column
     // group, K = 72 is one short group; N not a multiple of 16.
     for (WeightUse use : {WeightUse::Int8PerChannel, WeightUse::Int8PerGroup128}) {
       for (int64_t M : {int64_t(1), int64_t(16), int64_t(32), int64_t(33), int64_t(96), int64_t(97), int64_t(200)}) {
@@ -1340,6 +1349,8 @@ int main(int argc, char** argv) {
       testMatmulInt8(h, 1, 128, 4096, use, false);  // N small, K long: the decode kernel's split-K
       testMatmulInt8(h, 17, 128, 4096, use, true);
       testMatmulInt8(h, 12, 4352, 264, use, true);  // m 9..16 on a wide weight: two tiles per warp
+      testMatmulInt8(h, 48, 4352, 904, use, true);  // the split tensor-core kernel: 64x128 tiles, 8 groups
+      testMatmulInt8(h, 64, 2056, 4096, use, false);  // 17 blocks of 128 rows, the last partial, split K
       testStackedInt8(h, 5, 264, use);
       for (int64_t M : {1, 3, 12, 33}) testMatmulSiluInt8(h, M, 80, 4096, use);  // split K, odd tile pairs
       if (!S) {

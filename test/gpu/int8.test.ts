@@ -2,7 +2,7 @@
  * int8 (W8A16) on the CUDA backend (issue #7), GPU machine only.
  *
  * 1. Fixtures, teacher-forced (every golden prompt + continuation prefix, one sequence each,
- *    in one request; image prompts run prefill with more than 96 rows: dequantize + cuBLAS):
+ *    in one request; image prompts run prefill with more than 64 rows: dequantize + cuBLAS):
  *    - CUDA int8 vs the CPU int8 engine (same quantization numerics, fp32 activations): the
  *      worst position's max|Δ|/max|logit| no larger than CUDA bf16's against the CPU fp32 engine
  *      at the same positions (×1.25), or 5e-2: the int8 path adds nothing beyond bf16 noise;

@@ -18,6 +18,9 @@
 //   ./w8a16 ceiling [--reps N]     read bandwidth of the 40B weight shapes with no compute (plain
 //                                  read, the decode kernel's access pattern) beside the GEMV and
 //                                  a device-to-device copy: what the GEMV could reach at best
+//   ./w8a16 skinny-sweep [--reps N]  m = 17..256 (W8A16_SKINNY_MS): the launcher, every tensor-core
+//                                  tile x K split, cuBLAS bf16 and dequantize + cuBLAS on the
+//                                  40B / 76B shapes
 //
 // Tolerance (validate): |y - ref| <= 2^-8 |ref| + 2e-5 * sum_k |W'[n,k] x[m,k]|, with ref the
 // fp64 product of x with W' = q * s. The first term is bf16 output rounding (half an ulp is
@@ -600,11 +603,19 @@ static int runValidate(bool small, bool race) {
             }
           }
         }
-        if (small || race || m == 1 || m == 7 || m == 16 || m == 33 || m == 118 || m == 152 || m == 1024) {
+        if (small || race || m == 1 || m == 7 || m == 16 || m == 24 || m == 33 || m == 64 || m == 118 || m == 152 ||
+            m == 1024) {
           for (int t = 0; t < kW8A16PrefillTileCount; ++t) {
             const std::string cls2 = m <= 32 ? "prefill kernel at m<=32" : cls;
             check("prefill tile" + std::to_string(t), cls2,
                   [&] { gemmW8A16Prefill(wq, dX.p, m, dY.p, biasP, static_cast<W8A16PrefillTile>(t), stream); });
+            // Split along K: 3 (uneven group counts per split) and one group a split.
+            for (int split : {3, w8a16Groups(k)}) {
+              const W8A16PrefillConfig c{static_cast<W8A16PrefillTile>(t), split};
+              if (split < 2 || split > w8a16Groups(k) || w8a16PrefillWorkspaceBytes(wq, m, c) > ws.n) continue;
+              check("prefill tile" + std::to_string(t) + " split" + std::to_string(split), cls2,
+                    [&] { gemmW8A16PrefillSplit(wq, dX.p, m, dY.p, biasP, c, ws.p, ws.n, stream); });
+            }
           }
         }
       }
@@ -1347,8 +1358,9 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
         d = w8a16ChooseDecode(wgr, m, sms, ws.n);
         cfgGr = fmt("decode tb%d split%d depth%d", d.tilesPerBlock, d.splitK, d.depth);
       } else {
-        cfgPc = fmt("prefill tile%d", static_cast<int>(w8a16ChoosePrefill(wpc, m, sms)));
-        cfgGr = fmt("prefill tile%d", static_cast<int>(w8a16ChoosePrefill(wgr, m, sms)));
+        const auto cp = w8a16ChoosePrefillConfig(wpc, m, sms, ws.n), cg = w8a16ChoosePrefillConfig(wgr, m, sms, ws.n);
+        cfgPc = fmt("prefill tile%d split%d", static_cast<int>(cp.tile), cp.splitK);
+        cfgGr = fmt("prefill tile%d split%d", static_cast<int>(cg.tile), cg.splitK);
       }
       emit("w8a16 per-channel", cfgPc, tPc, wBytesPc);
       emit("w8a16 per-group128", cfgGr, tGr, wBytesGr);
@@ -1547,6 +1559,94 @@ static int runSiluSweep(int n, int k, int reps) {
           std::printf("  tb%d depth%d: plain %.2f  silu %.2f\n", tb, depth, up, us);
         }
     }
+  return 0;
+}
+
+// Skinny m (batched decode rows, 17..256): the launcher against every tensor-core tile x K split,
+// the decode kernel (m <= 32), cuBLAS bf16 and dequantize + cuBLAS, per channel (per group: the
+// launcher only), L2 flushed, median of reps. W8A16_SKINNY_MS=a,b,... sets the m list. What the
+// launcher's split model and the backend's kernel / cuBLAS bound are checked against.
+static int runSkinnySweep(int reps) {
+  cudaStream_t stream;
+  CK(cudaStreamCreate(&stream));
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  lab::CublasBf16 cublas;
+  Timer timer(stream, reps);
+  std::vector<int> ms = {17, 24, 32, 48, 64, 96, 128, 160, 192, 256};
+  if (const char* only = std::getenv("W8A16_SKINNY_MS")) {
+    ms.clear();
+    for (const char* c = only; *c != 0;) {
+      ms.push_back(std::atoi(c));
+      while (*c != 0 && *c != ',') ++c;
+      if (*c == ',') ++c;
+    }
+  }
+  const int mMax = *std::max_element(ms.begin(), ms.end());
+  const std::vector<BenchShape> shapes = {
+      {"40B", "qkv_fused", 9216, 7168}, {"40B", "k_proj", 1024, 7168},        {"40B", "o_proj", 7168, 7168},
+      {"40B", "gate_up_fused", 40960, 7168}, {"40B", "down_proj", 7168, 20480}, {"76B", "q_proj", 8192, 8192},
+      {"76B", "kv_proj", 1024, 8192},   {"76B", "gate_proj", 28672, 8192},   {"76B", "down_proj", 8192, 28672},
+  };
+  const W8A16PrefillTile tiles[] = {W8A16PrefillTile::M32N128S4, W8A16PrefillTile::M64N128W8S3,
+                                    W8A16PrefillTile::M64N64S4, W8A16PrefillTile::M64N128S4,
+                                    W8A16PrefillTile::M128N128S4};
+  std::printf("skinny m sweep (us, L2 flushed, median of %d); x: cuBLAS bf16 time / ours\n", reps);
+  for (const BenchShape& sh : shapes) {
+    const int n = sh.n, k = sh.k, groups = w8a16Groups(k);
+    Dev<bf16> dW(static_cast<size_t>(n) * k), dWd(static_cast<size_t>(n) * k), dX(static_cast<size_t>(mMax) * k),
+        dY(static_cast<size_t>(mMax) * n);
+    Dev<uint8_t> dP(w8a16PackedBytes(n, k)), dP2(w8a16PackedBytes(n, k)), ws(256u << 20);
+    Dev<float> dSc(w8a16ScaleCount(n, k, Int8Scheme::PerChannel)), dSg(w8a16ScaleCount(n, k, Int8Scheme::PerGroup128));
+    fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 17 + n + k, 0.02f);
+    fillRandomBf16<<<1024, 256, 0, stream>>>(dX.p, dX.n, 99 + k, 1.0f);
+    const W8A16Weight wpc{dP.p, dSc.p, n, k, Int8Scheme::PerChannel}, wgr{dP2.p, dSg.p, n, k, Int8Scheme::PerGroup128};
+    quantizeW8A16(dW.p, wpc, stream);
+    quantizeW8A16(dW.p, wgr, stream);
+    CK(cudaMemsetAsync(ws.p, 0, ws.n, stream));
+    CK(cudaStreamSynchronize(stream));
+    // The backend's workspace: what w8a16WorkspaceBytes asks for.
+    const size_t wsLauncher = std::min(ws.n, w8a16WorkspaceBytes(wpc));
+    for (int m : ms) {
+      const double tCb = cublas.ok() ? timer.median([&] { cublas.gemm(dX.p, dW.p, dY.p, m, n, k, stream); }) : NAN;
+      const double tDeq = timer.median([&] {
+        dequantizeW8A16(wpc, dWd.p, stream);
+        cublas.gemm(dX.p, dWd.p, dY.p, m, n, k, stream);
+      });
+      const double tPc = timer.median([&] { gemmW8A16(wpc, dX.p, m, dY.p, nullptr, stream, ws.p, wsLauncher); });
+      const double tGr = timer.median([&] { gemmW8A16(wgr, dX.p, m, dY.p, nullptr, stream, ws.p, wsLauncher); });
+      std::string launcher;
+      if (m <= kW8A16DecodeMaxM) {
+        const auto d = w8a16ChooseDecode(wpc, m, sms, wsLauncher);
+        launcher = fmt("decode tb%d split%d depth%d tpw%d", d.tilesPerBlock, d.splitK, d.depth, d.tilesPerWarp);
+      } else {
+        const auto c = w8a16ChoosePrefillConfig(wpc, m, sms, wsLauncher);
+        launcher = fmt("tile%d split%d", static_cast<int>(c.tile), c.splitK);
+      }
+      std::string best;
+      double bestUs = 1e30;
+      std::string lines;
+      for (W8A16PrefillTile t : tiles) {
+        std::string line = fmt("    tile%d:", static_cast<int>(t));
+        for (int split : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32}) {
+          if (split > groups) continue;
+          const W8A16PrefillConfig c{t, split};
+          if (w8a16PrefillWorkspaceBytes(wpc, m, c) > ws.n) continue;
+          const double us =
+              timer.median([&] { gemmW8A16PrefillSplit(wpc, dX.p, m, dY.p, nullptr, c, ws.p, ws.n, stream); });
+          line += fmt(" s%d %.1f", split, us);
+          if (us < bestUs) bestUs = us, best = fmt("tile%d split%d", static_cast<int>(t), split);
+        }
+        lines += line + "\n";
+      }
+      std::printf("%s %-14s N=%5d K=%5d m=%4d | cuBLAS %7.1f  deq+cuBLAS %7.1f | launcher pc %7.1f (x%.2f, %s)  grp %7.1f "
+                  "(x%.2f) | best tensor-core %7.1f (x%.2f, %s)\n%s",
+                  sh.model, sh.name, n, k, m, tCb, tDeq, tPc, tCb / tPc, launcher.c_str(), tGr, tCb / tGr, bestUs,
+                  tCb / bestUs, best.c_str(), lines.c_str());
+      std::fflush(stdout);
+    }
+  }
+  CK(cudaStreamDestroy(stream));
   return 0;
 }
 
@@ -1887,6 +1987,7 @@ int main(int argc, char** argv) {
     if (mode == "shape-sweep" && argc >= 4) return runShapeSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (mode == "silu-sweep" && argc >= 4) return runSiluSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (mode == "gemv-bf16") return runGemvBf16(30);
+    if (mode == "skinny-sweep") return runSkinnySweep(std::max(10, reps));
     if (const char* d = std::getenv("W8A16_LAB_DEPTH"))  // decode ring depth at m <= 8, chain A/Bs
       w8a16SetDecodeLab(std::atoi(d));
     if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List, kvLen);
