@@ -1349,8 +1349,6 @@ int main(int argc, char** argv) {
       testMatmulInt8(h, 1, 128, 4096, use, false);  // N small, K long: the decode kernel's split-K
       testMatmulInt8(h, 17, 128, 4096, use, true);
       testMatmulInt8(h, 12, 4352, 264, use, true);  // m 9..16 on a wide weight: two tiles per warp
-      testMatmulInt8(h, 48, 4352, 904, use, true);  // the split tensor-core kernel: 64x128 tiles, 8 groups
-      testMatmulInt8(h, 64, 2056, 4096, use, false);  // 17 blocks of 128 rows, the last partial, split K
       testStackedInt8(h, 5, 264, use);
       for (int64_t M : {1, 3, 12, 33}) testMatmulSiluInt8(h, M, 80, 4096, use);  // split K, odd tile pairs
       if (!S) {
@@ -1359,7 +1357,7 @@ int main(int argc, char** argv) {
           testMatmulInt8(h, M, 4864, 896, use, false);  // gate/up (InternVL2-1B)
           testMatmulInt8(h, M, 896, 4864, use, false);  // down
         }
-        testMatmulInt8(h, 80, 8960, 1536, use, true);   // m <= 96 on the 128x128 tile
+        testMatmulInt8(h, 80, 8960, 1536, use, true);   // m > 64: dequantize + cuBLASLt
         testMatmulInt8(h, 32, 8960, 1536, use, false);
         testMatmulInt8(h, 1025, 1024, 1024, use, true);
         testStackedInt8(h, 33, 896, use);
@@ -1410,6 +1408,12 @@ int main(int argc, char** argv) {
     if (!S) {
       testMatmul(h, 1, 1001, 7232, true);
       testMatmul(h, 1, 4096, 7168, false);
+    }
+    // The int8 tensor-core kernel split along K (m = 33..64 on weights of 2048+ rows): 64x128
+    // tiles over 8 groups, the last one partial; 17 blocks of 128 rows, the last partial.
+    for (WeightUse use : {WeightUse::Int8PerChannel, WeightUse::Int8PerGroup128}) {
+      testMatmulInt8(h, 48, 4352, 904, use, true);
+      testMatmulInt8(h, 64, 2056, 4096, use, false);
     }
 
     const auto st = h.gpu.memoryStats();
