@@ -713,6 +713,19 @@ struct Timer {
   }
 };
 
+// A comma list of integers from the environment variable `name`, or `fallback` when unset.
+static std::vector<int> envIntList(const char* name, std::vector<int> fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr) return fallback;
+  std::vector<int> out;
+  for (const char* c = v; *c != 0;) {
+    out.push_back(std::atoi(c));
+    while (*c != 0 && *c != ',') ++c;
+    if (*c == ',') ++c;
+  }
+  return out;
+}
+
 struct BenchShape {
   const char* model;
   const char* name;
@@ -1285,15 +1298,7 @@ static int runBench(bool sweep, const char* jsonPath, int reps, bool shapesToo, 
       {"76B", "down_proj", 8192, 28672},
   };
   // W8A16_BENCH_MS=1,16 restricts the m list (a quick A/B of the decode sizes).
-  std::vector<int> ms = {1, 2, 4, 8, 16, 32, 64, 152, 1024};
-  if (const char* only = std::getenv("W8A16_BENCH_MS")) {
-    ms.clear();
-    for (const char* c = only; *c != 0;) {
-      ms.push_back(std::atoi(c));
-      while (*c != 0 && *c != ',') ++c;
-      if (*c == ',') ++c;
-    }
-  }
+  const std::vector<int> ms = envIntList("W8A16_BENCH_MS", {1, 2, 4, 8, 16, 32, 64, 152, 1024});
   const int mMax = 1024;
 
   Json js;
@@ -1573,15 +1578,7 @@ static int runSkinnySweep(int reps) {
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   lab::CublasBf16 cublas;
   Timer timer(stream, reps);
-  std::vector<int> ms = {17, 24, 32, 48, 64, 96, 128, 160, 192, 256};
-  if (const char* only = std::getenv("W8A16_SKINNY_MS")) {
-    ms.clear();
-    for (const char* c = only; *c != 0;) {
-      ms.push_back(std::atoi(c));
-      while (*c != 0 && *c != ',') ++c;
-      if (*c == ',') ++c;
-    }
-  }
+  const std::vector<int> ms = envIntList("W8A16_SKINNY_MS", {17, 24, 32, 48, 64, 96, 128, 160, 192, 256});
   const int mMax = *std::max_element(ms.begin(), ms.end());
   const std::vector<BenchShape> shapes = {
       {"40B", "qkv_fused", 9216, 7168}, {"40B", "k_proj", 1024, 7168},        {"40B", "o_proj", 7168, 7168},
