@@ -21,6 +21,7 @@
 //   ./w8a16 skinny-sweep [--reps N]  m = 17..256 (W8A16_SKINNY_MS): the launcher, every tensor-core
 //                                  tile x K split, cuBLAS bf16 and dequantize + cuBLAS on the
 //                                  40B / 76B shapes
+//   ./w8a16 skinny-one N K m TILE SPLIT  one tensor-core configuration timed alone (for ncu)
 //
 // Tolerance (validate): |y - ref| <= 2^-8 |ref| + 2e-5 * sum_k |W'[n,k] x[m,k]|, with ref the
 // fp64 product of x with W' = q * s. The first term is bf16 output rounding (half an ulp is
@@ -1571,6 +1572,42 @@ static int runSiluSweep(int n, int k, int reps) {
 // the decode kernel (m <= 32), cuBLAS bf16 and dequantize + cuBLAS, per channel (per group: the
 // launcher only), L2 flushed, median of reps. W8A16_SKINNY_MS=a,b,... sets the m list. What the
 // launcher's split model and the backend's kernel / cuBLAS bound are checked against.
+// One N x K weight quantized both ways, mMax activation rows, a 256 MB zeroed workspace: what the
+// skinny sweep and skinny-one time.
+struct SkinnyRig {
+  Dev<bf16> dW, dWd, dX, dY;
+  Dev<uint8_t> dP, dP2, ws;
+  Dev<float> dSc, dSg;
+  W8A16Weight wpc, wgr;
+  SkinnyRig(int n, int k, int mMax, cudaStream_t stream)
+      : dW(static_cast<size_t>(n) * k), dWd(static_cast<size_t>(n) * k), dX(static_cast<size_t>(mMax) * k),
+        dY(static_cast<size_t>(mMax) * n), dP(w8a16PackedBytes(n, k)), dP2(w8a16PackedBytes(n, k)), ws(256u << 20),
+        dSc(w8a16ScaleCount(n, k, Int8Scheme::PerChannel)), dSg(w8a16ScaleCount(n, k, Int8Scheme::PerGroup128)),
+        wpc{dP.p, dSc.p, n, k, Int8Scheme::PerChannel}, wgr{dP2.p, dSg.p, n, k, Int8Scheme::PerGroup128} {
+    fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 17 + n + k, 0.02f);
+    fillRandomBf16<<<1024, 256, 0, stream>>>(dX.p, dX.n, 99 + k, 1.0f);
+    quantizeW8A16(dW.p, wpc, stream);
+    quantizeW8A16(dW.p, wgr, stream);
+    CK(cudaMemsetAsync(ws.p, 0, ws.n, stream));
+    CK(cudaStreamSynchronize(stream));
+  }
+};
+
+// One tensor-core configuration on one shape, per channel, timed like the sweep: for Nsight
+// Compute (ncu_prefill.sh profiles its 4th prefillKernel launch, after 3 warm-ups).
+static int runSkinnyOne(int n, int k, int m, int tile, int split, int reps) {
+  cudaStream_t stream;
+  CK(cudaStreamCreate(&stream));
+  SkinnyRig r(n, k, m, stream);
+  Timer timer(stream, reps);
+  const W8A16PrefillConfig c{static_cast<W8A16PrefillTile>(tile), split};
+  const double us =
+      timer.median([&] { gemmW8A16PrefillSplit(r.wpc, r.dX.p, m, r.dY.p, nullptr, c, r.ws.p, r.ws.n, stream); });
+  std::printf("N=%d K=%d m=%d tile%d split%d: %.2f us (L2 flushed, median of %d)\n", n, k, m, tile, split, us, reps);
+  CK(cudaStreamDestroy(stream));
+  return 0;
+}
+
 static int runSkinnySweep(int reps) {
   cudaStream_t stream;
   CK(cudaStreamCreate(&stream));
@@ -1591,17 +1628,10 @@ static int runSkinnySweep(int reps) {
   std::printf("skinny m sweep (us, L2 flushed, median of %d); x: cuBLAS bf16 time / ours\n", reps);
   for (const BenchShape& sh : shapes) {
     const int n = sh.n, k = sh.k, groups = w8a16Groups(k);
-    Dev<bf16> dW(static_cast<size_t>(n) * k), dWd(static_cast<size_t>(n) * k), dX(static_cast<size_t>(mMax) * k),
-        dY(static_cast<size_t>(mMax) * n);
-    Dev<uint8_t> dP(w8a16PackedBytes(n, k)), dP2(w8a16PackedBytes(n, k)), ws(256u << 20);
-    Dev<float> dSc(w8a16ScaleCount(n, k, Int8Scheme::PerChannel)), dSg(w8a16ScaleCount(n, k, Int8Scheme::PerGroup128));
-    fillRandomBf16<<<1024, 256, 0, stream>>>(dW.p, dW.n, 17 + n + k, 0.02f);
-    fillRandomBf16<<<1024, 256, 0, stream>>>(dX.p, dX.n, 99 + k, 1.0f);
-    const W8A16Weight wpc{dP.p, dSc.p, n, k, Int8Scheme::PerChannel}, wgr{dP2.p, dSg.p, n, k, Int8Scheme::PerGroup128};
-    quantizeW8A16(dW.p, wpc, stream);
-    quantizeW8A16(dW.p, wgr, stream);
-    CK(cudaMemsetAsync(ws.p, 0, ws.n, stream));
-    CK(cudaStreamSynchronize(stream));
+    SkinnyRig rig(n, k, mMax, stream);
+    auto &dW = rig.dW, &dWd = rig.dWd, &dX = rig.dX, &dY = rig.dY;
+    auto& ws = rig.ws;
+    const W8A16Weight &wpc = rig.wpc, &wgr = rig.wgr;
     // The backend's workspace: what w8a16WorkspaceBytes asks for.
     const size_t wsLauncher = std::min(ws.n, w8a16WorkspaceBytes(wpc));
     for (int m : ms) {
@@ -1985,6 +2015,9 @@ int main(int argc, char** argv) {
     if (mode == "silu-sweep" && argc >= 4) return runSiluSweep(std::atoi(argv[2]), std::atoi(argv[3]), 30);
     if (mode == "gemv-bf16") return runGemvBf16(30);
     if (mode == "skinny-sweep") return runSkinnySweep(std::max(10, reps));
+    if (mode == "skinny-one" && argc >= 7)
+      return runSkinnyOne(std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5]),
+                          std::atoi(argv[6]), std::max(10, reps));
     if (const char* d = std::getenv("W8A16_LAB_DEPTH"))  // decode ring depth at m <= 8, chain A/Bs
       w8a16SetDecodeLab(std::atoi(d));
     if (mode == "bench") return runBench(sweep, json, std::max(20, reps), shapesToo, layers, l2List, kvLen);
