@@ -861,6 +861,12 @@ constexpr size_t kCounterBytes = kMaxCounters * sizeof(int);
 // reserves them for every weight: a bound the backend can size its one workspace by, without
 // running the chooser over every m).
 constexpr size_t kPrefillPartialBytes = size_t(32) << 20;
+// The split tensor-core kernel's range (skinny sweep, session 11): up to this many rows, on
+// weights of at least kSplitMinBlocks blocks of 128 rows (narrower ones, the kv projections, run
+// faster dequantized for cuBLAS).
+constexpr int kSplitMaxM = 64;
+constexpr long long kSplitMinBlocks = 16;
+bool splitWide(const W8A16Weight& w) { return (static_cast<long long>(w.n) + 127) / 128 >= kSplitMinBlocks; }
 
 struct PrefillShape {
   int bm, bn, perSm;  // block tile, resident blocks per SM (shared memory / registers)
@@ -1013,12 +1019,11 @@ W8A16PrefillConfig w8a16ChoosePrefillConfig(const W8A16Weight& w, int m, int smC
   // projections, 59.9 -> 20.7). Above m = 64, the earlier tiles unsplit (the backend
   // dequantizes for cuBLAS there instead: w8a16KernelBeatsDequant).
   W8A16PrefillConfig c;
-  if (m > 64) {
+  if (m > w8a16::kSplitMaxM) {
     c.tile = w8a16ChoosePrefill(w, m, smCount);
     return c;
   }
-  const long long blocksN128 = (static_cast<long long>(w.n) + 127) / 128;
-  const bool narrow = blocksN128 < 16;
+  const bool narrow = !w8a16::splitWide(w);
   c.tile = narrow ? W8A16PrefillTile::M32N128S4 : W8A16PrefillTile::M64N128W8S3;
   const long long tiles = w8a16::prefillBlockTiles(w, m, c.tile);
   const long long slots = static_cast<long long>(w8a16::prefillShape(c.tile).perSm) * smCount;
@@ -1036,7 +1041,7 @@ bool w8a16KernelBeatsDequant(const W8A16Weight& w, int m) {
   // projections (40B k 16.6 / 17.9 us against 20.7 / 21.0), and at m = 96 on nearly every shape
   // (40B gate/up 376 against 385, down 193 against 206); the decode kernel wins up to m = 32.
   if (m <= kW8A16DecodeMaxM) return true;
-  return m <= 64 && (static_cast<long long>(w.n) + 127) / 128 >= 16;
+  return m <= w8a16::kSplitMaxM && w8a16::splitWide(w);
 }
 
 W8A16PrefillTile w8a16ChoosePrefill(const W8A16Weight& w, int m, int smCount) {
