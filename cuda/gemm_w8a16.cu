@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -1090,22 +1091,20 @@ Params callParams(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf1
 // the skinny sweep had at 47.9 against 59.7 us (m = 32; 43.7 against 49.3 at m = 17). Opt-in
 // (INTERNVL_CUDA_W8A16_SKINNY_FILL=1) until a same-call A/B in the decode chain, where the
 // decode kernel has PDL (lab README, session 11).
-W8A16PrefillConfig skinnyFillConfig(const W8A16Weight& w, int m, int sms) {
-  W8A16PrefillConfig c;
-  c.tile = W8A16PrefillTile::M32N128S4;
-  const long long tiles = prefillBlockTiles(w, m, c.tile), slots = 2LL * sms;
-  c.splitK = static_cast<int>(std::max(1LL, std::min<long long>({8, slots / tiles, w8a16Groups(w.k)})));
-  return c;
-}
-bool skinnyFillBeatsDecode(const W8A16Weight& w, int m, int sms, size_t workspaceBytes) {
+// Returns that configuration, or nothing where the decode kernel stays.
+std::optional<W8A16PrefillConfig> skinnyFill(const W8A16Weight& w, int m, int sms, size_t workspaceBytes) {
   static const bool on = envSwitch("INTERNVL_CUDA_W8A16_SKINNY_FILL", false);
-  if (!on || m <= 16 || m > kW8A16DecodeMaxM) return false;
+  if (!on || m <= 16 || m > kW8A16DecodeMaxM) return std::nullopt;
   const W8A16DecodeConfig d = w8a16ChooseDecode(w, m, sms, workspaceBytes);
   const long long blocks = static_cast<long long>((w.n + 15) / 16 + d.tilesPerBlock - 1) / d.tilesPerBlock * d.splitK;
   const long long slots = 2LL * sms, waves = (blocks + slots - 1) / slots;
-  if (waves < 2 || static_cast<double>(blocks) / static_cast<double>(waves * slots) >= 0.75) return false;
-  const W8A16PrefillConfig c = skinnyFillConfig(w, m, sms);
-  return c.splitK == 1 || w8a16PrefillWorkspaceBytes(w, m, c) <= workspaceBytes;
+  if (waves < 2 || static_cast<double>(blocks) / static_cast<double>(waves * slots) >= 0.75) return std::nullopt;
+  W8A16PrefillConfig c;
+  c.tile = W8A16PrefillTile::M32N128S4;
+  const long long tiles = prefillBlockTiles(w, m, c.tile);
+  c.splitK = static_cast<int>(std::max(1LL, std::min<long long>({8, slots / tiles, w8a16Groups(w.k)})));
+  if (c.splitK > 1 && w8a16PrefillWorkspaceBytes(w, m, c) > workspaceBytes) return std::nullopt;
+  return c;
 }
 
 // The decode kernel with an explicit configuration (the caller has checked w, x, m and y);
@@ -1231,15 +1230,12 @@ void gemmW8A16(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* 
   w8a16::checkCall(w, x, m, y, "gemmW8A16");
   if (m == 0) return;
   const int sms = w8a16::smCount();
-  if (m <= kW8A16DecodeMaxM && !w8a16::skinnyFillBeatsDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0)) {
-    w8a16::decodeChosen(w, x, m, y, bias, sms, workspace, workspaceBytes, stream);
-  } else if (m <= kW8A16DecodeMaxM) {
-    const size_t ws = workspace != nullptr ? workspaceBytes : 0;
-    gemmW8A16PrefillSplit(w, x, m, y, bias, w8a16::skinnyFillConfig(w, m, sms), workspace, ws, stream);
-  } else {
-    const size_t ws = workspace != nullptr ? workspaceBytes : 0;
-    gemmW8A16PrefillSplit(w, x, m, y, bias, w8a16ChoosePrefillConfig(w, m, sms, ws), workspace, ws, stream);
-  }
+  const size_t ws = workspace != nullptr ? workspaceBytes : 0;
+  if (m > kW8A16DecodeMaxM)
+    return gemmW8A16PrefillSplit(w, x, m, y, bias, w8a16ChoosePrefillConfig(w, m, sms, ws), workspace, ws, stream);
+  if (const auto fill = w8a16::skinnyFill(w, m, sms, ws))
+    return gemmW8A16PrefillSplit(w, x, m, y, bias, *fill, workspace, ws, stream);
+  w8a16::decodeChosen(w, x, m, y, bias, sms, workspace, workspaceBytes, stream);
 }
 
 }  // namespace ivl::cuda
