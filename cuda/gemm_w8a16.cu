@@ -474,7 +474,6 @@ struct PrefillParams {
   int splitK;            // blocks along K (gridDim.z); > 1: fp32 partials through the workspace
   float* partial;        // [splitK][m][n] (splitK > 1)
   int* counters;         // one per output block tile, zero between calls (splitK > 1)
-  int pdl;               // launched with PDL: the weights of the first stages load before the wait
 };
 
 // BM, BN: block tile (rows of x, rows of W); the k tile is one 128-column group.
@@ -519,10 +518,10 @@ __global__ void __launch_bounds__(WM* WN * 32, MINB) prefillKernel(const Prefill
   auto stageW = [&](int s) { return stageX(s) + P::kXChunks; };
   auto stageS = [&](int s) { return reinterpret_cast<float*>(stageW(s) + P::kWChunks); };
 
-  auto loadStage = [&](int s, int kt, bool withX = true, bool withW = true) {
+  auto loadStage = [&](int s, int kt) {
     uint4* sx = stageX(s);
 #pragma unroll
-    for (int i = 0; i < (withX ? P::kXChunks / P::kThreads : 0); ++i) {
+    for (int i = 0; i < P::kXChunks / P::kThreads; ++i) {
       const int c = tid + i * P::kThreads;
       const int r = c >> 4, ch = c & 15;
       const int gr = mBase + r, gk = kt * kW8A16Group + ch * 8;
@@ -530,7 +529,6 @@ __global__ void __launch_bounds__(WM* WN * 32, MINB) prefillKernel(const Prefill
       const bf16* src = ok ? p.x + static_cast<size_t>(gr) * p.k + gk : p.x;
       cpAsync16(sx + r * 16 + (ch ^ ((r & 1) << 2)), src, ok);
     }
-    if (!withW) return;
     uint4* sw = stageW(s);
 #pragma unroll
     for (int i = 0; i < P::kWChunks / P::kThreads; ++i) {
@@ -558,27 +556,10 @@ __global__ void __launch_bounds__(WM* WN * 32, MINB) prefillKernel(const Prefill
 #pragma unroll
     for (int nb = 0; nb < P::kNT * 2; ++nb) acc[mi][nb][0] = acc[mi][nb][1] = acc[mi][nb][2] = acc[mi][nb][3] = 0.f;
 
-  if (p.pdl) {
-    // Launched with PDL (opt-in, INTERNVL_CUDA_W8A16_SPLIT_PDL=1, until measured in the decode
-    // chain): the first stages' weights (never written by the step) stream in while the previous
-    // kernel finishes; x, y and the workspace only after the wait (pdl.h's contract). The first
-    // commit group then holds every prologue stage's weights, so stage 0's wait covers them too.
-    pdlLaunchDependents();
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s)
-      if (s < nG) loadStage(s, g0 + s, false, true);
-    pdlWait();
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < nG) loadStage(s, g0 + s, true, false);
-      cpAsyncCommit();
-    }
-  } else {
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-      if (s < nG) loadStage(s, g0 + s);
-      cpAsyncCommit();
-    }
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < nG) loadStage(s, g0 + s);
+    cpAsyncCommit();
   }
 
   for (int kt = 0; kt < nG; ++kt) {
@@ -818,7 +799,7 @@ void launchPrefillT(const PrefillParams& p, cudaStream_t stream) {
   static std::atomic<unsigned long long> done{0};
   ensureSmem(kernel, P::kSmemBytes, done);
   const dim3 grid((p.m + BM - 1) / BM, (p.tilesN * 16 + BN - 1) / BN, p.splitK);
-  launchMaybePdl(p.pdl != 0, kernel, grid, dim3(P::kThreads), P::kSmemBytes, stream, p);
+  kernel<<<grid, P::kThreads, P::kSmemBytes, stream>>>(p);
 }
 
 template <bool GROUPED>
@@ -1088,12 +1069,12 @@ Params callParams(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf1
 
 // m = 17..32 where the decode kernel's grid spills into a second wave that it fills under 75 %
 // (the 40B qkv: 288 blocks on 264 slots): the 32x128 split tile at about one wave instead, which
-// the skinny sweep had at 47.9 against 59.7 us (m = 32; 43.7 against 49.3 at m = 17). Opt-in
-// (INTERNVL_CUDA_W8A16_SKINNY_FILL=1) until a same-call A/B in the decode chain, where the
-// decode kernel has PDL (lab README, session 11).
+// the skinny sweep had at 47.9 against 59.7 us (m = 32; 43.7 against 49.3 at m = 17). In the
+// 40B int8 decode step at batch 32 it gave 25.99 / 26.42 ms against 27.25 / 27.56 (same call,
+// session 12); INTERNVL_CUDA_W8A16_SKINNY_FILL=0 keeps the decode kernel.
 // Returns that configuration, or nothing where the decode kernel stays.
 std::optional<W8A16PrefillConfig> skinnyFill(const W8A16Weight& w, int m, int sms, size_t workspaceBytes) {
-  static const bool on = envSwitch("INTERNVL_CUDA_W8A16_SKINNY_FILL", false);
+  static const bool on = envSwitch("INTERNVL_CUDA_W8A16_SKINNY_FILL", true);
   if (!on || m <= 16 || m > kW8A16DecodeMaxM) return std::nullopt;
   const W8A16DecodeConfig d = w8a16ChooseDecode(w, m, sms, workspaceBytes);
   const long long blocks = static_cast<long long>((w.n + 15) / 16 + d.tilesPerBlock - 1) / d.tilesPerBlock * d.splitK;
@@ -1198,9 +1179,6 @@ void gemmW8A16PrefillSplit(const W8A16Weight& w, const bf16* x, int m, bf16* y, 
   ivl::require(cfg.splitK >= 1 && cfg.splitK <= p.groups && cfg.splitK <= 65535, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Prefill: splitK must be in [1, K/128], got " + std::to_string(cfg.splitK));
   p.splitK = cfg.splitK;
-  // Opt-in until a same-call A/B in the decode chain (lab README, session 11).
-  static const bool splitPdl = envSwitch("INTERNVL_CUDA_W8A16_SPLIT_PDL", false);
-  p.pdl = splitPdl && cfg.splitK > 1 && pdlEnabled();
   if (cfg.splitK > 1) {
     const size_t need = w8a16PrefillWorkspaceBytes(w, m, cfg);
     ivl::require(need != static_cast<size_t>(-1), ivl::ErrorCode::InvalidArg,
