@@ -83,6 +83,17 @@ __device__ __forceinline__ uint4 lds128(const uint4* p) {
 
 // ---- decode: weight-streaming skinny GEMM (m <= 32) ----------------------------------------
 
+// sq += the squares of 8 bf16 (a 16-byte load).
+__device__ __forceinline__ float addSquares8(const uint4& v, float sq) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float lo = __uint_as_float(w[i] << 16), hi = __uint_as_float(w[i] & 0xFFFF0000u);
+    sq = fmaf(hi, hi, fmaf(lo, lo, sq));
+  }
+  return sq;
+}
+
 struct DecodeParams {
   const uint4* qw;       // packed weights, 128 uint4 per [tile][group] unit
   const float* scales;   // PerChannel [Np] or PerGroup128 [Np/16][G][16]
@@ -96,6 +107,13 @@ struct DecodeParams {
   int splitK;            // blocks along K
   int l2Ahead;           // units per warp prefetched into L2 beyond the DEPTH in registers
   int tilesF;            // SILU: tiles of each half of the stacked [gate | up] weight (N = 32 tilesF)
+  const float* rmsSq;    // RMS: [rmsSlots][m] partial sums of squares of the rows whose 1/rms
+  int rmsSlots;          //      scales the outputs (x is their x ⊙ g), from the residual form
+  float rmsEps;          // RMS: the RMSNorm epsilon
+  int residual;          // y += the product (y holds the residual rows), rounded as gemmW8A16 + add
+  const float* nextW;    // residual: the next RMSNorm's weight [n], or null
+  bf16* nextX;           // residual: [m, n] receives bf16(y ⊙ nextW), the next RMS form's x
+  float* nextSq;         // residual with nextW: [gridDim.x][m] each block's sums of y² per row
 #ifdef IVL_KERNEL_TRACE
   int prologueUnits;     // trace build: ring units loaded before the PDL wait (0: all DEPTH)
 #endif
@@ -224,9 +242,9 @@ __device__ __forceinline__ bool lastToArrive(const DecodeParams& p) { return las
 // writes them; split along K, every block writes its gate and up sums as partials (rows n and
 // F + n of the [splitK][m][2F] workspace) and the column's last block to arrive sums them in
 // split order, as the plain kernel's reducer does, and forms the activation.
-template <int MT, class Finish>
+template <int MT, class Finish, class RowFactor>
 __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float (&red)[8][16][MT * 8 + 1], int split,
-                                             const Finish& finish) {
+                                             const Finish& finish, const RowFactor& rowFactor) {
   const int tb = p.tb, kwCount = 8 / tb, half = tb >> 1;
   const int outRows = half * 16, oBase = blockIdx.x * outRows, F = p.tilesF * 16;
   for (int e = threadIdx.x; e < outRows * p.m; e += kDecodeThreads) {
@@ -240,8 +258,9 @@ __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float 
       u += red[kwi * tb + twG + half][r][mm];
     }
     if (p.splitK == 1) {
+      const float rf = rowFactor(mm);
       p.y[static_cast<size_t>(mm) * F + n] =
-          __float2bfloat16_rn(siluMulRef(__bfloat162float(finish(g, n)), __bfloat162float(finish(u, F + n))));
+          __float2bfloat16_rn(siluMulRef(__bfloat162float(finish(g, n, rf)), __bfloat162float(finish(u, F + n, rf))));
     } else {
       float* part = p.partial + (static_cast<size_t>(split) * p.m + mm) * p.n;
       part[n] = g;
@@ -265,8 +284,9 @@ __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float 
 #pragma unroll
       for (int i = 0; i < 8; ++i) g += tg[i], u += tu[i];
     }
+    const float rf = rowFactor(mm);
     p.y[static_cast<size_t>(mm) * F + n] =
-        __float2bfloat16_rn(siluMulRef(__bfloat162float(finish(g, n)), __bfloat162float(finish(u, F + n))));
+        __float2bfloat16_rn(siluMulRef(__bfloat162float(finish(g, n, rf)), __bfloat162float(finish(u, F + n, rf))));
   }
   if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
 }
@@ -284,11 +304,17 @@ __device__ __forceinline__ void siluEpilogue(const DecodeParams& p, const float 
 // SILU form of it is held to them too (unbounded it took 94, two blocks per SM). Not the
 // per-group one: held to 80 it streamed the 40B gate/up 1.2x slower at m = 8 (lab silu-sweep,
 // 108.6 against 90.6 us), while the plain per-group variant takes 89 registers, two blocks.
-template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false>
+//
+// RMS (gemmW8A16Rms, m <= 8, one tile per warp): x is bf16(r ⊙ g) for residual rows r, written
+// so by the residual form before it with the rows' sums of squares in p.rmsSq, and the outputs
+// are scaled by each row's 1/rms(r): the RMSNorm's projection with no norm kernel before it. The
+// weight loop is the plain kernel's.
+template <int MT, bool GROUPED, int DEPTH, int TPW = 1, bool SILU = false, bool RMS = false>
 __global__ void __launch_bounds__(kDecodeThreads,
                                   SILU && !GROUPED && MT == 1 && DEPTH == 2 ? 3 : decodeMinBlocks<MT, DEPTH, TPW>())
     decodeKernel(const DecodeParams p) {
   static_assert(!SILU || TPW == 1, "the SiLU epilogue pairs one gate and one up tile per warp pair");
+  static_assert(!RMS || (MT == 1 && TPW == 1), "the RMS form is built for m <= 8, one tile per warp");
   IVL_TRACE_SCOPE;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gi = lane >> 2, ti = lane & 3;
@@ -396,6 +422,16 @@ __global__ void __launch_bounds__(kDecodeThreads,
     if (d < nMine) load(wb[d], sb[d], d, std::true_type{});
   pdlWait();
 #endif
+  // RMS: this thread's share of the residual form's per-block sums of squares (one value at
+  // most: mp · rmsSlots <= 256, rmsRuns), loaded now and added only after the loop, so no L2
+  // round trip stands before the first unit (the rows' own squares, read before the loop or
+  // staged in shared memory, cost 3-8 us a layer in the lab chain, session 12).
+  const int mp = p.m <= 1 ? 1 : p.m <= 2 ? 2 : p.m <= 4 ? 4 : 8;  // m rounded up to a power of two
+  float sqMine = 0.f;
+  if constexpr (RMS) {
+    const int row = threadIdx.x & (mp - 1), slot = threadIdx.x / mp;
+    if (row < p.m && slot < p.rmsSlots) sqMine = __ldcg(p.rmsSq + static_cast<size_t>(slot) * p.m + row);
+  }
   for (int i = 0; i < nMine; i += DEPTH) {
 #pragma unroll
     for (int d = 0; d < DEPTH; ++d) {
@@ -411,19 +447,71 @@ __global__ void __launch_bounds__(kDecodeThreads,
   // acc[mt][0..1] = (row gi, activations mt*8 + 2ti, +1), acc[mt][2..3] = row gi + 8.
   __shared__ float red[8][16 * TPW][MT * 8 + 1];
   accToRed<MT, TPW>(red, acc, warp, gi, ti);
+  // RMS: the slots' sums per row, per warp (thread t holds row t % mp, so a warp's lanes of one
+  // row reduce by xor shuffles), added over the warps in rowFactor: the same order in every block.
+  __shared__ float sqRed[RMS ? 8 : 1][MT * 8];
+  if constexpr (RMS) {
+    float v = sqMine;
+    for (int off = 16; off >= mp; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+    if (lane < mp) sqRed[warp][lane] = v;
+  }
   __syncthreads();
 
-  auto finish = [&](float v, int n) {
+  // RMS: 1/rms of row mm, from the warps' sums in warp order (the same value in every block).
+  auto rowFactor = [&](int mm) {
+    if constexpr (!RMS) {
+      return 1.f;
+    } else {
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < 8; ++w) v += sqRed[w][mm];
+      return rsqrtf(v / static_cast<float>(p.k) + p.rmsEps);
+    }
+  };
+
+  auto finish = [&](float v, int n, float rf) {
     if constexpr (!GROUPED) v *= __ldg(p.scales + n);
+    if constexpr (RMS) v *= rf;
     if (p.bias != nullptr) v += __bfloat162float(p.bias[n]);
     return __float2bfloat16_rn(v);
   };
   if constexpr (SILU) {
-    siluEpilogue<MT>(p, red, split, finish);
+    siluEpilogue<MT>(p, red, split, finish, rowFactor);
     return;
   }
+  // Residual: y holds the rows the product is added to, as an elementwise add after it would;
+  // with nextX, the next RMS form's input bf16(y ⊙ nextW) is written too, and y² kept per output
+  // for the block's sums (nextSquares).
   const int rowsB = tb * 16 * TPW;
   const int nBase = blockIdx.x * rowsB;
+  // [row][block output] (nextX: m <= 8, decodeCall checks; the MT = 1 variants run those rows)
+  __shared__ float ySq[MT == 1 ? 8 : 1][MT == 1 ? 16 * TPW * 8 : 1];
+  auto store = [&](int mm, int n, bf16 v) {
+    const size_t at = static_cast<size_t>(mm) * p.n + n;
+    if (p.residual) {
+      v = __float2bfloat16_rn(__bfloat162float(p.y[at]) + __bfloat162float(v));
+      if constexpr (MT == 1) {
+        if (p.nextX != nullptr) {
+          const float f = __bfloat162float(v);
+          p.nextX[at] = __float2bfloat16_rn(f * __ldg(p.nextW + n));
+          ySq[mm][n - nBase] = f * f;
+        }
+      }
+    }
+    p.y[at] = v;
+  };
+  // The block's sum of y² for each row over its outputs (in output order), for the next RMS form.
+  auto nextSquares = [&] {
+    if (MT != 1 || p.nextX == nullptr) return;
+    __syncthreads();
+    const int outs = min(rowsB, p.n - nBase);
+    if (warp < p.m) {
+      float v = 0.f;
+      for (int j = lane; j < outs; j += 32) v += ySq[MT == 1 ? warp : 0][MT == 1 ? j : 0];
+      for (int off = 16; off >= 1; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+      if (lane == 0) p.nextSq[static_cast<size_t>(blockIdx.x) * p.m + warp] = v;
+    }
+  };
   for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
     const int mm = e / rowsB, nl = e - mm * rowsB;
     const int n = nBase + nl;
@@ -432,11 +520,11 @@ __global__ void __launch_bounds__(kDecodeThreads,
     float v = 0.f;
     for (int kwi = 0; kwi < kwCount; ++kwi) v += red[kwi * tb + twi][r][mm];
     if (p.splitK == 1)
-      p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
+      store(mm, n, finish(v, n, rowFactor(mm)));
     else
       p.partial[(static_cast<size_t>(split) * p.m + mm) * p.n + n] = v;
   }
-  if (p.splitK == 1) return;
+  if (p.splitK == 1) return nextSquares();
 
   // Split-K: the last block of this column of blocks to arrive sums the partials in split
   // order (deterministic) and writes y; it then re-arms the counter for the next call.
@@ -457,9 +545,10 @@ __global__ void __launch_bounds__(kDecodeThreads,
 #pragma unroll
       for (int j = 0; j < 8; ++j) v += t[j];
     }
-    p.y[static_cast<size_t>(mm) * p.n + n] = finish(v, n);
+    store(mm, n, finish(v, n, rowFactor(mm)));
   }
   if (threadIdx.x == 0) p.counters[blockIdx.x] = 0;
+  nextSquares();
 }
 
 // ---- prefill: tiled tensor-core GEMM -------------------------------------------------------
@@ -761,9 +850,23 @@ void ensureSmem(Kernel kernel, size_t bytes, std::atomic<unsigned long long>& do
 
 // With PDL (pdl.h) when the device and the environment allow: decodeKernel waits before it
 // touches anything a previous kernel writes.
-template <int MT, bool GROUPED, int DEPTH, int TPW, bool SILU = false>
+template <int MT, bool GROUPED, int DEPTH, int TPW, bool SILU = false, bool RMS = false>
 void launchDecodeT(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
-  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, SILU>, grid, dim3(kDecodeThreads), 0, stream, p);
+  launchMaybePdl(pdlEnabled(), decodeKernel<MT, GROUPED, DEPTH, TPW, SILU, RMS>, grid, dim3(kDecodeThreads), 0,
+                 stream, p);
+}
+
+// The RMS form (p.rmsSq set; m <= 8, one tile per warp: decodeCall checks).
+template <bool GROUPED>
+void launchDecodeRms(const DecodeParams& p, dim3 grid, int depth, bool silu, cudaStream_t stream) {
+  if (silu && depth <= 2)
+    launchDecodeT<1, GROUPED, 2, 1, true, true>(p, grid, stream);
+  else if (silu)
+    launchDecodeT<1, GROUPED, 4, 1, true, true>(p, grid, stream);
+  else if (depth <= 2)
+    launchDecodeT<1, GROUPED, 2, 1, false, true>(p, grid, stream);
+  else
+    launchDecodeT<1, GROUPED, 4, 1, false, true>(p, grid, stream);
 }
 
 // Two tiles per warp only with depth 2: its register ring is then as large as one tile's at
@@ -784,6 +887,7 @@ void launchDecodeDepth(const DecodeParams& p, dim3 grid, int depth, int tpw, boo
 
 template <bool GROUPED>
 void launchDecodeMT(const DecodeParams& p, dim3 grid, int depth, int tpw, bool silu, cudaStream_t stream) {
+  if (p.rmsSq != nullptr) return launchDecodeRms<GROUPED>(p, grid, depth, silu, stream);
   switch ((p.m + 7) / 8) {
     case 1: launchDecodeDepth<1, GROUPED>(p, grid, depth, tpw, silu, stream); break;
     case 2: launchDecodeDepth<2, GROUPED>(p, grid, depth, tpw, silu, stream); break;
@@ -1090,8 +1194,22 @@ std::optional<W8A16PrefillConfig> skinnyFill(const W8A16Weight& w, int m, int sm
 
 // The decode kernel with an explicit configuration (the caller has checked w, x, m and y);
 // silu: the SILU form (y [m, N / 2] = silu(gate) · up of a stacked [gate | up] weight).
+// The decoder's residual stream around the GEMV (gemm_w8a16.h): the deferred RMSNorm's 1/rms in
+// front (rmsSq), the residual add, the next norm's x ⊙ g and its sums of squares behind.
+struct DecodeFusion {
+  const float* rmsSq = nullptr;
+  int rmsSlots = 0;
+  float rmsEps = 0.f;
+  bool residual = false;
+  const float* nextW = nullptr;
+  bf16* nextX = nullptr;
+  float* nextSq = nullptr;
+  int* nextSlots = nullptr;  // receives the grid's blocks along N (the slots written)
+};
+
 void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16DecodeConfig& cfg,
-                void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu = false) {
+                void* workspace, size_t workspaceBytes, cudaStream_t stream, bool silu = false,
+                const DecodeFusion& fusion = {}) {
   if (m == 0) return;
   ivl::require(m <= kW8A16DecodeMaxM, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: m must be <= " + std::to_string(kW8A16DecodeMaxM) + ", got " + std::to_string(m));
@@ -1102,9 +1220,22 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
   const int groups = w8a16Groups(w.k);
   ivl::require(cfg.splitK >= 1 && cfg.splitK <= groups && cfg.splitK <= 65535, ivl::ErrorCode::InvalidArg,
                "gemmW8A16Decode: splitK must be in [1, K/128]");
+  ivl::require(fusion.rmsSq == nullptr || (w8a16RmsRuns(m, fusion.rmsSlots) && cfg.tilesPerWarp == 1),
+               ivl::ErrorCode::InvalidArg, "gemmW8A16Rms: the RMS form takes m <= 8 rows of at most " +
+                                               std::to_string(kW8A16RmsMaxSlots) + " slot sums and one tile per warp");
+  ivl::require(fusion.nextX == nullptr || (m <= 8 && fusion.nextW != nullptr && fusion.nextSq != nullptr),
+               ivl::ErrorCode::InvalidArg, "gemmW8A16Residual: the next norm's input takes m <= 8 and its weight and sums");
+  ivl::require(!fusion.residual || !silu, ivl::ErrorCode::InvalidArg, "gemmW8A16Residual: not the SILU form");
   w8a16::DecodeParams p = callParams(w, x, m, y, bias);
   p.tb = cfg.tilesPerBlock;
   p.splitK = cfg.splitK;
+  p.rmsSq = fusion.rmsSq;
+  p.rmsSlots = fusion.rmsSlots;
+  p.rmsEps = fusion.rmsEps;
+  p.residual = fusion.residual ? 1 : 0;
+  p.nextW = fusion.nextW;
+  p.nextX = fusion.nextX;
+  p.nextSq = fusion.nextSq;
   p.l2Ahead = w8a16::l2AheadUnits.load(std::memory_order_relaxed);
 #ifdef IVL_KERNEL_TRACE
   p.prologueUnits = w8a16::labPrologueUnits.load(std::memory_order_relaxed);
@@ -1130,6 +1261,7 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
   }
   const dim3 grid(blocksN, cfg.splitK);
+  if (fusion.nextSlots != nullptr) *fusion.nextSlots = blocksN;
   if (w.scheme == Int8Scheme::PerGroup128)
     w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   else
@@ -1139,9 +1271,15 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
 
 // The launcher's configuration for m decode rows on `sms` SMs (w8a16ChooseDecode), then the call.
 void decodeChosen(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, int sms, void* workspace,
-                  size_t workspaceBytes, cudaStream_t stream) {
+                  size_t workspaceBytes, cudaStream_t stream, bool silu = false, const DecodeFusion& fusion = {}) {
   const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, workspace != nullptr ? workspaceBytes : 0);
-  decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream);
+  decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, silu, fusion);
+}
+
+// The RMS form's entry checks (gemmW8A16Rms / gemmW8A16SiluMulRms): whether it runs.
+bool rmsRuns(const W8A16Weight& w, int m, const W8A16RmsRows& rows, bool silu, const char* who) {
+  ivl::require(rows.squares != nullptr, ivl::ErrorCode::InvalidArg, std::string(who) + ": no row sums given");
+  return w8a16RmsRuns(m, rows.slots) && (!silu || w.n % 32 == 0);
 }
 }  // namespace w8a16
 
@@ -1160,6 +1298,60 @@ bool gemmW8A16SiluMul(const W8A16Weight& w, const bf16* x, int m, bf16* y, cudaS
       w8a16ChooseDecode(w, m, w8a16::smCount(), workspace != nullptr ? workspaceBytes : 0);
   if (cfg.tilesPerWarp != 1) return false;  // two tiles per warp (m = 9..16) would be given up
   w8a16::decodeCall(w, x, m, y, nullptr, cfg, workspace, workspaceBytes, stream, true);
+  return true;
+}
+
+void gemmW8A16DecodeFused(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
+                          const W8A16DecodeConfig& cfg, void* workspace, size_t workspaceBytes, cudaStream_t stream,
+                          bool silu, const W8A16RmsRows* rms, bool residual, const float* nextW, bf16* nextX,
+                          float* nextSq, int* nextSlots) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16DecodeFused");
+  if (rms != nullptr) w8a16::rmsRuns(w, m, *rms, silu, "gemmW8A16DecodeFused");
+  w8a16::decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, silu,
+                    w8a16::DecodeFusion{rms ? rms->squares : nullptr, rms ? rms->slots : 0, rms ? rms->eps : 0.f,
+                                        residual, nextW, nextX, nextSq, nextSlots});
+}
+
+bool gemmW8A16Rms(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16RmsRows& rows,
+                  cudaStream_t stream, void* workspace, size_t workspaceBytes) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16Rms");
+  if (m == 0) return true;
+  if (!w8a16::rmsRuns(w, m, rows, false, "gemmW8A16Rms")) return false;
+  w8a16::decodeChosen(w, x, m, y, bias, w8a16::smCount(), workspace, workspaceBytes, stream, false,
+                      w8a16::DecodeFusion{rows.squares, rows.slots, rows.eps});
+  return true;
+}
+
+bool gemmW8A16SiluMulRms(const W8A16Weight& w, const bf16* x, int m, bf16* y, const W8A16RmsRows& rows,
+                         cudaStream_t stream, void* workspace, size_t workspaceBytes) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16SiluMulRms");
+  if (m == 0) return true;
+  if (!w8a16::rmsRuns(w, m, rows, true, "gemmW8A16SiluMulRms")) return false;
+  w8a16::decodeChosen(w, x, m, y, nullptr, w8a16::smCount(), workspace, workspaceBytes, stream, true,
+                      w8a16::DecodeFusion{rows.squares, rows.slots, rows.eps});
+  return true;
+}
+
+bool gemmW8A16Residual(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, cudaStream_t stream,
+                       void* workspace, size_t workspaceBytes, const float* nextW, bf16* nextX, W8A16RmsRows* nextRows) {
+  w8a16::checkCall(w, x, m, y, "gemmW8A16Residual");
+  ivl::require((nextW == nullptr) == (nextX == nullptr) && (nextX == nullptr) == (nextRows == nullptr) &&
+                   (nextRows == nullptr || nextRows->squares != nullptr),
+               ivl::ErrorCode::InvalidArg, "gemmW8A16Residual: the next norm's weight, input and sums go together");
+  if (m == 0) return true;
+  const int sms = w8a16::smCount();
+  const size_t ws = workspace != nullptr ? workspaceBytes : 0;
+  if (m > kW8A16DecodeMaxM || w8a16::skinnyFill(w, m, sms, ws)) return false;  // not the decode kernel
+  const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, ws);
+  if (nextX != nullptr) {  // only where the RMS form after it can take the sums
+    const int perBlock = cfg.tilesPerBlock * cfg.tilesPerWarp;
+    if (!w8a16RmsRuns(m, ((w.n + 15) / 16 + perBlock - 1) / perBlock)) return false;
+  }
+  int slots = 0;
+  w8a16::decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, false,
+                    w8a16::DecodeFusion{nullptr, 0, 0.f, true, nextW, nextX,
+                                        nextRows ? const_cast<float*>(nextRows->squares) : nullptr, &slots});
+  if (nextRows != nullptr) nextRows->slots = slots;
   return true;
 }
 

@@ -61,4 +61,47 @@ bool w8a16KernelBeatsDequant(const W8A16Weight& w, int m);
 bool gemmW8A16SiluMul(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y, cudaStream_t stream,
                       void* workspace = nullptr, size_t workspaceBytes = 0);
 
+// The decoder's residual stream around the decode GEMV, with the RMSNorm between two layers'
+// projections deferred into them: no norm kernel between the GEMVs (the step's kernel boundaries
+// are what is left of batch 1's gap to the roofline, cuda/dev/w8a16/README.md). Each returns
+// false, having done nothing, where the decode kernel does not run these rows (the caller then
+// composes).
+
+// Per-row sums of squares of residual rows, kept in `slots` partial sums a row ([slots][m] fp32,
+// written by gemmW8A16Residual's blocks), and the RMSNorm's epsilon: what the RMS form needs for
+// each row's 1/rms. The buffer holds at least kW8A16RmsMaxSlots · 8 floats.
+struct W8A16RmsRows {
+  const float* squares = nullptr;
+  int slots = 0;
+  float eps = 0.f;
+};
+constexpr int kW8A16RmsMaxSlots = 256;
+// Where the RMS form runs: m <= 8 rows whose sums come in slots · (m rounded up to a power of
+// two) <= 256 (one value per thread of a block; the 40B's residual GEMVs write 224 at m = 1).
+constexpr bool w8a16RmsRuns(int m, int slots) {
+  return m >= 1 && m <= 8 && slots >= 1 && slots * (m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8) <= kW8A16RmsMaxSlots;
+}
+
+// Residual: y += x · W'^T (+ bias), y [m, N] holding the residual rows: each output is
+// bf16(y + bf16(product)), the bits of gemmW8A16 into a scratch and an elementwise add. With
+// nextW [N] (fp32, the next RMSNorm's weight; m <= 8) it also writes nextX [m, N] = bf16(y ⊙ nextW),
+// the RMS form's input, and the rows' sums of squares of y into nextRows (squares given; slots
+// set). m <= kW8A16DecodeMaxM where the launcher runs the decode kernel.
+bool gemmW8A16Residual(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
+                       const __nv_bfloat16* bias, cudaStream_t stream, void* workspace = nullptr,
+                       size_t workspaceBytes = 0, const float* nextW = nullptr, __nv_bfloat16* nextX = nullptr,
+                       W8A16RmsRows* nextRows = nullptr);
+
+// RMS: x = bf16(r ⊙ g) for residual rows r whose sums of squares are in `rows` (both from
+// gemmW8A16Residual), and y = bf16((x · W'^T) · rsqrt(mean_k r[i,k]² + eps) (+ bias)): the
+// projection of RMSNorm(r; g), the 1/rms applied after the sums. Not the composed ops' bits
+// (they round r · 1/rms to bf16 before g); within bf16 rounding of them. Where
+// w8a16RmsRuns(m, rows.slots). SiluMulRms: the same for gemmW8A16SiluMul's stacked gate/up.
+bool gemmW8A16Rms(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y, const __nv_bfloat16* bias,
+                  const W8A16RmsRows& rows, cudaStream_t stream, void* workspace = nullptr,
+                  size_t workspaceBytes = 0);
+bool gemmW8A16SiluMulRms(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
+                         const W8A16RmsRows& rows, cudaStream_t stream, void* workspace = nullptr,
+                         size_t workspaceBytes = 0);
+
 }  // namespace ivl::cuda

@@ -61,6 +61,16 @@ void w8a16SetPrologueUnits(int units);
 size_t w8a16DecodeWorkspaceBytes(const W8A16Weight& w, int m, const W8A16DecodeConfig& cfg);
 
 // The two kernels with an explicit configuration (m <= kW8A16DecodeMaxM for decode).
+// The decode kernel's residual-stream forms with an explicit configuration (the lab's validate):
+// rms set, the RMS form of gemmW8A16Rms (silu: gemmW8A16SiluMulRms; m <= 8, one tile per warp);
+// residual, the y += form of gemmW8A16Residual (nextW / nextX / nextSq as there; nextSlots
+// receives the slot count).
+void gemmW8A16DecodeFused(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
+                          const __nv_bfloat16* bias, const W8A16DecodeConfig& cfg, void* workspace,
+                          size_t workspaceBytes, cudaStream_t stream, bool silu, const W8A16RmsRows* rms,
+                          bool residual, const float* nextW = nullptr, __nv_bfloat16* nextX = nullptr,
+                          float* nextSq = nullptr, int* nextSlots = nullptr);
+
 void gemmW8A16Decode(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_bfloat16* y,
                      const __nv_bfloat16* bias, const W8A16DecodeConfig& cfg, void* workspace,
                      size_t workspaceBytes, cudaStream_t stream);

@@ -41,6 +41,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -405,12 +407,184 @@ static long validateChain(bool small, cudaStream_t stream, std::vector<Summary>&
 
 static long validateStepChain(bool small, cudaStream_t stream);
 
+// The decoder's residual-stream forms of the decode kernel (gemm_w8a16.h), m <= 8, on the
+// launcher's configuration and every one-tile config of the sweep:
+// - RMS form: x are the validate's rows r, its input bf16(r ⊙ g) (g fp32 in [0.5, 1.5)), r's sums
+//   of squares given as 5 partial sums a row; against the fp64 product of the dequantized weight
+//   with that input, times 1/rms(r) (eps 1e-5), + bias;
+// - its SILU form: bit for bit the RMS form's GEMV of the same configuration + siluMulHalves;
+// - residual form: bit for bit the same configuration's GEMV + an elementwise add into y; its
+//   next-norm input bit for bit bf16(y ⊙ g) of the y it wrote, and its slot sums adding up to
+//   each row's sum of y² (fp64 of the written y, relative 1e-5).
+static long validateResidualForms(const W8A16Weight& wq, const std::vector<int8_t>& qRef, const std::vector<float>& sRef,
+                                  Int8Scheme scheme, int n, int k, int m, const std::vector<uint16_t>& x,
+                                  const std::vector<uint16_t>* bias, const bf16* biasP, const bf16* dX,
+                                  const std::vector<W8A16DecodeConfig>& cfgs, Dev<uint8_t>& ws, bool small,
+                                  cudaStream_t stream, std::vector<Summary>& summary) {
+  const char* sname = scheme == Int8Scheme::PerChannel ? "per-channel" : "per-group128";
+  const float eps = 1e-5f;
+  Rng rng(77 + n + k);
+  std::vector<float> gK(k), gN(n);
+  for (auto& v : gK) v = 0.5f + (rng.uniform() * 0.5f + 0.5f);
+  for (auto& v : gN) v = 0.5f + (rng.uniform() * 0.5f + 0.5f);
+  std::vector<uint16_t> xg(static_cast<size_t>(m) * k);
+  std::vector<double> rinv(m);
+  constexpr int kSlots = 5;
+  std::vector<float> slotSq(static_cast<size_t>(kSlots) * m, 0.f);  // [slot][row]
+  for (int i = 0; i < m; ++i) {
+    double ss = 0;
+    for (int c = 0; c < k; ++c) {
+      const float xv = bf2f(x[static_cast<size_t>(i) * k + c]);
+      ss += static_cast<double>(xv) * xv;
+      slotSq[static_cast<size_t>(c % kSlots) * m + i] += xv * xv;
+      xg[static_cast<size_t>(i) * k + c] = f2bf(xv * gK[c]);
+    }
+    double fromSlots = 0;
+    for (int sl = 0; sl < kSlots; ++sl) fromSlots += slotSq[static_cast<size_t>(sl) * m + i];
+    (void)ss;
+    rinv[i] = 1.0 / std::sqrt(fromSlots / k + eps);
+  }
+  Dev<float> dSq(static_cast<size_t>(kW8A16RmsMaxSlots) * 8), dNextSq(static_cast<size_t>(n) * 8);
+  CK(cudaMemcpy(dSq.p, slotSq.data(), slotSq.size() * sizeof(float), cudaMemcpyHostToDevice));
+  W8A16RmsRows rows;
+  rows.squares = dSq.p;
+  rows.slots = kSlots;
+  rows.eps = eps;
+  std::vector<double> ref, absSum;
+  cpuGemmRef(qRef, sRef, scheme, n, k, xg, m, nullptr, ref, absSum);
+  for (int i = 0; i < m; ++i)
+    for (int r = 0; r < n; ++r) {
+      const size_t e = static_cast<size_t>(i) * n + r;
+      const double b = bias ? bf2f((*bias)[r]) : 0.0;
+      ref[e] = ref[e] * rinv[i] + b;
+      absSum[e] = absSum[e] * rinv[i] + std::fabs(b);
+    }
+  Dev<float> dGN(n);
+  dGN.up(gN.data());
+  Dev<bf16> dXg(xg.size());
+  dXg.up(xg.data());
+  Dev<bf16> dY(static_cast<size_t>(m) * n), dR(dY.n), dRes(dY.n), dNext(dY.n);
+  std::vector<uint16_t> y(dY.n), res0(dY.n);
+  for (auto& v : res0) v = f2bf(rng.uniform() * 4.f);
+  long failures = 0;
+  auto report = [&](const std::string& what, bool ok, const std::string& detail) {
+    failures += !ok;
+    if (!ok || small)
+      std::printf("  N=%d K=%d %s %-44s m=%2d  %s  %s\n", n, k, sname, what.c_str(), m, detail.c_str(), ok ? "OK" : "FAIL");
+  };
+  auto bitsEqual = [&](Dev<bf16>& a, Dev<bf16>& b) {
+    std::vector<uint16_t> ha(a.n), hb(b.n);
+    a.down(ha.data());
+    b.down(hb.data());
+    long bad = 0;
+    for (size_t i = 0; i < ha.size(); ++i) bad += ha[i] != hb[i];
+    return bad;
+  };
+  std::vector<std::optional<W8A16DecodeConfig>> run = {std::nullopt};
+  for (const auto& c : cfgs)
+    if (c.tilesPerWarp == 1) {
+      W8A16DecodeConfig cc = c;
+      cc.splitK = std::min(cc.splitK, w8a16Groups(k));
+      run.push_back(cc);
+    }
+  for (const auto& c : run) {
+    const std::string name = c ? "tb" + std::to_string(c->tilesPerBlock) + " split" + std::to_string(c->splitK) +
+                                     " depth" + std::to_string(c->depth)
+                               : std::string("launcher");
+    try {
+      // RMS form against the reference (where it runs: m · K small enough to stage)
+      {
+      CK(cudaMemsetAsync(dY.p, 0xFF, dY.n * sizeof(bf16), stream));
+      if (c) gemmW8A16DecodeFused(wq, dXg.p, m, dY.p, biasP, *c, ws.p, ws.n, stream, false, &rows, false);
+      else if (!gemmW8A16Rms(wq, dXg.p, m, dY.p, biasP, rows, stream, ws.p, ws.n)) throw std::runtime_error("refused");
+      CK(cudaStreamSynchronize(stream));
+      dY.down(y.data());
+      const ErrStats st = compare(y, ref, absSum, m, n);
+      addTo(summary, std::string(sname) + " RMS form m<=8", st);
+      char d[160];
+      std::snprintf(d, sizeof d, "max rel %.3e  max err/tol %.3f  bad %ld", st.maxRel, st.maxRatio, st.bad);
+      report("RMS form " + name, st.bad == 0, d);
+      // its SILU form on the first N & ~31 rows read as [gate | up]
+      if ((n & ~31) > 0) {
+        W8A16Weight wv = wq;
+        wv.n = n & ~31;
+        const int F = wv.n / 2;
+        Dev<bf16> dGu(static_cast<size_t>(m) * wv.n), dAct(static_cast<size_t>(m) * F), dRef(dAct.n);
+        CK(cudaMemsetAsync(dAct.p, 0xFF, dAct.n * sizeof(bf16), stream));
+        bool ran = true;
+        if (c) {
+          gemmW8A16DecodeFused(wv, dXg.p, m, dGu.p, nullptr, *c, ws.p, ws.n, stream, false, &rows, false);
+          gemmW8A16DecodeFused(wv, dXg.p, m, dAct.p, nullptr, *c, ws.p, ws.n, stream, true, &rows, false);
+        } else {
+          if (!gemmW8A16Rms(wv, dXg.p, m, dGu.p, nullptr, rows, stream, ws.p, ws.n)) throw std::runtime_error("refused");
+          ran = gemmW8A16SiluMulRms(wv, dXg.p, m, dAct.p, rows, stream, ws.p, ws.n);
+        }
+        siluMulHalvesBf16(dRef.p, dGu.p, m, F, stream);
+        CK(cudaStreamSynchronize(stream));
+        if (ran) {
+          const long bad = bitsEqual(dAct, dRef);
+          report("RMS SILU form " + name, bad == 0, "mismatches " + std::to_string(bad) + " of " + std::to_string(dAct.n));
+        }
+      }
+      }
+      // residual form against GEMV + add, and its next-norm output
+      dRes.up(res0.data());
+      dR.up(res0.data());
+      CK(cudaMemsetAsync(dNext.p, 0xFF, dNext.n * sizeof(bf16), stream));
+      W8A16RmsRows nextRows;
+      nextRows.squares = dNextSq.p;
+      if (c) {
+        gemmW8A16DecodeFused(wq, dX, m, dRes.p, biasP, *c, ws.p, ws.n, stream, false, nullptr, true, dGN.p, dNext.p,
+                             dNextSq.p, &nextRows.slots);
+        gemmW8A16Decode(wq, dX, m, dY.p, biasP, *c, ws.p, ws.n, stream);
+      } else {
+        // (the launcher declines the next norm's outputs where the RMS form could not take its sums)
+        if (!gemmW8A16Residual(wq, dX, m, dRes.p, biasP, stream, ws.p, ws.n, dGN.p, dNext.p, &nextRows)) {
+          nextRows.slots = -1;
+          if (!gemmW8A16Residual(wq, dX, m, dRes.p, biasP, stream, ws.p, ws.n)) throw std::runtime_error("refused");
+        }
+        gemmW8A16(wq, dX, m, dY.p, biasP, stream, ws.p, ws.n);
+      }
+      addBf16(dR.p, dR.p, dY.p, static_cast<int64_t>(dR.n), stream);
+      CK(cudaStreamSynchronize(stream));
+      const long bad = bitsEqual(dRes, dR);
+      std::vector<uint16_t> yNew(dRes.n), next(dNext.n);
+      dRes.down(yNew.data());
+      dNext.down(next.data());
+      long badNext = 0;
+      if (nextRows.slots != -1)
+        for (size_t i = 0; i < next.size(); ++i) badNext += next[i] != f2bf(bf2f(yNew[i]) * gN[i % n]);
+      std::vector<float> sq(static_cast<size_t>(std::max(0, nextRows.slots)) * m);
+      if (nextRows.slots == -1) {
+      } else if (nextRows.slots < 1 || static_cast<size_t>(nextRows.slots) * m > dNextSq.n) {
+        ++badNext;
+      } else {
+        CK(cudaMemcpy(sq.data(), dNextSq.p, sq.size() * sizeof(float), cudaMemcpyDeviceToHost));
+        for (int i = 0; i < m; ++i) {
+          double want = 0, got = 0;
+          for (int r = 0; r < n; ++r) want += static_cast<double>(bf2f(yNew[static_cast<size_t>(i) * n + r])) *
+                                              bf2f(yNew[static_cast<size_t>(i) * n + r]);
+          for (int sl = 0; sl < nextRows.slots; ++sl) got += sq[static_cast<size_t>(sl) * m + i];
+          badNext += std::fabs(got - want) > 1e-5 * want;
+        }
+      }
+      report("residual form " + name, bad == 0 && badNext == 0,
+             "mismatches " + std::to_string(bad) + ", next-norm input mismatches " + std::to_string(badNext) + " of " +
+                 std::to_string(dR.n));
+    } catch (const std::exception& e) {
+      std::printf("  N=%d K=%d %s residual-stream forms %s m=%d: threw: %s\n", n, k, sname, name.c_str(), m, e.what());
+      ++failures;
+    }
+  }
+  return failures;
+}
+
 static int runValidate(bool small, bool race) {
   std::vector<ValShape> shapes;
   std::vector<int> ms;
   if (race) {  // racecheck is slow: one shape, one decode and one prefill size
     shapes = {{77, 136, 70, true}};
-    ms = {9, 70};
+    ms = {1, 9, 70};
   } else if (small) {
     shapes = {{77, 136, 70, true}, {1000, 264, 40, false}, {40, 7232, 33, true}};
     ms = {1, 9, 17, 33, 70};
@@ -604,6 +778,8 @@ static int runValidate(bool small, bool race) {
             }
           }
         }
+        if (m <= 8) failures += validateResidualForms(wq, qRef, sRef, scheme, n, k, m, x, sh.bias ? &bias : nullptr,
+                                                      biasP, dX.p, decodeCfgs, ws, small, stream, summary);
         if (small || race || m == 1 || m == 7 || m == 16 || m == 24 || m == 33 || m == 64 || m == 118 || m == 152 ||
             m == 1024) {
           for (int t = 0; t < kW8A16PrefillTileCount; ++t) {
@@ -1088,6 +1264,12 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
       wsBytes = std::max(wsBytes, w8a16WorkspaceBytes(W8A16Weight{lw[0].q[0], lw[0].pc[0], sh.n, sh.k, sc}));
   void* ws = alloc(wsBytes);
   CK(cudaMemsetAsync(ws, 0, wsBytes, stream));
+  // The residual-stream forms' row sums (the first layer's qkv reads whatever the last pass left).
+  W8A16RmsRows rmsRows;
+  rmsRows.squares = static_cast<float*>(alloc(kW8A16RmsMaxSlots * 8 * sizeof(float)));
+  rmsRows.slots = 224;
+  rmsRows.eps = 1e-6f;
+  fillF32Kernel<<<8, 256, 0, stream>>>(const_cast<float*>(rmsRows.squares), kW8A16RmsMaxSlots * 8, 1.f);
 
   // "step+attn" (kvLen > 0): each layer's own paged K/V cache (page size 16, 8 kv heads x 128)
   // holding kvLen keys for each of mMaxRows sequences; sequence b owns pages
@@ -1158,9 +1340,16 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
   for (int l2 : l2List)
   for (Int8Scheme sc : {Int8Scheme::PerChannel, Int8Scheme::PerGroup128})
     for (int m : {1, 8, 16})
-      for (int variant : {0, 1, 2}) {
-        if (variant == 2 && kvLen <= 0) continue;
-        const bool withSmall = variant > 0, realAttn = variant == 2;
+      for (int variant : {0, 1, 2, 3, 4}) {
+        if (variant >= 2 && kvLen <= 0) continue;
+        if (variant >= 3 && !w8a16RmsRuns(m, 224)) continue;  // where the RMS form runs (224 slots: o / down)
+        // 3: step+attn with the residual adds (and the next norm's x ⊙ g) in the o / down GEMVs'
+        // epilogues and the norms' 1/rms in the qkv / gate-up GEMVs (gemmW8A16Residual / Rms /
+        // SiluMulRms): no norm kernels.
+        // 4: the same kernels with plain qkv / gate-up GEMVs on the residual rows (no norm math:
+        // wrong values, right kernel count), the bound on what removing the norm kernels gives.
+        const bool withSmall = variant > 0, realAttn = variant >= 2, fusedNorms = variant >= 3;
+        const bool normMath = variant == 3;
         const bool grp = sc == Int8Scheme::PerGroup128;
         const DecodePlan plan = realAttn ? planPagedDecode(m, 56, 8, 128, kvLen, sms) : DecodePlan{};
         auto small = [&](bf16* dst, const bf16* src, size_t n) {
@@ -1183,8 +1372,15 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
               continue;
             }
             // The step's own kernels (decoder.cpp order), attention as a stand-in (o reads it).
-            addRmsNormBf16(normOut, xa, dOut, normW, m, 7168, 1e-6f, stream);
-            gemmW8A16(W(0), normOut, m, qkvOut, nullptr, stream, ws, wsBytes);
+            if (fusedNorms && !normMath) {
+              gemmW8A16(W(0), xa, m, qkvOut, nullptr, stream, ws, wsBytes);
+            } else if (fusedNorms) {
+              if (!gemmW8A16Rms(W(0), normOut, m, qkvOut, nullptr, rmsRows, stream, ws, wsBytes))
+                throw std::runtime_error("gemmW8A16Rms refused the chain's qkv");
+            } else {
+              addRmsNormBf16(normOut, xa, dOut, normW, m, 7168, 1e-6f, stream);
+              gemmW8A16(W(0), normOut, m, qkvOut, nullptr, stream, ws, wsBytes);
+            }
             if (realAttn) {
               PagedKV kv;
               kv.k_pages = kLayer[l];
@@ -1210,6 +1406,17 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
             } else {
               qkvRopeAppendBf16(qh, kC, vC, qkvOut, cosT, sinT, ivl::DType::F32, slots, m, 56, 8, 64, stream);
               small(attn, qh, static_cast<size_t>(m) * 7168);
+            }
+            if (fusedNorms) {
+              const float* nw = normMath ? normW : nullptr;
+              bf16* nx = normMath ? normOut : nullptr;
+              W8A16RmsRows* nr = normMath ? &rmsRows : nullptr;
+              if (!gemmW8A16Residual(W(1), attn, m, xa, nullptr, stream, ws, wsBytes, nw, nx, nr) ||
+                  !(normMath ? gemmW8A16SiluMulRms(W(2), normOut, m, h, rmsRows, stream, ws, wsBytes)
+                             : gemmW8A16SiluMul(W(2), xa, m, h, stream, ws, wsBytes)) ||
+                  !gemmW8A16Residual(W(3), h, m, xa, nullptr, stream, ws, wsBytes, nw, nx, nr))
+                throw std::runtime_error("the norm / residual forms refused a chain GEMV");
+              continue;
             }
             gemmW8A16(W(1), attn, m, oOut, nullptr, stream, ws, wsBytes);
             addRmsNormBf16(normOut, xa, oOut, normW, m, 7168, 1e-6f, stream);
@@ -1241,7 +1448,7 @@ static void runLayerChain(int wantLayers, int reps, const std::vector<int>& l2Li
           us[pdl] = t[pdl][t[pdl].size() / 2];
         }
         const double bytes = static_cast<double>(packedPerLayer + (grp ? grPerLayer : pcPerLayer));
-        const char* kn = realAttn ? "step+attn" : withSmall ? "step" : "4 GEMV";
+        const char* kn = variant == 4 ? "bound+attn" : fusedNorms ? "fused+attn" : realAttn ? "step+attn" : withSmall ? "step" : "4 GEMV";
         std::printf("%-13s %2d %-12s %4d | %10.1f %8.2f %7.1f | %10.1f %8.2f %7.1f | %5.1f%%\n",
                     grp ? "per-group128" : "per-channel", m, kn, l2, us[0], bytes / (us[0] * 1e-6) / 1e12,
                     100.0 * bytes / (us[0] * 1e-6) / roofline, us[1], bytes / (us[1] * 1e-6) / 1e12,
