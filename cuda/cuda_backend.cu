@@ -150,6 +150,7 @@ CudaBackend::Impl::Impl(const CudaBackendOptions& o) : options(o), device(o.devi
   fusedVit = envSwitch("INTERNVL_CUDA_FUSED_VIT", true);
   ropeInAttention = envSwitch("INTERNVL_CUDA_ATTN_ROPE", true);
   siluInGemv = envSwitch("INTERNVL_CUDA_W8A16_SILU", true);
+  normsInGemv = envSwitch("INTERNVL_CUDA_W8A16_NORMS", true);
   gemmWorkspace = ScratchBlock(ctx->allocator, o.gemmWorkspaceBytes);
   gemm = std::make_unique<GemmBf16>(stream, gemmWorkspace.get(), o.gemmWorkspaceBytes);
 }

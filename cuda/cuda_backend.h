@@ -93,6 +93,12 @@ class CudaBackend final : public Backend {
   void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) override;
   void siluMulHalves(const Tensor& y, const Tensor& gu) override;
   void matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& gu) override;
+  bool matmulAddRmsNorm(const Tensor& x, const Tensor& a, const Tensor& r, const Tensor& h, const Tensor& w,
+                        const Tensor* bias, const Tensor& normW, double eps, bool mayDefer) override;
+  void rmsNormedMatmul(const Tensor& y, const Tensor& a, const Tensor& w, const Tensor* bias, bool deferred) override;
+  void rmsNormedMatmulSiluMulHalves(const Tensor& y, const Tensor& a, const Tensor& w, const Tensor& gu,
+                                    bool deferred) override;
+  void matmulAdd(const Tensor& x, const Tensor& r, const Tensor& a, const Tensor& w, const Tensor* bias) override;
   void add(const Tensor& y, const Tensor& a, const Tensor& b) override;
   void addScaled(const Tensor& y, const Tensor& x, const Tensor& s) override;
   void addScaledNorm(const Tensor& y, const Tensor& x, const Tensor& r, const Tensor& s, const Tensor& w,

@@ -18,6 +18,7 @@
 #include "cuda_alloc.h"
 #include "cuda_backend.h"
 #include "gemm_bf16.h"
+#include "gemm_w8a16.h"
 #include "quantize_int8.h"
 
 namespace ivl::cuda {
@@ -187,6 +188,12 @@ struct CudaBackend::Impl {
   // INTERNVL_CUDA_W8A16_SILU=0: int8 decode rows run the stacked gate/up GEMV and then
   // siluMulHalves, instead of the activation in the GEMV's epilogue (matmulSiluMulHalves).
   bool siluInGemv = true;
+  // INTERNVL_CUDA_W8A16_NORMS=0: int8 decode rows run each residual add, norm and projection as
+  // GEMV, addRmsNorm and GEMV, instead of deferring the norm into the GEMVs (matmulAddRmsNorm:
+  // the residual GEMV writes x ⊙ g and the rows' sums of squares, the next applies 1/rms).
+  bool normsInGemv = true;
+  ScratchBlock normSquares;  // the deferred norm's per-block sums of squares (W8A16RmsRows)
+  W8A16RmsRows pendingNorm;  // what the last deferring matmulAddRmsNorm left for the next GEMV
   bool poisoned = false;
   std::string poisonReason;
   AttentionPath lastAttention = AttentionPath::None;

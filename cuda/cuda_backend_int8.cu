@@ -34,6 +34,9 @@ namespace ivl::cuda {
 namespace {
 
 constexpr int64_t kDecodeMaxRows = kW8A16DecodeMaxM;  // 32
+constexpr int64_t kDeferredMaxRows = 8;  // the RMS form's rows (w8a16RmsRuns)
+
+bool isInt8(const Tensor& w) { return w.defined() && w.dtype() == DType::I8 && w.hasScales(); }
 
 Int8Scheme schemeOf(WeightUse use) {
   return use == WeightUse::Int8PerGroup128 ? Int8Scheme::PerGroup128 : Int8Scheme::PerChannel;
@@ -189,6 +192,110 @@ void CudaBackend::matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Te
     return gemmW8A16SiluMul(d, x.ptr<bf16>(), int(M), y.ptr<bf16>(), impl_->stream, ws, wsBytes);
   });
   if (!fused) Backend::matmulSiluMulHalves(y, x, w, gu);
+}
+
+// The deferred norm (Backend::matmulAddRmsNorm and the rmsNormed* forms): on int8 decode rows
+// the residual GEMV adds into x, writes the next norm's x ⊙ g into a and its rows' sums of
+// squares into normSquares, and the next GEMV applies each row's 1/rms after its sums: no norm
+// kernel between the two (gemm_w8a16.h). Other weights and rows compose (Backend's defaults), as
+// do shapes the kernels refuse, which they do before touching anything.
+bool CudaBackend::matmulAddRmsNorm(const Tensor& x, const Tensor& a, const Tensor& r, const Tensor& h,
+                                   const Tensor& w, const Tensor* bias, const Tensor& normW, double eps,
+                                   bool mayDefer) {
+  const bool deferred = impl_->op([&] {
+    if (!mayDefer || !impl_->normsInGemv || !impl_->siluInGemv || !isInt8(w)) return false;
+    const int64_t M = h.rows(), N = w.rows();
+    needDType(h, DType::BF16, "matmulAddRmsNorm: h");
+    needDType(x, DType::BF16, "matmulAddRmsNorm: x");
+    needDType(a, DType::BF16, "matmulAddRmsNorm: a");
+    needDType(normW, DType::F32, "matmulAddRmsNorm: normW");
+    need(w.cols() == h.cols() && x.rows() == M && x.cols() == N && a.rows() == M && a.cols() == N &&
+             normW.numel() == N,
+         "matmulAddRmsNorm: shape mismatch x" + shapeString(x.shape()) + " += h" + shapeString(h.shape()) + " · w" +
+             shapeString(w.shape()) + "ᵀ, a" + shapeString(a.shape()));
+    need(!bias || (bias->defined() && bias->numel() == N),
+         "matmulAddRmsNorm: bias must have N = " + std::to_string(N) + " elements");
+    need(x.raw() != h.raw() && a.raw() != h.raw() && a.raw() != x.raw(), "matmulAddRmsNorm: x, a and h must not alias");
+    if (M == 0 || M > kDeferredMaxRows || N == 0) return false;
+    if (impl_->normSquares.capacity() < kW8A16RmsMaxSlots * 8 * sizeof(float))
+      impl_->normSquares = ScratchBlock(impl_->ctx->allocator, kW8A16RmsMaxSlots * 8 * sizeof(float));
+    ScratchBlock tmp;
+    const bf16* b = bias ? impl_->biasBf16(*bias, tmp) : nullptr;
+    const W8A16Weight d = impl_->int8View(w);
+    const auto [ws, wsBytes] = impl_->int8DecodeWorkspace(w8a16WorkspaceBytes(d));
+    W8A16RmsRows rows;
+    rows.squares = impl_->normSquares.as<float>();
+    rows.eps = float(eps);
+    if (!gemmW8A16Residual(d, h.ptr<bf16>(), int(M), x.ptr<bf16>(), b, impl_->stream, ws, wsBytes,
+                           normW.ptr<float>(), a.ptr<bf16>(), &rows))
+      return false;
+    impl_->pendingNorm = rows;
+    return true;
+  });
+  if (!deferred) return Backend::matmulAddRmsNorm(x, a, r, h, w, bias, normW, eps, mayDefer);
+  return true;
+}
+
+void CudaBackend::rmsNormedMatmul(const Tensor& y, const Tensor& a, const Tensor& w, const Tensor* bias,
+                                  bool deferred) {
+  if (!deferred) return Backend::rmsNormedMatmul(y, a, w, bias, false);
+  impl_->op([&] {
+    const int64_t M = a.rows(), N = w.rows();
+    need(isInt8(w), "rmsNormedMatmul: a deferred norm needs the int8 GEMV");
+    needDType(a, DType::BF16, "rmsNormedMatmul: a");
+    needDType(y, DType::BF16, "rmsNormedMatmul: y");
+    need(w.cols() == a.cols() && y.rows() == M && y.cols() == N,
+         "rmsNormedMatmul: shape mismatch y" + shapeString(y.shape()) + " = a" + shapeString(a.shape()) + " · w" +
+             shapeString(w.shape()) + "ᵀ");
+    ScratchBlock tmp;
+    const bf16* b = bias ? impl_->biasBf16(*bias, tmp) : nullptr;
+    const W8A16Weight d = impl_->int8View(w);
+    const auto [ws, wsBytes] = impl_->int8DecodeWorkspace(w8a16WorkspaceBytes(d));
+    need(gemmW8A16Rms(d, a.ptr<bf16>(), int(M), y.ptr<bf16>(), b, impl_->pendingNorm, impl_->stream, ws, wsBytes),
+         "rmsNormedMatmul: the int8 GEMV refused a deferred norm's rows");
+  });
+}
+
+void CudaBackend::rmsNormedMatmulSiluMulHalves(const Tensor& y, const Tensor& a, const Tensor& w, const Tensor& gu,
+                                               bool deferred) {
+  if (!deferred) return Backend::rmsNormedMatmulSiluMulHalves(y, a, w, gu, false);
+  impl_->op([&] {
+    const int64_t M = a.rows(), F = y.cols();
+    need(isInt8(w), "rmsNormedMatmulSiluMulHalves: a deferred norm needs the int8 GEMV");
+    needDType(a, DType::BF16, "rmsNormedMatmulSiluMulHalves: a");
+    needDType(y, DType::BF16, "rmsNormedMatmulSiluMulHalves: y");
+    need(w.cols() == a.cols() && w.rows() == 2 * F && y.rows() == M,
+         "rmsNormedMatmulSiluMulHalves: shape mismatch y" + shapeString(y.shape()) + " = act(a" +
+             shapeString(a.shape()) + " · w" + shapeString(w.shape()) + "ᵀ)");
+    const W8A16Weight d = impl_->int8View(w);
+    const auto [ws, wsBytes] = impl_->int8DecodeWorkspace(w8a16WorkspaceBytes(d));
+    need(gemmW8A16SiluMulRms(d, a.ptr<bf16>(), int(M), y.ptr<bf16>(), impl_->pendingNorm, impl_->stream, ws, wsBytes),
+         "rmsNormedMatmulSiluMulHalves: the int8 GEMV refused a deferred norm's rows");
+  });
+}
+
+// gemmW8A16Residual adds in place into x: the bits of matmul into r followed by add.
+void CudaBackend::matmulAdd(const Tensor& x, const Tensor& r, const Tensor& a, const Tensor& w, const Tensor* bias) {
+  const bool fused = impl_->op([&] {
+    if (!impl_->normsInGemv || !isInt8(w)) return false;
+    const int64_t M = a.rows(), N = w.rows();
+    needDType(a, DType::BF16, "matmulAdd: a");
+    needDType(x, DType::BF16, "matmulAdd: x");
+    need(w.cols() == a.cols() && x.rows() == M && x.cols() == N,
+         "matmulAdd: shape mismatch x" + shapeString(x.shape()) + " += a" + shapeString(a.shape()) + " · w" +
+             shapeString(w.shape()) + "ᵀ");
+    need(!bias || (bias->defined() && bias->numel() == N),
+         "matmulAdd: bias must have N = " + std::to_string(N) + " elements");
+    need(x.raw() != a.raw(), "matmulAdd: x must not alias a");
+    if (M == 0 || N == 0) return true;
+    if (M > kDecodeMaxRows) return false;
+    ScratchBlock tmp;
+    const bf16* b = bias ? impl_->biasBf16(*bias, tmp) : nullptr;
+    const W8A16Weight d = impl_->int8View(w);
+    const auto [ws, wsBytes] = impl_->int8DecodeWorkspace(w8a16WorkspaceBytes(d));
+    return gemmW8A16Residual(d, a.ptr<bf16>(), int(M), x.ptr<bf16>(), b, impl_->stream, ws, wsBytes);
+  });
+  if (!fused) Backend::matmulAdd(x, r, a, w, bias);
 }
 
 void CudaBackend::splitColumns(const std::vector<Tensor>& dsts, const Tensor& src) {

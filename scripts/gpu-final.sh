@@ -8,7 +8,7 @@
 #   4. 40B decode batch 1 in int8 and bf16: wall clock per step (bench/profile.mjs), each twice,
 #      alternating with each of DECODE_AB's switch sets; the parity harness runs four more times
 #      after step 1, with INTERNVL_CUDA_PDL_ATTENTION=0, INTERNVL_CUDA_ATTN_FUSED_MERGE=1,
-#      INTERNVL_CUDA_ATTN_EARLY_KV=0 and INTERNVL_CUDA_W8A16_SKINNY_FILL=0
+#      INTERNVL_CUDA_ATTN_EARLY_KV=0 and INTERNVL_CUDA_W8A16_SKINNY_FILL=0 NORMS=0
 #   5. compute-sanitizer memcheck over the harness's --small cases, with the time left
 # Logs go to $OUT (summary.txt first).
 #   source .gpu/setup.sh && . scripts/gpu-unpack.sh && OUT=dir DEADLINE=300 scripts/gpu-final.sh
@@ -44,9 +44,10 @@ if [[ $built == 1 ]]; then
   # every K/V tile loaded after the PDL wait (the rope in attention then reads its new key back)
   INTERNVL_CUDA_ATTN_EARLY_KV=0 timeout "$(left 60)" build/parity/backend_parity >"$OUT/parity_late_kv.txt" 2>&1
   say "parity, INTERNVL_CUDA_ATTN_EARLY_KV=0: rc=$? $(tail -1 "$OUT/parity_late_kv.txt")"
-  # int8 rows 17..32 on the decode GEMV only (no wave fill through the split tensor-core tile)
-  INTERNVL_CUDA_W8A16_SKINNY_FILL=0 timeout "$(left 60)" build/parity/backend_parity >"$OUT/parity_no_fill.txt" 2>&1
-  say "parity, INTERNVL_CUDA_W8A16_SKINNY_FILL=0: rc=$? $(tail -1 "$OUT/parity_no_fill.txt")"
+  # int8 rows 17..32 on the decode GEMV only (no wave fill through the split tensor-core tile),
+  # and int8 decode norms composed (no deferred norm in the GEMVs)
+  INTERNVL_CUDA_W8A16_SKINNY_FILL=0 INTERNVL_CUDA_W8A16_NORMS=0 timeout "$(left 60)" build/parity/backend_parity >"$OUT/parity_no_fill.txt" 2>&1
+  say "parity, INTERNVL_CUDA_W8A16_SKINNY_FILL=0 INTERNVL_CUDA_W8A16_NORMS=0: rc=$? $(tail -1 "$OUT/parity_no_fill.txt")"
 fi
 timeout "$(left ${JEST_S:-120})" "${J[@]}" --testPathIgnorePatterns=faults.test -- test/gpu >"$OUT/jest.txt" 2>&1
 say "jest test/gpu rc=$? $(grep -E '^Tests:' "$OUT/jest.txt")"

@@ -172,14 +172,29 @@ class Backend {
     add(x, x, r);
     rmsNorm(y, x, w, eps);
   }
-  // addRmsNorm(a, x, r, normW, eps), then y[M, N] = a · w[N, C]ᵀ (+ bias): the residual add, the
-  // next norm and the projection that reads it. a [M, C] is scratch for the normed rows, which
-  // this form writes. The seam where a backend may fuse the three (and leave a untouched); none
-  // does now (a W8A16 fusion measured slower on the H200: cuda/dev/w8a16/README.md).
-  virtual void addRmsNormMatmul(const Tensor& y, const Tensor& a, const Tensor& x, const Tensor& r,
-                                const Tensor& normW, double eps, const Tensor& w, const Tensor* bias) {
+  // x += h · w[N, C]ᵀ (+ bias), then a = rmsNorm(x; normW, eps): a block's last projection, the
+  // residual add and the next norm (r [M, N] scratch for the product). Returns whether a was left
+  // deferred: holding bf16(x ⊙ normW), each row's 1/rms still to apply, which only the
+  // rmsNormed* forms below read (deferred = true); a backend that defers implements them. mayDefer:
+  // the caller reads a through those forms. The CUDA backend defers for int8 decode rows
+  // (gemmW8A16Residual: no norm kernel between the GEMVs).
+  virtual bool matmulAddRmsNorm(const Tensor& x, const Tensor& a, const Tensor& r, const Tensor& h, const Tensor& w,
+                                const Tensor* bias, const Tensor& normW, double eps, bool mayDefer) {
+    (void)mayDefer;
+    matmul(r, h, w, bias);
     addRmsNorm(a, x, r, normW, eps);
+    return false;
+  }
+  // y = a · w[N, C]ᵀ (+ bias) for the normed rows a; deferred: a as matmulAddRmsNorm left it.
+  virtual void rmsNormedMatmul(const Tensor& y, const Tensor& a, const Tensor& w, const Tensor* bias, bool deferred) {
+    require(!deferred, ErrorCode::Internal, "rmsNormedMatmul: this backend does not defer norms");
     matmul(y, a, w, bias);
+  }
+  // y = siluMulHalves(a · w[2F, C]ᵀ) likewise (gu [M, 2F] scratch, as matmulSiluMulHalves).
+  virtual void rmsNormedMatmulSiluMulHalves(const Tensor& y, const Tensor& a, const Tensor& w, const Tensor& gu,
+                                            bool deferred) {
+    require(!deferred, ErrorCode::Internal, "rmsNormedMatmulSiluMulHalves: this backend does not defer norms");
+    matmulSiluMulHalves(y, a, w, gu);
   }
   // y = 0.5 x (1 + erf(x / √2)), elementwise (y may alias x)
   virtual void gelu(const Tensor& y, const Tensor& x) = 0;
@@ -194,6 +209,13 @@ class Backend {
   virtual void matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& gu) {
     matmul(gu, x, w, nullptr);
     siluMulHalves(y, gu);
+  }
+  // x[M, N] += a[M, C] · w[N, C]ᵀ (+ bias): a block's last projection and the residual add, where
+  // no norm follows (a run of layers' end). r [M, N] is scratch for the product. CUDA adds in the
+  // int8 decode GEMV's epilogue (gemmW8A16Residual, the composed ops' bits; r untouched).
+  virtual void matmulAdd(const Tensor& x, const Tensor& r, const Tensor& a, const Tensor& w, const Tensor* bias) {
+    matmul(r, a, w, bias);
+    add(x, x, r);
   }
   // y = a + b, elementwise (y may alias a)
   virtual void add(const Tensor& y, const Tensor& a, const Tensor& b) = 0;

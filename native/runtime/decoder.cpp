@@ -70,15 +70,16 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
   const double scale = 1.0 / std::sqrt(double(D));
   const size_t nLayers = w_.layers.size();
 
-  // Layers run in runs of consecutive layers on one device; x moves between runs. The
-  // residual add of each block is fused with the norm that follows it (addRmsNorm) and, where
-  // the weights are stacked, issued as one op with the projection that reads that norm
-  // (addRmsNormMatmul, a seam where a backend may fuse; none does now): the MLP block's with
-  // the next layer's input norm and qkv when that layer is on the same device (`pending`: s.r
-  // still holds the MLP's output). The stacked gate/up and the activation are one seam,
-  // matmulSiluMulHalves, which the CUDA backend fuses for int8 decode rows (the activation in
-  // the GEMV's epilogue); likewise the stacked qkv rows go to attention through one seam,
-  // qkvRopeAttention, which the CUDA backend fuses on decode steps (rope inside attention).
+  // Layers run in runs of consecutive layers on one device; x moves between runs. Each block's
+  // residual add is issued with the norm that follows it and the projection before it
+  // (matmulAddRmsNorm: the o projection with the MLP's norm, the down projection with the next
+  // layer's input norm), and that norm's output goes to the next projection through the
+  // rmsNormed* seams. A backend may leave the norm deferred there (the CUDA backend on int8
+  // decode rows: x ⊙ g from the residual GEMV, 1/rms applied by the next GEMV, no norm kernel
+  // between them); composed, these are the matmul, addRmsNorm and matmul they always were. The
+  // stacked gate/up and the activation are one seam too (the activation in the GEMV's epilogue
+  // on int8 decode rows), as are the stacked qkv rows and attention (rope inside attention on
+  // decode steps). Unstacked weights read a normed a (mayDefer false).
   int at = map_.embed;
   for (size_t i0 = 0; i0 < nLayers;) {
     const int dev = map_.layer(i0);
@@ -89,18 +90,16 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
     Backend& be = device(dev);
     Scratch s = scratch(be, T, cosHost, sinHost, stackedQkv, stackedGateUp);
     be.rmsNorm(s.a, x, w_.layers[i0].attnNorm, l.rmsEps);
-    bool pending = false;
+    bool deferred = false;  // s.a holds its norm's x ⊙ g, 1/rms pending (matmulAddRmsNorm)
     for (size_t i = i0; i < i1; ++i) {
       checkCancel(cancel);
       const LlmLayerWeights& L = w_.layers[i];
       const KvLayer& cache = kv_.layer(int64_t(i));
       // x += Wo · attn(rope(q), rope(k), v),  a = rmsnorm(x) on entry
       if (stackedQkv) {
-        if (pending) be.addRmsNormMatmul(s.qkv, s.a, x, s.r, L.attnNorm, l.rmsEps, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
-        else be.matmul(s.qkv, s.a, L.wqkv, L.bqkv ? &L.bqkv : nullptr);
+        be.rmsNormedMatmul(s.qkv, s.a, L.wqkv, L.bqkv ? &L.bqkv : nullptr, deferred);
         be.qkvRopeAttention(s.o, s.q, cache, s.qkv, Hq, KV, s.cos, s.sin, batch, scale);
       } else {
-        if (pending) be.addRmsNorm(s.a, x, s.r, L.attnNorm, l.rmsEps);
         be.matmul(s.q, s.a, L.wq, L.bq ? &L.bq : nullptr);
         be.matmul(s.k, s.a, L.wk, L.bk ? &L.bk : nullptr);
         be.matmul(s.v, s.a, L.wv, L.bv ? &L.bv : nullptr);
@@ -109,20 +108,21 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
         be.kvWrite(cache, s.k, s.v, batch);
         be.pagedAttention(s.o, s.q, cache, batch, Hq, KV, scale);
       }
-      pending = false;
-      be.matmul(s.r, s.o, L.wo, L.bo ? &L.bo : nullptr);
       // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
-      be.addRmsNorm(s.a, x, s.r, L.mlpNorm, l.rmsEps);
+      deferred = be.matmulAddRmsNorm(x, s.a, s.r, s.o, L.wo, L.bo ? &L.bo : nullptr, L.mlpNorm, l.rmsEps,
+                                     stackedGateUp);
       if (stackedGateUp) {
-        be.matmulSiluMulHalves(s.g, s.a, L.gateUp, s.gu);
+        be.rmsNormedMatmulSiluMulHalves(s.g, s.a, L.gateUp, s.gu, deferred);
       } else {
         be.matmul(s.g, s.a, L.gate, nullptr);
         be.matmul(s.u, s.a, L.up, nullptr);
         be.siluMul(s.g, s.g, s.u);
       }
-      be.matmul(s.r, s.g, L.down, nullptr);
-      if (i + 1 < i1) pending = true;  // the next layer's first op adds s.r and norms
-      else be.add(x, x, s.r);
+      if (i + 1 < i1)  // the next layer's input norm goes with this residual add
+        deferred = be.matmulAddRmsNorm(x, s.a, s.r, s.g, L.down, nullptr, w_.layers[i + 1].attnNorm, l.rmsEps,
+                                       stackedQkv);
+      else
+        be.matmulAdd(x, s.r, s.g, L.down, nullptr);
     }
     i0 = i1;
   }
