@@ -93,8 +93,10 @@ class CudaBackend final : public Backend {
   void siluMul(const Tensor& y, const Tensor& gate, const Tensor& up) override;
   void siluMulHalves(const Tensor& y, const Tensor& gu) override;
   void matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& gu) override;
+  bool rmsNormMayDefer(const Tensor& a, const Tensor& x, const Tensor& normW, double eps,
+                       const Tensor* reader) override;
   bool matmulAddRmsNorm(const Tensor& x, const Tensor& a, const Tensor& r, const Tensor& h, const Tensor& w,
-                        const Tensor* bias, const Tensor& normW, double eps, bool mayDefer) override;
+                        const Tensor* bias, const Tensor& normW, double eps, const Tensor* reader) override;
   void rmsNormedMatmul(const Tensor& y, const Tensor& a, const Tensor& w, const Tensor* bias, bool deferred) override;
   void rmsNormedMatmulSiluMulHalves(const Tensor& y, const Tensor& a, const Tensor& w, const Tensor& gu,
                                     bool deferred) override;

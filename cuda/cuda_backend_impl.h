@@ -194,6 +194,8 @@ struct CudaBackend::Impl {
   bool normsInGemv = true;
   ScratchBlock normSquares;  // the deferred norm's per-block sums of squares (W8A16RmsRows)
   W8A16RmsRows pendingNorm;  // what the last deferring matmulAddRmsNorm left for the next GEMV
+  bool defersTo(const Tensor* reader, int64_t rows) const;  // (cuda_backend_int8.cu)
+  W8A16RmsRows normRows(double eps);                        // normSquares, grown once
   bool poisoned = false;
   std::string poisonReason;
   AttentionPath lastAttention = AttentionPath::None;

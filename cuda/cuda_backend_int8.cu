@@ -194,16 +194,53 @@ void CudaBackend::matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Te
   if (!fused) Backend::matmulSiluMulHalves(y, x, w, gu);
 }
 
-// The deferred norm (Backend::matmulAddRmsNorm and the rmsNormed* forms): on int8 decode rows
-// the residual GEMV adds into x, writes the next norm's x ⊙ g into a and its rows' sums of
-// squares into normSquares, and the next GEMV applies each row's 1/rms after its sums: no norm
-// kernel between the two (gemm_w8a16.h). Other weights and rows compose (Backend's defaults), as
-// do shapes the kernels refuse, which they do before touching anything.
+// The deferred norm (Backend::rmsNormMayDefer, matmulAddRmsNorm and the rmsNormed* forms): on
+// int8 decode rows the residual GEMV adds into x, writes the next norm's x ⊙ g into a and its
+// rows' sums of squares into normSquares (a run's first norm: w8a16RmsPrep, the same bits), and
+// the next GEMV applies each row's 1/rms after its sums: no norm kernel between two GEMVs
+// (gemm_w8a16.h). Other weights and rows compose (Backend's defaults), as do shapes the kernels
+// refuse, which they do before touching anything.
+// Whether a norm may defer to `reader`: an int8 weight, the switches on, decode rows the RMS
+// form takes (w8a16RmsRuns, checked again by the kernels' entry points).
+bool CudaBackend::Impl::defersTo(const Tensor* reader, int64_t rows) const {
+  return reader != nullptr && isInt8(*reader) && normsInGemv && siluInGemv && rows >= 1 && rows <= kDeferredMaxRows;
+}
+
+W8A16RmsRows CudaBackend::Impl::normRows(double eps) {
+  if (normSquares.capacity() < kW8A16RmsMaxSlots * 8 * sizeof(float))
+    normSquares = ScratchBlock(ctx->allocator, kW8A16RmsMaxSlots * 8 * sizeof(float));
+  W8A16RmsRows rows;
+  rows.squares = normSquares.as<float>();
+  rows.eps = float(eps);
+  return rows;
+}
+
+bool CudaBackend::rmsNormMayDefer(const Tensor& a, const Tensor& x, const Tensor& normW, double eps,
+                                  const Tensor* reader) {
+  const bool deferred = impl_->op([&] {
+    const int64_t M = x.rows(), N = x.cols();
+    if (!impl_->defersTo(reader, M)) return false;
+    needDType(x, DType::BF16, "rmsNormMayDefer: x");
+    needDType(a, DType::BF16, "rmsNormMayDefer: a");
+    needDType(normW, DType::F32, "rmsNormMayDefer: normW");
+    need(a.rows() == M && a.cols() == N && normW.numel() == N && a.raw() != x.raw(),
+         "rmsNormMayDefer: shape mismatch or aliasing a" + shapeString(a.shape()) + " = rmsNorm(x" +
+             shapeString(x.shape()) + ")");
+    W8A16RmsRows rows = impl_->normRows(eps);
+    if (!w8a16RmsPrep(x.ptr<bf16>(), int(M), int(N), normW.ptr<float>(), a.ptr<bf16>(), rows, impl_->stream))
+      return false;
+    impl_->pendingNorm = rows;
+    return true;
+  });
+  if (!deferred) return Backend::rmsNormMayDefer(a, x, normW, eps, reader);
+  return true;
+}
+
 bool CudaBackend::matmulAddRmsNorm(const Tensor& x, const Tensor& a, const Tensor& r, const Tensor& h,
                                    const Tensor& w, const Tensor* bias, const Tensor& normW, double eps,
-                                   bool mayDefer) {
+                                   const Tensor* reader) {
   const bool deferred = impl_->op([&] {
-    if (!mayDefer || !impl_->normsInGemv || !impl_->siluInGemv || !isInt8(w)) return false;
+    if (!isInt8(w) || !impl_->defersTo(reader, h.rows())) return false;
     const int64_t M = h.rows(), N = w.rows();
     needDType(h, DType::BF16, "matmulAddRmsNorm: h");
     needDType(x, DType::BF16, "matmulAddRmsNorm: x");
@@ -216,23 +253,19 @@ bool CudaBackend::matmulAddRmsNorm(const Tensor& x, const Tensor& a, const Tenso
     need(!bias || (bias->defined() && bias->numel() == N),
          "matmulAddRmsNorm: bias must have N = " + std::to_string(N) + " elements");
     need(x.raw() != h.raw() && a.raw() != h.raw() && a.raw() != x.raw(), "matmulAddRmsNorm: x, a and h must not alias");
-    if (M == 0 || M > kDeferredMaxRows || N == 0) return false;
-    if (impl_->normSquares.capacity() < kW8A16RmsMaxSlots * 8 * sizeof(float))
-      impl_->normSquares = ScratchBlock(impl_->ctx->allocator, kW8A16RmsMaxSlots * 8 * sizeof(float));
+    if (N == 0) return false;
     ScratchBlock tmp;
     const bf16* b = bias ? impl_->biasBf16(*bias, tmp) : nullptr;
     const W8A16Weight d = impl_->int8View(w);
     const auto [ws, wsBytes] = impl_->int8DecodeWorkspace(w8a16WorkspaceBytes(d));
-    W8A16RmsRows rows;
-    rows.squares = impl_->normSquares.as<float>();
-    rows.eps = float(eps);
+    W8A16RmsRows rows = impl_->normRows(eps);
     if (!gemmW8A16Residual(d, h.ptr<bf16>(), int(M), x.ptr<bf16>(), b, impl_->stream, ws, wsBytes,
                            normW.ptr<float>(), a.ptr<bf16>(), &rows))
       return false;
     impl_->pendingNorm = rows;
     return true;
   });
-  if (!deferred) return Backend::matmulAddRmsNorm(x, a, r, h, w, bias, normW, eps, mayDefer);
+  if (!deferred) return Backend::matmulAddRmsNorm(x, a, r, h, w, bias, normW, eps, reader);
   return true;
 }
 

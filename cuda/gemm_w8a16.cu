@@ -83,6 +83,35 @@ __device__ __forceinline__ uint4 lds128(const uint4* p) {
 
 // ---- decode: weight-streaming skinny GEMM (m <= 32) ----------------------------------------
 
+// One slot of the deferred norm's sums of squares: 32 lanes' values (y² of 32 consecutive
+// outputs of a row), added by xor shuffles. gemmW8A16Residual and w8a16RmsPrep both sum so, so
+// their slots carry the same bits.
+__device__ __forceinline__ float rmsSlotSum(float v) {
+#pragma unroll
+  for (int off = 16; off >= 1; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
+  return v;
+}
+
+// The deferred norm's input without a residual GEMV before it (a run of layers' first):
+// nextX = bf16(x ⊙ g) and the slots of x², as gemmW8A16Residual writes them. One warp per 32
+// outputs of a row.
+__global__ void rmsPrepKernel(const bf16* __restrict__ x, int m, int n, const float* __restrict__ g,
+                              bf16* __restrict__ nextX, float* __restrict__ squares) {
+  const int q = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+  const int chunks = (n + 31) / 32;
+  if (q >= chunks * m) return;
+  const int mm = q / chunks, c = q - mm * chunks, j = c * 32 + lane;
+  float sq = 0.f;
+  if (j < n) {
+    const size_t at = static_cast<size_t>(mm) * n + j;
+    const float f = __bfloat162float(x[at]);
+    nextX[at] = __float2bfloat16_rn(f * g[j]);
+    sq = f * f;
+  }
+  const float v = rmsSlotSum(sq);
+  if (lane == 0) squares[static_cast<size_t>(c) * m + mm] = v;
+}
+
 // sq += the squares of 8 bf16 (a 16-byte load).
 __device__ __forceinline__ float addSquares8(const uint4& v, float sq) {
   const uint32_t w[4] = {v.x, v.y, v.z, v.w};
@@ -500,16 +529,16 @@ __global__ void __launch_bounds__(kDecodeThreads,
     }
     p.y[at] = v;
   };
-  // The block's sum of y² for each row over its outputs (in output order), for the next RMS form.
+  // The sums of y² for the next RMS form, one per 32 outputs and row (rmsSlotSum: the order
+  // w8a16RmsPrep repeats, whatever this grid's tiling).
   auto nextSquares = [&] {
     if (MT != 1 || p.nextX == nullptr) return;
     __syncthreads();
-    const int outs = min(rowsB, p.n - nBase);
-    if (warp < p.m) {
-      float v = 0.f;
-      for (int j = lane; j < outs; j += 32) v += ySq[MT == 1 ? warp : 0][MT == 1 ? j : 0];
-      for (int off = 16; off >= 1; off >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, off);
-      if (lane == 0) p.nextSq[static_cast<size_t>(blockIdx.x) * p.m + warp] = v;
+    const int chunks = rowsB / 32, pairs = chunks * p.m;
+    for (int q = warp; q < pairs; q += kDecodeThreads / 32) {
+      const int mm = q / chunks, c = q - mm * chunks, j = c * 32 + lane;
+      const float v = rmsSlotSum(nBase + j < p.n ? ySq[MT == 1 ? mm : 0][MT == 1 ? j : 0] : 0.f);
+      if (lane == 0 && nBase + c * 32 < p.n) p.nextSq[static_cast<size_t>(nBase / 32 + c) * p.m + mm] = v;
     }
   };
   for (int e = threadIdx.x; e < rowsB * p.m; e += kDecodeThreads) {
@@ -1261,7 +1290,7 @@ void decodeCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16*
     p.partial = reinterpret_cast<float*>(static_cast<char*>(workspace) + w8a16::kCounterBytes);
   }
   const dim3 grid(blocksN, cfg.splitK);
-  if (fusion.nextSlots != nullptr) *fusion.nextSlots = blocksN;
+  if (fusion.nextSlots != nullptr) *fusion.nextSlots = (w.n + 31) / 32;
   if (w.scheme == Int8Scheme::PerGroup128)
     w8a16::launchDecodeMT<true>(p, grid, cfg.depth, cfg.tilesPerWarp, silu, stream);
   else
@@ -1343,15 +1372,25 @@ bool gemmW8A16Residual(const W8A16Weight& w, const bf16* x, int m, bf16* y, cons
   const size_t ws = workspace != nullptr ? workspaceBytes : 0;
   if (m > kW8A16DecodeMaxM || w8a16::skinnyFill(w, m, sms, ws)) return false;  // not the decode kernel
   const W8A16DecodeConfig cfg = w8a16ChooseDecode(w, m, sms, ws);
-  if (nextX != nullptr) {  // only where the RMS form after it can take the sums
-    const int perBlock = cfg.tilesPerBlock * cfg.tilesPerWarp;
-    if (!w8a16RmsRuns(m, ((w.n + 15) / 16 + perBlock - 1) / perBlock)) return false;
-  }
+  if (nextX != nullptr && !w8a16RmsRuns(m, (w.n + 31) / 32)) return false;  // the RMS form could not take the sums
   int slots = 0;
   w8a16::decodeCall(w, x, m, y, bias, cfg, workspace, workspaceBytes, stream, false,
                     w8a16::DecodeFusion{nullptr, 0, 0.f, true, nextW, nextX,
                                         nextRows ? const_cast<float*>(nextRows->squares) : nullptr, &slots});
   if (nextRows != nullptr) nextRows->slots = slots;
+  return true;
+}
+
+bool w8a16RmsPrep(const bf16* x, int m, int n, const float* g, bf16* nextX, W8A16RmsRows& rows, cudaStream_t stream) {
+  ivl::require(x != nullptr && g != nullptr && nextX != nullptr && rows.squares != nullptr && m >= 0 && n > 0,
+               ivl::ErrorCode::InvalidArg, "w8a16RmsPrep: null pointer or bad shape");
+  const int slots = (n + 31) / 32;
+  if (m == 0 || !w8a16RmsRuns(m, slots)) return false;
+  const int warps = slots * m, perBlock = 8;
+  w8a16::rmsPrepKernel<<<(warps + perBlock - 1) / perBlock, perBlock * 32, 0, stream>>>(
+      x, m, n, g, nextX, const_cast<float*>(rows.squares));
+  IVL_CUDA_CHECK(cudaGetLastError());
+  rows.slots = slots;
   return true;
 }
 

@@ -68,8 +68,8 @@ bool gemmW8A16SiluMul(const W8A16Weight& w, const __nv_bfloat16* x, int m, __nv_
 // composes).
 
 // Per-row sums of squares of residual rows, kept in `slots` partial sums a row ([slots][m] fp32,
-// written by gemmW8A16Residual's blocks), and the RMSNorm's epsilon: what the RMS form needs for
-// each row's 1/rms. The buffer holds at least kW8A16RmsMaxSlots · 8 floats.
+// one per 32 outputs, each added in one fixed order), and the RMSNorm's epsilon: what the RMS
+// form needs for each row's 1/rms. The buffer holds at least kW8A16RmsMaxSlots · 8 floats.
 struct W8A16RmsRows {
   const float* squares = nullptr;
   int slots = 0;
@@ -77,10 +77,17 @@ struct W8A16RmsRows {
 };
 constexpr int kW8A16RmsMaxSlots = 256;
 // Where the RMS form runs: m <= 8 rows whose sums come in slots · (m rounded up to a power of
-// two) <= 256 (one value per thread of a block; the 40B's residual GEMVs write 224 at m = 1).
+// two) <= 256 (one value per thread of a block; the 40B's hidden size gives 224 at m = 1).
 constexpr bool w8a16RmsRuns(int m, int slots) {
   return m >= 1 && m <= 8 && slots >= 1 && slots * (m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8) <= kW8A16RmsMaxSlots;
 }
+
+// The RMS form's input where no residual GEMV precedes it: nextX [m, n] = bf16(x ⊙ g) and x's
+// sums of squares into rows (squares given; slots and nothing else set), the bits
+// gemmW8A16Residual's next-norm outputs would have for the same x. False, having done nothing,
+// where the RMS form could not take them.
+bool w8a16RmsPrep(const __nv_bfloat16* x, int m, int n, const float* g, __nv_bfloat16* nextX, W8A16RmsRows& rows,
+                  cudaStream_t stream);
 
 // Residual: y += x · W'^T (+ bias), y [m, N] holding the residual rows: each output is
 // bf16(y + bf16(product)), the bits of gemmW8A16 into a scratch and an elementwise add. With

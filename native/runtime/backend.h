@@ -172,15 +172,22 @@ class Backend {
     add(x, x, r);
     rmsNorm(y, x, w, eps);
   }
+  // a = rmsNorm(x; normW, eps) as rmsNorm, where `reader` (or null) is the weight that reads a
+  // through the rmsNormed* forms below. Returns whether a was left deferred: holding
+  // bf16(x ⊙ normW), each row's 1/rms still to apply, which only those forms read (deferred =
+  // true); a backend that defers implements them. The CUDA backend defers for int8 decode rows.
+  virtual bool rmsNormMayDefer(const Tensor& a, const Tensor& x, const Tensor& normW, double eps,
+                               const Tensor* reader) {
+    (void)reader;
+    rmsNorm(a, x, normW, eps);
+    return false;
+  }
   // x += h · w[N, C]ᵀ (+ bias), then a = rmsNorm(x; normW, eps): a block's last projection, the
-  // residual add and the next norm (r [M, N] scratch for the product). Returns whether a was left
-  // deferred: holding bf16(x ⊙ normW), each row's 1/rms still to apply, which only the
-  // rmsNormed* forms below read (deferred = true); a backend that defers implements them. mayDefer:
-  // the caller reads a through those forms. The CUDA backend defers for int8 decode rows
-  // (gemmW8A16Residual: no norm kernel between the GEMVs).
+  // residual add and the next norm (r [M, N] scratch for the product), deferred as
+  // rmsNormMayDefer (CUDA, int8 decode rows: gemmW8A16Residual, no norm kernel between the GEMVs).
   virtual bool matmulAddRmsNorm(const Tensor& x, const Tensor& a, const Tensor& r, const Tensor& h, const Tensor& w,
-                                const Tensor* bias, const Tensor& normW, double eps, bool mayDefer) {
-    (void)mayDefer;
+                                const Tensor* bias, const Tensor& normW, double eps, const Tensor* reader) {
+    (void)reader;
     matmul(r, h, w, bias);
     addRmsNorm(a, x, r, normW, eps);
     return false;

@@ -79,7 +79,7 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
   // between them); composed, these are the matmul, addRmsNorm and matmul they always were. The
   // stacked gate/up and the activation are one seam too (the activation in the GEMV's epilogue
   // on int8 decode rows), as are the stacked qkv rows and attention (rope inside attention on
-  // decode steps). Unstacked weights read a normed a (mayDefer false).
+  // decode steps). Unstacked weights read a normed a (no reader: never deferred).
   int at = map_.embed;
   for (size_t i0 = 0; i0 < nLayers;) {
     const int dev = map_.layer(i0);
@@ -89,8 +89,11 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
     at = dev;
     Backend& be = device(dev);
     Scratch s = scratch(be, T, cosHost, sinHost, stackedQkv, stackedGateUp);
-    be.rmsNorm(s.a, x, w_.layers[i0].attnNorm, l.rmsEps);
-    bool deferred = false;  // s.a holds its norm's x ⊙ g, 1/rms pending (matmulAddRmsNorm)
+    // s.a holds its norm's x ⊙ g with 1/rms pending (rmsNormMayDefer, matmulAddRmsNorm). Whether a
+    // norm defers depends on the rows and the weights only, never on where a run begins: a
+    // layer split over devices computes the same bits as on one.
+    bool deferred = be.rmsNormMayDefer(s.a, x, w_.layers[i0].attnNorm, l.rmsEps,
+                                       stackedQkv ? &w_.layers[i0].wqkv : nullptr);
     for (size_t i = i0; i < i1; ++i) {
       checkCancel(cancel);
       const LlmLayerWeights& L = w_.layers[i];
@@ -110,7 +113,7 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
       }
       // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
       deferred = be.matmulAddRmsNorm(x, s.a, s.r, s.o, L.wo, L.bo ? &L.bo : nullptr, L.mlpNorm, l.rmsEps,
-                                     stackedGateUp);
+                                     stackedGateUp ? &L.gateUp : nullptr);
       if (stackedGateUp) {
         be.rmsNormedMatmulSiluMulHalves(s.g, s.a, L.gateUp, s.gu, deferred);
       } else {
@@ -120,7 +123,7 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
       }
       if (i + 1 < i1)  // the next layer's input norm goes with this residual add
         deferred = be.matmulAddRmsNorm(x, s.a, s.r, s.g, L.down, nullptr, w_.layers[i + 1].attnNorm, l.rmsEps,
-                                       stackedQkv);
+                                       stackedQkv ? &w_.layers[i + 1].wqkv : nullptr);
       else
         be.matmulAdd(x, s.r, s.g, L.down, nullptr);
     }
