@@ -112,17 +112,6 @@ __global__ void rmsPrepKernel(const bf16* __restrict__ x, int m, int n, const fl
   if (lane == 0) squares[static_cast<size_t>(c) * m + mm] = v;
 }
 
-// sq += the squares of 8 bf16 (a 16-byte load).
-__device__ __forceinline__ float addSquares8(const uint4& v, float sq) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float lo = __uint_as_float(w[i] << 16), hi = __uint_as_float(w[i] & 0xFFFF0000u);
-    sq = fmaf(hi, hi, fmaf(lo, lo, sq));
-  }
-  return sq;
-}
-
 struct DecodeParams {
   const uint4* qw;       // packed weights, 128 uint4 per [tile][group] unit
   const float* scales;   // PerChannel [Np] or PerGroup128 [Np/16][G][16]
@@ -142,7 +131,7 @@ struct DecodeParams {
   int residual;          // y += the product (y holds the residual rows), rounded as gemmW8A16 + add
   const float* nextW;    // residual: the next RMSNorm's weight [n], or null
   bf16* nextX;           // residual: [m, n] receives bf16(y ⊙ nextW), the next RMS form's x
-  float* nextSq;         // residual with nextW: [gridDim.x][m] each block's sums of y² per row
+  float* nextSq;         // residual with nextW: [ceil(n / 32)][m] sums of y², one per 32 outputs
 #ifdef IVL_KERNEL_TRACE
   int prologueUnits;     // trace build: ring units loaded before the PDL wait (0: all DEPTH)
 #endif
