@@ -98,7 +98,7 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
       checkCancel(cancel);
       const LlmLayerWeights& L = w_.layers[i];
       const KvLayer& cache = kv_.layer(int64_t(i));
-      // x += Wo · attn(rope(q), rope(k), v),  a = rmsnorm(x) on entry
+      // attn(rope(q), rope(k), v) of q, k, v = projections of a = rmsnorm(x)
       if (stackedQkv) {
         be.rmsNormedMatmul(s.qkv, s.a, L.wqkv, L.bqkv ? &L.bqkv : nullptr, deferred);
         be.qkvRopeAttention(s.o, s.q, cache, s.qkv, Hq, KV, s.cos, s.sin, batch, scale);
@@ -111,7 +111,7 @@ Tensor Decoder::forward(Tensor x, const PagedBatch& batch, const std::vector<flo
         be.kvWrite(cache, s.k, s.v, batch);
         be.pagedAttention(s.o, s.q, cache, batch, Hq, KV, scale);
       }
-      // x += down(silu(gate(a)) ⊙ up(a)),  a = rmsnorm(x)
+      // x += Wo · attn,  a = rmsnorm(x);  then x += down(silu(gate(a)) ⊙ up(a))
       deferred = be.matmulAddRmsNorm(x, s.a, s.r, s.o, L.wo, L.bo ? &L.bo : nullptr, L.mlpNorm, l.rmsEps,
                                      stackedGateUp ? &L.gateUp : nullptr);
       if (stackedGateUp) {
