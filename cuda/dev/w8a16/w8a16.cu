@@ -414,8 +414,9 @@ static long validateStepChain(bool small, cudaStream_t stream);
 //   with that input, times 1/rms(r) (eps 1e-5), + bias;
 // - its SILU form: bit for bit the RMS form's GEMV of the same configuration + siluMulHalves;
 // - residual form: bit for bit the same configuration's GEMV + an elementwise add into y; its
-//   next-norm input bit for bit bf16(y ⊙ g) of the y it wrote, and its slot sums adding up to
-//   each row's sum of y² (fp64 of the written y, relative 1e-5).
+//   next-norm input bit for bit bf16(y ⊙ g) of the y it wrote, its slot sums adding up to each
+//   row's sum of y² (fp64 of the written y, relative 1e-5), and both bit for bit what
+//   w8a16RmsPrep writes for that y (where the RMS form takes the slots).
 static long validateResidualForms(const W8A16Weight& wq, const std::vector<int8_t>& qRef, const std::vector<float>& sRef,
                                   Int8Scheme scheme, int n, int k, int m, const std::vector<uint16_t>& x,
                                   const std::vector<uint16_t>* bias, const bf16* biasP, const bf16* dX,
@@ -566,6 +567,22 @@ static long validateResidualForms(const W8A16Weight& wq, const std::vector<int8_
                                               bf2f(yNew[static_cast<size_t>(i) * n + r]);
           for (int sl = 0; sl < nextRows.slots; ++sl) got += sq[static_cast<size_t>(sl) * m + i];
           badNext += std::fabs(got - want) > 1e-5 * want;
+        }
+        // w8a16RmsPrep on the y written: the same input and slots bit for bit, whatever this
+        // configuration's tiling (a device split relies on it).
+        Dev<bf16> dPrepX(dNext.n);
+        Dev<float> dPrepSq(dNextSq.n);
+        W8A16RmsRows prep;
+        prep.squares = dPrepSq.p;
+        if (w8a16RmsPrep(dRes.p, m, n, dGN.p, dPrepX.p, prep, stream)) {
+          CK(cudaStreamSynchronize(stream));
+          std::vector<uint16_t> px(dPrepX.n);
+          std::vector<float> psq(sq.size());
+          dPrepX.down(px.data());
+          CK(cudaMemcpy(psq.data(), dPrepSq.p, psq.size() * sizeof(float), cudaMemcpyDeviceToHost));
+          badNext += prep.slots != nextRows.slots;
+          for (size_t i = 0; i < px.size(); ++i) badNext += px[i] != next[i];
+          for (size_t i = 0; i < psq.size(); ++i) badNext += std::memcmp(&psq[i], &sq[i], 4) != 0;
         }
       }
       report("residual form " + name, bad == 0 && badNext == 0,
