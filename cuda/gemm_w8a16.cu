@@ -1299,6 +1299,17 @@ bool rmsRuns(const W8A16Weight& w, int m, const W8A16RmsRows& rows, bool silu, c
   ivl::require(rows.squares != nullptr, ivl::ErrorCode::InvalidArg, std::string(who) + ": no row sums given");
   return w8a16RmsRuns(m, rows.slots) && (!silu || w.n % 32 == 0);
 }
+
+// gemmW8A16Rms / gemmW8A16SiluMulRms (silu): the launcher's configuration with the RMS form.
+bool rmsCall(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16RmsRows& rows,
+             bool silu, const char* who, cudaStream_t stream, void* workspace, size_t workspaceBytes) {
+  checkCall(w, x, m, y, who);
+  if (m == 0) return true;
+  if (!rmsRuns(w, m, rows, silu, who)) return false;
+  decodeChosen(w, x, m, y, bias, smCount(), workspace, workspaceBytes, stream, silu,
+               DecodeFusion{rows.squares, rows.slots, rows.eps});
+  return true;
+}
 }  // namespace w8a16
 
 void gemmW8A16Decode(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias,
@@ -1332,22 +1343,12 @@ void gemmW8A16DecodeFused(const W8A16Weight& w, const bf16* x, int m, bf16* y, c
 
 bool gemmW8A16Rms(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, const W8A16RmsRows& rows,
                   cudaStream_t stream, void* workspace, size_t workspaceBytes) {
-  w8a16::checkCall(w, x, m, y, "gemmW8A16Rms");
-  if (m == 0) return true;
-  if (!w8a16::rmsRuns(w, m, rows, false, "gemmW8A16Rms")) return false;
-  w8a16::decodeChosen(w, x, m, y, bias, w8a16::smCount(), workspace, workspaceBytes, stream, false,
-                      w8a16::DecodeFusion{rows.squares, rows.slots, rows.eps});
-  return true;
+  return w8a16::rmsCall(w, x, m, y, bias, rows, false, "gemmW8A16Rms", stream, workspace, workspaceBytes);
 }
 
 bool gemmW8A16SiluMulRms(const W8A16Weight& w, const bf16* x, int m, bf16* y, const W8A16RmsRows& rows,
                          cudaStream_t stream, void* workspace, size_t workspaceBytes) {
-  w8a16::checkCall(w, x, m, y, "gemmW8A16SiluMulRms");
-  if (m == 0) return true;
-  if (!w8a16::rmsRuns(w, m, rows, true, "gemmW8A16SiluMulRms")) return false;
-  w8a16::decodeChosen(w, x, m, y, nullptr, w8a16::smCount(), workspace, workspaceBytes, stream, true,
-                      w8a16::DecodeFusion{rows.squares, rows.slots, rows.eps});
-  return true;
+  return w8a16::rmsCall(w, x, m, y, nullptr, rows, true, "gemmW8A16SiluMulRms", stream, workspace, workspaceBytes);
 }
 
 bool gemmW8A16Residual(const W8A16Weight& w, const bf16* x, int m, bf16* y, const bf16* bias, cudaStream_t stream,
