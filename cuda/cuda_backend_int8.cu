@@ -34,7 +34,6 @@ namespace ivl::cuda {
 namespace {
 
 constexpr int64_t kDecodeMaxRows = kW8A16DecodeMaxM;  // 32
-constexpr int64_t kDeferredMaxRows = 8;  // the RMS form's rows (w8a16RmsRuns)
 
 bool isInt8(const Tensor& w) { return w.defined() && w.dtype() == DType::I8 && w.hasScales(); }
 
@@ -178,7 +177,7 @@ void CudaBackend::siluMulHalves(const Tensor& y, const Tensor& gu) {
 // halves, compose (Backend's matmul, then siluMulHalves).
 void CudaBackend::matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& gu) {
   const bool fused = impl_->op([&] {
-    if (!impl_->siluInGemv || !w.defined() || w.dtype() != DType::I8 || !w.hasScales()) return false;
+    if (!impl_->siluInGemv || !isInt8(w)) return false;
     const int64_t M = x.rows(), F = y.cols();
     needDType(x, DType::BF16, "matmulSiluMulHalves: x");
     needDType(y, DType::BF16, "matmulSiluMulHalves: y");
@@ -200,10 +199,12 @@ void CudaBackend::matmulSiluMulHalves(const Tensor& y, const Tensor& x, const Te
 // the next GEMV applies each row's 1/rms after its sums: no norm kernel between two GEMVs
 // (gemm_w8a16.h). Other weights and rows compose (Backend's defaults), as do shapes the kernels
 // refuse, which they do before touching anything.
-// Whether a norm may defer to `reader`: an int8 weight, the switches on, decode rows the RMS
-// form takes (w8a16RmsRuns, checked again by the kernels' entry points).
+//
+// Whether a norm may defer to `reader`: an int8 weight, the switches on, and rows the RMS form
+// takes for the reader's width (the kernels' own rule, w8a16RmsRuns: one slot per 32 columns).
 bool CudaBackend::Impl::defersTo(const Tensor* reader, int64_t rows) const {
-  return reader != nullptr && isInt8(*reader) && normsInGemv && siluInGemv && rows >= 1 && rows <= kDeferredMaxRows;
+  return reader != nullptr && isInt8(*reader) && normsInGemv && siluInGemv && rows <= kW8A16DecodeMaxM &&
+         w8a16RmsRuns(int(rows), int((reader->cols() + 31) / 32));
 }
 
 W8A16RmsRows CudaBackend::Impl::normRows(double eps) {
